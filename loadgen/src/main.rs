@@ -1,0 +1,2 @@
+//! loadgen: placeholder until its issue lands.
+fn main() {}

@@ -1,0 +1,389 @@
+//! Command line and config file, merged and checked into one [`Config`]
+//! before anything is bound. Every mistake becomes one line naming the
+//! option and the value.
+
+use clap::Parser;
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Descriptors kept back from the connection budget: listener, epoll,
+/// eventfds, signalfd, stdio, metrics, the EMFILE reserve and some slack.
+pub const FD_HEADROOM: u64 = 32;
+
+/// Everything the proxy needs to run, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub backends: Vec<SocketAddr>,
+    pub max_connections: usize,
+    pub buffer_size: usize,
+    pub buffers: usize,
+    pub workers: usize,
+    pub metrics: Option<SocketAddr>,
+    pub balance: Balance,
+    pub drain_timeout: Duration,
+    pub log_connections: bool,
+    pub backlog: i32,
+}
+
+/// How a new client picks its backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balance {
+    RoundRobin,
+    LeastConnections,
+    SourceHash,
+}
+
+/// The command line.
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "proxy",
+    version,
+    about = "A layer-4 TCP proxy on an edge-triggered epoll loop.",
+    long_about = "A layer-4 TCP proxy on an edge-triggered epoll loop.\n\n\
+        Relays every byte between each client and a backend, with backpressure \
+        and half-close. Prints `listening on ADDR:PORT` once bound. SIGTERM or \
+        SIGINT stops accepting, lets open connections finish (up to \
+        --drain-timeout), prints stats and exits 0; SIGUSR1 prints stats.",
+    disable_help_flag = true
+)]
+pub struct Cli {
+    /// Listen address, IPv4 or IPv6 [default: 0.0.0.0]
+    #[arg(short = 'l', long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Listen port; 0 picks any free port [default: 8080]
+    #[arg(short = 'p', long, value_name = "PORT")]
+    pub port: Option<String>,
+    /// Backend address, with or without a port (e.g. 10.0.0.5, [::1]:9000,
+    /// localhost:8081); repeat for several [default: 127.0.0.1]
+    #[arg(short = 'b', long = "backend", value_name = "ADDR[:PORT]")]
+    pub backends: Vec<String>,
+    /// Port for backends given without one [default: 8081]
+    #[arg(short = 'P', long, value_name = "PORT")]
+    pub backend_port: Option<String>,
+    /// TOML config file; command-line options override it
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Client connections held at once [default: (open-files limit - 32) / 2]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Bytes per buffer; each direction of a busy connection holds one [default: 8192]
+    #[arg(long, value_name = "BYTES")]
+    pub buffer_size: Option<usize>,
+    /// Buffers in the pool, shared by a worker's connections; memory is only
+    /// touched as buffers are used [default: 2 x max-connections]
+    #[arg(long, value_name = "N")]
+    pub buffers: Option<usize>,
+    /// Event-loop workers sharing the port via SO_REUSEPORT [default: 1]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Serve Prometheus text metrics at http://ADDR:PORT/metrics
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
+    /// How clients are spread over backends [default: round-robin]
+    #[arg(long, value_enum)]
+    pub balance: Option<Balance>,
+    /// On SIGTERM, how long open connections may take to finish, e.g. 10s, 500ms [default: 10s]
+    #[arg(long, value_name = "DUR")]
+    pub drain_timeout: Option<String>,
+    /// Print one line per closed connection
+    #[arg(long)]
+    pub log_connections: bool,
+    /// Listen backlog [default: 1024]
+    #[arg(long, value_name = "N")]
+    pub backlog: Option<i32>,
+    /// Print help
+    #[arg(short = 'h', long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+/// The config file: the same settings as the long options.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub port: Option<u16>,
+    pub backend: Option<OneOrMany>,
+    pub backend_port: Option<u16>,
+    pub max_connections: Option<usize>,
+    pub buffer_size: Option<usize>,
+    pub buffers: Option<usize>,
+    pub workers: Option<usize>,
+    pub metrics: Option<String>,
+    pub balance: Option<Balance>,
+    pub drain_timeout: Option<String>,
+    pub log_connections: Option<bool>,
+    pub backlog: Option<i32>,
+}
+
+/// `backend = "a"` or `backend = ["a", "b"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Builds the validated config. `nofile` is the soft open-files limit
+/// (already raised), used for the default connection budget.
+pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
+    let file = match &cli.config {
+        Some(path) => load_file(path)?,
+        None => FileConfig::default(),
+    };
+    let listen_ip = match cli.listen.as_deref().or(file.listen.as_deref()) {
+        Some(s) => parse_ip(s).map_err(|e| format!("invalid --listen \"{s}\": {e}"))?,
+        None => IpAddr::from([0, 0, 0, 0]),
+    };
+    let port = match &cli.port {
+        Some(s) => parse_port("--port", s)?,
+        None => file.port.unwrap_or(8080),
+    };
+    let backend_port = match &cli.backend_port {
+        Some(s) => parse_port("--backend-port", s)?,
+        None => file.backend_port.unwrap_or(8081),
+    };
+    let backend_specs: Vec<String> = if !cli.backends.is_empty() {
+        cli.backends.clone()
+    } else {
+        match file.backend {
+            Some(OneOrMany::One(s)) => vec![s],
+            Some(OneOrMany::Many(v)) => v,
+            None => vec!["127.0.0.1".into()],
+        }
+    };
+    if backend_specs.is_empty() {
+        return Err("no backend given".into());
+    }
+    let backends = backend_specs
+        .iter()
+        .map(|s| {
+            parse_backend(s, backend_port).map_err(|e| format!("invalid --backend \"{s}\": {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let workers = cli.workers.or(file.workers).unwrap_or(1);
+    if !(1..=256).contains(&workers) {
+        return Err(format!("invalid --workers \"{workers}\": must be 1..=256"));
+    }
+    let budget = (nofile.saturating_sub(FD_HEADROOM + 8 * workers as u64) / 2) as usize;
+    let max_connections = match cli.max_connections.or(file.max_connections) {
+        Some(0) => return Err("invalid --max-connections \"0\": must be at least 1".into()),
+        Some(n) => n,
+        None => budget.max(1),
+    };
+    let buffer_size = cli.buffer_size.or(file.buffer_size).unwrap_or(8192);
+    if !(64..=(16 << 20)).contains(&buffer_size) {
+        return Err(format!(
+            "invalid --buffer-size \"{buffer_size}\": must be 64..=16777216"
+        ));
+    }
+    let per_worker = max_connections.div_ceil(workers);
+    let buffers = cli.buffers.or(file.buffers).unwrap_or(2 * per_worker);
+    if buffers < 2 {
+        return Err(format!(
+            "invalid --buffers \"{buffers}\": must be at least 2"
+        ));
+    }
+    if buffers
+        .checked_mul(buffer_size)
+        .is_none_or(|b| b > (64usize << 30))
+    {
+        return Err(format!(
+            "invalid --buffers \"{buffers}\": {buffers} x {buffer_size} bytes is more than 64 GiB"
+        ));
+    }
+    let metrics = match cli.metrics.as_deref().or(file.metrics.as_deref()) {
+        Some(s) => Some(s.parse::<SocketAddr>().map_err(|_| {
+            format!("invalid --metrics \"{s}\": expected ADDR:PORT, e.g. 127.0.0.1:9100")
+        })?),
+        None => None,
+    };
+    let drain_timeout = match cli
+        .drain_timeout
+        .as_deref()
+        .or(file.drain_timeout.as_deref())
+    {
+        Some(s) => {
+            parse_duration(s).map_err(|e| format!("invalid --drain-timeout \"{s}\": {e}"))?
+        }
+        None => Duration::from_secs(10),
+    };
+    let backlog = cli.backlog.or(file.backlog).unwrap_or(1024);
+    if backlog < 1 {
+        return Err(format!(
+            "invalid --backlog \"{backlog}\": must be at least 1"
+        ));
+    }
+    Ok(Config {
+        listen: SocketAddr::new(listen_ip, port),
+        backends,
+        max_connections,
+        buffer_size,
+        buffers,
+        workers,
+        metrics,
+        balance: cli.balance.or(file.balance).unwrap_or(Balance::RoundRobin),
+        drain_timeout,
+        log_connections: cli.log_connections || file.log_connections.unwrap_or(false),
+        backlog,
+    })
+}
+
+fn load_file(path: &std::path::Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config \"{}\": {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        let msg = e.message().replace('\n', " ");
+        let line = e
+            .span()
+            .map(|s| format!(" (line {})", text[..s.start].lines().count().max(1)))
+            .unwrap_or_default();
+        format!("invalid config \"{}\"{line}: {msg}", path.display())
+    })
+}
+
+fn parse_port(opt: &str, s: &str) -> Result<u16, String> {
+    s.parse::<u16>()
+        .map_err(|_| format!("invalid {opt} \"{s}\": must be 0..=65535"))
+}
+
+fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    if let Ok(ip) = bare.parse() {
+        return Ok(ip);
+    }
+    if bare == "localhost" {
+        return Ok(IpAddr::from([127, 0, 0, 1]));
+    }
+    Err("not an IPv4 or IPv6 address".into())
+}
+
+/// `ADDR`, `ADDR:PORT`, `[V6]`, `[V6]:PORT`, `V6`, or `HOST[:PORT]`
+/// (resolved once, now).
+pub fn parse_backend(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    if let Ok(ip) = parse_ip(s) {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    if s.is_empty() {
+        return Err("empty address".into());
+    }
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("port \"{p}\" must be 0..=65535"))?,
+        ),
+        _ => (s, default_port),
+    };
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve \"{host}\": {e}"))?
+        .next()
+        .ok_or_else(|| format!("\"{host}\" has no address"))
+}
+
+/// `250ms`, `5s`, `2m`, or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| "expected a number with a unit, e.g. 500ms, 10s, 1m".to_string())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown unit \"{other}\" (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs > 1e9 {
+        return Err("too large".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("proxy").chain(args.iter().copied())).expect("parse")
+    }
+
+    #[test]
+    fn defaults_match_the_original_design() {
+        let c = resolve(cli(&[]), 20_000).expect("resolve");
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().expect("addr"));
+        assert_eq!(c.backends, vec!["127.0.0.1:8081".parse().expect("addr")]);
+        assert_eq!(c.buffer_size, 8192);
+        assert_eq!(c.max_connections, (20_000 - 32 - 8) / 2);
+    }
+
+    #[test]
+    fn backends_accept_every_form() {
+        let p = |s| parse_backend(s, 81).expect(s);
+        assert_eq!(p("10.0.0.5"), "10.0.0.5:81".parse().expect("a"));
+        assert_eq!(p("10.0.0.5:9"), "10.0.0.5:9".parse().expect("a"));
+        assert_eq!(p("::1"), "[::1]:81".parse().expect("a"));
+        assert_eq!(p("[::1]"), "[::1]:81".parse().expect("a"));
+        assert_eq!(p("[::1]:9"), "[::1]:9".parse().expect("a"));
+        assert_eq!(p("localhost:9").port(), 9);
+        assert!(parse_backend("10.0.0.5:99999", 81).is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        let e = resolve(cli(&["-p", "70000"]), 1024).expect_err("port");
+        assert_eq!(e, "invalid --port \"70000\": must be 0..=65535");
+        let e = resolve(cli(&["-l", "1.2.3"]), 1024).expect_err("listen");
+        assert!(e.starts_with("invalid --listen \"1.2.3\""), "{e}");
+        let e = resolve(cli(&["--drain-timeout", "5x"]), 1024).expect_err("dur");
+        assert!(e.contains("unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("ms").is_err());
+    }
+
+    #[test]
+    fn config_file_is_overridden_by_flags_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("p.toml");
+        std::fs::write(
+            &path,
+            "port = 9000\nbackend = [\"127.0.0.1:1\", \"[::1]:2\"]\nbuffer-size = 4096\n",
+        )
+        .expect("write");
+        let c = resolve(
+            cli(&["-c", path.to_str().expect("utf8"), "-p", "9001"]),
+            1024,
+        )
+        .expect("ok");
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.backends.len(), 2);
+        assert_eq!(c.buffer_size, 4096);
+        std::fs::write(&path, "port = 9000\nbogus = 1\n").expect("write");
+        let e = resolve(cli(&["-c", path.to_str().expect("utf8")]), 1024).expect_err("unknown");
+        assert!(
+            e.contains("unknown field `bogus`") && e.contains("line 2"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! A fixed pool of equal-sized buffers, allocated once and lent out while
+//! data is in flight.
+//!
+//! The whole pool is one zeroed allocation, so pages that were never lent
+//! are never resident: RSS follows the high-water mark of buffers in use,
+//! not the capacity. Free buffers form a LIFO stack, so the same few hot
+//! buffers are reused under light load. An empty pool is an ordinary
+//! outcome ([`Pool::checkout`] returns `None`), never a panic.
+
+/// A buffer on loan from a [`Pool`]: its index and the live byte range
+/// `start..end` within it.
+#[derive(Debug)]
+#[must_use = "a lent buffer must be given back with Pool::checkin"]
+pub struct Buf {
+    id: u32,
+    start: u32,
+    end: u32,
+}
+
+impl Buf {
+    /// Bytes waiting to be written.
+    #[inline]
+    pub fn len(&self) -> usize {
+        (self.end - self.start) as usize
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Marks `n` bytes at the front as written.
+    #[inline]
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.start += n as u32;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Marks `n` more bytes as filled after a read into [`Pool::spare`].
+    #[inline]
+    pub fn fill(&mut self, n: usize) {
+        self.end += n as u32;
+    }
+}
+
+/// The pool itself.
+pub struct Pool {
+    mem: Box<[u8]>,
+    size: usize,
+    free: Vec<u32>,
+    high_water: usize,
+}
+
+impl Pool {
+    /// A pool of `capacity` buffers of `size` bytes each.
+    ///
+    /// # Panics
+    /// If `size` is zero or larger than `u32::MAX`, or `capacity` does not
+    /// fit in `u32` (the configuration layer rejects those values first).
+    pub fn new(capacity: usize, size: usize) -> Pool {
+        assert!(
+            size > 0 && size <= u32::MAX as usize,
+            "buffer size out of range"
+        );
+        assert!(capacity <= u32::MAX as usize, "pool capacity out of range");
+        // A zeroed allocation of this size comes straight from mmap, so
+        // untouched buffers cost address space but no memory.
+        let mem = vec![0u8; capacity * size].into_boxed_slice();
+        let free = (0..capacity as u32).rev().collect();
+        Pool {
+            mem,
+            size,
+            free,
+            high_water: 0,
+        }
+    }
+
+    /// How many buffers the pool holds in all.
+    pub fn capacity(&self) -> usize {
+        self.mem.len() / self.size
+    }
+
+    /// Size of each buffer in bytes.
+    pub fn buffer_size(&self) -> usize {
+        self.size
+    }
+
+    /// Buffers currently lent out.
+    pub fn lent(&self) -> usize {
+        self.capacity() - self.free.len()
+    }
+
+    /// The most buffers ever lent at once.
+    pub fn high_water(&self) -> usize {
+        self.high_water
+    }
+
+    /// Lends an empty buffer, or `None` when all are lent.
+    #[inline]
+    pub fn checkout(&mut self) -> Option<Buf> {
+        let id = self.free.pop()?;
+        let lent = self.lent();
+        if lent > self.high_water {
+            self.high_water = lent;
+        }
+        debug_assert!(self.free.len() + lent == self.capacity());
+        Some(Buf {
+            id,
+            start: 0,
+            end: 0,
+        })
+    }
+
+    /// Takes a buffer back. Any bytes still in it are dropped, so callers
+    /// give back only empty buffers unless the connection is being torn down.
+    #[inline]
+    pub fn checkin(&mut self, buf: Buf) {
+        debug_assert!(
+            !self.free.contains(&buf.id),
+            "buffer {} given back twice",
+            buf.id
+        );
+        self.free.push(buf.id);
+        debug_assert!(self.free.len() <= self.capacity());
+    }
+
+    /// The bytes of `buf` waiting to be written.
+    #[inline]
+    pub fn data(&self, buf: &Buf) -> &[u8] {
+        let base = buf.id as usize * self.size;
+        &self.mem[base + buf.start as usize..base + buf.end as usize]
+    }
+
+    /// The free space after the data of `buf`, to read into.
+    #[inline]
+    pub fn spare(&mut self, buf: &Buf) -> &mut [u8] {
+        let base = buf.id as usize * self.size;
+        &mut self.mem[base + buf.end as usize..base + self.size]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_pool_lends_nothing_and_recovers() {
+        let mut pool = Pool::new(2, 16);
+        let a = pool.checkout().expect("first");
+        let b = pool.checkout().expect("second");
+        assert!(pool.checkout().is_none());
+        assert_eq!(pool.lent(), 2);
+        pool.checkin(a);
+        let c = pool.checkout().expect("after checkin");
+        pool.checkin(b);
+        pool.checkin(c);
+        assert_eq!(pool.lent(), 0);
+        assert_eq!(pool.high_water(), 2);
+    }
+
+    #[test]
+    fn fill_and_consume_track_the_live_range() {
+        let mut pool = Pool::new(1, 8);
+        let mut buf = pool.checkout().expect("buffer");
+        pool.spare(&buf)[..5].copy_from_slice(b"hello");
+        buf.fill(5);
+        assert_eq!(pool.data(&buf), b"hello");
+        assert_eq!(pool.spare(&buf).len(), 3);
+        buf.consume(2);
+        assert_eq!(pool.data(&buf), b"llo");
+        buf.consume(3);
+        assert!(buf.is_empty());
+        assert_eq!(pool.spare(&buf).len(), 8, "an emptied buffer rewinds");
+        pool.checkin(buf);
+    }
+
+    #[test]
+    fn buffers_do_not_overlap() {
+        let mut pool = Pool::new(3, 4);
+        let bufs: Vec<Buf> = (0..3).map(|_| pool.checkout().expect("buffer")).collect();
+        for (i, b) in bufs.iter().enumerate() {
+            pool.spare(b).fill(i as u8 + 1);
+        }
+        for (i, mut b) in bufs.into_iter().enumerate() {
+            b.fill(4);
+            assert_eq!(pool.data(&b), &[i as u8 + 1; 4]);
+            pool.checkin(b);
+        }
+    }
+}

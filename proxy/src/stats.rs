@@ -1,0 +1,177 @@
+//! Counters each worker keeps about itself, readable from other threads
+//! (the signal thread's summary and the metrics endpoint).
+//!
+//! Each [`Stats`] has exactly one writer, its worker, so an increment is a
+//! relaxed load and store — plain moves, no locked instruction in the relay.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// One counter or gauge with a single writer.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning worker may call this.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// Overwrites the value (gauges). Only the owning worker may call this.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+macro_rules! stats {
+    ($( $(#[doc = $doc:literal])* $name:ident : $kind:literal ),* $(,)?) => {
+        /// What one worker has done so far.
+        #[derive(Debug, Default)]
+        pub struct Stats {
+            $( $(#[doc = $doc])* pub $name: Counter, )*
+        }
+
+        /// A plain copy of [`Stats`], summed over workers.
+        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+        pub struct Snapshot {
+            $( $(#[doc = $doc])* pub $name: u64, )*
+        }
+
+        impl Snapshot {
+            /// Adds one worker's figures to the total.
+            pub fn add(&mut self, s: &Stats) {
+                $( self.$name += s.$name.get(); )*
+            }
+
+            /// `(name, kind, help, value)` for every figure, in declaration order.
+            pub fn fields(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
+                vec![ $( (stringify!($name), $kind, concat!($($doc),*).trim_ascii(), self.$name), )* ]
+            }
+        }
+    };
+}
+
+stats! {
+    /// Client connections accepted.
+    accepted: "counter",
+    /// Client connections closed (any reason).
+    closed: "counter",
+    /// Client connections open now.
+    active: "gauge",
+    /// Most client connections open at once.
+    peak_active: "gauge",
+    /// Clients closed because no backend connection could be made.
+    refused: "counter",
+    /// Clients turned away because the process was out of descriptors.
+    rejected: "counter",
+    /// Connections ended by a reset or an I/O error on either side.
+    errors: "counter",
+    /// Bytes relayed from clients to backends.
+    bytes_client_to_backend: "counter",
+    /// Bytes relayed from backends to clients.
+    bytes_backend_to_client: "counter",
+    /// Buffers in the pool.
+    pool_capacity: "gauge",
+    /// Buffers lent out now.
+    pool_lent: "gauge",
+    /// Most buffers lent out at once.
+    pool_high_water: "gauge",
+    /// Times a connection had to wait for a free buffer.
+    pool_waits: "counter",
+    /// Times accepting was paused (connection limit or out of descriptors).
+    accept_pauses: "counter",
+    /// read(2) calls on sockets.
+    sys_read: "counter",
+    /// send(2) calls on sockets.
+    sys_write: "counter",
+    /// epoll_wait(2) calls.
+    sys_epoll_wait: "counter",
+    /// epoll_ctl(2) calls.
+    sys_epoll_ctl: "counter",
+    /// accept4(2) calls.
+    sys_accept: "counter",
+    /// socket(2) and connect(2) calls for backend connections.
+    sys_connect: "counter",
+    /// shutdown(2) calls.
+    sys_shutdown: "counter",
+    /// close(2) calls on connection sockets.
+    sys_close: "counter",
+    /// getsockopt(2) and setsockopt(2) calls.
+    sys_sockopt: "counter",
+}
+
+impl Snapshot {
+    /// Sums the figures of all workers.
+    pub fn total<'a>(workers: impl IntoIterator<Item = &'a Stats>) -> Snapshot {
+        let mut s = Snapshot::default();
+        for w in workers {
+            s.add(w);
+        }
+        s
+    }
+
+    /// All system calls counted.
+    pub fn syscalls(&self) -> u64 {
+        self.sys_read
+            + self.sys_write
+            + self.sys_epoll_wait
+            + self.sys_epoll_ctl
+            + self.sys_accept
+            + self.sys_connect
+            + self.sys_shutdown
+            + self.sys_close
+            + self.sys_sockopt
+    }
+
+    /// A one-line human summary, as printed on SIGUSR1 and at exit.
+    pub fn summary(&self) -> String {
+        let mut line = String::from("stats:");
+        for (name, _, _, v) in self.fields() {
+            let _ = write!(line, " {name}={v}");
+        }
+        line
+    }
+
+    /// Prometheus text exposition format.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        for (name, kind, help, v) in self.fields() {
+            let _ = writeln!(
+                out,
+                "# HELP proxy_{name} {help}\n# TYPE proxy_{name} {kind}\nproxy_{name} {v}"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_sums_workers_and_renders() {
+        let (a, b) = (Stats::default(), Stats::default());
+        a.accepted.add(2);
+        b.accepted.inc();
+        b.sys_read.add(5);
+        let s = Snapshot::total([&a, &b]);
+        assert_eq!(s.accepted, 3);
+        assert_eq!(s.syscalls(), 5);
+        assert!(s.summary().contains(" accepted=3 "));
+        let prom = s.prometheus();
+        assert!(prom.contains("# TYPE proxy_accepted counter\nproxy_accepted 3\n"));
+        assert!(prom.contains("# HELP proxy_sys_read read(2) calls on sockets.\n"));
+    }
+}

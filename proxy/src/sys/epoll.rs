@@ -1,0 +1,145 @@
+//! Edge-triggered epoll: the instance, its event buffer, and an eventfd
+//! waker for cross-thread commands.
+
+use super::{cvt, cvt_retry, owned};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+/// Readiness bits as epoll reports them.
+pub const IN: u32 = libc::EPOLLIN as u32;
+pub const OUT: u32 = libc::EPOLLOUT as u32;
+pub const RDHUP: u32 = libc::EPOLLRDHUP as u32;
+pub const HUP: u32 = libc::EPOLLHUP as u32;
+pub const ERR: u32 = libc::EPOLLERR as u32;
+pub const ET: u32 = libc::EPOLLET as u32;
+
+/// An epoll instance.
+#[derive(Debug)]
+pub struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    /// `epoll_create1(EPOLL_CLOEXEC)`.
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: plain syscall with a valid flag; the result is checked.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: `fd` was just created and is owned by nobody else.
+        let fd = unsafe { owned(fd) };
+        Ok(Epoll { fd })
+    }
+
+    /// Registers `fd` for `events`, tagging its events with `token`.
+    pub fn add(&self, fd: impl AsFd, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd.as_fd(), events, token)
+    }
+
+    /// Changes the events or token of an already registered `fd`.
+    pub fn modify(&self, fd: impl AsFd, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd.as_fd(), events, token)
+    }
+
+    /// Removes `fd` from the interest list.
+    pub fn delete(&self, fd: impl AsFd) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd.as_fd(), 0, 0)
+    }
+
+    fn ctl(&self, op: i32, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: both descriptors are open for the duration of the call and
+        // `ev` is a valid epoll_event (ignored for DEL on modern kernels).
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd.as_raw_fd(), &mut ev) })?;
+        Ok(())
+    }
+
+    /// Waits for events, up to `timeout_ms` (-1: forever). EINTR counts as
+    /// zero events so that the caller re-checks its deadlines.
+    pub fn wait(&self, events: &mut Events, timeout_ms: i32) -> io::Result<usize> {
+        let cap = events.buf.capacity();
+        // SAFETY: the buffer has room for `cap` events; the kernel writes at
+        // most that many and we set the length to what it reports.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                events.buf.as_mut_ptr(),
+                cap as i32,
+                timeout_ms,
+            )
+        };
+        match cvt(n) {
+            Ok(n) => {
+                // SAFETY: the kernel initialised the first `n <= cap` entries.
+                unsafe { events.buf.set_len(n as usize) };
+                Ok(n as usize)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                events.buf.clear();
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A reusable buffer of events filled by [`Epoll::wait`].
+pub struct Events {
+    buf: Vec<libc::epoll_event>,
+}
+
+impl Events {
+    pub fn with_capacity(n: usize) -> Events {
+        Events {
+            buf: Vec::with_capacity(n.max(1)),
+        }
+    }
+
+    /// `(token, readiness bits)` of each event from the last wait.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.buf.iter().map(|ev| {
+            let (token, bits) = (ev.u64, ev.events);
+            (token, bits)
+        })
+    }
+}
+
+/// An eventfd: a counter another thread can bump to wake an epoll loop.
+#[derive(Debug)]
+pub struct Waker {
+    fd: OwnedFd,
+}
+
+impl Waker {
+    pub fn new() -> io::Result<Waker> {
+        // SAFETY: plain syscall; the result is checked.
+        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+        // SAFETY: `fd` was just created and is owned by nobody else.
+        let fd = unsafe { owned(fd) };
+        Ok(Waker { fd })
+    }
+
+    /// Adds one to the counter, waking whoever polls it.
+    pub fn wake(&self) -> io::Result<()> {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to an open eventfd.
+        cvt_retry(|| unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) })?;
+        Ok(())
+    }
+
+    /// Resets the counter; returns how many wakes were pending.
+    pub fn drain(&self) -> u64 {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a valid u64 from an open eventfd.
+        let n = unsafe { libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        if n == 8 {
+            v
+        } else {
+            0
+        }
+    }
+}
+
+impl AsFd for Waker {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

@@ -1,0 +1,93 @@
+//! Signals as a descriptor: block SIGTERM, SIGINT and SIGUSR1 and read them
+//! from a `signalfd`, so that no handler ever runs inside the relay.
+
+use super::{cvt, cvt_retry, owned};
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+/// The signals the proxy acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM or SIGINT: stop accepting, drain, exit.
+    Terminate,
+    /// SIGUSR1: print the stats and keep going.
+    Stats,
+    /// Anything else in the mask (not expected).
+    Other(i32),
+}
+
+/// A blocking `signalfd` for SIGTERM, SIGINT and SIGUSR1.
+#[derive(Debug)]
+pub struct SignalFd {
+    fd: OwnedFd,
+}
+
+fn mask() -> libc::sigset_t {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set; sigaddset takes valid signals.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1] {
+            libc::sigaddset(set.as_mut_ptr(), sig);
+        }
+        set.assume_init()
+    }
+}
+
+/// Ignores SIGPIPE for the whole process: a write to a peer that is gone
+/// must come back as EPIPE, not kill us.
+pub fn ignore_sigpipe() -> io::Result<()> {
+    // SAFETY: setting the disposition of SIGPIPE to SIG_IGN is always valid.
+    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl SignalFd {
+    /// Blocks the signals in the calling thread (threads spawned afterwards
+    /// inherit the mask) and opens a blocking signalfd for them.
+    pub fn new() -> io::Result<SignalFd> {
+        let set = mask();
+        // SAFETY: `set` is initialised; a null old-set pointer is allowed.
+        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        // SAFETY: `set` is initialised; -1 asks for a new descriptor.
+        let fd = cvt(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) })?;
+        // SAFETY: `fd` was just created and is owned by nobody else.
+        let fd = unsafe { owned(fd) };
+        Ok(SignalFd { fd })
+    }
+
+    /// Blocks until one of the signals arrives.
+    pub fn read(&self) -> io::Result<Signal> {
+        let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: reads at most `size` bytes into `info`, which has that room.
+        let n = cvt_retry(|| unsafe {
+            libc::read(self.fd.as_raw_fd(), info.as_mut_ptr().cast(), size)
+        })?;
+        if n as usize != size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "short signalfd read",
+            ));
+        }
+        // SAFETY: the kernel filled the whole struct.
+        let info = unsafe { info.assume_init() };
+        Ok(match info.ssi_signo as i32 {
+            libc::SIGTERM | libc::SIGINT => Signal::Terminate,
+            libc::SIGUSR1 => Signal::Stats,
+            other => Signal::Other(other),
+        })
+    }
+}
+
+impl AsFd for SignalFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
