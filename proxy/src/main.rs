@@ -33,6 +33,13 @@ impl fmt::Display for Error {
 }
 
 fn main() -> ExitCode {
+    // A panic in a worker must not leave a half-alive process behind
+    // (the main thread sleeps in the signalfd and would never notice).
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
