@@ -240,7 +240,7 @@ fn load_file(path: &std::path::Path) -> Result<FileConfig, String> {
         let msg = e.message().replace('\n', " ");
         let line = e
             .span()
-            .map(|s| format!(" (line {})", text[..s.start].lines().count().max(1)))
+            .map(|s| format!(" (line {})", text[..s.start].matches('\n').count() + 1))
             .unwrap_or_default();
         format!("invalid config \"{}\"{line}: {msg}", path.display())
     })

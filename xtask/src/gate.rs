@@ -1,0 +1,121 @@
+//! The regression gate: targets on gated figures, plus a committed
+//! baseline (`scenarios/baseline.json`) of exact counts and same-run
+//! ratios, each with its own tolerance. Wall-clock figures never gate.
+
+use crate::report::Run;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The committed baseline.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Baseline {
+    /// `scenario.figure` → expected value.
+    pub figures: BTreeMap<String, Entry>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub value: f64,
+    /// Relative tolerance (0.1 = 10 %).
+    pub tolerance: f64,
+    /// Absolute slack added to the tolerance (for values near zero).
+    #[serde(default)]
+    pub slack: f64,
+    /// Whether bigger is better (ratios) or worse (counts, bytes).
+    pub higher_is_better: bool,
+}
+
+impl Entry {
+    /// Whether `v` is within tolerance of the baseline.
+    pub fn holds(&self, v: f64) -> bool {
+        let margin = self.value.abs() * self.tolerance + self.slack;
+        if self.higher_is_better {
+            v >= self.value - margin
+        } else {
+            v <= self.value + margin
+        }
+    }
+}
+
+/// The tolerance a new baseline entry gets, by figure.
+fn default_entry(figure: &str, value: f64) -> Entry {
+    let (tolerance, slack, higher_is_better) = match figure {
+        "ratio_to_direct" => (0.30, 0.0, true),
+        "syscalls_per_message" | "epoll_ctl_per_connection" => (0.05, 0.05, false),
+        "rss_per_conn_bytes" | "rss_per_conn_bytes_at_max" => (0.25, 256.0, false),
+        "connections_held" => (0.0, 0.0, true),
+        _ => (0.0, 0.0, false), // errors, verify_failures, fd_leak, idle_wakeups: exact
+    };
+    Entry {
+        value,
+        tolerance,
+        slack,
+        higher_is_better,
+    }
+}
+
+impl Baseline {
+    pub fn read(path: &Path) -> Result<Baseline, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// A baseline from this run's gated figures of the primary subject.
+    pub fn from_run(run: &Run) -> Baseline {
+        let mut figures = BTreeMap::new();
+        for s in &run.scenarios {
+            for f in s.figures.iter().filter(|f| f.gated) {
+                if let Some(v) = f.values.get(&run.primary) {
+                    figures.insert(format!("{}.{}", s.name, f.name), default_entry(&f.name, *v));
+                }
+            }
+        }
+        Baseline { figures }
+    }
+
+    /// Regressions of `run` against this baseline, one line each.
+    pub fn regressions(&self, run: &Run) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &run.scenarios {
+            for f in &s.figures {
+                let key = format!("{}.{}", s.name, f.name);
+                let (Some(e), Some(v)) = (self.figures.get(&key), f.values.get(&run.primary))
+                else {
+                    continue;
+                };
+                if !e.holds(*v) {
+                    out.push(format!(
+                        "{key} = {} regressed past baseline {} (tolerance {}%{})",
+                        crate::scenario::fmt_num(*v),
+                        crate::scenario::fmt_num(e.value),
+                        e.tolerance * 100.0,
+                        if e.slack > 0.0 {
+                            format!(" + {}", e.slack)
+                        } else {
+                            String::new()
+                        }
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_exact_and_ratios_have_room() {
+        let exact = default_entry("errors", 0.0);
+        assert!(exact.holds(0.0) && !exact.holds(1.0));
+        let ratio = default_entry("ratio_to_direct", 0.6);
+        assert!(ratio.holds(0.45) && !ratio.holds(0.4) && ratio.holds(0.9));
+        let sys = default_entry("syscalls_per_message", 6.0);
+        assert!(sys.holds(6.3) && !sys.holds(6.5));
+    }
+}
