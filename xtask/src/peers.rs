@@ -162,7 +162,7 @@ pub fn start(
                 "load_module {module};\nworker_processes 1;\ndaemon off;\npid {pid};\nerror_log stderr warn;\n\
                  worker_rlimit_nofile {nofile};\nevents {{ worker_connections {conns}; }}\n\
                  stream {{\n  server {{\n    listen 127.0.0.1:{port};\n    proxy_pass {backend};\n    \
-                 proxy_connect_timeout 5s;\n    proxy_timeout 1h;\n  }}\n}}\n",
+                 proxy_connect_timeout 5s;\n    proxy_timeout 1h;\n    proxy_half_close on;\n  }}\n}}\n",
                 module = module.display(),
                 pid = dir.join("nginx.pid").display(),
                 nofile = procs::nofile_hard(),
