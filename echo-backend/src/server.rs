@@ -1,0 +1,621 @@
+//! One echo-backend worker: an edge-triggered epoll loop over its own
+//! listener (several workers share the port through `SO_REUSEPORT`) and a
+//! table of connections, all served in one [`Mode`].
+//!
+//! Lifecycle of a connection:
+//! 1. The listener is drained with `accept4` until `EAGAIN`, or until the
+//!    table is full (the rest wait in the kernel's backlog). Each socket is
+//!    registered once, for `IN|OUT|RDHUP|ET`, and never modified: epoll
+//!    tells us what changed and [`Conn`] remembers it.
+//! 2. Serving: bytes are read into the worker's one scratch buffer until
+//!    `EAGAIN` and answered straight from it — echo: the same bytes; http:
+//!    one response per complete request, all in one write; sink: nothing.
+//!    Source writes the pattern whenever the socket is writable.
+//! 3. A short write parks the unsent rest in a pending buffer taken from a
+//!    per-worker stock, and the connection is not read again until it has
+//!    drained: backpressure, never unbounded memory.
+//! 4. Ending: when the mode is done (echo: the client's FIN, with every
+//!    byte echoed; http: `Connection: close` or a bad request, answered)
+//!    we send our FIN, discard whatever still arrives until the client's
+//!    EOF, then close. Sink and source close at the client's EOF; a reset
+//!    or error closes at once.
+//! 5. Closing bumps the slot's generation, so a stale event for a closed
+//!    (and maybe reused) slot is recognised and dropped.
+
+use crate::http;
+use crate::pattern::Pattern;
+use proxy::sys::epoll::{self, Epoll, Events, Waker};
+use proxy::sys::socket;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the backend does with each connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Return every byte; after the client's FIN, finish echoing and close.
+    Echo,
+    /// HTTP/1.1 keep-alive: a small fixed 200 response to every request.
+    Http,
+    /// Read and discard; close after the client's EOF.
+    Sink,
+    /// Write the seeded pattern endlessly; discard what the client sends.
+    Source,
+}
+
+/// Size of the per-worker read buffer: the most one `read` takes.
+pub const SCRATCH: usize = 64 * 1024;
+/// Token of the listening socket.
+const LISTENER: u64 = u64::MAX;
+/// Token of the control eventfd.
+const CONTROL: u64 = u64::MAX - 1;
+/// Events fetched per `epoll_wait`.
+const MAX_EVENTS: usize = 256;
+/// Reads or writes one connection may do in a row before the others get
+/// their turn; it is then resumed without waiting for an event.
+const FAIR_ROUNDS: u32 = 16;
+/// Pending buffers kept in stock for reuse, and the largest one kept.
+const SPARES: usize = 64;
+const SPARE_MAX: usize = 4 * SCRATCH;
+/// How long accepting pauses after running out of descriptors, unless a
+/// connection closes first.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// What every connection socket is registered for, once.
+const INTEREST: u32 = epoll::IN | epoll::OUT | epoll::RDHUP | epoll::ET;
+
+/// How the outside world talks to a running worker.
+#[derive(Debug)]
+pub struct Control {
+    waker: Waker,
+    stop: AtomicBool,
+    accepted: AtomicU64,
+    closed: AtomicU64,
+}
+
+impl Control {
+    /// Asks the worker to return from [`Worker::run`], closing everything.
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.stop.store(true, Ordering::Release);
+        self.waker.wake()
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed so far.
+    pub fn closed(&self) -> u64 {
+        self.closed.load(Ordering::Relaxed)
+    }
+}
+
+/// A connection's settings shared by all workers.
+#[derive(Clone)]
+pub struct Settings {
+    pub mode: Mode,
+    /// The stream source mode writes, from offset 0 on every connection.
+    pub pattern: Arc<Pattern>,
+    /// Connections this worker holds at once; more wait in the backlog.
+    pub max_connections: usize,
+}
+
+/// Bytes a short write left behind, lent from the worker's stock.
+struct Pending {
+    buf: Vec<u8>,
+    /// How much of `buf` has been written since.
+    at: usize,
+}
+
+/// Why a connection must be closed now: its client is done or gone.
+struct End;
+
+/// What a connection waits for after being served.
+enum Next {
+    /// An event: it read or wrote until `EAGAIN` (or waits for its pending
+    /// bytes to drain).
+    Event,
+    /// Its turn: it stopped only to let others run.
+    Turn,
+}
+
+/// One client connection.
+#[derive(Default)]
+struct Conn {
+    fd: Option<OwnedFd>,
+    gen: u32,
+    /// Reading may return data (no `EAGAIN` since the last edge).
+    readable: bool,
+    /// Writing may make progress.
+    writable: bool,
+    /// The peer's FIN (or an error) has been reported: a short read does
+    /// not prove the socket drained, so read on until 0.
+    rdhup: bool,
+    /// Reading returned 0.
+    eof: bool,
+    /// The mode is done: flush, send FIN, discard input until EOF, close.
+    ending: bool,
+    /// Our FIN has been sent.
+    shut: bool,
+    /// Queued to be served again without an event.
+    again: bool,
+    pending: Option<Pending>,
+    /// Source mode: stream offset of the next byte to write.
+    sent: u64,
+    /// Http mode: request framing.
+    http: http::Parser,
+}
+
+impl Conn {
+    /// One `read` into `buf`. `Ok(0)` means nothing to do now: the socket
+    /// drained (`readable` is cleared) or hit EOF (`eof` is set).
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, End> {
+        let fd = self.fd.as_ref().ok_or(End)?;
+        match socket::read(fd, buf) {
+            Ok(0) => {
+                self.eof = true;
+                self.readable = false;
+                Ok(0)
+            }
+            Ok(n) => {
+                // Edge-triggered: a short read drained the socket, unless a
+                // FIN is pending, which only a read of 0 will show.
+                if n < buf.len() && !self.rdhup {
+                    self.readable = false;
+                }
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.readable = false;
+                Ok(0)
+            }
+            Err(_) => Err(End),
+        }
+    }
+
+    /// Writes `data`; whatever the socket does not take is parked in a
+    /// pending buffer. Must only be called with nothing pending.
+    fn send(&mut self, data: &[u8], spares: &mut Vec<Vec<u8>>) -> Result<(), End> {
+        debug_assert!(self.pending.is_none());
+        let fd = self.fd.as_ref().ok_or(End)?;
+        let mut done = 0;
+        if self.writable {
+            match socket::write(fd, data) {
+                Ok(n) => done = n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Err(End),
+            }
+        }
+        if done < data.len() {
+            // The send buffer is full: the next OUT edge resumes us.
+            self.writable = false;
+            let mut buf = spares.pop().unwrap_or_default();
+            buf.extend_from_slice(&data[done..]);
+            self.pending = Some(Pending { buf, at: 0 });
+        }
+        Ok(())
+    }
+
+    /// Writes pending bytes. `Ok(true)` means nothing is pending any more.
+    fn flush(&mut self, spares: &mut Vec<Vec<u8>>) -> Result<bool, End> {
+        let Some(p) = self.pending.as_mut() else {
+            return Ok(true);
+        };
+        if !self.writable {
+            return Ok(false);
+        }
+        let fd = self.fd.as_ref().ok_or(End)?;
+        match socket::write(fd, &p.buf[p.at..]) {
+            Ok(n) => p.at += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return Err(End),
+        }
+        if p.at < p.buf.len() {
+            self.writable = false;
+            return Ok(false);
+        }
+        if let Some(Pending { mut buf, .. }) = self.pending.take() {
+            if spares.len() < SPARES && buf.capacity() <= SPARE_MAX {
+                buf.clear();
+                spares.push(buf);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The end of a connection the mode is done with: send FIN once, then
+    /// discard input until the client's EOF. Closing with unread input
+    /// would send a reset that can destroy the last response in flight.
+    fn linger(&mut self, scratch: &mut [u8], rounds: &mut u32) -> Result<Next, End> {
+        if !self.shut {
+            self.shut = true;
+            let fd = self.fd.as_ref().ok_or(End)?;
+            socket::shutdown_write(fd).map_err(|_| End)?;
+        }
+        loop {
+            if self.eof {
+                return Err(End);
+            }
+            if !self.readable {
+                return Ok(Next::Event);
+            }
+            if *rounds >= FAIR_ROUNDS {
+                return Ok(Next::Turn);
+            }
+            *rounds += 1;
+            self.read(scratch)?;
+        }
+    }
+}
+
+/// The worker's shared buffers, lent to one connection at a time.
+struct Tools<'a> {
+    scratch: &'a mut [u8],
+    /// Http responses for one read, written in one go.
+    out: &'a mut Vec<u8>,
+    spares: &'a mut Vec<Vec<u8>>,
+    pattern: &'a Pattern,
+}
+
+/// Echo: write back what was read; stop reading while bytes are pending.
+fn serve_echo(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
+    let mut rounds = 0;
+    loop {
+        if !c.flush(t.spares)? {
+            return Ok(Next::Event);
+        }
+        if c.ending || c.eof {
+            // Half-close: every byte before the client's FIN is echoed.
+            c.ending = true;
+            return c.linger(t.scratch, &mut rounds);
+        }
+        if !c.readable {
+            return Ok(Next::Event);
+        }
+        if rounds >= FAIR_ROUNDS {
+            return Ok(Next::Turn);
+        }
+        rounds += 1;
+        let n = c.read(t.scratch)?;
+        if n > 0 {
+            c.send(&t.scratch[..n], t.spares)?;
+        }
+    }
+}
+
+/// Http: answer every complete request of each read with one write.
+fn serve_http(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
+    let mut rounds = 0;
+    loop {
+        if !c.flush(t.spares)? {
+            return Ok(Next::Event);
+        }
+        if c.ending || c.eof {
+            // Everything the client sent before its FIN has been answered.
+            c.ending = true;
+            return c.linger(t.scratch, &mut rounds);
+        }
+        if !c.readable {
+            return Ok(Next::Event);
+        }
+        if rounds >= FAIR_ROUNDS {
+            return Ok(Next::Turn);
+        }
+        rounds += 1;
+        let n = c.read(t.scratch)?;
+        if n == 0 {
+            continue;
+        }
+        t.out.clear();
+        let verdict = c.http.feed(&t.scratch[..n], t.out);
+        if !t.out.is_empty() {
+            c.send(t.out, t.spares)?;
+        }
+        if verdict == http::Verdict::Close {
+            c.ending = true;
+        }
+    }
+}
+
+/// Sink: read and discard until EOF.
+fn serve_sink(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
+    let mut rounds = 0;
+    loop {
+        if c.eof {
+            return Err(End);
+        }
+        if !c.readable {
+            return Ok(Next::Event);
+        }
+        if rounds >= FAIR_ROUNDS {
+            return Ok(Next::Turn);
+        }
+        rounds += 1;
+        c.read(t.scratch)?;
+    }
+}
+
+/// Source: write the pattern while the socket takes it; discard input and
+/// close at EOF.
+fn serve_source(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
+    let mut rounds = 0;
+    loop {
+        if c.eof {
+            return Err(End);
+        }
+        if !c.readable && !c.writable {
+            return Ok(Next::Event);
+        }
+        if rounds >= FAIR_ROUNDS {
+            return Ok(Next::Turn);
+        }
+        rounds += 1;
+        if c.readable {
+            c.read(t.scratch)?;
+            continue;
+        }
+        let chunk = t.pattern.slice_at(c.sent);
+        let fd = c.fd.as_ref().ok_or(End)?;
+        match socket::write(fd, chunk) {
+            Ok(n) => {
+                c.sent += n as u64;
+                if n < chunk.len() {
+                    c.writable = false;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
+            Err(_) => return Err(End),
+        }
+    }
+}
+
+fn token(slot: usize, gen: u32) -> u64 {
+    (u64::from(gen) << 32) | slot as u64
+}
+
+fn untoken(t: u64) -> (usize, u32) {
+    ((t & 0xffff_ffff) as usize, (t >> 32) as u32)
+}
+
+/// One event loop with its listener and connections.
+pub struct Worker {
+    epoll: Epoll,
+    listener: OwnedFd,
+    control: Arc<Control>,
+    mode: Mode,
+    pattern: Arc<Pattern>,
+    /// The connection table; grows up to `max_connections`, never shrinks.
+    conns: Vec<Conn>,
+    free: Vec<u32>,
+    active: usize,
+    max_connections: usize,
+    scratch: Box<[u8]>,
+    out: Vec<u8>,
+    spares: Vec<Vec<u8>>,
+    /// Connections to serve again after this batch of events.
+    again: Vec<(u32, u32)>,
+    /// Accepting stopped (table full or out of descriptors); the backlog
+    /// is drained again when a connection closes or at `retry_at`.
+    accept_paused: bool,
+    retry_at: Option<Instant>,
+}
+
+impl Worker {
+    /// Builds a worker around an already bound, non-blocking listener.
+    pub fn new(settings: &Settings, listener: OwnedFd) -> io::Result<Worker> {
+        let epoll = Epoll::new()?;
+        let control = Arc::new(Control {
+            waker: Waker::new()?,
+            stop: AtomicBool::new(false),
+            accepted: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+        });
+        epoll.add(&listener, epoll::IN | epoll::ET, LISTENER)?;
+        epoll.add(&control.waker, epoll::IN | epoll::ET, CONTROL)?;
+        Ok(Worker {
+            epoll,
+            listener,
+            control,
+            mode: settings.mode,
+            pattern: Arc::clone(&settings.pattern),
+            conns: Vec::new(),
+            free: Vec::new(),
+            active: 0,
+            max_connections: settings.max_connections.max(1),
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            out: Vec::with_capacity(SCRATCH),
+            spares: Vec::with_capacity(SPARES),
+            again: Vec::new(),
+            accept_paused: false,
+            retry_at: None,
+        })
+    }
+
+    /// The handle for stopping and counting this worker.
+    pub fn control(&self) -> Arc<Control> {
+        Arc::clone(&self.control)
+    }
+
+    /// Serves until [`Control::shutdown`]; returning drops (closes) every
+    /// connection. Fails only if epoll itself fails.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(MAX_EVENTS);
+        let mut again = Vec::new();
+        loop {
+            let timeout = if !self.again.is_empty() {
+                0
+            } else if let Some(at) = self.retry_at {
+                let left = at.saturating_duration_since(Instant::now());
+                left.as_millis().min(i32::MAX as u128) as i32
+            } else {
+                -1
+            };
+            self.epoll.wait(&mut events, timeout)?;
+            for (tok, bits) in events.iter() {
+                match tok {
+                    LISTENER => self.accept_all(),
+                    CONTROL => {
+                        self.control.waker.drain();
+                    }
+                    _ => self.on_socket(tok, bits),
+                }
+            }
+            if self.control.stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            // Serve again those that stopped to be fair; the ones that stop
+            // again queue themselves afresh.
+            std::mem::swap(&mut again, &mut self.again);
+            for &(slot, gen) in &again {
+                let c = &mut self.conns[slot as usize];
+                if c.gen == gen && c.again {
+                    c.again = false;
+                    self.serve(slot as usize);
+                }
+            }
+            again.clear();
+            if self.accept_paused && self.retry_at.is_some_and(|at| Instant::now() >= at) {
+                self.accept_all();
+            }
+        }
+    }
+
+    /// Accepts until the backlog is empty, the table is full, or the
+    /// process is out of descriptors.
+    fn accept_all(&mut self) {
+        self.accept_paused = false;
+        self.retry_at = None;
+        loop {
+            if self.active >= self.max_connections {
+                self.accept_paused = true;
+                return;
+            }
+            match socket::accept(&self.listener) {
+                Ok((fd, _peer)) => self.open(fd),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ECONNABORTED | libc::EPROTO | libc::EPERM)
+                    ) =>
+                {
+                    // That one client is gone; the next may be fine.
+                }
+                Err(_) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: retry when a
+                    // connection closes or after a pause.
+                    self.accept_paused = true;
+                    self.retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Registers a new connection in a free slot.
+    fn open(&mut self, fd: OwnedFd) {
+        let slot = match self.free.pop() {
+            Some(slot) => slot as usize,
+            None => {
+                self.conns.push(Conn::default());
+                self.conns.len() - 1
+            }
+        };
+        let c = &mut self.conns[slot];
+        if self.epoll.add(&fd, INTEREST, token(slot, c.gen)).is_err() {
+            self.free.push(slot as u32);
+            return; // Dropping `fd` closes it.
+        }
+        *c = Conn {
+            fd: Some(fd),
+            gen: c.gen,
+            ..Conn::default()
+        };
+        self.active += 1;
+        self.control.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn on_socket(&mut self, tok: u64, bits: u32) {
+        let (slot, gen) = untoken(tok);
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.gen != gen || c.fd.is_none() {
+            return; // Stale: the slot was closed (and maybe reused) since.
+        }
+        let trouble = bits & (epoll::RDHUP | epoll::HUP | epoll::ERR) != 0;
+        if bits & epoll::IN != 0 || trouble {
+            c.readable = true;
+        }
+        if trouble {
+            c.rdhup = true;
+        }
+        if bits & (epoll::OUT | epoll::HUP | epoll::ERR) != 0 {
+            c.writable = true;
+        }
+        self.serve(slot);
+    }
+
+    /// Does whatever the mode can do on `slot` now.
+    fn serve(&mut self, slot: usize) {
+        let Worker {
+            conns,
+            scratch,
+            out,
+            spares,
+            pattern,
+            mode,
+            ..
+        } = self;
+        let c = &mut conns[slot];
+        let mut tools = Tools {
+            scratch: &mut scratch[..],
+            out,
+            spares,
+            pattern: pattern.as_ref(),
+        };
+        let next = match mode {
+            Mode::Echo => serve_echo(c, &mut tools),
+            Mode::Http => serve_http(c, &mut tools),
+            Mode::Sink => serve_sink(c, &mut tools),
+            Mode::Source => serve_source(c, &mut tools),
+        };
+        match next {
+            Ok(Next::Event) => {}
+            Ok(Next::Turn) => {
+                if !c.again {
+                    c.again = true;
+                    self.again.push((slot as u32, c.gen));
+                }
+            }
+            Err(End) => self.close(slot),
+        }
+    }
+
+    /// Closes `slot` now; its generation changes so stale events are dropped.
+    fn close(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        // Dropping the descriptor closes it and removes it from epoll.
+        c.fd = None;
+        if let Some(Pending { mut buf, .. }) = c.pending.take() {
+            if self.spares.len() < SPARES && buf.capacity() <= SPARE_MAX {
+                buf.clear();
+                self.spares.push(buf);
+            }
+        }
+        // Drop any partial request head: idle slots hold no memory.
+        c.http = http::Parser::new();
+        c.again = false;
+        c.gen = c.gen.wrapping_add(1);
+        self.free.push(slot as u32);
+        self.active -= 1;
+        self.control.closed.fetch_add(1, Ordering::Relaxed);
+        if self.accept_paused {
+            // A slot and a descriptor are free: drain the backlog after
+            // this batch.
+            self.retry_at = Some(Instant::now());
+        }
+    }
+}
