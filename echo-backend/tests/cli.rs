@@ -1,0 +1,69 @@
+//! End-to-end tests of the process itself: signals and bad arguments.
+
+mod util;
+
+use assert_cmd::Command;
+use std::io::Write;
+use util::{Backend, WAIT};
+
+/// Runs echo-backend with `args`; it must fail at once with one line on
+/// stderr prefixed `echo-backend:`. Returns that line.
+fn fails_with_one_line(args: &[&str]) -> String {
+    let out = Command::cargo_bin("echo-backend")
+        .expect("binary")
+        .args(args)
+        .timeout(WAIT)
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "{args:?} succeeded: {out:?}");
+    assert!(out.status.code().is_some(), "{args:?} was killed: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<_> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: {err:?}");
+    assert!(lines[0].starts_with("echo-backend: "), "{args:?}: {err:?}");
+    lines[0].to_string()
+}
+
+#[test]
+fn sigterm_exits_zero_with_connections_open() {
+    let mut b = Backend::start(&["--mode", "echo"]);
+    let mut open: Vec<_> = (0..3).map(|_| b.connect()).collect();
+    open[0].write_all(b"in flight").expect("write");
+    b.signal("TERM");
+    let status = b.wait_exit();
+    assert!(status.success(), "{status:?}; stderr: {:?}", b.log());
+}
+
+#[test]
+fn sigint_exits_zero() {
+    let mut b = Backend::start(&["--mode", "http"]);
+    b.signal("INT");
+    let status = b.wait_exit();
+    assert!(status.success(), "{status:?}; stderr: {:?}", b.log());
+}
+
+#[test]
+fn bogus_mode_is_one_line_and_failure() {
+    let line = fails_with_one_line(&["--mode", "bogus"]);
+    assert!(line.contains("bogus"), "{line}");
+}
+
+#[test]
+fn nonsense_listen_address_is_one_line_and_failure() {
+    let line = fails_with_one_line(&["--listen", "nonsense"]);
+    assert!(line.contains("nonsense"), "{line}");
+}
+
+#[test]
+fn zero_workers_is_one_line_and_failure() {
+    let line = fails_with_one_line(&["--workers", "0"]);
+    assert!(line.contains("--workers"), "{line}");
+}
+
+#[test]
+fn a_port_in_use_is_one_line_and_failure() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let line = fails_with_one_line(&["--listen", &addr]);
+    assert!(line.contains(&addr), "{line}");
+}
