@@ -143,3 +143,53 @@ impl AsFd for Waker {
         self.fd.as_fd()
     }
 }
+
+impl Epoll {
+    /// Like [`Epoll::wait`], with a timeout of nanosecond precision
+    /// (`None`: forever) through `epoll_pwait2`, so that a caller keeping a
+    /// schedule (a load generator's next send) wakes when it is due rather
+    /// than at the next whole millisecond. Kernels without `epoll_pwait2`
+    /// (before 5.11) get [`Epoll::wait`] with the timeout rounded up to a
+    /// millisecond.
+    pub fn wait_for(
+        &self,
+        events: &mut Events,
+        timeout: Option<std::time::Duration>,
+    ) -> io::Result<usize> {
+        let Some(t) = timeout else {
+            return self.wait(events, -1);
+        };
+        let ts = libc::timespec {
+            tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        };
+        let cap = events.buf.capacity();
+        // SAFETY: the buffer has room for `cap` events; `ts` is a valid
+        // timespec; a null sigmask means the mask is left unchanged.
+        let n = unsafe {
+            libc::epoll_pwait2(
+                self.fd.as_raw_fd(),
+                events.buf.as_mut_ptr(),
+                cap as i32,
+                &ts,
+                std::ptr::null(),
+            )
+        };
+        match cvt(n) {
+            Ok(n) => {
+                // SAFETY: the kernel initialised the first `n <= cap` entries.
+                unsafe { events.buf.set_len(n as usize) };
+                Ok(n as usize)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                events.buf.clear();
+                Ok(0)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                let ms = t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+                self.wait(events, ms)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -286,3 +286,33 @@ pub fn is_disconnect(e: &io::Error) -> bool {
         )
     )
 }
+
+/// Starts a non-blocking connect to `addr` from the local address `local`
+/// (port 0: the kernel picks the port at connect time). This is how a
+/// client spreads many connections over several source addresses (e.g.
+/// 127.0.0.x) when one address would run out of ephemeral ports. For IPv4,
+/// `IP_BIND_ADDRESS_NO_PORT` defers the port choice to `connect`, so that a
+/// port is only unique per (source, destination) pair. Returns like
+/// [`connect`].
+pub fn connect_from(addr: &SocketAddr, local: &SocketAddr) -> io::Result<(OwnedFd, bool)> {
+    let fd = stream_socket(addr)?;
+    if local.is_ipv4() && local.port() == 0 {
+        setsockopt_int(&fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
+    }
+    bind(&fd, local)?;
+    let raw = RawAddr::new(addr);
+    // SAFETY: `raw` holds a valid address of `raw.len` bytes.
+    match cvt(unsafe { libc::connect(fd.as_raw_fd(), raw.ptr(), raw.len) }) {
+        Ok(_) => Ok((fd, true)),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok((fd, false)),
+        Err(e) => Err(e),
+    }
+}
+
+/// `bind(2)`: gives an unconnected socket its local address.
+pub fn bind(fd: impl AsFd, local: &SocketAddr) -> io::Result<()> {
+    let raw = RawAddr::new(local);
+    // SAFETY: `raw` holds a valid address of `raw.len` bytes; the socket is open.
+    cvt(unsafe { libc::bind(fd.as_fd().as_raw_fd(), raw.ptr(), raw.len) })?;
+    Ok(())
+}
