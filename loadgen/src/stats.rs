@@ -1,0 +1,220 @@
+//! What one loop thread counts for one target: a latency histogram in
+//! nanoseconds, message and byte counters, and errors by kind. Tallies of
+//! all threads are merged into the report.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::io;
+
+/// Highest latency the histogram holds: one hour, in nanoseconds. Larger
+/// values are clamped to it.
+const HIST_MAX_NS: u64 = 3_600_000_000_000;
+/// Significant decimal digits kept: 3 means within 0.1%.
+const HIST_SIGFIGS: u8 = 3;
+
+/// The kinds of error a run counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The connect was refused (nothing listening, or the backlog is full).
+    ConnectRefused,
+    /// The peer reset the connection (or it broke: `EPIPE`).
+    Reset,
+    /// A message, or a connect, was outstanding longer than `--timeout`.
+    Timeout,
+    /// The peer closed before the whole reply arrived.
+    Short,
+    /// The reply differed from what was expected (a verification failure).
+    Mismatch,
+    /// Anything else: out of ports or descriptors, unexpected I/O errors.
+    Other,
+}
+
+impl ErrorKind {
+    /// Classifies an I/O error from connect, read or write.
+    pub fn of(e: &io::Error) -> ErrorKind {
+        match e.raw_os_error() {
+            Some(libc::ECONNREFUSED) => ErrorKind::ConnectRefused,
+            Some(libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED | libc::ENOTCONN) => {
+                ErrorKind::Reset
+            }
+            Some(libc::ETIMEDOUT) => ErrorKind::Timeout,
+            _ => ErrorKind::Other,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::ConnectRefused => "connect_refused",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Short => "short",
+            ErrorKind::Mismatch => "mismatch",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+/// Errors by kind. Serialises to the `errors` object of the JSON report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Errors {
+    pub connect_refused: u64,
+    pub reset: u64,
+    pub timeout: u64,
+    pub short: u64,
+    pub mismatch: u64,
+    pub other: u64,
+}
+
+impl Errors {
+    pub fn add(&mut self, kind: ErrorKind, n: u64) {
+        let c = match kind {
+            ErrorKind::ConnectRefused => &mut self.connect_refused,
+            ErrorKind::Reset => &mut self.reset,
+            ErrorKind::Timeout => &mut self.timeout,
+            ErrorKind::Short => &mut self.short,
+            ErrorKind::Mismatch => &mut self.mismatch,
+            ErrorKind::Other => &mut self.other,
+        };
+        *c += n;
+    }
+
+    pub fn merge(&mut self, o: &Errors) {
+        self.connect_refused += o.connect_refused;
+        self.reset += o.reset;
+        self.timeout += o.timeout;
+        self.short += o.short;
+        self.mismatch += o.mismatch;
+        self.other += o.other;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.connect_refused + self.reset + self.timeout + self.short + self.mismatch + self.other
+    }
+
+    /// Replies that arrived wrong or incomplete.
+    pub fn verify_failures(&self) -> u64 {
+        self.short + self.mismatch
+    }
+
+    /// `(name, count)` for every kind with a non-zero count.
+    pub fn nonzero(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        [
+            ("connect_refused", self.connect_refused),
+            ("reset", self.reset),
+            ("timeout", self.timeout),
+            ("short", self.short),
+            ("mismatch", self.mismatch),
+            ("other", self.other),
+        ]
+        .into_iter()
+        .filter(|&(_, n)| n > 0)
+    }
+}
+
+/// Creates an empty latency histogram (nanoseconds, 3 significant digits).
+pub fn histogram() -> Histogram<u64> {
+    // The bounds are constants that satisfy the constructor's rules
+    // (low >= 1, high >= 2 * low, sigfigs <= 5), so it cannot fail.
+    Histogram::new_with_bounds(1, HIST_MAX_NS, HIST_SIGFIGS)
+        .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"))
+}
+
+/// One thread's counts for one target.
+pub struct Tally {
+    /// Latency of each measured message, in nanoseconds.
+    pub hist: Histogram<u64>,
+    /// Measured messages completed and verified.
+    pub messages: u64,
+    /// Payload bytes written during the measured time.
+    pub bytes_sent: u64,
+    /// Payload bytes read during the measured time.
+    pub bytes_received: u64,
+    /// Connections established during the measured time.
+    pub connects: u64,
+    /// Errors over the whole run (set-up and warm-up included: a failure
+    /// is never discarded).
+    pub errors: Errors,
+    /// The first error's description, for the report.
+    pub first_error: Option<String>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally::new()
+    }
+}
+
+impl Tally {
+    pub fn new() -> Tally {
+        Tally {
+            hist: histogram(),
+            messages: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            connects: 0,
+            errors: Errors::default(),
+            first_error: None,
+        }
+    }
+
+    /// Records one measured message's latency.
+    #[inline]
+    pub fn record(&mut self, ns: u64) {
+        self.messages += 1;
+        self.hist.saturating_record(ns.max(1));
+    }
+
+    /// Counts an error; keeps the description of the first.
+    pub fn error(&mut self, kind: ErrorKind, what: impl FnOnce() -> String) {
+        self.errors.add(kind, 1);
+        if self.first_error.is_none() {
+            self.first_error = Some(what());
+        }
+    }
+
+    /// Adds another thread's tally for the same target.
+    pub fn merge(&mut self, o: &Tally) {
+        // Both histograms have the same bounds, so adding cannot fail;
+        // were it to, the counts below still add up.
+        let _ = self.hist.add(&o.hist);
+        self.messages += o.messages;
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+        self.connects += o.connects;
+        self.errors.merge(&o.errors);
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&o.first_error);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_are_classified() {
+        let e = |n| io::Error::from_raw_os_error(n);
+        assert_eq!(
+            ErrorKind::of(&e(libc::ECONNREFUSED)),
+            ErrorKind::ConnectRefused
+        );
+        assert_eq!(ErrorKind::of(&e(libc::ECONNRESET)), ErrorKind::Reset);
+        assert_eq!(ErrorKind::of(&e(libc::EPIPE)), ErrorKind::Reset);
+        assert_eq!(ErrorKind::of(&e(libc::ETIMEDOUT)), ErrorKind::Timeout);
+        assert_eq!(ErrorKind::of(&e(libc::EADDRNOTAVAIL)), ErrorKind::Other);
+    }
+
+    #[test]
+    fn tallies_merge() {
+        let (mut a, mut b) = (Tally::new(), Tally::new());
+        a.record(1_000);
+        b.record(3_000);
+        b.error(ErrorKind::Mismatch, || "bad byte".into());
+        a.merge(&b);
+        assert_eq!(a.messages, 2);
+        assert_eq!(a.hist.len(), 2);
+        assert_eq!(a.errors.verify_failures(), 1);
+        assert_eq!(a.first_error.as_deref(), Some("bad byte"));
+    }
+}
