@@ -51,5 +51,10 @@ fn fill_and_drain(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, checkout_checkin, exhausted_checkout, fill_and_drain);
+criterion_group!(
+    benches,
+    checkout_checkin,
+    exhausted_checkout,
+    fill_and_drain
+);
 criterion_main!(benches);
