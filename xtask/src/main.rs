@@ -144,11 +144,18 @@ fn try_main() -> Result<ExitCode, String> {
         }
         reports.push(r);
     }
+    let mut columns: Vec<String> = kinds.iter().map(|k| k.name().to_string()).collect();
+    let has_direct = reports
+        .iter()
+        .any(|r| r.figures.iter().any(|f| f.values.contains_key("direct")));
+    if has_direct && !columns.iter().any(|c| c == "direct") {
+        columns.push("direct".into());
+    }
     let run = report::Run {
         id,
         quick,
         primary: kinds[0].name().into(),
-        subjects: kinds.iter().map(|k| k.name().to_string()).collect(),
+        subjects: columns,
         scenarios: reports,
     };
     print!("{}", report::terminal(&run));

@@ -289,11 +289,9 @@ fn run_load(
         };
         let a = peers::scrape(m)?;
         let d = |k: &str| a.get(k).copied().unwrap_or(0.0) - b.get(k).copied().unwrap_or(0.0);
-        let syscalls: f64 = a
-            .keys()
-            .filter(|k| k.starts_with("sys_"))
-            .map(|k| d(k))
-            .sum();
+        // Per message: the relay's reads and writes plus the epoll_wait
+        // calls that found them; per-connection setup is counted apart.
+        let syscalls = d("sys_read") + d("sys_write") + d("sys_epoll_wait");
         let accepted = d("accepted");
         if load.mode == "echo" && load.message_size > 0 {
             let messages = d("bytes_client_to_backend") / load.message_size as f64;
@@ -371,6 +369,10 @@ fn run_hold(
             put(values, fig, name, per.max(0.0));
         }
         put(values, "connections_held", name, conns.len() as f64);
+        if let Some(m) = subject.metrics {
+            let lent = peers::scrape(m)?.get("pool_lent").copied().unwrap_or(0.0);
+            put(values, "buffers_held", name, lent);
+        }
         put(values, "errors", name, errors as f64);
         put(
             values,
@@ -447,8 +449,8 @@ fn open_held(
             s2.read_exact(&mut b)?;
             if in_flight {
                 s.set_nonblocking(true)?;
-                // Bounded: at most 1 MiB per connection.
-                for _ in 0..16 {
+                // Until every buffer on the way is full; bounded at 8 MiB.
+                for _ in 0..128 {
                     match s2.write(&chunk) {
                         Ok(_) => {}
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,

@@ -204,6 +204,7 @@ pub const LOAD_FIGURES: &[&str] = &[
 /// Figures a hold scenario produces (per subject).
 pub const HOLD_FIGURES: &[&str] = &[
     "connections_held",
+    "buffers_held",
     "rss_base_kib",
     "rss_per_conn_bytes",
     "rss_per_conn_bytes_at_max",
