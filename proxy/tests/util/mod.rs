@@ -1,0 +1,580 @@
+//! Shared helpers for the proxy's end-to-end tests: start the real binary
+//! on port 0, backends that behave (or misbehave) on real sockets, and
+//! readers of the proxy's own accounting. Every wait has a timeout.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// How long any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A running `proxy` process, killed on drop.
+pub struct Proxy {
+    pub child: Child,
+    pub addr: SocketAddr,
+    lines: Receiver<String>,
+    /// Every stderr line seen so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    /// Starts the proxy with `args` (add `-p 0` yourself if you want a
+    /// free port; `start_to` does) and waits for its `listening on` line.
+    pub fn start(args: &[&str]) -> Proxy {
+        Self::start_with(Command::new(env!("CARGO_BIN_EXE_proxy")), args)
+    }
+
+    /// Starts `cmd` (the proxy, perhaps under `prlimit`) with `args`.
+    pub fn start_with(mut cmd: Command, args: &[&str]) -> Proxy {
+        let mut child = cmd
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn proxy");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log2 = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                log2.lock().expect("log").push(line.clone());
+                if tx.send(line).is_err() {
+                    // Nobody listens any more; keep collecting the log.
+                }
+            }
+        });
+        let mut p = Proxy {
+            child,
+            addr: "0.0.0.0:0".parse().expect("addr"),
+            lines,
+            log,
+        };
+        let line = p
+            .wait_line(|l| l.starts_with("listening on "))
+            .unwrap_or_else(|| panic!("proxy never said `listening on`; stderr: {:?}", p.log()));
+        p.addr = line["listening on ".len()..].parse().expect("listen addr");
+        p
+    }
+
+    /// Starts the proxy on 127.0.0.1 port 0 in front of `backend`.
+    pub fn start_to(backend: SocketAddr, extra: &[&str]) -> Proxy {
+        let b = backend.to_string();
+        let mut args = vec!["-l", "127.0.0.1", "-p", "0", "-b", b.as_str()];
+        args.extend_from_slice(extra);
+        Self::start(&args)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A snapshot of the stderr seen so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// Waits (up to [`WAIT`]) for a new stderr line matching `pred`.
+    pub fn wait_line(&mut self, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.lines.recv_timeout(left) {
+                Ok(l) if pred(&l) => return Some(l),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Sends a signal to the proxy.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// The proxy's counters, asked for with SIGUSR1.
+    pub fn stats(&mut self) -> Stats {
+        self.signal("USR1");
+        let line = self
+            .wait_line(|l| l.starts_with("stats:"))
+            .expect("stats line after SIGUSR1");
+        Stats::parse(&line)
+    }
+
+    /// Waits (up to [`WAIT`]) until `pred` holds for the counters.
+    pub fn wait_stats(&mut self, what: &str, pred: impl Fn(&Stats) -> bool) -> Stats {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let s = self.stats();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last stats: {s:?}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit, up to [`WAIT`].
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "proxy did not exit; stderr: {:?}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Resident memory from `/proc/PID/smaps_rollup`, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        proc_rss_kib(self.pid())
+    }
+
+    /// Open descriptors, from `/proc/PID/fd`.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("proc fd")
+            .count()
+    }
+
+    /// CPU time (user + system) in clock ticks, all threads.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("stat");
+        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `Rss:` of a process from `/proc/PID/smaps_rollup`, in KiB.
+pub fn proc_rss_kib(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).expect("smaps_rollup");
+    text.lines()
+        .find_map(|l| l.strip_prefix("Rss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("Rss line")
+}
+
+/// The proxy's counters from one `stats:` line.
+#[derive(Debug, Clone)]
+pub struct Stats(pub HashMap<String, u64>);
+
+impl Stats {
+    pub fn parse(line: &str) -> Stats {
+        let map = line
+            .trim_start_matches("stats:")
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.parse().expect("number")))
+            .collect();
+        Stats(map)
+    }
+
+    pub fn get(&self, k: &str) -> u64 {
+        *self
+            .0
+            .get(k)
+            .unwrap_or_else(|| panic!("no stat {k} in {:?}", self.0))
+    }
+}
+
+/// A backend on 127.0.0.1:0 that runs `handler` on a thread per
+/// connection. Stops accepting when dropped.
+pub struct Backend {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    accepted: Arc<Mutex<usize>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Backend {
+    pub fn spawn<F>(handler: F) -> Backend
+    where
+        F: Fn(TcpStream) + Send + Sync + 'static,
+    {
+        Self::spawn_on("127.0.0.1:0", handler)
+    }
+
+    pub fn spawn_on<F>(bind: &str, handler: F) -> Backend
+    where
+        F: Fn(TcpStream) + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind(bind).expect("bind backend");
+        let addr = listener.local_addr().expect("addr");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(Mutex::new(0));
+        let (stop2, acc2) = (Arc::clone(&stop), Arc::clone(&accepted));
+        let handler = Arc::new(handler);
+        let thread = thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        s.set_nonblocking(false).expect("blocking");
+                        *acc2.lock().expect("count") += 1;
+                        let h = Arc::clone(&handler);
+                        thread::spawn(move || h(s));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Backend {
+            addr,
+            stop,
+            accepted,
+            thread: Some(thread),
+        }
+    }
+
+    /// A backend that echoes every byte, then closes its side after the
+    /// client's FIN.
+    pub fn echo() -> Backend {
+        Backend::spawn(echo_conn)
+    }
+
+    pub fn accepted(&self) -> usize {
+        *self.accepted.lock().expect("count")
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Echoes until EOF, then shuts down its write side.
+pub fn echo_conn(mut s: TcpStream) {
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = s.shutdown(Shutdown::Write);
+}
+
+/// Connects to `addr` with read/write timeouts of [`WAIT`].
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    s.set_write_timeout(Some(WAIT)).expect("timeout");
+    s
+}
+
+/// Reads until EOF (or the read timeout fails the test).
+pub fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read to end");
+    out
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so that a test can
+/// check a large transfer without keeping two copies around.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+// Helpers for the relay, half-close and reset tests.
+
+impl Proxy {
+    /// Waits (up to [`WAIT`]) until no connection is open and no buffer is
+    /// lent: the leak check after every connection has ended.
+    pub fn wait_idle(&mut self) -> Stats {
+        self.wait_stats("active == 0 and pool_lent == 0", |s| {
+            s.get("active") == 0 && s.get("pool_lent") == 0
+        })
+    }
+
+    /// Waits (up to [`WAIT`]) until some stderr line seen so far matches
+    /// `pred`, and returns it. Unlike [`Proxy::wait_line`] it also finds
+    /// lines that an earlier wait has already passed over.
+    pub fn wait_logged(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(l) = self.log().into_iter().find(|l| pred(l)) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no matching stderr line; stderr: {:?}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits (up to [`WAIT`]) until the proxy holds exactly `n`
+    /// descriptors, and fails with the last count otherwise.
+    pub fn wait_fd_count(&self, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let now = self.fd_count();
+            if now == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "proxy holds {now} descriptors, expected {n}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// An address on 127.0.0.1 where nothing listens: a port the kernel just
+/// handed out and that was closed again at once.
+pub fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// Closes `s` with a reset instead of a FIN (`SO_LINGER` on, timeout 0).
+pub fn reset(s: TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `s` is an open socket for the whole call, and the pointer and
+    // length describe the live `linger` value above.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+    drop(s);
+}
+
+/// Whether an I/O error is a read or write timeout, i.e. a hang.
+pub fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+// Helpers for the limits, lifecycle and command-line tests.
+
+/// A one-way gate: backend handlers wait on it until the test opens it.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    /// Lets every waiter, present and future, through.
+    pub fn open(&self) {
+        let (lock, cv) = &*self.0;
+        *lock.lock().expect("gate") = true;
+        cv.notify_all();
+    }
+
+    /// Waits until the gate opens, up to [`WAIT`]; false if it never did.
+    pub fn wait(&self) -> bool {
+        let (lock, cv) = &*self.0;
+        let guard = lock.lock().expect("gate");
+        let (guard, _) = cv
+            .wait_timeout_while(guard, WAIT, |open| !*open)
+            .expect("gate");
+        *guard
+    }
+}
+
+/// Waits (up to [`WAIT`]) until `cond` holds, polling every 10 ms.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends one byte on `s` and checks that the same byte comes back.
+pub fn echo_byte(s: &mut TcpStream, b: u8) {
+    s.write_all(&[b]).expect("write one byte");
+    let mut got = [0u8; 1];
+    s.read_exact(&mut got).expect("read the echoed byte");
+    assert_eq!(got[0], b, "echo returned a different byte");
+}
+
+/// `(thread name, voluntary context switches)` for every thread of `pid`,
+/// from `/proc/PID/task/*/status`.
+pub fn thread_switches(pid: u32) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("proc task");
+    for task in tasks {
+        let path = task.expect("task entry").path();
+        // A thread may exit between listing and reading; skip it then.
+        let Ok(status) = std::fs::read_to_string(path.join("status")) else {
+            continue;
+        };
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim().to_string())
+        };
+        let name = field("Name:").unwrap_or_default();
+        let switches = field("voluntary_ctxt_switches:")
+            .and_then(|v| v.parse().ok())
+            .expect("voluntary_ctxt_switches");
+        out.push((name, switches));
+    }
+    out
+}
+
+/// Voluntary context switches of all threads of `pid`, summed.
+pub fn voluntary_switches(pid: u32) -> u64 {
+    thread_switches(pid).iter().map(|(_, n)| n).sum()
+}
+
+/// Voluntary context switches of the thread of `pid` called `name`.
+pub fn switches_of(pid: u32, name: &str) -> u64 {
+    thread_switches(pid)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no thread named {name} in process {pid}"))
+}
+
+/// Whether a socket listens on `addr`, from `/proc/net/tcp` (or `tcp6`).
+pub fn is_listening(addr: SocketAddr) -> bool {
+    let (table, local) = match addr {
+        SocketAddr::V4(a) => (
+            "/proc/net/tcp",
+            format!(
+                "{:08X}:{:04X}",
+                u32::from_le_bytes(a.ip().octets()),
+                a.port()
+            ),
+        ),
+        SocketAddr::V6(a) => {
+            let hex: String = a
+                .ip()
+                .octets()
+                .chunks(4)
+                .map(|w| format!("{:08X}", u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+                .collect();
+            ("/proc/net/tcp6", format!("{hex}:{:04X}", a.port()))
+        }
+    };
+    let text = std::fs::read_to_string(table).expect("proc net tcp");
+    text.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // Fields: sl, local_address, rem_address, st (0A is LISTEN), ...
+        f.len() > 3 && f[1] == local && f[3] == "0A"
+    })
+}
+
+/// `GET path` over HTTP/1.1 with `Connection: close`; returns the status
+/// line and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = connect(addr);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let raw = String::from_utf8(read_to_end(&mut s)).expect("utf-8 response");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP head and body");
+    let status = head.lines().next().unwrap_or_default().to_string();
+    (status, body.to_string())
+}
+
+/// The value of the sample `name` in Prometheus text, if present once.
+pub fn prom_value(body: &str, name: &str) -> Option<u64> {
+    let mut found = body.lines().filter_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == name).then(|| v.trim().parse::<u64>().expect("integer sample"))
+    });
+    let v = found.next();
+    assert!(found.next().is_none(), "sample {name} appears twice");
+    v
+}
+
+/// Whether every thread of `pid` is asleep (state `S`), i.e. blocked in a
+/// system call rather than running or waiting for a CPU.
+pub fn all_threads_sleeping(pid: u32) -> bool {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("proc task");
+    tasks.into_iter().all(|task| {
+        let path = task.expect("task entry").path();
+        std::fs::read_to_string(path.join("status")).map_or(true, |status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("State:"))
+                .is_some_and(|v| v.trim_start().starts_with('S'))
+        })
+    })
+}
+
+/// Waits (up to [`WAIT`]) until every thread of `pid` is asleep and none
+/// has gone to sleep again for 100 ms, and returns the settled sum of
+/// voluntary context switches.
+pub fn settled_switches(pid: u32) -> u64 {
+    let deadline = Instant::now() + WAIT;
+    let mut last = voluntary_switches(pid);
+    loop {
+        thread::sleep(Duration::from_millis(100));
+        let now = voluntary_switches(pid);
+        if now == last && all_threads_sleeping(pid) && voluntary_switches(pid) == now {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "process {pid} never went quiet");
+        last = now;
+    }
+}
