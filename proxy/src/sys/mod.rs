@@ -58,3 +58,4 @@ pub(crate) unsafe fn owned(fd: i32) -> std::os::fd::OwnedFd {
     // SAFETY: the caller guarantees `fd` is open and unowned.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }
+pub mod thread;
