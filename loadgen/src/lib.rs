@@ -72,6 +72,9 @@
 //!                    "p99": N, "p999": N, "max": N},
 //!     "latency_curve": [[percentile, us], ...],  // 30 points, 0..100; [] if no samples
 //!     "duration_s": F,           // this target's measured seconds
+//!     "send_lag_us": null | {...},  // open loop: like latency_us, for how
+//!                                // late each message was sent after it was
+//!                                // due (a busy connection or a late wake-up)
 //!     "first_error": null | "text"
 //!   }, ...],
 //!   "bulk_direction": null | "up" | "down" | "both",

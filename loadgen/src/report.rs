@@ -57,6 +57,9 @@ pub struct TargetReport {
     pub latency_curve: Vec<[f64; 2]>,
     /// This target's measured seconds.
     pub duration_s: f64,
+    /// Open loop: how late messages were sent after they were due
+    /// (microseconds); null for closed loop.
+    pub send_lag_us: Option<Latency>,
     /// What the first error was, if any.
     pub first_error: Option<String>,
 }
@@ -143,6 +146,7 @@ impl TargetReport {
             latency_us: Latency::of(&t.hist),
             latency_curve: curve(&t.hist),
             duration_s: round3(secs),
+            send_lag_us: cfg.open_loop().then(|| Latency::of(&t.send_lag)),
             first_error: t.first_error.clone(),
         }
     }
@@ -206,6 +210,13 @@ impl Report {
                     s,
                     "  latency µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {:.1}  (n={})",
                     l.p50, l.p90, l.p99, l.p999, l.max, l.mean, l.count
+                );
+            }
+            if let Some(l) = t.send_lag_us.as_ref().filter(|l| l.count > 0) {
+                let _ = writeln!(
+                    s,
+                    "  send lag µs p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (sent after due)",
+                    l.p50, l.p90, l.p99, l.p999, l.max
                 );
             }
             if t.errors.total() == 0 {

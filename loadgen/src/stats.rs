@@ -123,6 +123,10 @@ pub fn histogram() -> Histogram<u64> {
 pub struct Tally {
     /// Latency of each measured message, in nanoseconds.
     pub hist: Histogram<u64>,
+    /// Open loop: how late each measured message was sent after it was
+    /// due, in nanoseconds. Large values mean the connection was still busy
+    /// (the server is slow) or loadgen itself fell behind.
+    pub send_lag: Histogram<u64>,
     /// Measured messages completed and verified.
     pub messages: u64,
     /// Payload bytes written during the measured time.
@@ -148,6 +152,7 @@ impl Tally {
     pub fn new() -> Tally {
         Tally {
             hist: histogram(),
+            send_lag: histogram(),
             messages: 0,
             bytes_sent: 0,
             bytes_received: 0,
@@ -177,6 +182,7 @@ impl Tally {
         // Both histograms have the same bounds, so adding cannot fail;
         // were it to, the counts below still add up.
         let _ = self.hist.add(&o.hist);
+        let _ = self.send_lag.add(&o.send_lag);
         self.messages += o.messages;
         self.bytes_sent += o.bytes_sent;
         self.bytes_received += o.bytes_received;

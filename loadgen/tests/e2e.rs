@@ -399,3 +399,20 @@ fn summary_is_readable_without_json() {
         assert!(run.stdout.contains(word), "{word} missing:\n{}", run.stdout);
     }
 }
+
+#[test]
+fn several_threads_split_the_connections_and_merge_their_figures() {
+    let b = Server::echo_backend("echo", &[]);
+    let t = b.target();
+    let run = loadgen(&args(
+        &t,
+        &["--connections", "6", "--threads", "2", "--rate", "600"],
+    ));
+    assert_eq!(run.status, Some(0), "stderr: {}", run.stderr);
+    let r = run.target(0);
+    assert_eq!(total_errors(&r), 0, "{r}");
+    // 600 msg/s for 1 s, whichever thread sent them.
+    let msgs = r["messages"].as_u64().expect("messages");
+    assert!((570..=600).contains(&msgs), "{r}");
+    assert!(r["send_lag_us"]["count"].as_u64().expect("lag") > 0, "{r}");
+}
