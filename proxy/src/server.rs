@@ -334,7 +334,12 @@ impl Worker {
             }
             self.control.stats.sys_accept.inc();
             match socket::accept(listener) {
-                Ok((fd, peer)) => self.open(fd, peer),
+                Ok((fd, peer)) => {
+                    self.open(fd, peer);
+                    if self.accept_paused {
+                        return; // out of descriptors for the backend side
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => match e.raw_os_error() {
                     Some(libc::ECONNABORTED | libc::EPROTO | libc::EPERM | libc::EHOSTUNREACH) => {}
@@ -361,9 +366,12 @@ impl Worker {
             drop(reserve);
             self.control.stats.sys_accept.inc();
             if let Ok((fd, _)) = socket::accept(listener) {
+                let stats = &self.control.stats;
+                stats.sys_sockopt.inc();
                 let _ = socket::set_linger_zero(&fd);
+                stats.sys_close.inc();
                 drop(fd);
-                self.control.stats.rejected.inc();
+                stats.rejected.inc();
             }
             self.reserve = socket::reserve_fd().ok();
         }
@@ -431,16 +439,22 @@ impl Worker {
         let b = self.pick_backend(&peer);
         let addr = self.backends[b];
         let stats = &self.control.stats;
-        stats.sys_connect.add(2);
         let (backend, done) = match socket::connect(&addr) {
-            Ok(pair) => pair,
+            Ok(pair) => {
+                stats.sys_connect.add(2);
+                pair
+            }
             Err(e) => {
                 self.free.push(slot as u32);
                 if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                    // socket() itself failed: no connect was attempted.
+                    stats.sys_connect.inc();
+                    stats.sys_sockopt.inc();
                     let _ = socket::set_linger_zero(&client);
                     self.control.stats.rejected.inc();
                     self.pause_accept(Some(Instant::now() + ACCEPT_RETRY));
                 } else {
+                    self.control.stats.sys_connect.add(2);
                     self.control.stats.refused.inc();
                     eprintln!("proxy: backend {addr} failed for client {peer}: {e}");
                 }
@@ -522,6 +536,13 @@ impl Worker {
             }
         }
         self.pump(slot);
+        // A reset or error on a socket that the relay cannot reach right now
+        // (its direction is stalled on the other side) must still end the
+        // pair: pump first, so that whatever it could still read is passed
+        // on, then close if the pump did not.
+        if bits & epoll::ERR != 0 {
+            self.close_later(slot, Reason::Error(side));
+        }
     }
 
     fn connect_failed(&mut self, slot: usize) {
