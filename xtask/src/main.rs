@@ -90,7 +90,11 @@ fn subjects(proxy: &str, compare: &[String]) -> Result<Vec<Kind>, String> {
 fn try_main() -> Result<ExitCode, String> {
     let cli = Cli::parse();
     let root = root();
-    let scenarios_dir = root.join("scenarios");
+    // Overridable so that tests can run their own scenarios and keep
+    // their reports out of the tree.
+    let scenarios_dir = std::env::var_os("XTASK_SCENARIOS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("scenarios"));
     let all = scenario::load_all(&scenarios_dir)?;
     let (selected, kinds, quick, gate) = match cli.cmd {
         Cmd::List => {
@@ -126,7 +130,9 @@ fn try_main() -> Result<ExitCode, String> {
 
     eprintln!("xtask: building release binaries");
     run::build(&root)?;
-    let workbench = root.join("target/workbench");
+    let workbench = std::env::var_os("XTASK_WORKBENCH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/workbench"));
     let id = run_id();
     let run_dir = workbench.join(&id);
     std::fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
