@@ -114,6 +114,10 @@ impl Pool {
             self.high_water = lent;
         }
         debug_assert!(self.free.len() + lent == self.capacity());
+        #[cfg(debug_assertions)]
+        {
+            self.lent_map[id as usize] = true;
+        }
         Some(Buf {
             id,
             start: 0,
