@@ -20,6 +20,8 @@ pub struct Config {
     pub max_connections: usize,
     pub buffer_size: usize,
     pub buffers: usize,
+    pub large_buffers: usize,
+    pub large_buffer_size: usize,
     pub workers: usize,
     pub metrics: Option<SocketAddr>,
     pub balance: Balance,
@@ -77,6 +79,13 @@ pub struct Cli {
     /// touched as buffers are used [default: 2 x max-connections]
     #[arg(long, value_name = "N")]
     pub buffers: Option<usize>,
+    /// Large buffers per worker, lent to directions that stream (a read
+    /// filled the buffer); 0 turns them off [default: 32]
+    #[arg(long, value_name = "N")]
+    pub large_buffers: Option<usize>,
+    /// Bytes per large buffer [default: 65536]
+    #[arg(long, value_name = "BYTES")]
+    pub large_buffer_size: Option<usize>,
     /// Event-loop workers sharing the port via SO_REUSEPORT [default: 1]
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -111,6 +120,8 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub buffer_size: Option<usize>,
     pub buffers: Option<usize>,
+    pub large_buffers: Option<usize>,
+    pub large_buffer_size: Option<usize>,
     pub workers: Option<usize>,
     pub metrics: Option<String>,
     pub balance: Option<Balance>,
@@ -196,6 +207,21 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
             "invalid --buffers \"{buffers}\": {buffers} x {buffer_size} bytes is more than 64 GiB"
         ));
     }
+    let large_buffers = cli.large_buffers.or(file.large_buffers).unwrap_or(32);
+    let large_buffer_size = cli
+        .large_buffer_size
+        .or(file.large_buffer_size)
+        .unwrap_or(65536);
+    if !(64..=(16 << 20)).contains(&large_buffer_size) {
+        return Err(format!(
+            "invalid --large-buffer-size \"{large_buffer_size}\": must be 64..=16777216"
+        ));
+    }
+    if large_buffers > 1 << 20 {
+        return Err(format!(
+            "invalid --large-buffers \"{large_buffers}\": must be at most 1048576"
+        ));
+    }
     let metrics = match cli.metrics.as_deref().or(file.metrics.as_deref()) {
         Some(s) => Some(s.parse::<SocketAddr>().map_err(|_| {
             format!("invalid --metrics \"{s}\": expected ADDR:PORT, e.g. 127.0.0.1:9100")
@@ -224,6 +250,8 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
         max_connections,
         buffer_size,
         buffers,
+        large_buffers,
+        large_buffer_size,
         workers,
         metrics,
         balance: cli.balance.or(file.balance).unwrap_or(Balance::RoundRobin),

@@ -15,9 +15,17 @@ pub struct Buf {
     id: u32,
     start: u32,
     end: u32,
+    /// Lent by the large-buffer pool (see [`Pool::new_large`]).
+    large: bool,
 }
 
 impl Buf {
+    /// Whether this buffer came from a large-buffer pool.
+    #[inline]
+    pub fn is_large(&self) -> bool {
+        self.large
+    }
+
     /// Bytes waiting to be written.
     #[inline]
     pub fn len(&self) -> usize {
@@ -53,6 +61,7 @@ pub struct Pool {
     size: usize,
     free: Vec<u32>,
     high_water: usize,
+    large: bool,
     /// Which buffers are lent, to catch a double checkin in debug builds
     /// in O(1).
     #[cfg(debug_assertions)]
@@ -66,6 +75,16 @@ impl Pool {
     /// If `size` is zero or larger than `u32::MAX`, or `capacity` does not
     /// fit in `u32` (the configuration layer rejects those values first).
     pub fn new(capacity: usize, size: usize) -> Pool {
+        Self::with_kind(capacity, size, false)
+    }
+
+    /// A pool whose buffers say [`Buf::is_large`], so that a caller with
+    /// two pools knows where each buffer goes back.
+    pub fn new_large(capacity: usize, size: usize) -> Pool {
+        Self::with_kind(capacity, size, true)
+    }
+
+    fn with_kind(capacity: usize, size: usize, large: bool) -> Pool {
         assert!(
             size > 0 && size <= u32::MAX as usize,
             "buffer size out of range"
@@ -80,6 +99,7 @@ impl Pool {
             size,
             free,
             high_water: 0,
+            large,
             #[cfg(debug_assertions)]
             lent_map: vec![false; capacity],
         }
@@ -88,6 +108,11 @@ impl Pool {
     /// How many buffers the pool holds in all.
     pub fn capacity(&self) -> usize {
         self.mem.len() / self.size
+    }
+
+    /// Whether a checkout would succeed.
+    pub fn has_free(&self) -> bool {
+        !self.free.is_empty()
     }
 
     /// Size of each buffer in bytes.
@@ -122,6 +147,7 @@ impl Pool {
             id,
             start: 0,
             end: 0,
+            large: self.large,
         })
     }
 
@@ -129,6 +155,7 @@ impl Pool {
     /// give back only empty buffers unless the connection is being torn down.
     #[inline]
     pub fn checkin(&mut self, buf: Buf) {
+        debug_assert_eq!(buf.large, self.large, "buffer given back to the wrong pool");
         #[cfg(debug_assertions)]
         {
             let was_lent = std::mem::replace(&mut self.lent_map[buf.id as usize], false);
@@ -150,6 +177,64 @@ impl Pool {
     pub fn spare(&mut self, buf: &Buf) -> &mut [u8] {
         let base = buf.id as usize * self.size;
         &mut self.mem[base + buf.end as usize..base + self.size]
+    }
+}
+
+/// Regular buffers plus a few large ones for connections that stream:
+/// a direction whose last read filled its buffer asks for a large one,
+/// so bulk transfers move more per system call while idle and
+/// request/response connections keep the small size.
+pub struct Pools {
+    pub small: Pool,
+    pub large: Pool,
+}
+
+impl Pools {
+    pub fn new(small: Pool, large: Pool) -> Pools {
+        Pools { small, large }
+    }
+
+    fn of(&mut self, buf: &Buf) -> &mut Pool {
+        if buf.large {
+            &mut self.large
+        } else {
+            &mut self.small
+        }
+    }
+
+    /// Lends a buffer of the kind asked for, or of the other kind when
+    /// that one has none free: any buffer beats a stall.
+    #[inline]
+    pub fn checkout(&mut self, large: bool) -> Option<Buf> {
+        if large {
+            self.large.checkout().or_else(|| self.small.checkout())
+        } else {
+            self.small.checkout().or_else(|| self.large.checkout())
+        }
+    }
+
+    #[inline]
+    pub fn checkin(&mut self, buf: Buf) {
+        self.of(&buf).checkin(buf);
+    }
+
+    /// Any buffer free at all.
+    pub fn has_free(&self) -> bool {
+        self.small.has_free() || self.large.has_free()
+    }
+
+    #[inline]
+    pub fn data(&self, buf: &Buf) -> &[u8] {
+        if buf.large {
+            self.large.data(buf)
+        } else {
+            self.small.data(buf)
+        }
+    }
+
+    #[inline]
+    pub fn spare(&mut self, buf: &Buf) -> &mut [u8] {
+        self.of(buf).spare(buf)
     }
 }
 
@@ -186,6 +271,19 @@ mod tests {
         assert!(buf.is_empty());
         assert_eq!(pool.spare(&buf).len(), 8, "an emptied buffer rewinds");
         pool.checkin(buf);
+    }
+
+    #[test]
+    fn pools_route_buffers_home_and_fall_back_to_small() {
+        let mut p = Pools::new(Pool::new(2, 8), Pool::new_large(1, 32));
+        let big = p.checkout(true).expect("large");
+        assert!(big.is_large());
+        assert_eq!(p.spare(&big).len(), 32);
+        let fallback = p.checkout(true).expect("small when no large is free");
+        assert!(!fallback.is_large());
+        p.checkin(big);
+        p.checkin(fallback);
+        assert_eq!((p.small.lent(), p.large.lent()), (0, 0));
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //!    dropped.
 
 use crate::config::{Balance, Config};
-use crate::pool::{Buf, Pool};
+use crate::pool::{Buf, Pool, Pools};
 use crate::stats::Stats;
 use crate::sys::epoll::{self, Epoll, Events, Waker};
 use crate::sys::socket;
@@ -127,6 +127,9 @@ struct Conn {
     ready: [Ready; 2],
     /// In-flight bytes per direction: 0 is client → backend, 1 the reverse.
     bufs: [Option<Buf>; 2],
+    /// Per direction: the last read filled its buffer (a stream, not a
+    /// message), so a large buffer would save system calls.
+    streaming: [bool; 2],
     backend: u32,
     bytes: [u64; 2],
     peer: Option<SocketAddr>,
@@ -144,6 +147,7 @@ impl Conn {
             fds: [None, None],
             ready: [Ready::default(); 2],
             bufs: [None, None],
+            streaming: [false; 2],
             backend: 0,
             bytes: [0; 2],
             peer: None,
@@ -175,7 +179,7 @@ pub struct Worker {
     control: Arc<Control>,
     conns: Vec<Conn>,
     free: Vec<u32>,
-    pool: Pool,
+    pool: Pools,
     closing: Vec<u32>,
     waiters: VecDeque<(u32, u32)>,
     again: Vec<(u32, u32)>,
@@ -204,8 +208,18 @@ impl Worker {
         });
         epoll.add(&listener, epoll::IN | epoll::ET, LISTENER)?;
         epoll.add(&control.waker, epoll::IN | epoll::ET, CONTROL)?;
-        let pool = Pool::new(cfg.buffers, cfg.buffer_size);
-        control.stats.pool_capacity.set(pool.capacity() as u64);
+        let pool = Pools::new(
+            Pool::new(cfg.buffers, cfg.buffer_size),
+            Pool::new_large(cfg.large_buffers, cfg.large_buffer_size),
+        );
+        control
+            .stats
+            .pool_capacity
+            .set(pool.small.capacity() as u64);
+        control
+            .stats
+            .large_pool_capacity
+            .set(pool.large.capacity() as u64);
         let mut conns = Vec::with_capacity(capacity);
         conns.resize_with(capacity, Conn::new);
         Ok(Worker {
@@ -489,6 +503,7 @@ impl Worker {
         };
         c.fds = [Some(client), Some(backend)];
         c.ready = [Ready::default(); 2];
+        c.streaming = [false; 2];
         c.bytes = [0; 2];
         c.backend = b as u32;
         c.reason = Reason::Done;
@@ -659,9 +674,19 @@ impl Worker {
                 return Ok(true);
             }
             rounds += 1;
+            // A streaming direction trades its empty regular buffer for a
+            // large one when one is free.
+            if c.streaming[dir]
+                && pool.large.has_free()
+                && c.bufs[dir].as_ref().is_some_and(|b| !b.is_large())
+            {
+                if let Some(small) = c.bufs[dir].take() {
+                    pool.checkin(small);
+                }
+            }
             let buf = match c.bufs[dir].as_mut() {
                 Some(buf) => buf,
-                None => match pool.checkout() {
+                None => match pool.checkout(c.streaming[dir]) {
                     Some(buf) => c.bufs[dir].insert(buf),
                     None => {
                         if !c.waiting {
@@ -683,6 +708,7 @@ impl Worker {
                 Ok(0) => c.ready[src].eof = true,
                 Ok(n) => {
                     buf.fill(n);
+                    c.streaming[dir] = n == want;
                     // Edge-triggered: a short read drained the socket, unless
                     // a FIN is pending, which only a read of 0 will show.
                     if n < want && !c.ready[src].rdhup {
@@ -725,7 +751,7 @@ impl Worker {
     /// changes.
     fn settle(&mut self) {
         loop {
-            while !self.waiters.is_empty() && self.pool.lent() < self.pool.capacity() {
+            while !self.waiters.is_empty() && self.pool.has_free() {
                 let Some((slot, gen)) = self.waiters.pop_front() else {
                     break;
                 };
@@ -749,8 +775,14 @@ impl Worker {
             }
         }
         let stats = &self.control.stats;
-        stats.pool_lent.set(self.pool.lent() as u64);
-        stats.pool_high_water.set(self.pool.high_water() as u64);
+        stats.pool_lent.set(self.pool.small.lent() as u64);
+        stats
+            .pool_high_water
+            .set(self.pool.small.high_water() as u64);
+        stats.large_pool_lent.set(self.pool.large.lent() as u64);
+        stats
+            .large_pool_high_water
+            .set(self.pool.large.high_water() as u64);
     }
 
     fn close_now(&mut self, slot: usize) {

@@ -87,6 +87,12 @@ stats! {
     pool_lent: "gauge",
     /// Most buffers lent out at once.
     pool_high_water: "gauge",
+    /// Large buffers (for streaming directions) in the pool.
+    large_pool_capacity: "gauge",
+    /// Large buffers lent out now.
+    large_pool_lent: "gauge",
+    /// Most large buffers lent out at once.
+    large_pool_high_water: "gauge",
     /// Times a connection had to wait for a free buffer.
     pool_waits: "counter",
     /// Times accepting was paused (connection limit or out of descriptors).
