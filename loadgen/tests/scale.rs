@@ -8,11 +8,7 @@ use util::{loadgen, total_errors, Server};
 #[test]
 fn five_thousand_connections_through_the_proxy_without_errors() {
     let b = Server::echo_backend("echo", &[]);
-    // A pool of 1,024 buffers rather than the default 2 per connection:
-    // only connections with bytes in flight hold one, and the proxy's debug
-    // build checks every returned buffer against the whole free list, which
-    // at 12,000 buffers would make this test measure that check.
-    let p = Server::proxy(b.addr, &["--max-connections", "6000", "--buffers", "1024"]);
+    let p = Server::proxy(b.addr, &["--max-connections", "6000"]);
     let t = p.target();
     let run = loadgen(&[
         "--target",

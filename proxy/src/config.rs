@@ -194,9 +194,15 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
     }
     let per_worker = max_connections.div_ceil(workers);
     let buffers = cli.buffers.or(file.buffers).unwrap_or(2 * per_worker);
-    if buffers < 2 {
+    // Fewer than two buffers a connection lets directions of different
+    // connections wait on each other: a backend that writes before it
+    // reads can then stall the pool for good. Untouched buffers cost
+    // address space, not memory, so the floor is free.
+    if buffers < 2 * per_worker {
         return Err(format!(
-            "invalid --buffers \"{buffers}\": must be at least 2"
+            "invalid --buffers \"{buffers}\": must be at least 2 per connection of a worker ({}); \
+             unused buffers take no memory",
+            2 * per_worker
         ));
     }
     if buffers

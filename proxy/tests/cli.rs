@@ -120,6 +120,14 @@ fn tiny_buffer_size_is_one_line_error() {
 }
 
 #[test]
+fn a_pool_under_two_buffers_a_connection_is_one_line_error() {
+    rejects(
+        &["--max-connections", "8", "--buffers", "2"],
+        &["--buffers", "2", "at least 2 per connection"],
+    );
+}
+
+#[test]
 fn zero_max_connections_is_one_line_error() {
     rejects(&["--max-connections", "0"], &["--max-connections", "0"]);
 }
