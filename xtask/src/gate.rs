@@ -45,7 +45,11 @@ fn default_entry(figure: &str, value: f64) -> Entry {
     let (tolerance, slack, higher_is_better) = match figure {
         "ratio_to_direct" => (0.30, 0.0, true),
         "syscalls_per_message" | "epoll_ctl_per_connection" => (0.05, 0.05, false),
-        "rss_per_conn_bytes" | "rss_per_conn_bytes_at_max" => (0.25, 256.0, false),
+        // Idle connections sit near zero (the table is preallocated), so
+        // the slack is the real bound there: 1 KiB a connection. With data
+        // in flight the figure follows how many buffers happen to be held,
+        // hence the wide relative tolerance; its target still gates.
+        "rss_per_conn_bytes" | "rss_per_conn_bytes_at_max" => (1.0, 1024.0, false),
         "connections_held" => (0.0, 0.0, true),
         _ => (0.0, 0.0, false), // errors, verify_failures, fd_leak, idle_wakeups: exact
     };
