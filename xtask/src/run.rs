@@ -367,7 +367,16 @@ fn run_hold(
         };
         if i == 0 || fig == "rss_per_conn_bytes_at_max" {
             put(values, fig, name, per.max(0.0));
+        } else {
+            // Counts between the first and "max" are reported, not targeted.
+            put(
+                values,
+                &format!("rss_per_conn_bytes@{n}"),
+                name,
+                per.max(0.0),
+            );
         }
+        put(values, &format!("rss_kib@{n}"), name, held.rss_kib as f64);
         put(values, "connections_held", name, conns.len() as f64);
         if let Some(m) = subject.metrics {
             let lent = peers::scrape(m)?.get("pool_lent").copied().unwrap_or(0.0);
