@@ -469,6 +469,7 @@ impl Worker {
                     self.pause_accept(Some(Instant::now() + ACCEPT_RETRY));
                 } else {
                     self.control.stats.sys_connect.add(2);
+                    self.control.stats.sys_close.inc(); // the backend socket
                     self.control.stats.refused.inc();
                     eprintln!("proxy: backend {addr} failed for client {peer}: {e}");
                 }
@@ -582,14 +583,21 @@ impl Worker {
     /// Moves whatever can move in both directions of `slot`.
     fn pump(&mut self, slot: usize) {
         let mut more = false;
+        let mut failed = None;
+        // Both directions run even if the first fails: a backend that
+        // answers and resets while the upload is still coming must still
+        // have its answer passed on before the pair is closed.
         for dir in [0, 1] {
             match self.relay(slot, dir) {
                 Ok(m) => more |= m,
                 Err(side) => {
-                    self.close_later(slot, Reason::Error(side));
-                    return;
+                    failed.get_or_insert(side);
                 }
             }
+        }
+        if let Some(side) = failed {
+            self.close_later(slot, Reason::Error(side));
+            return;
         }
         let c = &mut self.conns[slot];
         if c.ready[CLIENT].shut && c.ready[BACKEND].shut {
@@ -649,7 +657,14 @@ impl Worker {
                             c.ready[dst].writable = false;
                             return Ok(false);
                         }
-                        Err(_) => return Err(dst),
+                        Err(_) => {
+                            // The peer is gone, but what it sent before its
+                            // reset may still be queued: let the other
+                            // direction read it out before the pair closes.
+                            c.ready[dst].readable = true;
+                            c.ready[dst].rdhup = true;
+                            return Err(dst);
+                        }
                     }
                 }
             }
@@ -737,7 +752,7 @@ impl Worker {
         let list = std::mem::take(&mut self.again);
         for &(slot, gen) in &list {
             let c = &mut self.conns[slot as usize];
-            if c.gen == gen && c.again {
+            if c.gen == gen && c.again && c.stage == Stage::Relaying {
                 c.again = false;
                 self.pump(slot as usize);
             }
@@ -789,17 +804,33 @@ impl Worker {
         let stats = &self.control.stats;
         let c = &mut self.conns[slot];
         debug_assert_eq!(c.stage, Stage::Closing);
+        // Which sockets get a reset rather than a FIN: any that is owed
+        // bytes it will now never get, so that a cut stream never looks
+        // complete.
+        let mut abort = [false; 2];
+        match c.reason {
+            Reason::Done => {}
+            Reason::Error(side) => {
+                abort[1 - side] = true;
+                stats.errors.inc();
+            }
+            Reason::Refused => abort[CLIENT] = true,
+            Reason::Drain => {
+                for dir in [0, 1] {
+                    let r = c.ready[dir];
+                    let held = c.bufs[dir].as_ref().is_some_and(|b| !b.is_empty());
+                    abort[1 - dir] |= held || (r.readable && !r.eof);
+                }
+            }
+        }
         for buf in c.bufs.iter_mut().filter_map(Option::take) {
             self.pool.checkin(buf);
         }
-        if let Reason::Error(side) = c.reason {
-            // Pass the abort on: the other side gets a reset, not a FIN
-            // that would make a truncated stream look complete.
-            if let Some(fd) = c.fd(1 - side) {
+        for side in [CLIENT, BACKEND] {
+            if let (true, Some(fd)) = (abort[side], c.fd(side)) {
                 stats.sys_sockopt.inc();
                 let _ = socket::set_linger_zero(fd);
             }
-            stats.errors.inc();
         }
         for fd in c.fds.iter_mut().filter_map(Option::take) {
             stats.sys_close.inc();

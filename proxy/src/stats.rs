@@ -49,9 +49,17 @@ macro_rules! stats {
         }
 
         impl Snapshot {
-            /// Adds one worker's figures to the total.
+            /// Adds one worker's figures to the total. Peaks do not add
+            /// up (workers peak at different times): the total keeps the
+            /// largest.
             pub fn add(&mut self, s: &Stats) {
-                $( self.$name += s.$name.get(); )*
+                $(
+                    if $kind == "peak" {
+                        self.$name = self.$name.max(s.$name.get());
+                    } else {
+                        self.$name += s.$name.get();
+                    }
+                )*
             }
 
             /// `(name, kind, help, value)` for every figure, in declaration order.
@@ -69,8 +77,8 @@ stats! {
     closed: "counter",
     /// Client connections open now.
     active: "gauge",
-    /// Most client connections open at once.
-    peak_active: "gauge",
+    /// Most client connections open at once (in any one worker).
+    peak_active: "peak",
     /// Clients closed because no backend connection could be made.
     refused: "counter",
     /// Clients turned away because the process was out of descriptors.
@@ -85,14 +93,14 @@ stats! {
     pool_capacity: "gauge",
     /// Buffers lent out now.
     pool_lent: "gauge",
-    /// Most buffers lent out at once.
-    pool_high_water: "gauge",
+    /// Most buffers lent out at once (in any one worker).
+    pool_high_water: "peak",
     /// Large buffers (for streaming directions) in the pool.
     large_pool_capacity: "gauge",
     /// Large buffers lent out now.
     large_pool_lent: "gauge",
-    /// Most large buffers lent out at once.
-    large_pool_high_water: "gauge",
+    /// Most large buffers lent out at once (in any one worker).
+    large_pool_high_water: "peak",
     /// Times a connection had to wait for a free buffer.
     pool_waits: "counter",
     /// Times accepting was paused (connection limit or out of descriptors).
@@ -153,6 +161,7 @@ impl Snapshot {
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
         for (name, kind, help, v) in self.fields() {
+            let kind = if kind == "peak" { "gauge" } else { kind };
             let _ = writeln!(
                 out,
                 "# HELP proxy_{name} {help}\n# TYPE proxy_{name} {kind}\nproxy_{name} {v}"
@@ -172,8 +181,11 @@ mod tests {
         a.accepted.add(2);
         b.accepted.inc();
         b.sys_read.add(5);
+        a.peak_active.set(4);
+        b.peak_active.set(3);
         let s = Snapshot::total([&a, &b]);
         assert_eq!(s.accepted, 3);
+        assert_eq!(s.peak_active, 4, "peaks take the largest, not the sum");
         assert_eq!(s.syscalls(), 5);
         assert!(s.summary().contains(" accepted=3 "));
         let prom = s.prometheus();

@@ -259,3 +259,43 @@ fn round_robin_alternates_between_two_backends() {
     assert_eq!(a.accepted(), 2);
     assert_eq!(b.accepted(), 2);
 }
+
+/// When the drain timeout cuts a stream the client is still owed bytes
+/// of, the client must see a reset, never a clean EOF after a prefix
+/// (which would make the cut stream look complete).
+#[test]
+fn drain_timeout_resets_a_client_still_owed_bytes() {
+    const LEN: usize = 64 << 20;
+    let backend = Backend::spawn(|mut s| {
+        let data = pattern(21, LEN);
+        let _ = s.write_all(&data); // stalls: the client is not reading yet
+    });
+    let mut proxy = Proxy::start_to(backend.addr, &["--drain-timeout", "300ms"]);
+    let mut client = connect(proxy.addr);
+    // Wait until the proxy holds bytes it cannot pass on.
+    proxy.wait_stats("bytes held for the client", |s| {
+        s.get("pool_lent") + s.get("large_pool_lent") > 0 && s.get("bytes_backend_to_client") > 0
+    });
+    proxy.signal("TERM");
+    assert_eq!(proxy.wait_exit().code(), Some(0));
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended_by_reset = loop {
+        match client.read(&mut buf) {
+            Ok(0) => break false,
+            Ok(n) => got += n,
+            Err(e) => {
+                assert_ne!(e.kind(), std::io::ErrorKind::WouldBlock, "client read hung");
+                break true;
+            }
+        }
+    };
+    assert!(
+        got < LEN,
+        "the whole stream fitted in the kernel; the test proves nothing"
+    );
+    assert!(
+        ended_by_reset,
+        "a cut stream ended with a clean EOF after {got} of {LEN} bytes"
+    );
+}

@@ -277,3 +277,43 @@ fn survives_two_hundred_immediate_resets() {
     assert_eq!(st.get("closed"), CONNS + 1, "{st:?}");
     assert_eq!(st.get("errors"), CONNS, "{st:?}");
 }
+
+/// A backend that reads a little of a large upload, answers, and closes
+/// with the rest unread (so its kernel sends a reset): the answer must
+/// still reach the client, as it does without a proxy. The failing write
+/// towards the backend must not stop the other direction from being read.
+#[test]
+fn a_backend_answer_sent_before_its_reset_reaches_the_client() {
+    const ANSWER: &[u8] = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n";
+    let backend = Backend::spawn(|mut s| {
+        let mut first = [0u8; 1024];
+        if s.read_exact(&mut first).is_ok() && s.write_all(ANSWER).is_ok() {
+            reset(s); // unread upload bytes: the close is a reset anyway
+        }
+    });
+    let proxy = Proxy::start_to(backend.addr, &[]);
+    for round in 0..10 {
+        let mut client = connect(proxy.addr);
+        let mut writer = client.try_clone().expect("clone");
+        let upload = std::thread::spawn(move || {
+            let chunk = pattern(round, 64 << 10);
+            for _ in 0..64 {
+                if writer.write_all(&chunk).is_err() {
+                    break; // the backend reset: expected
+                }
+            }
+        });
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match client.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if is_timeout(&e) => panic!("round {round}: no answer and no end"),
+                Err(_) => break,
+            }
+        }
+        assert_eq!(got, ANSWER, "round {round}: the answer was lost");
+        upload.join().expect("uploader");
+    }
+}
