@@ -458,8 +458,9 @@ fn open_held(
             s2.read_exact(&mut b)?;
             if in_flight {
                 s.set_nonblocking(true)?;
-                // Until every buffer on the way is full; bounded at 8 MiB.
-                for _ in 0..128 {
+                // Until every buffer on the way is full; bounded at 4 MiB
+                // so that the kernel's TCP memory stays out of pressure.
+                for _ in 0..64 {
                     match s2.write(&chunk) {
                         Ok(_) => {}
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
