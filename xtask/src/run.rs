@@ -46,6 +46,8 @@ pub fn is_gated(figure: &str) -> bool {
 }
 
 fn unit(figure: &str) -> &'static str {
+    // `rss_kib@5000` has the unit of `rss_kib`.
+    let figure = figure.split('@').next().unwrap_or(figure);
     match figure {
         "rate" => "msg/s",
         "connect_rate" => "conn/s",
