@@ -44,7 +44,11 @@ impl Entry {
 fn default_entry(figure: &str, value: f64) -> Entry {
     let (tolerance, slack, higher_is_better) = match figure {
         "ratio_to_direct" => (0.30, 0.0, true),
-        "syscalls_per_message" | "epoll_ctl_per_connection" => (0.05, 0.05, false),
+        // Reads and writes per message are exact; the epoll_wait share
+        // depends on how many events each wake-up batches, which varies
+        // with load at many connections. The target (<= 6) bounds it.
+        "syscalls_per_message" => (0.0, 0.5, false),
+        "epoll_ctl_per_connection" => (0.05, 0.05, false),
         // Idle connections sit near zero (the table is preallocated), so
         // the slack is the real bound there: 1 KiB a connection. With data
         // in flight the figure follows how many buffers happen to be held,
@@ -119,7 +123,7 @@ mod tests {
         assert!(exact.holds(0.0) && !exact.holds(1.0));
         let ratio = default_entry("ratio_to_direct", 0.6);
         assert!(ratio.holds(0.45) && !ratio.holds(0.4) && ratio.holds(0.9));
-        let sys = default_entry("syscalls_per_message", 6.0);
-        assert!(sys.holds(6.3) && !sys.holds(6.5));
+        let sys = default_entry("syscalls_per_message", 4.0);
+        assert!(sys.holds(4.4) && !sys.holds(4.6));
     }
 }
