@@ -26,6 +26,8 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     pub balance: Balance,
     pub drain_timeout: Duration,
+    pub connect_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
     pub log_connections: bool,
     pub backlog: i32,
 }
@@ -98,6 +100,13 @@ pub struct Cli {
     /// On SIGTERM, how long open connections may take to finish, e.g. 10s, 500ms [default: 10s]
     #[arg(long, value_name = "DUR")]
     pub drain_timeout: Option<String>,
+    /// Give up on a backend connect after DUR and reset the client; 0 waits
+    /// as long as the kernel does [default: 5s]
+    #[arg(long, value_name = "DUR")]
+    pub connect_timeout: Option<String>,
+    /// Close a connection with no traffic either way for DUR (off unless set)
+    #[arg(long, value_name = "DUR")]
+    pub idle_timeout: Option<String>,
     /// Print one line per closed connection
     #[arg(long)]
     pub log_connections: bool,
@@ -126,6 +135,8 @@ pub struct FileConfig {
     pub metrics: Option<String>,
     pub balance: Option<Balance>,
     pub drain_timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
     pub log_connections: Option<bool>,
     pub backlog: Option<i32>,
 }
@@ -244,6 +255,28 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
         }
         None => Duration::from_secs(10),
     };
+    let timeout = |opt: &str, v: Option<&str>, default: Option<Duration>| match v {
+        Some(s) => match parse_duration(s).map_err(|e| format!("invalid {opt} \"{s}\": {e}"))? {
+            d if d.is_zero() => Ok::<_, String>(None),
+            d if d < Duration::from_millis(10) => Err(format!(
+                "invalid {opt} \"{s}\": must be at least 10ms (or 0 for none)"
+            )),
+            d => Ok(Some(d)),
+        },
+        None => Ok(default),
+    };
+    let connect_timeout = timeout(
+        "--connect-timeout",
+        cli.connect_timeout
+            .as_deref()
+            .or(file.connect_timeout.as_deref()),
+        Some(Duration::from_secs(5)),
+    )?;
+    let idle_timeout = timeout(
+        "--idle-timeout",
+        cli.idle_timeout.as_deref().or(file.idle_timeout.as_deref()),
+        None,
+    )?;
     let backlog = cli.backlog.or(file.backlog).unwrap_or(1024);
     if backlog < 1 {
         return Err(format!(
@@ -262,6 +295,8 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
         metrics,
         balance: cli.balance.or(file.balance).unwrap_or(Balance::RoundRobin),
         drain_timeout,
+        connect_timeout,
+        idle_timeout,
         log_connections: cli.log_connections || file.log_connections.unwrap_or(false),
         backlog,
     })
@@ -386,6 +421,26 @@ mod tests {
         assert!(e.starts_with("invalid --listen \"1.2.3\""), "{e}");
         let e = resolve(cli(&["--drain-timeout", "5x"]), 1024).expect_err("dur");
         assert!(e.contains("unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn timeouts_default_to_a_5s_connect_and_no_idle_limit() {
+        let c = resolve(cli(&[]), 1024).expect("defaults");
+        assert_eq!(
+            (c.connect_timeout, c.idle_timeout),
+            (Some(Duration::from_secs(5)), None)
+        );
+        let c = resolve(
+            cli(&["--connect-timeout", "0", "--idle-timeout", "2m"]),
+            1024,
+        )
+        .expect("set");
+        assert_eq!(
+            (c.connect_timeout, c.idle_timeout),
+            (None, Some(Duration::from_secs(120)))
+        );
+        let e = resolve(cli(&["--idle-timeout", "5ms"]), 1024).expect_err("too short");
+        assert!(e.starts_with("invalid --idle-timeout \"5ms\""), "{e}");
     }
 
     #[test]

@@ -110,6 +110,10 @@ enum Reason {
     Error(usize),
     /// The drain timeout ran out at shutdown.
     Drain,
+    /// The backend connect took longer than `--connect-timeout`.
+    ConnectTimeout,
+    /// No event on either socket for `--idle-timeout`.
+    Idle,
 }
 
 /// One client/backend pair.
@@ -131,6 +135,10 @@ struct Conn {
     /// message), so a large buffer would save system calls.
     streaming: [bool; 2],
     backend: u32,
+    /// Worker clock (ms) when the pair opened, and of its last event:
+    /// kept only when a connect or idle timeout is set.
+    opened_ms: u32,
+    active_ms: u32,
     bytes: [u64; 2],
     peer: Option<SocketAddr>,
     started: Option<Instant>,
@@ -149,6 +157,8 @@ impl Conn {
             bufs: [None, None],
             streaming: [false; 2],
             backend: 0,
+            opened_ms: 0,
+            active_ms: 0,
             bytes: [0; 2],
             peer: None,
             started: None,
@@ -158,6 +168,11 @@ impl Conn {
     fn fd(&self, side: usize) -> Option<BorrowedFd<'_>> {
         self.fds[side].as_ref().map(|f| f.as_fd())
     }
+}
+
+/// A duration in whole milliseconds, saturating at `u32::MAX`.
+fn millis(d: Duration) -> u32 {
+    d.as_millis().min(u128::from(u32::MAX)) as u32
 }
 
 fn token(slot: usize, gen: u32, side: usize) -> u64 {
@@ -194,6 +209,16 @@ pub struct Worker {
     accept_retry_at: Option<Instant>,
     drain_deadline: Option<Instant>,
     reserve: Option<OwnedFd>,
+    connect_timeout_ms: Option<u32>,
+    idle_timeout_ms: Option<u32>,
+    /// Pairs in [`Stage::Connecting`]: the sweep runs only while a
+    /// timeout could fire, so an idle proxy never wakes.
+    connecting: usize,
+    /// The worker's clock: ms since `epoch`, read once a loop turn when a
+    /// timeout is set.
+    epoch: Instant,
+    now_ms: u32,
+    next_sweep: Option<Instant>,
 }
 
 impl Worker {
@@ -243,6 +268,12 @@ impl Worker {
             accept_retry_at: None,
             drain_deadline: None,
             reserve: socket::reserve_fd().ok(),
+            connect_timeout_ms: cfg.connect_timeout.map(millis),
+            idle_timeout_ms: cfg.idle_timeout.map(millis),
+            connecting: 0,
+            epoch: Instant::now(),
+            now_ms: 0,
+            next_sweep: None,
         })
     }
 
@@ -263,6 +294,9 @@ impl Worker {
             let timeout = self.timeout_ms();
             self.stats().sys_epoll_wait.inc();
             self.epoll.wait(&mut events, timeout)?;
+            if self.timeouts_on() {
+                self.now_ms = millis(self.epoch.elapsed());
+            }
             for (tok, bits) in events.iter() {
                 match tok {
                     LISTENER => self.accept_all(),
@@ -277,6 +311,7 @@ impl Worker {
                 self.resume_accept();
                 self.settle();
             }
+            self.sweep(now);
             if let Some(deadline) = self.drain_deadline {
                 if self.active() == 0 {
                     return Ok(());
@@ -294,6 +329,65 @@ impl Worker {
         }
     }
 
+    fn timeouts_on(&self) -> bool {
+        self.connect_timeout_ms.is_some() || self.idle_timeout_ms.is_some()
+    }
+
+    /// Closes pairs past their connect or idle timeout, and schedules the
+    /// next sweep only while one of them could still fire: with no pair
+    /// connecting and no idle timeout, the proxy sleeps for good.
+    fn sweep(&mut self, now: Instant) {
+        if !self.timeouts_on() {
+            return;
+        }
+        if self.next_sweep.is_some_and(|t| now >= t) {
+            let now_ms = millis(self.epoch.elapsed());
+            let expired = |since: u32, limit: Option<u32>| {
+                limit.is_some_and(|l| now_ms.wrapping_sub(since) >= l)
+            };
+            for slot in 0..self.conns.len() {
+                let c = &self.conns[slot];
+                let reason = match c.stage {
+                    Stage::Connecting if expired(c.opened_ms, self.connect_timeout_ms) => {
+                        Reason::ConnectTimeout
+                    }
+                    Stage::Connecting | Stage::Relaying
+                        if expired(c.active_ms, self.idle_timeout_ms) =>
+                    {
+                        Reason::Idle
+                    }
+                    _ => continue,
+                };
+                if reason == Reason::ConnectTimeout {
+                    self.control.stats.refused.inc();
+                    eprintln!(
+                        "proxy: backend {} connect timed out",
+                        self.backends[c.backend as usize]
+                    );
+                }
+                self.close_later(slot, reason);
+            }
+            self.next_sweep = None;
+            self.settle();
+        }
+        let wanted = [
+            self.connect_timeout_ms.filter(|_| self.connecting > 0),
+            self.idle_timeout_ms.filter(|_| self.active() > 0),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match wanted {
+            None => self.next_sweep = None,
+            Some(ms) if self.next_sweep.is_none() => {
+                // A pair expires at most an eighth of its timeout late.
+                let step = u64::from(ms / 8).clamp(10, 1000);
+                self.next_sweep = Some(now + Duration::from_millis(step));
+            }
+            Some(_) => {}
+        }
+    }
+
     fn active(&self) -> usize {
         self.conns.len() - self.free.len()
     }
@@ -307,6 +401,7 @@ impl Worker {
         let next = [
             self.accept_retry_at.filter(|_| self.accept_paused),
             self.drain_deadline,
+            self.next_sweep,
         ]
         .into_iter()
         .flatten()
@@ -502,6 +597,11 @@ impl Worker {
         } else {
             Stage::Connecting
         };
+        c.opened_ms = self.now_ms;
+        c.active_ms = self.now_ms;
+        if !done {
+            self.connecting += 1;
+        }
         c.fds = [Some(client), Some(backend)];
         c.ready = [Ready::default(); 2];
         c.streaming = [false; 2];
@@ -531,6 +631,7 @@ impl Worker {
         if c.gen != gen || !matches!(c.stage, Stage::Connecting | Stage::Relaying) {
             return; // Stale: the slot was closed (and maybe reused) since.
         }
+        c.active_ms = self.now_ms;
         let r = &mut c.ready[side];
         let trouble = bits & (epoll::RDHUP | epoll::HUP | epoll::ERR) != 0;
         if bits & epoll::IN != 0 || trouble {
@@ -549,6 +650,7 @@ impl Worker {
             }
             if bits & epoll::OUT != 0 {
                 c.stage = Stage::Relaying;
+                self.connecting -= 1;
             }
         }
         self.pump(slot);
@@ -739,6 +841,9 @@ impl Worker {
     fn close_later(&mut self, slot: usize, reason: Reason) {
         let c = &mut self.conns[slot];
         if matches!(c.stage, Stage::Connecting | Stage::Relaying) {
+            if c.stage == Stage::Connecting {
+                self.connecting -= 1;
+            }
             c.stage = Stage::Closing;
             c.reason = reason;
             self.closing.push(slot as u32);
@@ -814,8 +919,8 @@ impl Worker {
                 abort[1 - side] = true;
                 stats.errors.inc();
             }
-            Reason::Refused => abort[CLIENT] = true,
-            Reason::Drain => {
+            Reason::Refused | Reason::ConnectTimeout => abort[CLIENT] = true,
+            Reason::Drain | Reason::Idle => {
                 for dir in [0, 1] {
                     let r = c.ready[dir];
                     let held = c.bufs[dir].as_ref().is_some_and(|b| !b.is_empty());
@@ -844,6 +949,8 @@ impl Worker {
                 Reason::Error(CLIENT) => "client error",
                 Reason::Error(_) => "backend error",
                 Reason::Drain => "drain timeout",
+                Reason::ConnectTimeout => "backend connect timed out",
+                Reason::Idle => "idle timeout",
             };
             eprintln!(
                 "conn {} -> {} closed ({why}): {} bytes up, {} bytes down, {ms} ms",

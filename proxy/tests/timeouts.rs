@@ -1,0 +1,107 @@
+//! Connect and idle timeouts: a backend that never answers a SYN, and a
+//! connection that goes quiet, are closed by the proxy on its own.
+
+mod util;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::Duration;
+use util::{connect, echo_byte, is_timeout, Backend, Proxy};
+
+/// A listener whose accept queue is full, so that the kernel drops every
+/// further SYN: a connect to it hangs until the connector gives up.
+fn black_hole() -> (OwnedFd, SocketAddr, Vec<TcpStream>) {
+    let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = probe.local_addr().expect("addr");
+    drop(probe);
+    // SAFETY: plain socket/bind/listen calls on a descriptor we own; the
+    // sockaddr_in is fully initialised and its size passed exactly.
+    let fd = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket");
+        let one: i32 = 1;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const i32).cast(),
+            4,
+        );
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: addr.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::bind(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "bind");
+        assert_eq!(libc::listen(fd, 0), 0, "listen");
+        OwnedFd::from_raw_fd(fd)
+    };
+    // Fill the accept queue; later SYNs are dropped.
+    let fillers: Vec<TcpStream> = (0..3)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok())
+        .collect();
+    assert!(!fillers.is_empty(), "could not fill the accept queue");
+    (fd, addr, fillers)
+}
+
+#[test]
+fn a_backend_that_never_answers_is_given_up_after_the_connect_timeout() {
+    let (_listener, addr, _fillers) = black_hole();
+    if TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok() {
+        eprintln!("skipping: this kernel still completes handshakes to a full accept queue");
+        return;
+    }
+    let mut proxy = Proxy::start_to(addr, &["--connect-timeout", "300ms"]);
+    let mut client = connect(proxy.addr);
+    let mut b = [0u8; 1];
+    match client.read(&mut b) {
+        Ok(0) => {}
+        Ok(_) => panic!("bytes from a backend that never connected"),
+        Err(e) => assert!(!is_timeout(&e), "the client was left hanging: {e}"),
+    }
+    proxy.wait_logged(|l| l.contains("connect timed out"));
+    let s = proxy.wait_stats("the pair closed", |s| s.get("active") == 0);
+    assert_eq!(s.get("refused"), 1, "{s:?}");
+}
+
+#[test]
+fn a_quiet_connection_is_closed_after_the_idle_timeout() {
+    let backend = Backend::echo();
+    let mut proxy = Proxy::start_to(
+        backend.addr,
+        &["--idle-timeout", "300ms", "--log-connections"],
+    );
+    let mut client = connect(proxy.addr);
+    echo_byte(&mut client, b'q');
+    let mut b = [0u8; 1];
+    let n = client
+        .read(&mut b)
+        .expect("a clean close, not a reset or a hang");
+    assert_eq!(n, 0, "the idle connection got bytes");
+    proxy.wait_logged(|l| l.contains("idle timeout"));
+    let s = proxy.wait_stats("the pair closed", |s| s.get("active") == 0);
+    assert_eq!((s.get("closed"), s.get("errors")), (1, 0), "{s:?}");
+}
+
+#[test]
+fn a_busy_connection_outlives_the_idle_timeout() {
+    let backend = Backend::echo();
+    let mut proxy = Proxy::start_to(backend.addr, &["--idle-timeout", "1s"]);
+    let mut client = connect(proxy.addr);
+    // Traffic every 100 ms for three idle periods.
+    for i in 0..30u8 {
+        echo_byte(&mut client, i);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = proxy.stats();
+    assert_eq!((s.get("active"), s.get("closed")), (1, 0), "{s:?}");
+}
