@@ -82,7 +82,7 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub buffers: Option<usize>,
     /// Large buffers per worker, lent to directions that stream (a read
-    /// filled the buffer); 0 turns them off [default: 32]
+    /// filled the buffer); 0 turns them off [default: 16]
     #[arg(long, value_name = "N")]
     pub large_buffers: Option<usize>,
     /// Bytes per large buffer [default: 65536]
@@ -224,7 +224,7 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
             "invalid --buffers \"{buffers}\": {buffers} x {buffer_size} bytes is more than 64 GiB"
         ));
     }
-    let large_buffers = cli.large_buffers.or(file.large_buffers).unwrap_or(32);
+    let large_buffers = cli.large_buffers.or(file.large_buffers).unwrap_or(16);
     let large_buffer_size = cli
         .large_buffer_size
         .or(file.large_buffer_size)
