@@ -66,18 +66,7 @@ impl Epoll {
                 timeout_ms,
             )
         };
-        match cvt(n) {
-            Ok(n) => {
-                // SAFETY: the kernel initialised the first `n <= cap` entries.
-                unsafe { events.buf.set_len(n as usize) };
-                Ok(n as usize)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                events.buf.clear();
-                Ok(0)
-            }
-            Err(e) => Err(e),
-        }
+        events.filled(n)
     }
 }
 
@@ -90,6 +79,26 @@ impl Events {
     pub fn with_capacity(n: usize) -> Events {
         Events {
             buf: Vec::with_capacity(n.max(1)),
+        }
+    }
+
+    /// Takes a wait call's return value: `n` events written by the kernel,
+    /// or -1. EINTR counts as zero events, so that the caller re-checks its
+    /// deadlines.
+    fn filled(&mut self, n: i32) -> io::Result<usize> {
+        match cvt(n) {
+            Ok(n) => {
+                debug_assert!(n as usize <= self.buf.capacity());
+                // SAFETY: the kernel initialised the first `n` entries, and
+                // it writes at most the capacity it was given.
+                unsafe { self.buf.set_len(n as usize) };
+                Ok(n as usize)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                self.buf.clear();
+                Ok(0)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -175,21 +184,12 @@ impl Epoll {
                 std::ptr::null(),
             )
         };
-        match cvt(n) {
-            Ok(n) => {
-                // SAFETY: the kernel initialised the first `n <= cap` entries.
-                unsafe { events.buf.set_len(n as usize) };
-                Ok(n as usize)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                events.buf.clear();
-                Ok(0)
-            }
+        match events.filled(n) {
             Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
                 let ms = t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
                 self.wait(events, ms)
             }
-            Err(e) => Err(e),
+            other => other,
         }
     }
 }
