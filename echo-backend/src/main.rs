@@ -66,24 +66,10 @@ impl fmt::Display for Error {
 }
 
 fn main() -> ExitCode {
-    // A panic in a worker must not leave a half-alive process behind (the
-    // main thread sleeps in the signalfd and would never notice).
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default_hook(info);
-        std::process::abort();
-    }));
-    let cli = match Cli::try_parse() {
+    proxy::cli::abort_on_panic();
+    let cli: Cli = match proxy::cli::parse("echo-backend") {
         Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("echo-backend: {} (see --help)", one_line(&e.to_string()));
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match try_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -92,22 +78,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// Squeezes clap's multi-line message into one line: the first line says
-/// what was wrong with which value; a `[possible values: …]` line is kept.
-fn one_line(text: &str) -> String {
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let mut msg = lines
-        .next()
-        .unwrap_or("invalid arguments")
-        .trim_start_matches("error: ")
-        .to_string();
-    if let Some(values) = lines.find(|l| l.starts_with("[possible values:")) {
-        msg.push(' ');
-        msg.push_str(values);
-    }
-    msg
 }
 
 fn try_main(cli: Cli) -> Result<(), Error> {

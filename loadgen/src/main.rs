@@ -2,39 +2,15 @@
 //! summary or the JSON report, and exit 0 (clean), 1 (errors or
 //! verification failures) or 2 (bad arguments).
 
-use clap::Parser;
 use loadgen::cli::{self, Cli};
 use loadgen::run::{self, Error};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    proxy::cli::abort_on_panic();
+    let cli: Cli = match proxy::cli::parse("loadgen") {
         Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            // clap's message is several lines: what was wrong, perhaps
-            // continued on indented lines, then a blank line and usage.
-            // Keep it to one line.
-            let text = e.to_string();
-            let what: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            let what = what.join(" ");
-            let what = what.trim_start_matches("error: ");
-            let what = if what.is_empty() {
-                "invalid arguments"
-            } else {
-                what
-            };
-            eprintln!("loadgen: {what} (see --help)");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let cfg = match cli::resolve(cli) {
         Ok(cfg) => cfg,

@@ -1,7 +1,6 @@
 //! The `proxy` binary: parse and check the configuration, bind, start the
 //! workers, then wait for signals.
 
-use clap::Parser;
 use proxy::config::{self, Cli, Config};
 use proxy::server::{Control, Worker};
 use proxy::stats::Snapshot;
@@ -33,31 +32,10 @@ impl fmt::Display for Error {
 }
 
 fn main() -> ExitCode {
-    // A panic in a worker must not leave a half-alive process behind
-    // (the main thread sleeps in the signalfd and would never notice).
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default_hook(info);
-        std::process::abort();
-    }));
-    let cli = match Cli::try_parse() {
+    proxy::cli::abort_on_panic();
+    let cli: Cli = match proxy::cli::parse("proxy") {
         Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            // clap's message is several lines; keep the first, which says
-            // what was wrong with which value.
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!(
-                "proxy: {} (see --help)",
-                first.trim_start_matches("error: ")
-            );
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match try_main(cli) {
         Ok(()) => ExitCode::SUCCESS,

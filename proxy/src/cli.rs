@@ -1,0 +1,64 @@
+//! Command-line plumbing shared by the proxy, echo-backend and loadgen
+//! binaries: clap's errors as one line, and a panic on any thread ends
+//! the whole process.
+
+use std::process::ExitCode;
+
+/// Parses the command line into `T`. `--help` and `--version` print and
+/// come back as `Err(SUCCESS)`; a bad argument prints one line,
+/// `NAME: what was wrong (see --help)`, and comes back as `Err(2)`.
+pub fn parse<T: clap::Parser>(name: &str) -> Result<T, ExitCode> {
+    T::try_parse().map_err(|e| {
+        use clap::error::ErrorKind;
+        if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        eprintln!("{name}: {} (see --help)", one_line(&e.to_string()));
+        ExitCode::from(2)
+    })
+}
+
+/// clap's message is several lines: what was wrong (perhaps continued on
+/// indented lines, such as the possible values), a blank line, usage.
+/// Keeps the first part, joined into one line.
+pub fn one_line(text: &str) -> String {
+    let what: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let what = what.join(" ");
+    let what = what.trim_start_matches("error: ");
+    if what.is_empty() {
+        "invalid arguments".into()
+    } else {
+        what.into()
+    }
+}
+
+/// Makes a panic on any thread abort the process after the usual
+/// message: a worker that died must not leave a half-alive server behind
+/// (the main thread sleeps in its signalfd and would never notice).
+pub fn abort_on_panic() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn clap_errors_become_one_line_with_their_possible_values() {
+        let text = "error: invalid value 'bogus' for '--mode <MODE>'\n  [possible values: echo, http]\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(text),
+            "invalid value 'bogus' for '--mode <MODE>' [possible values: echo, http]"
+        );
+        assert_eq!(one_line(""), "invalid arguments");
+    }
+}
