@@ -201,6 +201,17 @@ const COLORS: &[&str] = &[
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
 ];
 
+/// One colour per subject in every chart, so that curves and bars agree.
+fn color(label: &str, i: usize) -> &'static str {
+    match label {
+        "direct" => COLORS[0],
+        "self" => COLORS[1],
+        "haproxy" => COLORS[2],
+        "nginx" => COLORS[3],
+        _ => COLORS[4 + i % 2],
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -266,7 +277,7 @@ pub fn latency_svg(curves: &[Curve]) -> String {
         mt + ph / 2.0
     );
     for (i, c) in curves.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+        let color = color(&c.label, i);
         let pts: Vec<String> = c
             .points
             .iter()
@@ -304,7 +315,7 @@ pub fn bars_svg(title: &str, values: &[(String, f64)]) -> String {
     for (i, (label, v)) in values.iter().enumerate() {
         let y = 22.0 + bh * i as f64;
         let bw = (w - ml - 80.0) * v / vmax;
-        let color = COLORS[i % COLORS.len()];
+        let color = color(label, i);
         let _ = write!(
             s,
             r#"<text x="{}" y="{}" text-anchor="end">{}</text><rect x="{ml}" y="{y}" width="{bw:.1}" height="{}" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
@@ -378,10 +389,14 @@ pub fn html(run: &Run) -> String {
         if !s.curves.is_empty() {
             out.push_str(&latency_svg(&s.curves));
         }
-        let headline = s.figures.iter().find(|f| {
-            ["throughput_bps", "connect_rate", "rate"].contains(&f.name.as_str())
-                && f.values.len() > 1
-        });
+        // The figure that says most about the scenario, in this order.
+        let headline = ["throughput_bps", "connect_rate", "rate"]
+            .iter()
+            .find_map(|name| {
+                s.figures
+                    .iter()
+                    .find(|f| f.name == *name && f.values.len() > 1)
+            });
         if let Some(f) = headline {
             let vals: Vec<(String, f64)> = f.values.iter().map(|(k, v)| (k.clone(), *v)).collect();
             out.push_str("<br>");
