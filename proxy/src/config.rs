@@ -30,6 +30,7 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     pub log_connections: bool,
     pub backlog: i32,
+    pub acl: crate::acl::Acl,
 }
 
 /// How a new client picks its backend.
@@ -110,6 +111,12 @@ pub struct Cli {
     /// Print one line per closed connection
     #[arg(long)]
     pub log_connections: bool,
+    /// Serve only clients in this network, e.g. 10.0.0.0/8 (repeatable)
+    #[arg(long = "allow", value_name = "CIDR")]
+    pub allow: Vec<String>,
+    /// Turn away clients in this network (repeatable; wins over --allow)
+    #[arg(long = "deny", value_name = "CIDR")]
+    pub deny: Vec<String>,
     /// Listen backlog [default: 1024]
     #[arg(long, value_name = "N")]
     pub backlog: Option<i32>,
@@ -139,6 +146,8 @@ pub struct FileConfig {
     pub idle_timeout: Option<String>,
     pub log_connections: Option<bool>,
     pub backlog: Option<i32>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
 }
 
 /// `backend = "a"` or `backend = ["a", "b"]`.
@@ -277,6 +286,20 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
         cli.idle_timeout.as_deref().or(file.idle_timeout.as_deref()),
         None,
     )?;
+    let cidrs = |opt: &str, cli: &[String], file: &Option<Vec<String>>| {
+        let list = if cli.is_empty() {
+            file.clone().unwrap_or_default()
+        } else {
+            cli.to_vec()
+        };
+        list.iter()
+            .map(|c| crate::acl::Cidr::parse(c).map_err(|e| format!("invalid {opt} \"{c}\": {e}")))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let acl = crate::acl::Acl {
+        allow: cidrs("--allow", &cli.allow, &file.allow)?,
+        deny: cidrs("--deny", &cli.deny, &file.deny)?,
+    };
     let backlog = cli.backlog.or(file.backlog).unwrap_or(1024);
     if backlog < 1 {
         return Err(format!(
@@ -299,6 +322,7 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
         idle_timeout,
         log_connections: cli.log_connections || file.log_connections.unwrap_or(false),
         backlog,
+        acl,
     })
 }
 

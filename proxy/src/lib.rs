@@ -4,6 +4,7 @@
 //! the workbench companions reuse: [`sys`] is the only module that touches
 //! `libc`, [`pool`] lends fixed buffers, and [`server`] runs the relay.
 
+pub mod acl;
 pub mod cli;
 pub mod config;
 pub mod metrics;

@@ -200,6 +200,7 @@ pub struct Worker {
     again: Vec<(u32, u32)>,
     again_next: Vec<(u32, u32)>,
     backends: Vec<SocketAddr>,
+    acl: crate::acl::Acl,
     backend_active: Vec<u32>,
     next_backend: usize,
     balance: Balance,
@@ -260,6 +261,7 @@ impl Worker {
             again_next: Vec::with_capacity(capacity),
             backend_active: vec![0; cfg.backends.len()],
             backends: cfg.backends.clone(),
+            acl: cfg.acl.clone(),
             next_backend: 0,
             balance: cfg.balance,
             log_connections: cfg.log_connections,
@@ -443,6 +445,16 @@ impl Worker {
             }
             self.control.stats.sys_accept.inc();
             match socket::accept(listener) {
+                Ok((fd, peer)) if !self.acl.permits(peer.ip()) => {
+                    // Turned away at once, with a reset: no backend is
+                    // ever asked.
+                    let stats = &self.control.stats;
+                    stats.denied.inc();
+                    stats.sys_sockopt.inc();
+                    let _ = socket::set_linger_zero(&fd);
+                    stats.sys_close.inc();
+                    drop(fd);
+                }
                 Ok((fd, peer)) => {
                     self.open(fd, peer);
                     if self.accept_paused {

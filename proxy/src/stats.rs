@@ -81,6 +81,8 @@ stats! {
     peak_active: "peak",
     /// Clients closed because no backend connection could be made.
     refused: "counter",
+    /// Clients turned away by --allow / --deny.
+    denied: "counter",
     /// Clients turned away because the process was out of descriptors.
     rejected: "counter",
     /// Connections ended by a reset or an I/O error on either side.

@@ -128,6 +128,14 @@ fn a_pool_under_two_buffers_a_connection_is_one_line_error() {
 }
 
 #[test]
+fn a_bad_cidr_is_one_line_error() {
+    rejects(
+        &["--allow", "10.0.0.0/33"],
+        &["--allow", "10.0.0.0/33", "0..=32"],
+    );
+}
+
+#[test]
 fn zero_max_connections_is_one_line_error() {
     rejects(&["--max-connections", "0"], &["--max-connections", "0"]);
 }
