@@ -31,6 +31,7 @@ pub struct Config {
     pub log_connections: bool,
     pub backlog: i32,
     pub acl: crate::acl::Acl,
+    pub proxy_protocol: Option<crate::proxy_protocol::Version>,
 }
 
 /// How a new client picks its backend.
@@ -117,6 +118,9 @@ pub struct Cli {
     /// Turn away clients in this network (repeatable; wins over --allow)
     #[arg(long = "deny", value_name = "CIDR")]
     pub deny: Vec<String>,
+    /// Send a PROXY protocol header (v1 text, v2 binary) to backends
+    #[arg(long, value_enum, value_name = "v1|v2")]
+    pub proxy_protocol: Option<crate::proxy_protocol::Version>,
     /// Listen backlog [default: 1024]
     #[arg(long, value_name = "N")]
     pub backlog: Option<i32>,
@@ -148,6 +152,7 @@ pub struct FileConfig {
     pub backlog: Option<i32>,
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
+    pub proxy_protocol: Option<crate::proxy_protocol::Version>,
 }
 
 /// `backend = "a"` or `backend = ["a", "b"]`.
@@ -300,6 +305,13 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
         allow: cidrs("--allow", &cli.allow, &file.allow)?,
         deny: cidrs("--deny", &cli.deny, &file.deny)?,
     };
+    let proxy_protocol = cli.proxy_protocol.or(file.proxy_protocol);
+    if proxy_protocol.is_some() && buffer_size < crate::proxy_protocol::MAX_LEN {
+        return Err(format!(
+            "invalid --buffer-size \"{buffer_size}\": --proxy-protocol needs at least {}",
+            crate::proxy_protocol::MAX_LEN
+        ));
+    }
     let backlog = cli.backlog.or(file.backlog).unwrap_or(1024);
     if backlog < 1 {
         return Err(format!(
@@ -323,6 +335,7 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
         log_connections: cli.log_connections || file.log_connections.unwrap_or(false),
         backlog,
         acl,
+        proxy_protocol,
     })
 }
 

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod pool;
+pub mod proxy_protocol;
 pub mod server;
 pub mod stats;
 pub mod sys;

@@ -201,6 +201,7 @@ pub struct Worker {
     again_next: Vec<(u32, u32)>,
     backends: Vec<SocketAddr>,
     acl: crate::acl::Acl,
+    proxy_protocol: Option<crate::proxy_protocol::Version>,
     backend_active: Vec<u32>,
     next_backend: usize,
     balance: Balance,
@@ -262,6 +263,7 @@ impl Worker {
             backend_active: vec![0; cfg.backends.len()],
             backends: cfg.backends.clone(),
             acl: cfg.acl.clone(),
+            proxy_protocol: cfg.proxy_protocol,
             next_backend: 0,
             balance: cfg.balance,
             log_connections: cfg.log_connections,
@@ -613,6 +615,18 @@ impl Worker {
         c.active_ms = self.now_ms;
         if !done {
             self.connecting += 1;
+        }
+        if let Some(version) = self.proxy_protocol {
+            // The header waits in the client → backend buffer and goes out
+            // first once the connect completes. The pool always has a
+            // buffer for a new pair (two per connection).
+            stats.sys_sockopt.inc(); // getsockname
+            let dst = socket::local_addr(&client).unwrap_or(peer);
+            if let Some(mut buf) = self.pool.checkout(false) {
+                let n = crate::proxy_protocol::encode(version, peer, dst, self.pool.spare(&buf));
+                buf.fill(n);
+                c.bufs[0] = Some(buf);
+            }
         }
         c.fds = [Some(client), Some(backend)];
         c.ready = [Ready::default(); 2];

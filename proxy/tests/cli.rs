@@ -136,6 +136,14 @@ fn a_bad_cidr_is_one_line_error() {
 }
 
 #[test]
+fn proxy_protocol_with_a_tiny_buffer_is_one_line_error() {
+    rejects(
+        &["--proxy-protocol", "v1", "--buffer-size", "64"],
+        &["--buffer-size", "64", "--proxy-protocol"],
+    );
+}
+
+#[test]
 fn zero_max_connections_is_one_line_error() {
     rejects(&["--max-connections", "0"], &["--max-connections", "0"]);
 }

@@ -1,0 +1,74 @@
+//! `--proxy-protocol v1|v2`: the backend gets a header naming the real
+//! client before any of the client's bytes, and the relay goes on as usual.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use util::{connect, echo_conn, Backend, Proxy, WAIT};
+
+/// A backend that reads `header_len(first bytes)` bytes of header, reports
+/// them, then echoes.
+fn header_backend(v2: bool) -> (Backend, mpsc::Receiver<Vec<u8>>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let backend = Backend::spawn(move |mut s| {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut header = Vec::new();
+        let mut b = [0u8; 1];
+        loop {
+            if s.read_exact(&mut b).is_err() {
+                return;
+            }
+            header.push(b[0]);
+            let done = if v2 {
+                header.len() == 28
+            } else {
+                header.ends_with(b"\r\n")
+            };
+            if done || header.len() > 200 {
+                break;
+            }
+        }
+        let _ = tx.lock().expect("tx").send(header);
+        echo_conn(s);
+    });
+    (backend, rx)
+}
+
+#[test]
+fn v1_names_the_client_before_its_bytes() {
+    let (backend, headers) = header_backend(false);
+    let proxy = Proxy::start_to(backend.addr, &["--proxy-protocol", "v1"]);
+    let mut client = connect(proxy.addr);
+    client.write_all(b"hello").expect("write");
+    let mut back = [0u8; 5];
+    client.read_exact(&mut back).expect("echo after the header");
+    assert_eq!(&back, b"hello");
+    let header = headers.recv_timeout(WAIT).expect("a header");
+    let me = client.local_addr().expect("local");
+    let want = format!(
+        "PROXY TCP4 127.0.0.1 127.0.0.1 {} {}\r\n",
+        me.port(),
+        proxy.addr.port()
+    );
+    assert_eq!(String::from_utf8_lossy(&header), want);
+}
+
+#[test]
+fn v2_carries_the_addresses_in_binary() {
+    let (backend, headers) = header_backend(true);
+    let proxy = Proxy::start_to(backend.addr, &["--proxy-protocol", "v2"]);
+    let mut client = connect(proxy.addr);
+    client.write_all(b"x").expect("write");
+    let mut back = [0u8; 1];
+    client.read_exact(&mut back).expect("echo after the header");
+    let h = headers.recv_timeout(WAIT).expect("a header");
+    let me = client.local_addr().expect("local");
+    assert_eq!(&h[..12], b"\r\n\r\n\0\r\nQUIT\n");
+    assert_eq!(&h[12..16], &[0x21, 0x11, 0, 12]);
+    assert_eq!(&h[16..24], &[127, 0, 0, 1, 127, 0, 0, 1]);
+    assert_eq!(&h[24..26], &me.port().to_be_bytes());
+    assert_eq!(&h[26..28], &proxy.addr.port().to_be_bytes());
+}
