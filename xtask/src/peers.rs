@@ -142,16 +142,8 @@ pub fn start(
             );
             write(&cfg, &text)?;
             let mut cmd = Command::new("haproxy");
-            cmd.arg("-f").arg(&cfg).arg("-db").stdout(Stdio::null());
-            let mut g = Guard::spawn("haproxy", &mut cmd)?;
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            procs::wait_port(addr, &mut g)?;
-            Ok(Subject {
-                kind,
-                addr,
-                metrics: None,
-                guard: Some(g),
-            })
+            cmd.arg("-f").arg(&cfg).arg("-db");
+            start_peer(kind, cmd, port)
         }
         Kind::Nginx => {
             let port = procs::free_port()?;
@@ -174,19 +166,24 @@ pub fn start(
                 .arg("-c")
                 .arg(&conf)
                 .arg("-e")
-                .arg("stderr")
-                .stdout(Stdio::null());
-            let mut g = Guard::spawn("nginx", &mut cmd)?;
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            procs::wait_port(addr, &mut g)?;
-            Ok(Subject {
-                kind,
-                addr,
-                metrics: None,
-                guard: Some(g),
-            })
+                .arg("stderr");
+            start_peer(kind, cmd, port)
         }
     }
+}
+
+/// Starts a peer whose config listens on 127.0.0.1:`port` and waits
+/// until it accepts connections there.
+fn start_peer(kind: Kind, mut cmd: Command, port: u16) -> Result<Subject, String> {
+    let mut g = Guard::spawn(kind.name(), cmd.stdout(Stdio::null()))?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    procs::wait_port(addr, &mut g)?;
+    Ok(Subject {
+        kind,
+        addr,
+        metrics: None,
+        guard: Some(g),
+    })
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
