@@ -392,6 +392,10 @@ fn run_hold(
             procs::kernel_tcp_kib().saturating_sub(tcp_before) as f64,
         );
         if i == 0 {
+            // Let the metrics thread finish the scrape above and block in
+            // `accept` again: its return to sleep is a voluntary switch
+            // that belongs to the scrape, not to the quiet window.
+            std::thread::sleep(Duration::from_millis(300));
             let a = procs::usage(pid)?;
             std::thread::sleep(quiet);
             let b = procs::usage(pid)?;
