@@ -22,6 +22,9 @@ pub struct Config {
     pub buffers: usize,
     pub large_buffers: usize,
     pub large_buffer_size: usize,
+    /// Pipes per worker for `splice(2)`; 0 turns splicing off.
+    pub pipes: usize,
+    pub pipe_size: usize,
     pub workers: usize,
     pub metrics: Option<SocketAddr>,
     pub balance: Balance,
@@ -73,7 +76,8 @@ pub struct Cli {
     /// TOML config file; command-line options override it
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Client connections held at once [default: (open-files limit - 32) / 2]
+    /// Client connections held at once [default: what the open-files limit
+    /// allows at two descriptors each, after the pipes and 40 spare]
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
     /// Bytes per buffer; each direction of a busy connection holds one [default: 8192]
@@ -90,6 +94,14 @@ pub struct Cli {
     /// Bytes per large buffer [default: 65536]
     #[arg(long, value_name = "BYTES")]
     pub large_buffer_size: Option<usize>,
+    /// Pipes per worker, lent to directions that stream: their bytes then
+    /// move with splice(2), never copied through the proxy; each pipe
+    /// costs two descriptors; 0 turns splicing off [default: 16]
+    #[arg(long, value_name = "N")]
+    pub pipes: Option<usize>,
+    /// Capacity asked for each pipe, at most /proc/sys/fs/pipe-max-size [default: 262144]
+    #[arg(long, value_name = "BYTES")]
+    pub pipe_size: Option<usize>,
     /// Event-loop workers sharing the port via SO_REUSEPORT [default: 1]
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -142,6 +154,8 @@ pub struct FileConfig {
     pub buffers: Option<usize>,
     pub large_buffers: Option<usize>,
     pub large_buffer_size: Option<usize>,
+    pub pipes: Option<usize>,
+    pub pipe_size: Option<usize>,
     pub workers: Option<usize>,
     pub metrics: Option<String>,
     pub balance: Option<Balance>,
@@ -205,7 +219,18 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
     if !(1..=256).contains(&workers) {
         return Err(format!("invalid --workers \"{workers}\": must be 1..=256"));
     }
-    let budget = (nofile.saturating_sub(FD_HEADROOM + 8 * workers as u64) / 2) as usize;
+    let pipes = cli.pipes.or(file.pipes).unwrap_or(16);
+    if pipes > 4096 {
+        return Err(format!("invalid --pipes \"{pipes}\": must be at most 4096"));
+    }
+    let pipe_size = cli.pipe_size.or(file.pipe_size).unwrap_or(262_144);
+    if !(4096..=(64 << 20)).contains(&pipe_size) {
+        return Err(format!(
+            "invalid --pipe-size \"{pipe_size}\": must be 4096..=67108864"
+        ));
+    }
+    let pipe_fds = 2 * pipes as u64 * workers as u64;
+    let budget = (nofile.saturating_sub(FD_HEADROOM + 8 * workers as u64 + pipe_fds) / 2) as usize;
     let max_connections = match cli.max_connections.or(file.max_connections) {
         Some(0) => return Err("invalid --max-connections \"0\": must be at least 1".into()),
         Some(n) => n,
@@ -326,6 +351,8 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
         buffers,
         large_buffers,
         large_buffer_size,
+        pipes,
+        pipe_size,
         workers,
         metrics,
         balance: cli.balance.or(file.balance).unwrap_or(Balance::RoundRobin),
@@ -435,7 +462,8 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:8080".parse().expect("addr"));
         assert_eq!(c.backends, vec!["127.0.0.1:8081".parse().expect("addr")]);
         assert_eq!(c.buffer_size, 8192);
-        assert_eq!(c.max_connections, (20_000 - 32 - 8) / 2);
+        assert_eq!(c.max_connections, (20_000 - 32 - 8 - 2 * 16) / 2);
+        assert_eq!(c.pipes, 16);
     }
 
     #[test]

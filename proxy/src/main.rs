@@ -49,7 +49,8 @@ fn main() -> ExitCode {
 fn try_main(cli: Cli) -> Result<(), Error> {
     let limit = rlimit::raise_nofile().map_err(|e| Error::Setup("reading RLIMIT_NOFILE", e))?;
     let cfg = config::resolve(cli, limit.soft).map_err(Error::Config)?;
-    let fd_need = cfg.max_connections as u64 * 2 + config::FD_HEADROOM;
+    let fd_need =
+        cfg.max_connections as u64 * 2 + 2 * (cfg.pipes * cfg.workers) as u64 + config::FD_HEADROOM;
     if fd_need > limit.soft {
         eprintln!(
             "proxy: warning: --max-connections {} needs about {fd_need} descriptors but the limit is {}; \

@@ -26,6 +26,7 @@ use crate::config::{Balance, Config};
 use crate::pool::{Buf, Pool, Pools};
 use crate::stats::Stats;
 use crate::sys::epoll::{self, Epoll, Events, Waker};
+use crate::sys::pipe::{self, Pipe};
 use crate::sys::socket;
 use std::collections::VecDeque;
 use std::io;
@@ -47,6 +48,9 @@ const BACKEND: usize = 1;
 const MAX_EVENTS: usize = 256;
 /// Buffers one direction may move in a row before yielding to others.
 const FAIR_ROUNDS: u32 = 16;
+/// With `--pipes`, a direction keeps using pipes while its splices move
+/// at least this much; smaller pieces are cheaper through a buffer.
+const SPLICE_MIN: usize = 8192;
 /// How long accepting pauses after running out of descriptors, unless a
 /// connection closes first.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -134,6 +138,10 @@ struct Conn {
     /// Per direction: the last read filled its buffer (a stream, not a
     /// message), so a large buffer would save system calls.
     streaming: [bool; 2],
+    /// Per direction, with `--pipes`: the pipe a streaming direction
+    /// moves its bytes through, and how many bytes sit in it.
+    pipes: [Option<Pipe>; 2],
+    piped: [u32; 2],
     backend: u32,
     /// Worker clock (ms) when the pair opened, and of its last event:
     /// kept only when a connect or idle timeout is set.
@@ -156,6 +164,8 @@ impl Conn {
             ready: [Ready::default(); 2],
             bufs: [None, None],
             streaming: [false; 2],
+            pipes: [None, None],
+            piped: [0; 2],
             backend: 0,
             opened_ms: 0,
             active_ms: 0,
@@ -195,6 +205,10 @@ pub struct Worker {
     conns: Vec<Conn>,
     free: Vec<u32>,
     pool: Pools,
+    /// Free pipes for `--pipes`, and how many there are in all.
+    pipes: Vec<Pipe>,
+    pipes_total: usize,
+    pipe_size: usize,
     closing: Vec<u32>,
     waiters: VecDeque<(u32, u32)>,
     again: Vec<(u32, u32)>,
@@ -247,6 +261,26 @@ impl Worker {
             .stats
             .large_pool_capacity
             .set(pool.large.capacity() as u64);
+        let mut pipes = Vec::with_capacity(cfg.pipes);
+        let mut pipe_size = cfg.pipe_size;
+        for _ in 0..cfg.pipes {
+            match Pipe::new(cfg.pipe_size) {
+                Ok((p, got)) => {
+                    pipe_size = got;
+                    pipes.push(p);
+                }
+                Err(e) => {
+                    // Splicing is an optimisation: run with fewer pipes.
+                    eprintln!(
+                        "proxy: warning: only {} of {} pipes for splicing: {e}",
+                        pipes.len(),
+                        cfg.pipes
+                    );
+                    break;
+                }
+            }
+        }
+        control.stats.pipes_capacity.set(pipes.len() as u64);
         let mut conns = Vec::with_capacity(capacity);
         conns.resize_with(capacity, Conn::new);
         Ok(Worker {
@@ -256,6 +290,9 @@ impl Worker {
             conns,
             free: (0..capacity as u32).rev().collect(),
             pool,
+            pipes_total: pipes.len(),
+            pipes,
+            pipe_size,
             closing: Vec::with_capacity(capacity),
             waiters: VecDeque::with_capacity(capacity),
             again: Vec::with_capacity(capacity),
@@ -747,6 +784,8 @@ impl Worker {
             pool,
             control,
             waiters,
+            pipes,
+            pipe_size,
             ..
         } = self;
         let stats = &control.stats;
@@ -754,6 +793,9 @@ impl Worker {
         let connected = c.stage == Stage::Relaying;
         if !connected && src == BACKEND {
             return Ok(false);
+        }
+        if c.pipes[dir].is_some() {
+            return splice_relay(c, dir, pipes, *pipe_size, stats, 0);
         }
         let mut rounds = 0;
         loop {
@@ -802,27 +844,23 @@ impl Worker {
                 if let Some(buf) = c.bufs[dir].take() {
                     pool.checkin(buf);
                 }
-                if r.eof && connected && !c.ready[dst].shut {
-                    c.ready[dst].shut = true;
-                    // If the other direction has ended too, the pair closes
-                    // at the end of this batch and that close sends the FIN
-                    // (nothing is left unread on either socket): one
-                    // shutdown(2) fewer per connection.
-                    if !c.ready[src].shut {
-                        stats.sys_shutdown.inc();
-                        if let Some(fd) = c.fds[dst].as_ref() {
-                            if socket::shutdown_write(fd).is_err() {
-                                return Err(dst);
-                            }
-                        }
-                    }
-                }
-                return Ok(false);
+                return pass_eof(c, dir, stats);
             }
             if rounds == FAIR_ROUNDS {
                 return Ok(true);
             }
             rounds += 1;
+            // A streaming direction moves on through a pipe when it may.
+            if c.streaming[dir] && connected {
+                if let Some(p) = pipes.pop() {
+                    if let Some(buf) = c.bufs[dir].take() {
+                        debug_assert!(buf.is_empty());
+                        pool.checkin(buf);
+                    }
+                    c.pipes[dir] = Some(p);
+                    return splice_relay(c, dir, pipes, *pipe_size, stats, rounds);
+                }
+            }
             // A streaming direction trades its empty regular buffer for a
             // large one when one is free.
             if c.streaming[dir]
@@ -933,6 +971,10 @@ impl Worker {
             .set(self.pool.small.high_water() as u64);
         stats.large_pool_lent.set(self.pool.large.lent() as u64);
         stats
+            .pipes_lent
+            .set((self.pipes_total - self.pipes.len()) as u64);
+        stats.pipes_capacity.set(self.pipes_total as u64);
+        stats
             .large_pool_high_water
             .set(self.pool.large.high_water() as u64);
     }
@@ -955,13 +997,30 @@ impl Worker {
             Reason::Drain | Reason::Idle => {
                 for dir in [0, 1] {
                     let r = c.ready[dir];
-                    let held = c.bufs[dir].as_ref().is_some_and(|b| !b.is_empty());
+                    let held =
+                        c.bufs[dir].as_ref().is_some_and(|b| !b.is_empty()) || c.piped[dir] > 0;
                     abort[1 - dir] |= held || (r.readable && !r.eof);
                 }
             }
         }
         for buf in c.bufs.iter_mut().filter_map(Option::take) {
             self.pool.checkin(buf);
+        }
+        for dir in [0, 1] {
+            if let Some(p) = c.pipes[dir].take() {
+                if c.piped[dir] == 0 {
+                    self.pipes.push(p);
+                } else {
+                    // Bytes nobody will read are stuck in it: a new pipe is
+                    // cheaper than draining this one.
+                    drop(p);
+                    match Pipe::new(self.pipe_size) {
+                        Ok((p, _)) => self.pipes.push(p),
+                        Err(_) => self.pipes_total -= 1,
+                    }
+                }
+                c.piped[dir] = 0;
+            }
         }
         for side in [CLIENT, BACKEND] {
             if let (true, Some(fd)) = (abort[side], c.fd(side)) {
@@ -1002,5 +1061,106 @@ impl Worker {
         stats
             .active
             .set((self.conns.len() - self.free.len()) as u64);
+    }
+}
+
+/// A direction has nothing buffered and its source is drained or ended:
+/// if ended, pass the FIN on.
+fn pass_eof(c: &mut Conn, dir: usize, stats: &Stats) -> Result<bool, usize> {
+    let (src, dst) = (dir, 1 - dir);
+    if c.ready[src].eof && c.stage == Stage::Relaying && !c.ready[dst].shut {
+        c.ready[dst].shut = true;
+        // If the other direction has ended too, the pair closes at the end
+        // of this batch and that close sends the FIN (nothing is left
+        // unread on either socket): one shutdown(2) fewer per connection.
+        if !c.ready[src].shut {
+            stats.sys_shutdown.inc();
+            if let Some(fd) = c.fds[dst].as_ref() {
+                if socket::shutdown_write(fd).is_err() {
+                    return Err(dst);
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// [`Worker::relay`] for a direction that holds a pipe: source → pipe →
+/// destination with `splice(2)`, the bytes never copied through user
+/// space. The pipe goes back to `free` as soon as it is empty and the
+/// source has nothing more to give. Unlike a read, a short splice does
+/// not prove the socket drained (the pipe may have run out of slots),
+/// so the source is read until `EAGAIN`.
+fn splice_relay(
+    c: &mut Conn,
+    dir: usize,
+    free: &mut Vec<Pipe>,
+    cap: usize,
+    stats: &Stats,
+    mut rounds: u32,
+) -> Result<bool, usize> {
+    let (src, dst) = (dir, 1 - dir);
+    loop {
+        let Some(p) = c.pipes[dir].as_ref() else {
+            return Ok(false);
+        };
+        if c.piped[dir] > 0 {
+            if !c.ready[dst].writable {
+                return Ok(false);
+            }
+            let Some(fd) = c.fds[dst].as_ref() else {
+                return Err(dst);
+            };
+            stats.sys_splice.inc();
+            match pipe::splice(&p.read, fd, c.piped[dir] as usize) {
+                Ok(n) => {
+                    c.piped[dir] -= n as u32;
+                    c.bytes[dir] += n as u64;
+                    if dir == 0 {
+                        stats.bytes_client_to_backend.add(n as u64);
+                    } else {
+                        stats.bytes_backend_to_client.add(n as u64);
+                    }
+                    if c.piped[dir] > 0 {
+                        c.ready[dst].writable = false;
+                        return Ok(false);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.ready[dst].writable = false;
+                    return Ok(false);
+                }
+                Err(_) => {
+                    c.ready[dst].readable = true;
+                    c.ready[dst].rdhup = true;
+                    return Err(dst);
+                }
+            }
+        }
+        let r = c.ready[src];
+        if r.eof || !r.readable {
+            if let Some(p) = c.pipes[dir].take() {
+                free.push(p);
+            }
+            return pass_eof(c, dir, stats);
+        }
+        if rounds == FAIR_ROUNDS {
+            return Ok(true);
+        }
+        rounds += 1;
+        let Some(fd) = c.fds[src].as_ref() else {
+            return Err(src);
+        };
+        stats.sys_splice.inc();
+        match pipe::splice(fd, &p.write, cap) {
+            Ok(0) => c.ready[src].eof = true,
+            Ok(n) => {
+                c.piped[dir] = n as u32;
+                // Small pieces go back to buffers once this pipe empties.
+                c.streaming[dir] = n >= SPLICE_MIN;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.ready[src].readable = false,
+            Err(_) => return Err(src),
+        }
     }
 }

@@ -119,6 +119,12 @@ stats! {
     sys_accept: "counter",
     /// socket(2) and connect(2) calls for backend connections.
     sys_connect: "counter",
+    /// splice(2) calls (directions that stream, through pipes).
+    sys_splice: "counter",
+    /// Pipes (for splicing) in the pool.
+    pipes_capacity: "gauge",
+    /// Pipes lent out now.
+    pipes_lent: "gauge",
     /// shutdown(2) calls.
     sys_shutdown: "counter",
     /// close(2) calls on connection sockets.
@@ -145,6 +151,7 @@ impl Snapshot {
             + self.sys_epoll_ctl
             + self.sys_accept
             + self.sys_connect
+            + self.sys_splice
             + self.sys_shutdown
             + self.sys_close
             + self.sys_sockopt

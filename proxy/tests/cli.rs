@@ -197,3 +197,10 @@ fn config_file_sets_listen_port_and_backend() {
     echo_byte(&mut s, b'c');
     assert_eq!(backend.accepted(), 1, "the configured backend was not used");
 }
+
+#[test]
+fn bad_pipe_settings_are_one_line_errors() {
+    rejects(&["--pipes", "100000"], &["--pipes", "100000"]);
+    rejects(&["--pipe-size", "100"], &["--pipe-size", "100"]);
+    rejects(&["--pipes", "lots"], &["--pipes", "lots"]);
+}

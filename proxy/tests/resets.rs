@@ -48,7 +48,7 @@ fn backend_refused_closes_client() {
     });
     assert_eq!(st.get("refused"), 1, "{st:?}");
     assert_eq!(st.get("errors"), 0, "{st:?}");
-    assert_eq!(st.get("pool_lent"), 0, "{st:?}");
+    assert_eq!(st.held(), 0, "{st:?}");
     proxy.wait_fd_count(baseline);
 }
 
@@ -69,7 +69,7 @@ fn refused_backend_does_not_leak_or_stop_accepting() {
     assert_eq!(st.get("refused"), ATTEMPTS, "{st:?}");
     assert_eq!(st.get("accepted"), st.get("closed"), "{st:?}");
     assert_eq!(st.get("errors"), 0, "{st:?}");
-    assert_eq!(st.get("pool_lent"), 0, "{st:?}");
+    assert_eq!(st.held(), 0, "{st:?}");
     proxy.wait_fd_count(baseline);
     assert!(
         proxy.child.try_wait().expect("try_wait").is_none(),
@@ -266,7 +266,7 @@ fn survives_two_hundred_immediate_resets() {
     assert_eq!(st.get("accepted"), CONNS, "{st:?}");
     assert_eq!(st.get("closed"), CONNS, "{st:?}");
     assert_eq!(st.get("errors"), CONNS, "{st:?}");
-    assert_eq!(st.get("pool_lent"), 0, "{st:?}");
+    assert_eq!(st.held(), 0, "{st:?}");
     proxy.wait_fd_count(baseline);
 
     let mut s = connect(proxy.addr);

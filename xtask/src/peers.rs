@@ -81,9 +81,10 @@ impl Subject {
     }
 }
 
-/// Connections a proxy can hold under the fd limit: two fds each, less headroom.
+/// Connections a proxy can hold under the fd limit: two fds each, less
+/// headroom (listeners, epoll, pipes for splicing, logs).
 pub fn max_connections() -> usize {
-    (procs::nofile_hard().saturating_sub(64) / 2) as usize
+    (procs::nofile_hard().saturating_sub(128) / 2) as usize
 }
 
 /// Starts `kind` in front of `backend`. `dir` holds generated configs.

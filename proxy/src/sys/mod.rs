@@ -8,6 +8,7 @@
 //! place, [`cvt_retry`].
 
 pub mod epoll;
+pub mod pipe;
 pub mod rlimit;
 pub mod signal;
 pub mod socket;

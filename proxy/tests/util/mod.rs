@@ -200,6 +200,11 @@ impl Stats {
         Stats(map)
     }
 
+    /// Buffers and pipes lent out: what the proxy holds for bytes in flight.
+    pub fn held(&self) -> u64 {
+        self.get("pool_lent") + self.get("large_pool_lent") + self.get("pipes_lent")
+    }
+
     pub fn get(&self, k: &str) -> u64 {
         *self
             .0
