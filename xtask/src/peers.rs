@@ -1,6 +1,7 @@
 //! The proxies under test: ours, HAProxy (`mode tcp`), nginx (`stream`),
 //! or none ("direct"). For peers the workbench writes the config itself,
-//! on a free port, equivalent to ours: one thread or worker, TCP_NODELAY,
+//! on a free port, equivalent to ours: as many threads or workers as ours
+//! (one unless `--workers`), HAProxy splicing when ours does, TCP_NODELAY,
 //! long timeouts, as many connections as the fd limit allows.
 
 use crate::procs::{self, Guard};
@@ -135,9 +136,19 @@ pub fn start(
             let port = procs::free_port()?;
             let cfg = dir.join("haproxy.cfg");
             let maxconn = max_connections();
+            let threads = workers(proxy_args);
+            // Ours splices streams unless told `--pipes 0`: so does HAProxy.
+            let splice = if splicing(proxy_args) {
+                "    option splice-auto\n"
+            } else {
+                ""
+            };
+            // As many pipes as ours has (16 a worker): HAProxy's default,
+            // a quarter of maxconn, would not fit under the fd limit.
+            let pipes = 16 * threads;
             let text = format!(
-                "global\n    maxconn {maxconn}\n    nbthread 1\n\
-                 defaults\n    mode tcp\n    maxconn {maxconn}\n    timeout connect 5s\n    timeout client 1h\n    timeout server 1h\n\
+                "global\n    maxconn {maxconn}\n    nbthread {threads}\n    maxpipes {pipes}\n\
+                 defaults\n    mode tcp\n    maxconn {maxconn}\n{splice}    timeout connect 5s\n    timeout client 1h\n    timeout server 1h\n\
                  frontend fe\n    bind 127.0.0.1:{port}\n    default_backend be\n\
                  backend be\n    server s1 {backend}\n"
             );
@@ -152,13 +163,14 @@ pub fn start(
             let conf = dir.join("nginx.conf");
             let conns = max_connections() * 2 + 64;
             let text = format!(
-                "load_module {module};\nworker_processes 1;\ndaemon off;\npid {pid};\nerror_log stderr warn;\n\
+                "load_module {module};\nworker_processes {workers};\ndaemon off;\npid {pid};\nerror_log stderr warn;\n\
                  worker_rlimit_nofile {nofile};\nevents {{ worker_connections {conns}; }}\n\
                  stream {{\n  server {{\n    listen 127.0.0.1:{port};\n    proxy_pass {backend};\n    \
                  proxy_connect_timeout 5s;\n    proxy_timeout 1h;\n    proxy_half_close on;\n  }}\n}}\n",
                 module = module.display(),
                 pid = dir.join("nginx.pid").display(),
                 nofile = procs::nofile_hard(),
+                workers = workers(proxy_args),
             );
             write(&conf, &text)?;
             let mut cmd = Command::new("nginx");
@@ -171,6 +183,20 @@ pub fn start(
             start_peer(kind, cmd, port)
         }
     }
+}
+
+/// `--workers N` among our proxy's arguments (peers get as many threads
+/// or worker processes).
+fn workers(args: &[String]) -> usize {
+    args.windows(2)
+        .find(|w| w[0] == "--workers")
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(1)
+}
+
+/// Whether our proxy splices with these arguments (it does unless `--pipes 0`).
+fn splicing(args: &[String]) -> bool {
+    !args.windows(2).any(|w| w[0] == "--pipes" && w[1] == "0")
 }
 
 /// Starts a peer whose config listens on 127.0.0.1:`port` and waits

@@ -63,7 +63,7 @@ impl Run {
                 out.push(format!("{}: failed: {e}", s.name));
             }
             for f in &s.figures {
-                if f.gated && f.pass == Some(false) {
+                if f.gates() && f.pass == Some(false) {
                     let v = f.values.get(&self.primary).copied().unwrap_or(f64::NAN);
                     let t = f.target.map(|b| b.describe()).unwrap_or_default();
                     out.push(format!(
@@ -79,10 +79,20 @@ impl Run {
     }
 }
 
+impl Figure {
+    /// Whether missing its target fails the run: a gated figure whose
+    /// target is not marked `gate = false` (a goal).
+    pub fn gates(&self) -> bool {
+        self.gated && self.target.is_some_and(|b| b.gate != Some(false))
+    }
+}
+
 fn verdict(f: &Figure) -> &'static str {
-    match (f.pass, f.gated) {
+    let goal = f.target.is_some_and(|b| b.gate == Some(false));
+    match (f.pass, f.gates()) {
         (Some(true), _) => "pass",
         (Some(false), true) => "MISS",
+        (Some(false), false) if goal => "miss (goal)",
         (Some(false), false) => "miss (not gated)",
         (None, _) => "",
     }
@@ -451,6 +461,7 @@ mod tests {
                         target: Some(Bound {
                             min: Some(10_000.0),
                             max: None,
+                            gate: None,
                         }),
                         gated: false,
                         pass: Some(true),
@@ -462,6 +473,7 @@ mod tests {
                         target: Some(Bound {
                             min: None,
                             max: Some(0.0),
+                            gate: None,
                         }),
                         gated: true,
                         pass: Some(false),

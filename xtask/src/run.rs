@@ -94,6 +94,8 @@ pub fn run(sc: &Scenario, subjects: &[Kind], ctx: &Ctx) -> ScenarioReport {
         rep.error = Some(e);
     }
     let primary = subjects.first().map_or("self", |k| k.name());
+    rep.figures
+        .extend(peer_ratios(&sc.peer_targets, &values, primary));
     for (name, vals) in values {
         let target: Option<Bound> = sc.targets.get(&name).copied();
         let pass = target.and_then(|b| vals.get(primary).map(|v| b.check(*v)));
@@ -110,6 +112,47 @@ pub fn run(sc: &Scenario, subjects: &[Kind], ctx: &Ctx) -> ScenarioReport {
     rep.figures
         .sort_by_key(|f| (f.target.is_none(), order(&f.name)));
     rep
+}
+
+/// `NAME_vs_best_peer` figures: our value over the best peer's, for each
+/// peer target whose figure both we and at least one peer produced.
+fn peer_ratios(
+    targets: &BTreeMap<String, Bound>,
+    values: &BTreeMap<String, BTreeMap<String, f64>>,
+    primary: &str,
+) -> Vec<Figure> {
+    let mut out = Vec::new();
+    for (name, bound) in targets {
+        let Some(vals) = values.get(name) else {
+            continue;
+        };
+        let ours = vals.get(primary).copied();
+        let peers = vals
+            .iter()
+            .filter(|(k, _)| k.as_str() != primary && k.as_str() != "direct")
+            .map(|(_, v)| *v);
+        // The best peer: the highest where more is better, else the lowest.
+        let best = if bound.min.is_some() {
+            peers.fold(f64::NAN, f64::max)
+        } else {
+            peers.fold(f64::NAN, f64::min)
+        };
+        if let (Some(ours), false) = (ours, best.is_nan()) {
+            let mut v = BTreeMap::new();
+            v.insert(primary.to_string(), ours / best);
+            let mut b = *bound;
+            b.gate = Some(false);
+            out.push(Figure {
+                name: format!("{name}_vs_best_peer"),
+                unit: "x peer".into(),
+                values: v,
+                target: Some(b),
+                gated: false,
+                pass: Some(b.check(ours / best)),
+            });
+        }
+    }
+    out
 }
 
 fn order(figure: &str) -> usize {
@@ -165,62 +208,76 @@ fn run_load(
 
     let duration = parse_duration(&load.duration)?;
     let warmup = parse_duration(&load.warmup)?;
-    let total = duration * targets.len() as u32;
-    let mut args: Vec<String> = vec![
-        "--json".into(),
-        "--mode".into(),
-        load.mode.clone(),
-        "--connections".into(),
-        load.connections.to_string(),
-        "--message-size".into(),
-        load.message_size.to_string(),
-        "--duration".into(),
-        format!("{}ms", total.as_millis()),
-        "--warmup".into(),
-        load.warmup.clone(),
-        "--window".into(),
-        load.window.clone(),
-    ];
-    if let Some(r) = load.rate {
-        args.extend(["--rate".into(), format!("{r}")]);
-    }
-    if let Some(d) = &load.bulk_direction {
-        args.extend(["--bulk-direction".into(), d.clone()]);
-    }
-    for (_, a) in &targets {
-        args.extend(["--target".into(), a.to_string()]);
-    }
-    rep.commands.push(format!("loadgen {}", args.join(" ")));
-
+    let connections = match load.connections {
+        Count::N(n) => n,
+        Count::Word(_) => peers::max_connections(),
+    };
+    // One loadgen for all subjects, in alternating windows; or one each.
+    let groups: Vec<&[(String, SocketAddr)]> = if load.interleave {
+        vec![&targets[..]]
+    } else {
+        targets.chunks(1).collect()
+    };
     let before: Vec<Option<BTreeMap<String, f64>>> = subjects
         .iter()
         .map(|s| s.metrics.and_then(|m| peers::scrape(m).ok()))
         .collect();
-    let mut cmd = Command::new(ctx.bin("loadgen"));
-    cmd.args(&args).stdout(Stdio::piped());
-    let lg = Guard::spawn("loadgen", &mut cmd)?;
-    let budget = total + warmup * (targets.len() as u32 + 1) + Duration::from_secs(60);
-    let (status, out) = lg.wait_output(budget)?;
-    let json: Value = serde_json::from_str(out.trim()).map_err(|e| {
-        format!(
-            "loadgen exited {status} without a JSON report ({e}); stdout: {}",
-            out.chars().take(300).collect::<String>()
-        )
-    })?;
-    backend.check_alive()?;
-    for s in &mut subjects {
-        s.check_alive()?;
+    let mut results: Vec<Value> = Vec::new();
+    for group in groups {
+        let total = duration * group.len() as u32;
+        let mut args: Vec<String> = vec![
+            "--json".into(),
+            "--mode".into(),
+            load.mode.clone(),
+            "--connections".into(),
+            connections.to_string(),
+            "--message-size".into(),
+            load.message_size.to_string(),
+            "--duration".into(),
+            format!("{}ms", total.as_millis()),
+            "--warmup".into(),
+            load.warmup.clone(),
+            "--window".into(),
+            load.window.clone(),
+        ];
+        if let Some(r) = load.rate {
+            args.extend(["--rate".into(), format!("{r}")]);
+        }
+        if let Some(d) = &load.bulk_direction {
+            args.extend(["--bulk-direction".into(), d.clone()]);
+        }
+        for (_, a) in group {
+            args.extend(["--target".into(), a.to_string()]);
+        }
+        rep.commands.push(format!("loadgen {}", args.join(" ")));
+        let mut cmd = Command::new(ctx.bin("loadgen"));
+        cmd.args(&args).stdout(Stdio::piped());
+        let lg = Guard::spawn("loadgen", &mut cmd)?;
+        let budget = total + warmup * (group.len() as u32 + 1) + Duration::from_secs(60);
+        let (status, out) = lg.wait_output(budget)?;
+        let json: Value = serde_json::from_str(out.trim()).map_err(|e| {
+            format!(
+                "loadgen exited {status} without a JSON report ({e}); stdout: {}",
+                out.chars().take(300).collect::<String>()
+            )
+        })?;
+        backend.check_alive()?;
+        for s in &mut subjects {
+            s.check_alive()?;
+        }
+        let got = json["targets"]
+            .as_array()
+            .ok_or("loadgen JSON has no targets array")?;
+        if got.len() != group.len() {
+            return Err(format!(
+                "loadgen reported {} targets, expected {}",
+                got.len(),
+                group.len()
+            ));
+        }
+        results.extend(got.iter().cloned());
     }
-    let results = json["targets"]
-        .as_array()
-        .ok_or("loadgen JSON has no targets array")?;
-    if results.len() != targets.len() {
-        return Err(format!(
-            "loadgen reported {} targets, expected {}",
-            results.len(),
-            targets.len()
-        ));
-    }
+    let results = &results;
     let headline = |t: &Value| match load.mode.as_str() {
         "bulk" => f(t, "throughput_bps"),
         "connect" => f(t, "connect_rate"),
@@ -232,6 +289,7 @@ fn run_load(
         .map(|i| &results[i]);
     for ((label, _), t) in targets.iter().zip(results) {
         let lat = &t["latency_us"];
+        put(values, "connections", label, connections as f64);
         put(values, "rate", label, f(t, "rate"));
         match load.mode.as_str() {
             "bulk" => put(values, "throughput_bps", label, f(t, "throughput_bps")),
@@ -509,5 +567,75 @@ pub fn build(root: &Path) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("cargo build --release failed ({st})"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vals(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn peer_ratios_compare_with_the_best_peer_not_direct() {
+        let mut values = BTreeMap::new();
+        values.insert(
+            "rate".to_string(),
+            vals(&[
+                ("self", 110.0),
+                ("haproxy", 100.0),
+                ("nginx", 90.0),
+                ("direct", 500.0),
+            ]),
+        );
+        values.insert(
+            "p99_us".to_string(),
+            vals(&[
+                ("self", 80.0),
+                ("haproxy", 120.0),
+                ("nginx", 100.0),
+                ("direct", 10.0),
+            ]),
+        );
+        let mut targets = BTreeMap::new();
+        let b = |min, max| Bound {
+            min,
+            max,
+            gate: None,
+        };
+        targets.insert("rate".to_string(), b(Some(1.1), None));
+        targets.insert("p99_us".to_string(), b(None, Some(0.7)));
+        targets.insert("errors".to_string(), b(None, Some(1.0)));
+        let figs = peer_ratios(&targets, &values, "self");
+        assert_eq!(figs.len(), 2, "no figure without values: {figs:?}");
+        let get = |n: &str| figs.iter().find(|f| f.name == n).expect(n);
+        let rate = get("rate_vs_best_peer");
+        assert!((rate.values["self"] - 1.1).abs() < 1e-9);
+        assert_eq!(rate.pass, Some(true));
+        assert!(!rate.gates(), "peer goals never gate");
+        let p99 = get("p99_us_vs_best_peer");
+        assert!(
+            (p99.values["self"] - 0.8).abs() < 1e-9,
+            "lowest peer p99 is the best"
+        );
+        assert_eq!(p99.pass, Some(false));
+    }
+
+    #[test]
+    fn no_peers_no_peer_ratios() {
+        let mut values = BTreeMap::new();
+        values.insert("rate".to_string(), vals(&[("self", 1.0), ("direct", 2.0)]));
+        let mut targets = BTreeMap::new();
+        targets.insert(
+            "rate".to_string(),
+            Bound {
+                min: Some(1.1),
+                max: None,
+                gate: None,
+            },
+        );
+        assert!(peer_ratios(&targets, &values, "self").is_empty());
     }
 }

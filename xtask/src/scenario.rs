@@ -33,6 +33,12 @@ pub struct Scenario {
     /// produces.
     #[serde(default)]
     pub targets: BTreeMap<String, Bound>,
+    /// Figure name → bound on our figure divided by the best peer's in the
+    /// same run (the highest for a `min` bound, the lowest for a `max`),
+    /// reported as `NAME_vs_best_peer` when peers are compared. Reported,
+    /// never gated: peers are not installed everywhere.
+    #[serde(default)]
+    pub peer_targets: BTreeMap<String, Bound>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,7 +71,9 @@ pub struct ProxySpec {
 pub struct LoadSpec {
     /// loadgen `--mode`: echo, http, bulk or connect.
     pub mode: String,
-    pub connections: usize,
+    /// Concurrent connections, or "max": as many as the open-files limit
+    /// lets a proxy hold.
+    pub connections: Count,
     #[serde(default = "default_message_size")]
     pub message_size: usize,
     pub duration: String,
@@ -81,6 +89,12 @@ pub struct LoadSpec {
     /// Length of each alternating window.
     #[serde(default = "default_window")]
     pub window: String,
+    /// Load all subjects from one loadgen in alternating windows (the
+    /// default, for same-run ratios); false runs one loadgen per subject
+    /// in turn, for loads whose connections would not all fit in one
+    /// process's descriptors.
+    #[serde(default = "yes")]
+    pub interleave: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,17 +113,45 @@ pub struct HoldSpec {
 }
 
 /// A connection count, or `"max"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Count {
     N(usize),
     Word(MaxWord),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaxWord {
     Max,
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a connection count or \"max\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Count, E> {
+                usize::try_from(v)
+                    .map(Count::N)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Count, E> {
+                usize::try_from(v)
+                    .map(Count::N)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Count, E> {
+                if v == "max" {
+                    Ok(Count::Word(MaxWord::Max))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -129,6 +171,10 @@ pub struct Quick {
 pub struct Bound {
     pub min: Option<f64>,
     pub max: Option<f64>,
+    /// `false`: a goal that is reported with its verdict but never fails
+    /// `cargo xtask ci` (for wall-clock figures and stretch goals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<bool>,
 }
 
 impl Bound {
@@ -183,6 +229,7 @@ fn default_quiet() -> String {
 
 /// Figures a load scenario produces (per subject).
 pub const LOAD_FIGURES: &[&str] = &[
+    "connections",
     "rate",
     "ratio_to_direct",
     "mean_us",
@@ -259,7 +306,7 @@ impl Scenario {
                         l.mode
                     ));
                 }
-                if l.connections == 0 {
+                if l.connections == Count::N(0) {
                     return Err("load.connections: must be at least 1".into());
                 }
                 if let Some(d) = &l.bulk_direction {
@@ -303,15 +350,26 @@ impl Scenario {
                 parse_duration(v).map_err(|e| format!("{key}: \"{v}\": {e}"))?;
             }
         }
-        for (name, bound) in &self.targets {
-            if !figures.contains(&name.as_str()) {
-                return Err(format!(
-                    "targets.{name}: not a figure this scenario produces (one of: {})",
-                    figures.join(", ")
-                ));
-            }
-            if bound.min.is_none() && bound.max.is_none() {
-                return Err(format!("targets.{name}: give `min` or `max`"));
+        for (table, list) in [
+            ("targets", &self.targets),
+            ("peer_targets", &self.peer_targets),
+        ] {
+            for (name, bound) in list {
+                if !figures.contains(&name.as_str()) {
+                    return Err(format!(
+                        "{table}.{name}: not a figure this scenario produces (one of: {})",
+                        figures.join(", ")
+                    ));
+                }
+                if bound.min.is_none() && bound.max.is_none() {
+                    return Err(format!("{table}.{name}: give `min` or `max`"));
+                }
+                if table == "peer_targets" && bound.min.is_some() && bound.max.is_some() {
+                    return Err(format!(
+                        "peer_targets.{name}: give `min` (ours at least this times the best \
+                         peer's) or `max` (at most), not both"
+                    ));
+                }
             }
         }
         Ok(())
@@ -329,7 +387,7 @@ impl Scenario {
                 l.warmup = v.clone();
             }
             if let Some(v) = q.connections {
-                l.connections = v;
+                l.connections = Count::N(v);
             }
             if let Some(v) = &q.window {
                 l.window = v.clone();
@@ -415,13 +473,14 @@ rate = { min = 1000 }
         let l = s.load.expect("load");
         assert_eq!(
             (l.connections, l.message_size, l.compare_direct),
-            (10, 64, true)
+            (Count::N(10), 64, true)
         );
         assert_eq!(
             s.targets["rate"],
             Bound {
                 min: Some(1000.0),
-                max: None
+                max: None,
+                gate: None,
             }
         );
     }
@@ -439,7 +498,10 @@ rate = { min = 1000 }
     #[test]
     fn a_wrong_type_names_the_key() {
         let e = parse(&GOOD.replace("connections = 10", "connections = \"ten\"")).expect_err("bad");
-        assert!(e.contains("demo.toml") && e.contains("invalid type"), "{e}");
+        assert!(
+            e.contains("demo.toml:5") && e.contains("a connection count or \"max\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -485,5 +547,36 @@ rate = { min = 1000 }
             "expected the documented scenarios, found {}",
             all.len()
         );
+    }
+
+    #[test]
+    fn peer_targets_are_checked_like_targets() {
+        let e = parse(&format!(
+            "{GOOD}\n[peer_targets]\nspeed = {{ min = 1.1 }}\n"
+        ))
+        .expect_err("bad");
+        assert!(e.contains("peer_targets.speed: not a figure"), "{e}");
+        let e = parse(&format!(
+            "{GOOD}\n[peer_targets]\nrate = {{ min = 1.1, max = 2 }}\n"
+        ))
+        .expect_err("bad");
+        assert!(
+            e.contains("peer_targets.rate") && e.contains("not both"),
+            "{e}"
+        );
+        let s = parse(&format!("{GOOD}\n[peer_targets]\nrate = {{ min = 1.1 }}\n")).expect("good");
+        assert_eq!(s.peer_targets["rate"].min, Some(1.1));
+    }
+
+    #[test]
+    fn load_connections_may_be_max_and_goals_do_not_gate() {
+        let s = parse(&GOOD.replace("connections = 10", "connections = \"max\"")).expect("good");
+        assert_eq!(s.load.expect("load").connections, Count::Word(MaxWord::Max));
+        let e =
+            parse(&GOOD.replace("connections = 10", "connections = \"most\"")).expect_err("bad");
+        assert!(e.contains("a connection count or \"max\""), "{e}");
+        let s = parse(&GOOD.replace("[targets]", "[targets]\nerrors = { max = 0, gate = false }"))
+            .expect("good");
+        assert_eq!(s.targets["errors"].gate, Some(false));
     }
 }
