@@ -162,6 +162,19 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        // nginx's workers outlive a killed master and would go on using
+        // CPU in later measurements: kill the children first.
+        let kids: Vec<String> = children(self.child.id())
+            .iter()
+            .map(u32::to_string)
+            .collect();
+        if !kids.is_empty() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .args(&kids)
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
