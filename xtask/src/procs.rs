@@ -312,3 +312,36 @@ pub fn which(prog: &str) -> Option<std::path::PathBuf> {
         .map(|d| Path::new(d).join(prog))
         .find(|p| p.exists())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropping_a_guard_kills_the_childs_children_too() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sleep 30 & echo \"child $!\" >&2; wait"]);
+        let mut g = Guard::spawn("sh", &mut cmd).expect("spawn sh");
+        let pid: u32 = g
+            .wait_line("child ", Duration::from_secs(5))
+            .expect("child pid")
+            .trim()
+            .parse()
+            .expect("a pid");
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+        drop(g);
+        // Killed, and reaped by its parent or left a zombie: either way not running.
+        let gone = (0..50).any(|_| {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let running = state
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| !r.trim_start().starts_with('Z'));
+            if running {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            !running
+        });
+        assert!(gone, "the grandchild {pid} outlived the guard");
+    }
+}
