@@ -235,6 +235,9 @@ pub struct Worker {
     epoch: Instant,
     now_ms: u32,
     next_sweep: Option<Instant>,
+    /// `--busy-poll`: how long to keep polling after traffic, and until when.
+    busy_poll: Option<Duration>,
+    spin_until: Option<Instant>,
 }
 
 impl Worker {
@@ -315,6 +318,8 @@ impl Worker {
             epoch: Instant::now(),
             now_ms: 0,
             next_sweep: None,
+            busy_poll: cfg.busy_poll,
+            spin_until: None,
         })
     }
 
@@ -334,7 +339,12 @@ impl Worker {
         loop {
             let timeout = self.timeout_ms();
             self.stats().sys_epoll_wait.inc();
-            self.epoll.wait(&mut events, timeout)?;
+            let n = self.epoll.wait(&mut events, timeout)?;
+            if let Some(d) = self.busy_poll {
+                if n > 0 {
+                    self.spin_until = Some(Instant::now() + d);
+                }
+            }
             if self.timeouts_on() {
                 self.now_ms = millis(self.epoch.elapsed());
             }
@@ -437,6 +447,9 @@ impl Worker {
     /// none, so that an idle proxy never wakes up.
     fn timeout_ms(&self) -> i32 {
         if !self.again_next.is_empty() {
+            return 0;
+        }
+        if self.spin_until.is_some_and(|t| Instant::now() < t) {
             return 0;
         }
         let next = [

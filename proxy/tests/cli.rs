@@ -204,3 +204,9 @@ fn bad_pipe_settings_are_one_line_errors() {
     rejects(&["--pipe-size", "100"], &["--pipe-size", "100"]);
     rejects(&["--pipes", "lots"], &["--pipes", "lots"]);
 }
+
+#[test]
+fn bad_busy_poll_is_one_line_error() {
+    rejects(&["--busy-poll", "5"], &["--busy-poll", "at most 1s"]);
+    rejects(&["--busy-poll", "50ns"], &["--busy-poll", "50ns"]);
+}

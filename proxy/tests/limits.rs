@@ -339,8 +339,19 @@ fn out_of_descriptors_at_backend_connect_turns_clients_away_without_spinning_the
 
 #[test]
 fn idle_connections_cause_no_wakeups() {
+    assert_no_wakeups_when_idle(&[]);
+}
+
+/// Busy polling spins only while traffic flows: once it stops, the
+/// worker goes back to sleeping in epoll_wait.
+#[test]
+fn busy_polling_stops_when_traffic_stops() {
+    assert_no_wakeups_when_idle(&["--busy-poll", "50ms"]);
+}
+
+fn assert_no_wakeups_when_idle(args: &[&str]) {
     let backend = Backend::echo();
-    let mut proxy = Proxy::start_to(backend.addr, &[]);
+    let mut proxy = Proxy::start_to(backend.addr, args);
     let _conns: Vec<TcpStream> = (0..100u32)
         .map(|i| {
             let mut s = connect(proxy.addr);

@@ -75,7 +75,8 @@ impl Baseline {
     pub fn from_run(run: &Run) -> Baseline {
         let mut figures = BTreeMap::new();
         for s in &run.scenarios {
-            for f in s.figures.iter().filter(|f| f.gated) {
+            // Goals (`gate = false`) are reported, never gated.
+            for f in s.figures.iter().filter(|f| f.gated && !f.is_goal()) {
                 if let Some(v) = f.values.get(&run.primary) {
                     figures.insert(format!("{}.{}", s.name, f.name), default_entry(&f.name, *v));
                 }
@@ -88,7 +89,7 @@ impl Baseline {
     pub fn regressions(&self, run: &Run) -> Vec<String> {
         let mut out = Vec::new();
         for s in &run.scenarios {
-            for f in &s.figures {
+            for f in s.figures.iter().filter(|f| !f.is_goal()) {
                 let key = format!("{}.{}", s.name, f.name);
                 let (Some(e), Some(v)) = (self.figures.get(&key), f.values.get(&run.primary))
                 else {
@@ -125,5 +126,53 @@ mod tests {
         assert!(ratio.holds(0.45) && !ratio.holds(0.4) && ratio.holds(0.9));
         let sys = default_entry("syscalls_per_message", 4.0);
         assert!(sys.holds(4.4) && !sys.holds(4.6));
+    }
+
+    #[test]
+    fn goals_are_neither_written_nor_checked() {
+        use crate::report::{Figure, Run, ScenarioReport};
+        use crate::scenario::Bound;
+        let fig = |name: &str, v: f64, gate: Option<bool>| Figure {
+            name: name.into(),
+            unit: "ratio".into(),
+            values: [("self".to_string(), v)].into_iter().collect(),
+            target: Some(Bound {
+                min: Some(0.1),
+                max: None,
+                gate,
+            }),
+            gated: true,
+            pass: Some(true),
+        };
+        let run = |v: f64| Run {
+            id: "t".into(),
+            quick: true,
+            primary: "self".into(),
+            subjects: vec!["self".into()],
+            scenarios: vec![ScenarioReport {
+                name: "s".into(),
+                description: String::new(),
+                figures: vec![
+                    fig("ratio_to_direct", v, Some(false)),
+                    fig("errors", 0.0, None),
+                ],
+                curves: Vec::new(),
+                skipped: Vec::new(),
+                error: None,
+                commands: Vec::new(),
+            }],
+        };
+        let base = Baseline::from_run(&run(0.8));
+        assert!(base.figures.contains_key("s.errors"));
+        assert!(
+            !base.figures.contains_key("s.ratio_to_direct"),
+            "a goal was written"
+        );
+        let mut old = base.clone();
+        old.figures.insert(
+            "s.ratio_to_direct".into(),
+            default_entry("ratio_to_direct", 0.8),
+        );
+        assert!(old.regressions(&run(0.1)).is_empty(), "a goal was gated");
     }
 }

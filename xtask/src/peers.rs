@@ -146,6 +146,9 @@ pub fn start(
             // As many pipes as ours has (16 a worker): HAProxy's default,
             // a quarter of maxconn, would not fit under the fd limit.
             let pipes = 16 * threads;
+            // No `busy-polling` for --busy-poll: HAProxy's spins even with
+            // no traffic, keeping a core awake through the other subjects'
+            // windows, which speeds them all up and voids the comparison.
             let text = format!(
                 "global\n    maxconn {maxconn}\n    nbthread {threads}\n    maxpipes {pipes}\n\
                  defaults\n    mode tcp\n    maxconn {maxconn}\n{splice}    timeout connect 5s\n    timeout client 1h\n    timeout server 1h\n\

@@ -332,10 +332,10 @@ mod tests {
         drop(g);
         // Killed, and reaped by its parent or left a zombie: either way not running.
         let gone = (0..50).any(|_| {
-            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let running = state
-                .rsplit(')')
-                .next()
+            // Gone (reaped), or a zombie: not running.
+            let running = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|st| st.rsplit(')').next().map(str::to_owned))
                 .is_some_and(|r| !r.trim_start().starts_with('Z'));
             if running {
                 std::thread::sleep(Duration::from_millis(20));

@@ -85,10 +85,16 @@ impl Figure {
     pub fn gates(&self) -> bool {
         self.gated && self.target.is_some_and(|b| b.gate != Some(false))
     }
+
+    /// A target marked `gate = false`: neither the target nor the
+    /// baseline gates this figure.
+    pub fn is_goal(&self) -> bool {
+        self.target.is_some_and(|b| b.gate == Some(false))
+    }
 }
 
 fn verdict(f: &Figure) -> &'static str {
-    let goal = f.target.is_some_and(|b| b.gate == Some(false));
+    let goal = f.is_goal();
     match (f.pass, f.gates()) {
         (Some(true), _) => "pass",
         (Some(false), true) => "MISS",
