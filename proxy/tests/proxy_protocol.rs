@@ -72,3 +72,26 @@ fn v2_carries_the_addresses_in_binary() {
     assert_eq!(&h[24..26], &me.port().to_be_bytes());
     assert_eq!(&h[26..28], &proxy.addr.port().to_be_bytes());
 }
+
+/// A large upload, which the proxy splices, still follows the header
+/// byte for byte: the header leaves its buffer before any pipe is used.
+#[test]
+fn a_spliced_stream_follows_the_header_intact() {
+    const LEN: usize = 8 << 20;
+    let (backend, headers) = header_backend(true);
+    let mut proxy = Proxy::start_to(backend.addr, &["--proxy-protocol", "v2"]);
+    let data = util::pattern(77, LEN);
+    let mut client = connect(proxy.addr);
+    let mut reader = client.try_clone().expect("clone");
+    let back = std::thread::spawn(move || util::read_to_end(&mut reader));
+    client.write_all(&data).expect("upload");
+    client
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    let back = back.join().expect("reader");
+    assert_eq!(back.len(), LEN);
+    assert!(back == data, "the stream came back altered");
+    assert_eq!(headers.recv_timeout(WAIT).expect("a header").len(), 28);
+    let s = proxy.wait_idle();
+    assert!(s.get("sys_splice") > 0, "the stream was not spliced: {s:?}");
+}
