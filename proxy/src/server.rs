@@ -821,33 +821,14 @@ impl Worker {
                         return Err(dst);
                     };
                     stats.sys_write.inc();
-                    match socket::write(fd, pool.data(buf)) {
-                        Ok(n) => {
-                            buf.consume(n);
-                            c.bytes[dir] += n as u64;
-                            if dir == 0 {
-                                stats.bytes_client_to_backend.add(n as u64);
-                            } else {
-                                stats.bytes_backend_to_client.add(n as u64);
-                            }
-                            if !buf.is_empty() {
-                                // A short write means the send buffer is full.
-                                c.ready[dst].writable = false;
-                                return Ok(false);
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            c.ready[dst].writable = false;
-                            return Ok(false);
-                        }
-                        Err(_) => {
-                            // The peer is gone, but what it sent before its
-                            // reset may still be queued: let the other
-                            // direction read it out before the pair closes.
-                            c.ready[dst].readable = true;
-                            c.ready[dst].rdhup = true;
-                            return Err(dst);
-                        }
+                    let data = pool.data(buf);
+                    let offered = data.len();
+                    let res = socket::write(fd, data);
+                    if let Ok(n) = res {
+                        buf.consume(n);
+                    }
+                    if !sent(c, dir, stats, res, offered)? {
+                        return Ok(false);
                     }
                 }
             }
@@ -1077,6 +1058,47 @@ impl Worker {
     }
 }
 
+/// Accounts for one write (or splice out) of direction `dir` that was
+/// offered `offered` bytes: `Ok(true)` when all of them went, `Ok(false)`
+/// when the destination is full (a short write or `EAGAIN`) and the
+/// direction must wait for it, `Err(dst)` when the destination failed.
+fn sent(
+    c: &mut Conn,
+    dir: usize,
+    stats: &Stats,
+    res: io::Result<usize>,
+    offered: usize,
+) -> Result<bool, usize> {
+    let dst = 1 - dir;
+    match res {
+        Ok(n) => {
+            c.bytes[dir] += n as u64;
+            if dir == 0 {
+                stats.bytes_client_to_backend.add(n as u64);
+            } else {
+                stats.bytes_backend_to_client.add(n as u64);
+            }
+            if n < offered {
+                c.ready[dst].writable = false;
+                return Ok(false);
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            c.ready[dst].writable = false;
+            Ok(false)
+        }
+        Err(_) => {
+            // The peer is gone, but what it sent before its reset may
+            // still be queued: let the other direction read it out before
+            // the pair closes.
+            c.ready[dst].readable = true;
+            c.ready[dst].rdhup = true;
+            Err(dst)
+        }
+    }
+}
+
 /// A direction has nothing buffered and its source is drained or ended:
 /// if ended, pass the FIN on.
 fn pass_eof(c: &mut Conn, dir: usize, stats: &Stats) -> Result<bool, usize> {
@@ -1125,29 +1147,13 @@ fn splice_relay(
                 return Err(dst);
             };
             stats.sys_splice.inc();
-            match pipe::splice(&p.read, fd, c.piped[dir] as usize) {
-                Ok(n) => {
-                    c.piped[dir] -= n as u32;
-                    c.bytes[dir] += n as u64;
-                    if dir == 0 {
-                        stats.bytes_client_to_backend.add(n as u64);
-                    } else {
-                        stats.bytes_backend_to_client.add(n as u64);
-                    }
-                    if c.piped[dir] > 0 {
-                        c.ready[dst].writable = false;
-                        return Ok(false);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    c.ready[dst].writable = false;
-                    return Ok(false);
-                }
-                Err(_) => {
-                    c.ready[dst].readable = true;
-                    c.ready[dst].rdhup = true;
-                    return Err(dst);
-                }
+            let offered = c.piped[dir] as usize;
+            let res = pipe::splice(&p.read, fd, offered);
+            if let Ok(n) = res {
+                c.piped[dir] -= n as u32;
+            }
+            if !sent(c, dir, stats, res, offered)? {
+                return Ok(false);
             }
         }
         let r = c.ready[src];
@@ -1161,7 +1167,7 @@ fn splice_relay(
             return Ok(true);
         }
         rounds += 1;
-        let Some(fd) = c.fds[src].as_ref() else {
+        let (Some(fd), Some(p)) = (c.fds[src].as_ref(), c.pipes[dir].as_ref()) else {
             return Err(src);
         };
         stats.sys_splice.inc();
