@@ -211,6 +211,8 @@ pub fn wait_port(addr: SocketAddr, who: &mut Guard) -> Result<(), String> {
 pub struct Usage {
     pub rss_kib: u64,
     pub cpu_ticks: u64,
+    /// The user-space part of `cpu_ticks`.
+    pub user_ticks: u64,
     pub voluntary_switches: u64,
     pub fds: u64,
 }
@@ -222,6 +224,7 @@ pub fn usage(pid: u32) -> Result<Usage, String> {
         if let Ok(c) = usage_one(child) {
             u.rss_kib += c.rss_kib;
             u.cpu_ticks += c.cpu_ticks;
+            u.user_ticks += c.user_ticks;
             u.voluntary_switches += c.voluntary_switches;
             u.fds += c.fds;
         }
@@ -242,6 +245,7 @@ fn usage_one(pid: u32) -> Result<Usage, String> {
     let f: Vec<&str> = after.split_whitespace().collect();
     let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let cpu_ticks = num(11) + num(12);
+    let user_ticks = num(11);
     let mut voluntary_switches = 0;
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {
@@ -260,6 +264,7 @@ fn usage_one(pid: u32) -> Result<Usage, String> {
     Ok(Usage {
         rss_kib,
         cpu_ticks,
+        user_ticks,
         voluntary_switches,
         fds,
     })

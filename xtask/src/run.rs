@@ -58,6 +58,8 @@ fn unit(figure: &str) -> &'static str {
         f if f.ends_with("_kib") => "KiB",
         "idle_cpu_percent" => "%",
         "syscalls_per_message" => "calls/msg",
+        "cpu_us_per_message" => "µs/msg",
+        "cpu_user_percent" => "%",
         "epoll_ctl_per_connection" => "calls/conn",
         _ => "count",
     }
@@ -222,6 +224,12 @@ fn run_load(
         .iter()
         .map(|s| s.metrics.and_then(|m| peers::scrape(m).ok()))
         .collect();
+    // Each subject's CPU time over the whole load: it is busy only in its
+    // own windows, so per message it compares like with like.
+    let cpu_before: Vec<Option<procs::Usage>> = subjects
+        .iter()
+        .map(|s| s.pid().and_then(|p| procs::usage(p).ok()))
+        .collect();
     let mut results: Vec<Value> = Vec::new();
     for group in groups {
         let total = duration * group.len() as u32;
@@ -278,6 +286,43 @@ fn run_load(
         results.extend(got.iter().cloned());
     }
     let results = &results;
+    for ((s, before), (label, _)) in subjects
+        .iter()
+        .zip(&cpu_before)
+        .zip(targets.iter().filter(|(l, _)| l != "direct"))
+    {
+        let (Some(pid), Some(a)) = (s.pid(), before) else {
+            continue;
+        };
+        let Some(t) = targets
+            .iter()
+            .position(|(l, _)| l == label)
+            .map(|i| &results[i])
+        else {
+            continue;
+        };
+        let b = procs::usage(pid)?;
+        let key = if load.mode == "connect" {
+            "connects"
+        } else {
+            "messages"
+        };
+        // Warm-up messages are not counted by loadgen but cost CPU: count
+        // them at the measured rate.
+        let measured = f(t, key);
+        let all = measured * (duration + warmup).as_secs_f64() / duration.as_secs_f64();
+        let ticks = b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64;
+        if all > 0.0 && ticks > 0.0 {
+            put(
+                values,
+                "cpu_us_per_message",
+                label,
+                ticks / procs::TICKS_PER_SEC * 1e6 / all,
+            );
+            let user = b.user_ticks.saturating_sub(a.user_ticks) as f64;
+            put(values, "cpu_user_percent", label, user / ticks * 100.0);
+        }
+    }
     let headline = |t: &Value| match load.mode.as_str() {
         "bulk" => f(t, "throughput_bps"),
         "connect" => f(t, "connect_rate"),

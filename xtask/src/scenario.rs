@@ -245,6 +245,8 @@ pub const LOAD_FIGURES: &[&str] = &[
     "throughput_bps",
     "connect_rate",
     "syscalls_per_message",
+    "cpu_us_per_message",
+    "cpu_user_percent",
     "epoll_ctl_per_connection",
 ];
 

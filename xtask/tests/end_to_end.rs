@@ -64,6 +64,8 @@ epoll_ctl_per_connection = { max = 2 }
     assert!(get("rate", "self") > 0.0);
     assert!(get("rate", "direct") > 0.0);
     assert_eq!(get("errors", "self"), 0.0);
+    let cpu = get("cpu_us_per_message", "self");
+    assert!(cpu > 0.0 && cpu < 1e6, "CPU per message from /proc: {cpu}");
     assert_eq!(
         get("epoll_ctl_per_connection", "self"),
         2.0,
