@@ -209,32 +209,7 @@ impl Config {
     }
 }
 
-/// Parses a duration such as `500ms`, `10s`, `1.5s`, `1m`, `2h` or `250us`;
-/// a bare number is seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let scale = match unit.trim() {
-        "" | "s" | "sec" | "secs" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "ns" => 1e-9,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err("expected a duration like 500ms, 10s or 1m".into()),
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| "expected a duration like 500ms, 10s or 1m".to_string())?;
-    let secs = v * scale;
-    if !secs.is_finite() || secs > 1e9 {
-        return Err("too long".into());
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
+pub use proxy::cli::parse_duration;
 
 fn bad(opt: &str, value: &str, why: impl std::fmt::Display) -> String {
     format!("invalid {opt} \"{value}\": {why}")

@@ -1,8 +1,10 @@
 //! Command-line plumbing shared by the proxy, echo-backend and loadgen
-//! binaries: clap's errors as one line, and a panic on any thread ends
-//! the whole process.
+//! binaries (and the workbench's scenario files): clap's errors as one
+//! line, one duration syntax, and a panic on any thread ends the whole
+//! process.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Parses the command line into `T`. `--help` and `--version` print and
 /// come back as `Err(SUCCESS)`; a bad argument prints one line,
@@ -46,6 +48,38 @@ pub fn abort_on_panic() {
         default_hook(info);
         std::process::abort();
     }));
+}
+
+/// Parses a duration: a number and a unit, `ns`, `us` (or `µs`), `ms`,
+/// `s` (or `sec`, `secs`), `m` (or `min`) or `h`; a bare number is
+/// seconds. E.g. `250us`, `500ms`, `1.5s`, `2m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit \"{other}\" (use ns, us, ms, s, m or h)"
+            ))
+        }
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| "expected a number with a unit, e.g. 500ms, 10s, 1m".to_string())?;
+    let secs = n * scale;
+    if !secs.is_finite() || secs > 1e9 {
+        return Err("too large".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]

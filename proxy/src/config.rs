@@ -2,6 +2,7 @@
 //! before anything is bound. Every mistake becomes one line naming the
 //! option and the value.
 
+pub use crate::cli::parse_duration;
 use clap::Parser;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -328,6 +329,9 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
         Some(s) => {
             match parse_duration(s).map_err(|e| format!("invalid --busy-poll \"{s}\": {e}"))? {
                 d if d.is_zero() => None,
+                d if d < Duration::from_micros(1) => {
+                    return Err(format!("invalid --busy-poll \"{s}\": must be at least 1us"))
+                }
                 d if d > Duration::from_secs(1) => {
                     return Err(format!("invalid --busy-poll \"{s}\": must be at most 1s"))
                 }
@@ -444,30 +448,6 @@ pub fn parse_backend(s: &str, default_port: u16) -> Result<SocketAddr, String> {
         .map_err(|e| format!("cannot resolve \"{host}\": {e}"))?
         .next()
         .ok_or_else(|| format!("\"{host}\" has no address"))
-}
-
-/// `250ms`, `5s`, `2m`, or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| "expected a number with a unit, e.g. 500ms, 10s, 1m".to_string())?;
-    let secs = match unit {
-        "us" | "µs" => n / 1_000_000.0,
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        other => return Err(format!("unknown unit \"{other}\" (use us, ms, s, m or h)")),
-    };
-    if !secs.is_finite() || secs > 1e9 {
-        return Err("too large".into());
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]

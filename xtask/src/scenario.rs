@@ -5,7 +5,6 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// One scenario, as written in its file.
 #[derive(Debug, Clone, Deserialize)]
@@ -424,27 +423,7 @@ pub fn load_all(dir: &Path) -> Result<Vec<Scenario>, String> {
     paths.iter().map(|p| Scenario::load(p)).collect()
 }
 
-/// `250ms`, `5s`, `2m`, or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| "expected e.g. 500ms, 10s, 1m".to_string())?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        other => return Err(format!("unknown unit \"{other}\"")),
-    };
-    if !secs.is_finite() || secs > 86_400.0 {
-        return Err("out of range".into());
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
+pub use proxy::cli::parse_duration;
 
 #[cfg(test)]
 mod tests {
