@@ -259,15 +259,21 @@ struct Tools<'a> {
     pattern: &'a Pattern,
 }
 
-/// Echo: write back what was read; stop reading while bytes are pending.
-fn serve_echo(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
+/// The loop of the modes that answer what they read (echo, http): flush
+/// what is pending first (no reading while a reply is stuck), end with
+/// the client's FIN only once everything before it was answered, and
+/// hand every read of `n` bytes in `t.scratch` to `answer`.
+fn serve_replies(
+    c: &mut Conn,
+    t: &mut Tools<'_>,
+    answer: impl Fn(&mut Conn, &mut Tools<'_>, usize) -> Result<(), End>,
+) -> Result<Next, End> {
     let mut rounds = 0;
     loop {
         if !c.flush(t.spares)? {
             return Ok(Next::Event);
         }
         if c.ending || c.eof {
-            // Half-close: every byte before the client's FIN is echoed.
             c.ending = true;
             return c.linger(t.scratch, &mut rounds);
         }
@@ -280,34 +286,19 @@ fn serve_echo(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
         rounds += 1;
         let n = c.read(t.scratch)?;
         if n > 0 {
-            c.send(&t.scratch[..n], t.spares)?;
+            answer(c, t, n)?;
         }
     }
 }
 
+/// Echo: write back what was read; stop reading while bytes are pending.
+fn serve_echo(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
+    serve_replies(c, t, |c, t, n| c.send(&t.scratch[..n], t.spares))
+}
+
 /// Http: answer every complete request of each read with one write.
 fn serve_http(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
-    let mut rounds = 0;
-    loop {
-        if !c.flush(t.spares)? {
-            return Ok(Next::Event);
-        }
-        if c.ending || c.eof {
-            // Everything the client sent before its FIN has been answered.
-            c.ending = true;
-            return c.linger(t.scratch, &mut rounds);
-        }
-        if !c.readable {
-            return Ok(Next::Event);
-        }
-        if rounds >= FAIR_ROUNDS {
-            return Ok(Next::Turn);
-        }
-        rounds += 1;
-        let n = c.read(t.scratch)?;
-        if n == 0 {
-            continue;
-        }
+    serve_replies(c, t, |c, t, n| {
         t.out.clear();
         let verdict = c.http.feed(&t.scratch[..n], t.out);
         if !t.out.is_empty() {
@@ -316,7 +307,8 @@ fn serve_http(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
         if verdict == http::Verdict::Close {
             c.ending = true;
         }
-    }
+        Ok(())
+    })
 }
 
 /// Sink: read and discard until EOF.
@@ -545,16 +537,10 @@ impl Worker {
         if c.gen != gen || c.fd.is_none() {
             return; // Stale: the slot was closed (and maybe reused) since.
         }
-        let trouble = bits & (epoll::RDHUP | epoll::HUP | epoll::ERR) != 0;
-        if bits & epoll::IN != 0 || trouble {
-            c.readable = true;
-        }
-        if trouble {
-            c.rdhup = true;
-        }
-        if bits & (epoll::OUT | epoll::HUP | epoll::ERR) != 0 {
-            c.writable = true;
-        }
+        let ev = epoll::Readiness::of(bits);
+        c.readable |= ev.readable;
+        c.writable |= ev.writable;
+        c.rdhup |= ev.hangup;
         self.serve(slot);
     }
 

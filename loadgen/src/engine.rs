@@ -384,15 +384,7 @@ impl Worker {
             self.run_again();
             let timeout = self.timeout();
             self.epoll.wait_for(&mut events, timeout)?;
-            self.now = Instant::now();
-            for (tok, bits) in events.iter() {
-                if tok == WAKER {
-                    self.waker.drain();
-                } else {
-                    self.on_event(tok, bits);
-                }
-            }
-            self.publish();
+            self.dispatch(&events);
         }
         self.publish();
         let ran = Instant::now().saturating_duration_since(self.start);
@@ -429,17 +421,22 @@ impl Worker {
                 .unwrap_or(deadline);
             self.epoll
                 .wait_for(events, Some(next.saturating_duration_since(self.now)))?;
-            self.now = Instant::now();
-            for (tok, bits) in events.iter() {
-                if tok == WAKER {
-                    self.waker.drain();
-                } else {
-                    self.on_event(tok, bits);
-                }
-            }
-            self.publish();
+            self.dispatch(events);
         }
         Ok(())
+    }
+
+    /// Handles what one `epoll_wait` returned, then publishes progress.
+    fn dispatch(&mut self, events: &Events) {
+        self.now = Instant::now();
+        for (tok, bits) in events.iter() {
+            if tok == WAKER {
+                self.waker.drain();
+            } else {
+                self.on_event(tok, bits);
+            }
+        }
+        self.publish();
     }
 
     fn publish(&mut self) {
@@ -752,16 +749,10 @@ impl Worker {
         if c.gen != gen || c.stage == Stage::Closed {
             return; // Stale: closed since.
         }
-        let trouble = bits & (epoll::RDHUP | epoll::HUP | epoll::ERR) != 0;
-        if bits & epoll::IN != 0 || trouble {
-            c.readable = true;
-        }
-        if trouble {
-            c.rdhup = true;
-        }
-        if bits & (epoll::OUT | epoll::HUP | epoll::ERR) != 0 {
-            c.writable = true;
-        }
+        let ev = epoll::Readiness::of(bits);
+        c.readable |= ev.readable;
+        c.writable |= ev.writable;
+        c.rdhup |= ev.hangup;
         if c.stage == Stage::Connecting {
             if bits & (epoll::ERR | epoll::HUP) != 0 {
                 let err =

@@ -709,16 +709,10 @@ impl Worker {
         }
         c.active_ms = self.now_ms;
         let r = &mut c.ready[side];
-        let trouble = bits & (epoll::RDHUP | epoll::HUP | epoll::ERR) != 0;
-        if bits & epoll::IN != 0 || trouble {
-            r.readable = true;
-        }
-        if trouble {
-            r.rdhup = true;
-        }
-        if bits & (epoll::OUT | epoll::HUP | epoll::ERR) != 0 {
-            r.writable = true;
-        }
+        let ev = epoll::Readiness::of(bits);
+        r.readable |= ev.readable;
+        r.writable |= ev.writable;
+        r.rdhup |= ev.hangup;
         if c.stage == Stage::Connecting && side == BACKEND {
             if bits & (epoll::ERR | epoll::HUP) != 0 {
                 self.connect_failed(slot);

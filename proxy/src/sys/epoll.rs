@@ -13,6 +13,29 @@ pub const HUP: u32 = libc::EPOLLHUP as u32;
 pub const ERR: u32 = libc::EPOLLERR as u32;
 pub const ET: u32 = libc::EPOLLET as u32;
 
+/// What one edge-triggered event says about a socket. An error or a
+/// hang-up makes it both readable and writable (the next call reports
+/// it) and sets `hangup`: a short read then no longer proves the socket
+/// drained, only a read of 0 or an error does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    pub readable: bool,
+    pub writable: bool,
+    pub hangup: bool,
+}
+
+impl Readiness {
+    #[inline]
+    pub fn of(bits: u32) -> Readiness {
+        let hangup = bits & (RDHUP | HUP | ERR) != 0;
+        Readiness {
+            readable: bits & IN != 0 || hangup,
+            writable: bits & (OUT | HUP | ERR) != 0,
+            hangup,
+        }
+    }
+}
+
 /// An epoll instance.
 #[derive(Debug)]
 pub struct Epoll {
@@ -191,5 +214,24 @@ impl Epoll {
             }
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hangups_and_errors_read_as_readable_and_writable() {
+        let r = |readable, writable, hangup| Readiness {
+            readable,
+            writable,
+            hangup,
+        };
+        assert_eq!(Readiness::of(IN), r(true, false, false));
+        assert_eq!(Readiness::of(OUT), r(false, true, false));
+        assert_eq!(Readiness::of(IN | RDHUP), r(true, false, true));
+        assert_eq!(Readiness::of(HUP), r(true, true, true));
+        assert_eq!(Readiness::of(ERR), r(true, true, true));
     }
 }
