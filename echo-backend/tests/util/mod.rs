@@ -3,106 +3,45 @@
 //! wait has a timeout so that a hang fails fast.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// A running `echo-backend`, killed on drop.
+/// A running `echo-backend`, killed on drop; its process handling
+/// (stderr lines, signals, exit) comes from [`testkit::Child`].
 pub struct Backend {
-    pub child: Child,
+    proc: testkit::Child,
     pub addr: SocketAddr,
-    lines: Receiver<String>,
-    /// Every stderr line seen so far.
-    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl std::ops::Deref for Backend {
+    type Target = testkit::Child;
+    fn deref(&self) -> &testkit::Child {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for Backend {
+    fn deref_mut(&mut self) -> &mut testkit::Child {
+        &mut self.proc
+    }
 }
 
 impl Backend {
     /// Starts `echo-backend --listen 127.0.0.1:0 ARGS…` and waits for its
     /// `listening on` line.
     pub fn start(args: &[&str]) -> Backend {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_echo-backend"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn echo-backend");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = mpsc::channel();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let log2 = Arc::clone(&log);
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                log2.lock().expect("log").push(line.clone());
-                // Nobody may be listening any more; keep collecting the log.
-                let _ = tx.send(line);
-            }
-        });
-        let mut b = Backend {
-            child,
-            addr: "0.0.0.0:0".parse().expect("addr"),
-            lines,
-            log,
-        };
-        let line = b
-            .wait_line(|l| l.starts_with("listening on "))
-            .unwrap_or_else(|| panic!("never said `listening on`; stderr: {:?}", b.log()));
-        b.addr = line["listening on ".len()..]
-            .parse()
-            .expect("listen address");
-        b
-    }
-
-    /// Waits (up to [`WAIT`]) for a stderr line matching `pred`.
-    pub fn wait_line(&mut self, pred: impl Fn(&str) -> bool) -> Option<String> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            match self.lines.recv_timeout(left) {
-                Ok(l) if pred(&l) => return Some(l),
-                Ok(_) => continue,
-                Err(_) => return None,
-            }
-        }
-    }
-
-    pub fn log(&self) -> Vec<String> {
-        self.log.lock().expect("log").clone()
-    }
-
-    /// Sends a signal by name (`TERM`, `INT`, `USR1`).
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -{sig} failed");
-    }
-
-    /// Waits (up to [`WAIT`]) for the process to exit.
-    pub fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "echo-backend did not exit; stderr: {:?}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_echo-backend"));
+        cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+        let mut proc = testkit::Child::spawn("echo-backend", &mut cmd, WAIT);
+        let addr = proc.wait_listening();
+        Backend { proc, addr }
     }
 
     /// A blocking connection with read and write timeouts.
@@ -111,19 +50,9 @@ impl Backend {
     }
 }
 
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Connects to `addr` with [`WAIT`] as the read and write timeout.
 pub fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
-    s.set_read_timeout(Some(WAIT)).expect("read timeout");
-    s.set_write_timeout(Some(WAIT)).expect("write timeout");
-    s
+    testkit::connect(addr, WAIT)
 }
 
 /// Reads until EOF; fails on a timeout or any error.

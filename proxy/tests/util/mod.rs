@@ -4,11 +4,10 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -16,13 +15,24 @@ use std::time::{Duration, Instant};
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A running `proxy` process, killed on drop.
+/// A running `proxy` process, killed on drop; its process handling
+/// (stderr lines, signals, exit) comes from [`testkit::Child`].
 pub struct Proxy {
-    pub child: Child,
+    proc: testkit::Child,
     pub addr: SocketAddr,
-    lines: Receiver<String>,
-    /// Every stderr line seen so far.
-    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl std::ops::Deref for Proxy {
+    type Target = testkit::Child;
+    fn deref(&self) -> &testkit::Child {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for Proxy {
+    fn deref_mut(&mut self) -> &mut testkit::Child {
+        &mut self.proc
+    }
 }
 
 impl Proxy {
@@ -34,37 +44,9 @@ impl Proxy {
 
     /// Starts `cmd` (the proxy, perhaps under `prlimit`) with `args`.
     pub fn start_with(mut cmd: Command, args: &[&str]) -> Proxy {
-        let mut child = cmd
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn proxy");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = mpsc::channel();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let log2 = Arc::clone(&log);
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                log2.lock().expect("log").push(line.clone());
-                if tx.send(line).is_err() {
-                    // Nobody listens any more; keep collecting the log.
-                }
-            }
-        });
-        let mut p = Proxy {
-            child,
-            addr: "0.0.0.0:0".parse().expect("addr"),
-            lines,
-            log,
-        };
-        let line = p
-            .wait_line(|l| l.starts_with("listening on "))
-            .unwrap_or_else(|| panic!("proxy never said `listening on`; stderr: {:?}", p.log()));
-        p.addr = line["listening on ".len()..].parse().expect("listen addr");
-        p
+        let mut proc = testkit::Child::spawn("proxy", cmd.args(args), WAIT);
+        let addr = proc.wait_listening();
+        Proxy { proc, addr }
     }
 
     /// Starts the proxy on 127.0.0.1 port 0 in front of `backend`.
@@ -73,38 +55,6 @@ impl Proxy {
         let mut args = vec!["-l", "127.0.0.1", "-p", "0", "-b", b.as_str()];
         args.extend_from_slice(extra);
         Self::start(&args)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// A snapshot of the stderr seen so far.
-    pub fn log(&self) -> Vec<String> {
-        self.log.lock().expect("log").clone()
-    }
-
-    /// Waits (up to [`WAIT`]) for a new stderr line matching `pred`.
-    pub fn wait_line(&mut self, pred: impl Fn(&str) -> bool) -> Option<String> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            match self.lines.recv_timeout(left) {
-                Ok(l) if pred(&l) => return Some(l),
-                Ok(_) => continue,
-                Err(_) => return None,
-            }
-        }
-    }
-
-    /// Sends a signal to the proxy.
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -{sig} failed");
     }
 
     /// The proxy's counters, asked for with SIGUSR1.
@@ -132,22 +82,6 @@ impl Proxy {
         }
     }
 
-    /// Waits for the process to exit, up to [`WAIT`].
-    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "proxy did not exit; stderr: {:?}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
     /// Resident memory from `/proc/PID/smaps_rollup`, in KiB.
     pub fn rss_kib(&self) -> u64 {
         proc_rss_kib(self.pid())
@@ -166,13 +100,6 @@ impl Proxy {
         let rest = &stat[stat.rfind(')').expect("comm") + 2..];
         let f: Vec<&str> = rest.split_whitespace().collect();
         f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -300,10 +227,7 @@ pub fn echo_conn(mut s: TcpStream) {
 
 /// Connects to `addr` with read/write timeouts of [`WAIT`].
 pub fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    s.set_write_timeout(Some(WAIT)).expect("timeout");
-    s
+    testkit::connect(addr, WAIT)
 }
 
 /// Reads until EOF (or the read timeout fails the test).
