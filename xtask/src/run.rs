@@ -286,21 +286,13 @@ fn run_load(
         results.extend(got.iter().cloned());
     }
     let results = &results;
-    for ((s, before), (label, _)) in subjects
-        .iter()
-        .zip(&cpu_before)
-        .zip(targets.iter().filter(|(l, _)| l != "direct"))
-    {
+    // Subjects come after direct, in `targets` and `results` alike.
+    let first = targets.len() - subjects.len();
+    for ((s, before), t) in subjects.iter().zip(&cpu_before).zip(&results[first..]) {
         let (Some(pid), Some(a)) = (s.pid(), before) else {
             continue;
         };
-        let Some(t) = targets
-            .iter()
-            .position(|(l, _)| l == label)
-            .map(|i| &results[i])
-        else {
-            continue;
-        };
+        let label = s.kind.name();
         let b = procs::usage(pid)?;
         let key = if load.mode == "connect" {
             "connects"
