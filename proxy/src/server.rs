@@ -961,7 +961,6 @@ impl Worker {
         stats
             .pipes_lent
             .set((self.pipes_total - self.pipes.len()) as u64);
-        stats.pipes_capacity.set(self.pipes_total as u64);
         stats
             .large_pool_high_water
             .set(self.pool.large.high_water() as u64);
@@ -1004,7 +1003,10 @@ impl Worker {
                     drop(p);
                     match Pipe::new(self.pipe_size) {
                         Ok((p, _)) => self.pipes.push(p),
-                        Err(_) => self.pipes_total -= 1,
+                        Err(_) => {
+                            self.pipes_total -= 1;
+                            stats.pipes_capacity.set(self.pipes_total as u64);
+                        }
                     }
                 }
                 c.piped[dir] = 0;
