@@ -31,25 +31,11 @@ enum Cmd {
     /// Run one scenario.
     Scenario {
         name: String,
-        /// The proxy whose figures are judged: self, haproxy, nginx or direct.
-        #[arg(long, default_value = "self")]
-        proxy: String,
-        /// Peers measured side by side in the same run, e.g. haproxy,nginx.
-        #[arg(long, value_delimiter = ',')]
-        compare: Vec<String>,
-        /// Short durations and smaller counts.
-        #[arg(long)]
-        quick: bool,
+        #[command(flatten)]
+        with: With,
     },
     /// Run every scenario (the project's main job).
-    Bench {
-        #[arg(long, default_value = "self")]
-        proxy: String,
-        #[arg(long, value_delimiter = ',')]
-        compare: Vec<String>,
-        #[arg(long)]
-        quick: bool,
-    },
+    Bench(With),
     /// The regression gate: quick scenarios; exit 1 on a missed gated
     /// target or a regression against scenarios/baseline.json.
     Ci {
@@ -57,6 +43,20 @@ enum Cmd {
         #[arg(long)]
         write_baseline: bool,
     },
+}
+
+/// What a run measures, and how long.
+#[derive(clap::Args)]
+struct With {
+    /// The proxy whose figures are judged: self, haproxy, nginx or direct.
+    #[arg(long, default_value = "self")]
+    proxy: String,
+    /// Peers measured side by side in the same run, e.g. haproxy,nginx.
+    #[arg(long, value_delimiter = ',')]
+    compare: Vec<String>,
+    /// Short durations and smaller counts.
+    #[arg(long)]
+    quick: bool,
 }
 
 fn main() -> ExitCode {
@@ -104,12 +104,7 @@ fn try_main() -> Result<ExitCode, String> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        Cmd::Scenario {
-            name,
-            proxy,
-            compare,
-            quick,
-        } => {
+        Cmd::Scenario { name, with } => {
             let s = all
                 .iter()
                 .find(|s| s.name == name)
@@ -118,13 +113,14 @@ fn try_main() -> Result<ExitCode, String> {
                     let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
                     format!("no scenario \"{name}\" (have: {})", names.join(", "))
                 })?;
-            (vec![s], subjects(&proxy, &compare)?, quick, None)
+            (
+                vec![s],
+                subjects(&with.proxy, &with.compare)?,
+                with.quick,
+                None,
+            )
         }
-        Cmd::Bench {
-            proxy,
-            compare,
-            quick,
-        } => (all, subjects(&proxy, &compare)?, quick, None),
+        Cmd::Bench(with) => (all, subjects(&with.proxy, &with.compare)?, with.quick, None),
         Cmd::Ci { write_baseline } => (all, vec![Kind::SelfProxy], true, Some(write_baseline)),
     };
 
