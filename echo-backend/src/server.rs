@@ -62,8 +62,6 @@ const SPARE_MAX: usize = 4 * SCRATCH;
 /// How long accepting pauses after running out of descriptors, unless a
 /// connection closes first.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
-/// What every connection socket is registered for, once.
-const INTEREST: u32 = epoll::IN | epoll::OUT | epoll::RDHUP | epoll::ET;
 
 /// How the outside world talks to a running worker.
 #[derive(Debug)]
@@ -516,7 +514,11 @@ impl Worker {
             }
         };
         let c = &mut self.conns[slot];
-        if self.epoll.add(&fd, INTEREST, token(slot, c.gen)).is_err() {
+        if self
+            .epoll
+            .add(&fd, epoll::SOCKET, token(slot, c.gen))
+            .is_err()
+        {
             self.free.push(slot as u32);
             return; // Dropping `fd` closes it.
         }

@@ -47,8 +47,6 @@ const MAX_EVENTS: usize = 1024;
 const SCRATCH: usize = 256 * 1024;
 /// The most one write hands the kernel in bulk mode.
 const BULK_WRITE: usize = 256 * 1024;
-/// What every socket is registered for, once.
-const INTEREST: u32 = epoll::IN | epoll::OUT | epoll::RDHUP | epoll::ET;
 /// Pause before re-opening a connection that failed.
 const RETRY: Duration = Duration::from_millis(50);
 /// Connects in progress at once (per thread), on top of the pacing: a
@@ -689,7 +687,7 @@ impl Worker {
         c.t_connect = Instant::now();
         match res {
             Ok((fd, done)) => {
-                if let Err(e) = self.epoll.add(&fd, INTEREST, token(slot, c.gen)) {
+                if let Err(e) = self.epoll.add(&fd, epoll::SOCKET, token(slot, c.gen)) {
                     let what = format!("registering a connection to {addr}: {e}");
                     self.fail(slot, ErrorKind::Other, what);
                     return;

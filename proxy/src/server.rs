@@ -54,8 +54,6 @@ const SPLICE_MIN: usize = 8192;
 /// How long accepting pauses after running out of descriptors, unless a
 /// connection closes first.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
-/// What every connection socket is registered for, once.
-const INTEREST: u32 = epoll::IN | epoll::OUT | epoll::RDHUP | epoll::ET;
 
 /// How the outside world talks to a running worker.
 #[derive(Debug)]
@@ -644,10 +642,10 @@ impl Worker {
         stats.sys_epoll_ctl.add(2);
         let reg = self
             .epoll
-            .add(&client, INTEREST, token(slot, gen, CLIENT))
+            .add(&client, epoll::SOCKET, token(slot, gen, CLIENT))
             .and_then(|_| {
                 self.epoll
-                    .add(&backend, INTEREST, token(slot, gen, BACKEND))
+                    .add(&backend, epoll::SOCKET, token(slot, gen, BACKEND))
             });
         if let Err(e) = reg {
             eprintln!("proxy: cannot register client {peer}: {e}");

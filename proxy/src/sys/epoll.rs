@@ -12,6 +12,10 @@ pub const RDHUP: u32 = libc::EPOLLRDHUP as u32;
 pub const HUP: u32 = libc::EPOLLHUP as u32;
 pub const ERR: u32 = libc::EPOLLERR as u32;
 pub const ET: u32 = libc::EPOLLET as u32;
+/// What the workspace's event loops register every connection socket for,
+/// once: both directions and the peer's FIN, edge-triggered. Readiness is
+/// then remembered by the loop, so the registration never changes.
+pub const SOCKET: u32 = IN | OUT | RDHUP | ET;
 
 /// What one edge-triggered event says about a socket. An error or a
 /// hang-up makes it both readable and writable (the next call reports
