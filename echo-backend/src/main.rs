@@ -4,7 +4,7 @@
 use clap::Parser;
 use echo_backend::pattern::Pattern;
 use echo_backend::server::{Control, Mode, Settings, Worker};
-use proxy::sys::{rlimit, signal, socket};
+use netio::sys::{rlimit, signal, socket};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -66,8 +66,8 @@ impl fmt::Display for Error {
 }
 
 fn main() -> ExitCode {
-    proxy::cli::abort_on_panic();
-    let cli: Cli = match proxy::cli::parse("echo-backend") {
+    netio::cli::abort_on_panic();
+    let cli: Cli = match netio::cli::parse("echo-backend") {
         Ok(cli) => cli,
         Err(code) => return code,
     };
@@ -137,7 +137,6 @@ fn try_main(cli: Cli) -> Result<(), Error> {
         {
             signal::Signal::Terminate => break,
             signal::Signal::Stats => eprintln!("{}", summary(&controls)),
-            signal::Signal::Other(_) => {}
         }
     }
     for c in &controls {

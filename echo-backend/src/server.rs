@@ -24,8 +24,9 @@
 
 use crate::http;
 use crate::pattern::Pattern;
-use proxy::sys::epoll::{self, Epoll, Events, Waker};
-use proxy::sys::socket;
+use netio::sys::epoll::{self, Epoll, Events, Waker};
+use netio::sys::socket;
+use netio::Fault;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -487,8 +488,8 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
                     if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ECONNABORTED | libc::EPROTO | libc::EPERM)
+                        netio::outcome::fault(&e),
+                        Fault::Reset | Fault::Network | Fault::Denied
                     ) =>
                 {
                     // That one client is gone; the next may be fine.

@@ -128,7 +128,7 @@ fn echo_closes_a_connection_its_client_reset() {
                 Err(e) => panic!("write: {e}"),
             }
         }
-        proxy::sys::socket::set_linger_zero(&s).expect("SO_LINGER");
+        netio::sys::socket::set_linger_zero(&s).expect("SO_LINGER");
     }
     let deadline = Instant::now() + WAIT;
     loop {
@@ -149,7 +149,7 @@ fn echo_closes_a_connection_its_client_reset() {
 
 #[test]
 fn echo_serves_2000_concurrent_connections() {
-    proxy::sys::rlimit::raise_nofile().expect("raise RLIMIT_NOFILE");
+    netio::sys::rlimit::raise_nofile().expect("raise RLIMIT_NOFILE");
     let b = Backend::start(&["--mode", "echo"]);
     let mut conns: Vec<_> = (0..2000).map(|_| b.connect()).collect();
     for (i, s) in conns.iter_mut().enumerate() {

@@ -209,7 +209,7 @@ impl Config {
     }
 }
 
-pub use proxy::cli::parse_duration;
+pub use netio::cli::parse_duration;
 
 fn bad(opt: &str, value: &str, why: impl std::fmt::Display) -> String {
     format!("invalid {opt} \"{value}\": {why}")

@@ -29,8 +29,8 @@ use crate::http::{self, Progress as HttpProgress, Response};
 use crate::plan::Segment;
 use crate::stats::{ErrorKind, Tally};
 use echo_backend::pattern::{Pattern, PERIOD};
-use proxy::sys::epoll::{self, Epoll, Events, Waker};
-use proxy::sys::socket;
+use netio::sys::epoll::{self, Epoll, Events, Waker};
+use netio::sys::socket;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -361,7 +361,7 @@ impl Worker {
     pub fn run(mut self) -> io::Result<Outcome> {
         // Wake when a message is due, not up to 50 µs later (the default
         // slack): in open loop that lateness would count as latency.
-        let _ = proxy::sys::thread::set_timer_slack(1);
+        let _ = netio::sys::thread::set_timer_slack(1);
         let mut events = Events::with_capacity(MAX_EVENTS);
         if self.cfg.mode != Mode::Connect {
             self.set_up(&mut events)?;
@@ -756,7 +756,7 @@ impl Worker {
                 let err =
                     c.fd.as_ref()
                         .and_then(|fd| socket::take_error(fd).ok().flatten())
-                        .unwrap_or_else(|| io::Error::from_raw_os_error(libc::ECONNREFUSED));
+                        .unwrap_or_else(|| io::Error::from(io::ErrorKind::ConnectionRefused));
                 let addr = self.groups[c.group as usize].addr;
                 self.fail(
                     slot,

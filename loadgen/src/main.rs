@@ -7,8 +7,8 @@ use loadgen::run::{self, Error};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    proxy::cli::abort_on_panic();
-    let cli: Cli = match proxy::cli::parse("loadgen") {
+    netio::cli::abort_on_panic();
+    let cli: Cli = match netio::cli::parse("loadgen") {
         Ok(cli) => cli,
         Err(code) => return code,
     };

@@ -3,6 +3,7 @@
 //! all threads are merged into the report.
 
 use hdrhistogram::Histogram;
+use netio::Fault;
 use serde::Serialize;
 use std::io;
 
@@ -32,12 +33,10 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Classifies an I/O error from connect, read or write.
     pub fn of(e: &io::Error) -> ErrorKind {
-        match e.raw_os_error() {
-            Some(libc::ECONNREFUSED) => ErrorKind::ConnectRefused,
-            Some(libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED | libc::ENOTCONN) => {
-                ErrorKind::Reset
-            }
-            Some(libc::ETIMEDOUT) => ErrorKind::Timeout,
+        match netio::outcome::fault(e) {
+            Fault::Refused => ErrorKind::ConnectRefused,
+            Fault::Reset => ErrorKind::Reset,
+            Fault::TimedOut => ErrorKind::Timeout,
             _ => ErrorKind::Other,
         }
     }
@@ -200,15 +199,16 @@ mod tests {
 
     #[test]
     fn io_errors_are_classified() {
-        let e = |n| io::Error::from_raw_os_error(n);
+        let e = io::Error::from;
+        use io::ErrorKind as K;
         assert_eq!(
-            ErrorKind::of(&e(libc::ECONNREFUSED)),
+            ErrorKind::of(&e(K::ConnectionRefused)),
             ErrorKind::ConnectRefused
         );
-        assert_eq!(ErrorKind::of(&e(libc::ECONNRESET)), ErrorKind::Reset);
-        assert_eq!(ErrorKind::of(&e(libc::EPIPE)), ErrorKind::Reset);
-        assert_eq!(ErrorKind::of(&e(libc::ETIMEDOUT)), ErrorKind::Timeout);
-        assert_eq!(ErrorKind::of(&e(libc::EADDRNOTAVAIL)), ErrorKind::Other);
+        assert_eq!(ErrorKind::of(&e(K::ConnectionReset)), ErrorKind::Reset);
+        assert_eq!(ErrorKind::of(&e(K::BrokenPipe)), ErrorKind::Reset);
+        assert_eq!(ErrorKind::of(&e(K::TimedOut)), ErrorKind::Timeout);
+        assert_eq!(ErrorKind::of(&e(K::AddrNotAvailable)), ErrorKind::Other);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! before anything is bound. Every mistake becomes one line naming the
 //! option and the value.
 
-pub use crate::cli::parse_duration;
 use clap::Parser;
+pub use netio::cli::parse_duration;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;

@@ -5,11 +5,9 @@
 //! `libc`, [`pool`] lends fixed buffers, and [`server`] runs the relay.
 
 pub mod acl;
-pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod pool;
 pub mod proxy_protocol;
-pub mod server;
 pub mod stats;
-pub mod sys;
+pub mod worker;

@@ -2,8 +2,8 @@
 //! reading the workers' counters. It sleeps in `accept` between scrapes,
 //! so it costs no wake-ups while nobody asks.
 
-use crate::server::Control;
 use crate::stats::Snapshot;
+use crate::worker::Control;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use util::{echo_byte, is_timeout, Backend, Proxy, WAIT};
 /// all local on Linux).
 fn connect_from(src: &str, addr: SocketAddr) -> TcpStream {
     let local: SocketAddr = format!("{src}:0").parse().expect("source address");
-    let (fd, _) = proxy::sys::socket::connect_from(&addr, &local).expect("connect");
+    let (fd, _) = netio::sys::socket::connect_from(&addr, &local).expect("connect");
     let s = TcpStream::from(fd);
     s.set_nonblocking(false).expect("blocking");
     s.set_read_timeout(Some(WAIT)).expect("timeout");

@@ -5,7 +5,7 @@ mod util;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 use util::{connect, echo_byte, is_timeout, Backend, Proxy};
 
@@ -15,36 +15,11 @@ fn black_hole() -> (OwnedFd, SocketAddr, Vec<TcpStream>) {
     let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = probe.local_addr().expect("addr");
     drop(probe);
-    // SAFETY: plain socket/bind/listen calls on a descriptor we own; the
-    // sockaddr_in is fully initialised and its size passed exactly.
-    let fd = unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket");
-        let one: i32 = 1;
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            (&one as *const i32).cast(),
-            4,
-        );
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: addr.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
-            },
-            sin_zero: [0; 8],
-        };
-        let rc = libc::bind(
-            fd,
-            (&sin as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0, "bind");
-        assert_eq!(libc::listen(fd, 0), 0, "listen");
-        OwnedFd::from_raw_fd(fd)
+    let opts = netio::sys::socket::ListenOptions {
+        backlog: 0,
+        reuse_port: false,
     };
+    let fd = netio::sys::socket::listen(&addr, opts).expect("listen with a backlog of 0");
     // Fill the accept queue; later SYNs are dropped.
     let fillers: Vec<TcpStream> = (0..3)
         .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok())

@@ -423,7 +423,7 @@ pub fn load_all(dir: &Path) -> Result<Vec<Scenario>, String> {
     paths.iter().map(|p| Scenario::load(p)).collect()
 }
 
-pub use proxy::cli::parse_duration;
+pub use netio::cli::parse_duration;
 
 #[cfg(test)]
 mod tests {

@@ -307,23 +307,7 @@ pub fn dead_addr() -> SocketAddr {
 
 /// Closes `s` with a reset instead of a FIN (`SO_LINGER` on, timeout 0).
 pub fn reset(s: TcpStream) {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: `s` is an open socket for the whole call, and the pointer and
-    // length describe the live `linger` value above.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+    netio::sys::socket::set_linger_zero(&s).expect("SO_LINGER");
     drop(s);
 }
 

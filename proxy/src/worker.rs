@@ -25,9 +25,10 @@
 use crate::config::{Balance, Config};
 use crate::pool::{Buf, Pool, Pools};
 use crate::stats::Stats;
-use crate::sys::epoll::{self, Epoll, Events, Waker};
-use crate::sys::pipe::{self, Pipe};
-use crate::sys::socket;
+use netio::sys::epoll::{self, Epoll, Events, Waker};
+use netio::sys::pipe::{self, Pipe};
+use netio::sys::socket;
+use netio::Fault;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -64,11 +65,21 @@ pub struct Control {
     pub stats: Stats,
 }
 
-impl Control {
+impl netio::serve::Stop for Control {
     /// Asks the worker to stop accepting and drain.
-    pub fn shutdown(&self) -> io::Result<()> {
+    fn stop(&self) -> io::Result<()> {
         self.stop.store(true, Ordering::Release);
         self.waker.wake()
+    }
+}
+
+impl netio::serve::Worker for Worker {
+    type Control = Control;
+    fn control(&self) -> Arc<Control> {
+        Worker::control(self)
+    }
+    fn run(self) -> io::Result<()> {
+        Worker::run(self)
     }
 }
 
@@ -512,9 +523,10 @@ impl Worker {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::ECONNABORTED | libc::EPROTO | libc::EPERM | libc::EHOSTUNREACH) => {}
-                    Some(libc::EMFILE | libc::ENFILE) => {
+                Err(e) => match netio::outcome::fault(&e) {
+                    // That one client is gone; the next may be fine.
+                    Fault::Reset | Fault::Network | Fault::Denied => {}
+                    Fault::NoDescriptors => {
                         self.out_of_fds();
                         return;
                     }
@@ -617,7 +629,7 @@ impl Worker {
             }
             Err(e) => {
                 self.free.push(slot as u32);
-                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                if netio::outcome::fault(&e) == Fault::NoDescriptors {
                     // socket() itself failed: no connect was attempted.
                     stats.sys_connect.inc();
                     stats.sys_sockopt.inc();

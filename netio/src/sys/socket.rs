@@ -276,17 +276,6 @@ pub fn reserve_fd() -> io::Result<OwnedFd> {
     Ok(unsafe { owned(fd) })
 }
 
-/// Whether an I/O error means the peer is gone (reset, aborted, broken
-/// pipe) rather than something unexpected.
-pub fn is_disconnect(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(
-            libc::ECONNRESET | libc::ECONNABORTED | libc::EPIPE | libc::ENOTCONN | libc::ETIMEDOUT
-        )
-    )
-}
-
 /// Starts a non-blocking connect to `addr` from the local address `local`
 /// (port 0: the kernel picks the port at connect time). This is how a
 /// client spreads many connections over several source addresses (e.g.

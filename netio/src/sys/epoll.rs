@@ -40,6 +40,20 @@ impl Readiness {
     }
 }
 
+/// The timeout for [`Epoll::wait`] that sleeps until `deadline` (`None`:
+/// forever, -1). Rounded up to the next whole millisecond: rounding down
+/// would wake the loop early and make it spin through the last
+/// millisecond with zero timeouts.
+pub fn timeout_ms(now: std::time::Instant, deadline: Option<std::time::Instant>) -> i32 {
+    match deadline {
+        None => -1,
+        Some(t) => {
+            let left = t.saturating_duration_since(now);
+            left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32
+        }
+    }
+}
+
 /// An epoll instance.
 #[derive(Debug)]
 pub struct Epoll {
@@ -61,20 +75,10 @@ impl Epoll {
         self.ctl(libc::EPOLL_CTL_ADD, fd.as_fd(), events, token)
     }
 
-    /// Changes the events or token of an already registered `fd`.
-    pub fn modify(&self, fd: impl AsFd, events: u32, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd.as_fd(), events, token)
-    }
-
-    /// Removes `fd` from the interest list.
-    pub fn delete(&self, fd: impl AsFd) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd.as_fd(), 0, 0)
-    }
-
     fn ctl(&self, op: i32, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event { events, u64: token };
         // SAFETY: both descriptors are open for the duration of the call and
-        // `ev` is a valid epoll_event (ignored for DEL on modern kernels).
+        // `ev` is a valid epoll_event.
         cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd.as_raw_fd(), &mut ev) })?;
         Ok(())
     }
@@ -161,16 +165,12 @@ impl Waker {
         Ok(())
     }
 
-    /// Resets the counter; returns how many wakes were pending.
-    pub fn drain(&self) -> u64 {
+    /// Resets the counter, so that the next wake is a new edge.
+    pub fn drain(&self) {
         let mut v: u64 = 0;
-        // SAFETY: reads 8 bytes into a valid u64 from an open eventfd.
-        let n = unsafe { libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
-        if n == 8 {
-            v
-        } else {
-            0
-        }
+        // SAFETY: reads 8 bytes into a valid u64 from an open eventfd. A
+        // failure (EAGAIN: nothing pending) leaves nothing to reset.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
     }
 }
 
@@ -224,6 +224,17 @@ impl Epoll {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_round_up_so_that_a_loop_never_wakes_early() {
+        use std::time::{Duration, Instant};
+        let now = Instant::now();
+        assert_eq!(timeout_ms(now, None), -1);
+        assert_eq!(timeout_ms(now, Some(now)), 0);
+        assert_eq!(timeout_ms(now, Some(now + Duration::from_micros(300))), 1);
+        assert_eq!(timeout_ms(now, Some(now + Duration::from_millis(2))), 2);
+        assert_eq!(timeout_ms(now + Duration::from_secs(1), Some(now)), 0);
+    }
 
     #[test]
     fn hangups_and_errors_read_as_readable_and_writable() {

@@ -1,5 +1,6 @@
-//! The only module that speaks `libc`: thin, safe wrappers over the Linux
-//! system calls the proxy needs, each returning `io::Result`.
+//! The only module of the workspace that speaks `libc`: thin, safe
+//! wrappers over the Linux system calls the event loops need, each
+//! returning `io::Result`.
 //!
 //! Every file descriptor is an [`OwnedFd`](std::os::fd::OwnedFd) and is
 //! created close-on-exec; functions that merely use one take
@@ -12,6 +13,7 @@ pub mod pipe;
 pub mod rlimit;
 pub mod signal;
 pub mod socket;
+pub mod thread;
 
 use std::io;
 
@@ -59,4 +61,3 @@ pub(crate) unsafe fn owned(fd: i32) -> std::os::fd::OwnedFd {
     // SAFETY: the caller guarantees `fd` is open and unowned.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }
-pub mod thread;
