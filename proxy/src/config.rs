@@ -9,10 +9,6 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Descriptors kept back from the connection budget: listener, epoll,
-/// eventfds, signalfd, stdio, metrics, the EMFILE reserve and some slack.
-pub const FD_HEADROOM: u64 = 32;
-
 /// Everything the proxy needs to run, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -79,8 +75,9 @@ pub struct Cli {
     /// TOML config file; command-line options override it
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Client connections held at once [default: what the open-files limit
-    /// allows at two descriptors each, after the pipes and 40 spare]
+    /// Client connections held at once over all workers, each worker
+    /// holding its share [default: what the open-files limit allows: (limit
+    /// - 32 - workers x (8 + 2 x pipes)) / 2, two descriptors a connection]
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
     /// Bytes per buffer; each direction of a busy connection holds one [default: 8192]
@@ -238,12 +235,18 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
             "invalid --pipe-size \"{pipe_size}\": must be 4096..=67108864"
         ));
     }
-    let pipe_fds = 2 * pipes as u64 * workers as u64;
-    let budget = (nofile.saturating_sub(FD_HEADROOM + 8 * workers as u64 + pipe_fds) / 2) as usize;
+    let budget = netio::budget::connections(nofile, workers as u64, pipes as u64);
     let max_connections = match cli.max_connections.or(file.max_connections) {
         Some(0) => return Err("invalid --max-connections \"0\": must be at least 1".into()),
+        // Each worker holds its share; a worker with none would leave the
+        // clients the kernel hands its listener waiting forever.
+        Some(n) if n < workers => {
+            return Err(format!(
+                "invalid --max-connections \"{n}\": must be at least --workers ({workers})"
+            ))
+        }
         Some(n) => n,
-        None => budget.max(1),
+        None => usize::try_from(budget).unwrap_or(usize::MAX).max(workers),
     };
     let buffer_size = cli.buffer_size.or(file.buffer_size).unwrap_or(8192);
     if !(64..=(16 << 20)).contains(&buffer_size) {
@@ -251,7 +254,8 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
             "invalid --buffer-size \"{buffer_size}\": must be 64..=16777216"
         ));
     }
-    let per_worker = max_connections.div_ceil(workers);
+    // The largest worker's share (see `share`).
+    let per_worker = netio::budget::share(max_connections, workers, 0);
     let buffers = cli.buffers.or(file.buffers).unwrap_or(2 * per_worker);
     // Fewer than two buffers a connection lets directions of different
     // connections wait on each other: a backend that writes before it
@@ -465,7 +469,24 @@ mod tests {
         assert_eq!(c.backends, vec!["127.0.0.1:8081".parse().expect("addr")]);
         assert_eq!(c.buffer_size, 8192);
         assert_eq!(c.max_connections, (20_000 - 32 - 8 - 2 * 16) / 2);
+        assert_eq!(
+            c.max_connections,
+            netio::budget::connections(20_000, 1, 16) as usize
+        );
+        let four = resolve(cli(&["--workers", "4"]), 20_000).expect("resolve");
+        assert_eq!(four.max_connections, (20_000 - 32 - 4 * (8 + 2 * 16)) / 2);
         assert_eq!(c.pipes, 16);
+    }
+
+    #[test]
+    fn every_worker_gets_at_least_one_connection() {
+        let e = resolve(cli(&["--workers", "3", "--max-connections", "2"]), 1024)
+            .expect_err("fewer connections than workers");
+        assert_eq!(
+            e,
+            "invalid --max-connections \"2\": must be at least --workers (3)"
+        );
+        assert!(resolve(cli(&["--workers", "3", "--max-connections", "3"]), 1024).is_ok());
     }
 
     #[test]

@@ -102,8 +102,7 @@ fn build_workers(cfg: &Config) -> Result<(Vec<Worker>, SocketAddr), Error> {
     let (listeners, addr) = serve::listeners(cfg.listen, cfg.workers, cfg.backlog)?;
     let mut workers = Vec::with_capacity(cfg.workers);
     for (i, listener) in listeners.into_iter().enumerate() {
-        let _ = i;
-        let share = cfg.max_connections.div_ceil(cfg.workers);
+        let share = netio::budget::share(cfg.max_connections, cfg.workers, i);
         let worker = Worker::new(cfg, listener, share)
             .map_err(|e| serve::Error::Setup("creating a worker", e))?;
         workers.push(worker);
