@@ -86,6 +86,9 @@ pub enum Fault {
 }
 
 impl Errno {
+    /// `EBADF`: no such descriptor (a socket already closed).
+    pub const BAD_DESCRIPTOR: Errno = Errno(libc::EBADF);
+
     /// The errno of an I/O error. An error made from an `io::ErrorKind`
     /// (not by the kernel) gets the errno of its kind, `EIO` if none fits.
     #[inline]

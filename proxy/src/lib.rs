@@ -1,13 +1,31 @@
-//! A layer-4 TCP proxy built on an edge-triggered epoll loop.
+//! A layer-4 TCP proxy: one edge-triggered epoll loop per worker over a
+//! fixed table of client/backend pairs.
 //!
-//! The crate is both the `proxy` binary's engine and a small library that
-//! the workbench companions reuse: [`sys`] is the only module that touches
-//! `libc`, [`pool`] lends fixed buffers, and [`server`] runs the relay.
+//! Where things live:
+//! - [`worker`]: the loop; [`accept`]: taking clients in (access lists,
+//!   limits, out of descriptors); [`sockets`]: the real sockets and pipes,
+//!   every system call counted. These three are the epoll engine.
+//! - [`table`]: the pairs between events — opening, events, pumping,
+//!   settling a batch, closing; [`conn`]: one pair and its stages;
+//!   [`relay`]: one direction's rules, written against a small I/O trait.
+//! - [`pool`] and [`pipes`]: the buffers and pipes lent to directions in
+//!   flight; [`balance`]: choosing a backend; [`timers`]: connect and idle
+//!   timeouts, the drain, busy polling; [`acl`], [`proxy_protocol`].
+//! - [`config`]: the command line and config file; [`stats`] and
+//!   [`metrics`]: the counters and their endpoint.
 
+pub mod accept;
 pub mod acl;
+pub mod balance;
 pub mod config;
+pub mod conn;
 pub mod metrics;
+pub mod pipes;
 pub mod pool;
 pub mod proxy_protocol;
+pub mod relay;
+pub mod sockets;
 pub mod stats;
+pub mod table;
+pub mod timers;
 pub mod worker;

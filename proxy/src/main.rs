@@ -92,7 +92,7 @@ fn try_main(cli: Cli) -> Result<(), Error> {
 }
 
 fn summary(controls: &[Arc<Control>]) -> String {
-    Snapshot::total(controls.iter().map(|c| &c.stats)).summary()
+    Snapshot::total(controls.iter().map(|c| &*c.stats)).summary()
 }
 
 /// Binds one listener per worker (sharing the port through SO_REUSEPORT

@@ -41,7 +41,7 @@ fn answer(mut s: TcpStream, controls: &[Arc<Control>]) -> io::Result<()> {
     let line = req[..len].split(|&b| b == b'\r').next().unwrap_or_default();
     let path = line.split(|&b| b == b' ').nth(1).unwrap_or_default();
     let (status, body) = if path == b"/metrics" || path == b"/" {
-        let snap = Snapshot::total(controls.iter().map(|c| &c.stats));
+        let snap = Snapshot::total(controls.iter().map(|c| &*c.stats));
         ("200 OK", snap.prometheus())
     } else {
         ("404 Not Found", "not found; try /metrics\n".to_string())

@@ -115,11 +115,6 @@ impl Pool {
         !self.free.is_empty()
     }
 
-    /// Size of each buffer in bytes.
-    pub fn buffer_size(&self) -> usize {
-        self.size
-    }
-
     /// Buffers currently lent out.
     pub fn lent(&self) -> usize {
         self.capacity() - self.free.len()

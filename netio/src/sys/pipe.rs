@@ -13,10 +13,8 @@ pub struct Pipe {
 }
 
 impl Pipe {
-    /// Creates a pipe and asks for `size` bytes of capacity; returns it
-    /// with the capacity the kernel granted (it rounds up to pages and
-    /// may refuse more than `/proc/sys/fs/pipe-max-size`).
-    pub fn new(size: usize) -> io::Result<(Pipe, usize)> {
+    /// Creates a pipe (`pipe2`) with the kernel's default capacity.
+    pub fn new() -> io::Result<Pipe> {
         let mut fds = [0i32; 2];
         // SAFETY: `fds` has room for the two descriptors pipe2 writes.
         cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
@@ -27,17 +25,24 @@ impl Pipe {
                 write: owned(fds[1]),
             }
         };
+        Ok(pipe)
+    }
+
+    /// Asks for `size` bytes of capacity (`F_SETPIPE_SZ`) and returns what
+    /// the kernel granted: it rounds up to pages and refuses more than
+    /// `/proc/sys/fs/pipe-max-size`.
+    pub fn set_size(&self, size: usize) -> io::Result<usize> {
         let want = i32::try_from(size).unwrap_or(i32::MAX);
         // SAFETY: fcntl on a descriptor we own; the argument is an int.
-        let got =
-            match cvt(unsafe { libc::fcntl(pipe.write.as_raw_fd(), libc::F_SETPIPE_SZ, want) }) {
-                Ok(n) => n as usize,
-                // Keep the default capacity when the size is refused.
-                // SAFETY: as above, F_GETPIPE_SZ takes no argument.
-                Err(_) => cvt(unsafe { libc::fcntl(pipe.write.as_raw_fd(), libc::F_GETPIPE_SZ) })?
-                    as usize,
-            };
-        Ok((pipe, got))
+        let got = cvt(unsafe { libc::fcntl(self.write.as_raw_fd(), libc::F_SETPIPE_SZ, want) })?;
+        Ok(got as usize)
+    }
+
+    /// The pipe's capacity (`F_GETPIPE_SZ`).
+    pub fn size(&self) -> io::Result<usize> {
+        // SAFETY: fcntl on a descriptor we own; F_GETPIPE_SZ takes no argument.
+        let got = cvt(unsafe { libc::fcntl(self.write.as_raw_fd(), libc::F_GETPIPE_SZ) })?;
+        Ok(got as usize)
     }
 }
 
@@ -74,7 +79,9 @@ mod tests {
         let l2 = std::net::TcpListener::bind("127.0.0.1:0").expect("test io");
         let c = std::net::TcpStream::connect(l2.local_addr().expect("test io")).expect("test io");
         let (mut d, _) = l2.accept().expect("test io");
-        let (p, cap) = Pipe::new(1 << 18).expect("test io");
+        let p = Pipe::new().expect("test io");
+        let cap = p.set_size(1 << 18).expect("test io");
+        assert_eq!(p.size().expect("test io"), cap);
         assert!(cap >= 1 << 16, "capacity {cap}");
         a.write_all(b"hello pipe").expect("test io");
         std::thread::sleep(std::time::Duration::from_millis(50));

@@ -1,0 +1,225 @@
+//! Accepting clients: draining the listener until `EAGAIN`, turning away
+//! clients the access lists deny, pausing at the connection limit or when
+//! the process is out of descriptors (a reserve descriptor lets the oldest
+//! waiting client be turned away cleanly instead of left hanging), and
+//! starting each client's backend connect.
+
+use crate::acl::Acl;
+use crate::table::{self, Opening};
+use crate::worker::Worker;
+use netio::sys::{epoll, socket};
+use netio::{Fault, Side, Token};
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+/// How long accepting pauses after running out of descriptors, unless a
+/// connection closes first.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// The accepting state of one worker.
+#[derive(Debug)]
+pub struct Accepting {
+    pub acl: Acl,
+    /// Accepting stopped (table full, or out of descriptors); it resumes
+    /// when a pair closes, or at `retry_at`.
+    pub paused: bool,
+    pub retry_at: Option<Instant>,
+    /// A spare descriptor (`/dev/null`), freed to accept-and-reset a
+    /// client when the process is out of descriptors.
+    reserve: Option<OwnedFd>,
+}
+
+impl Accepting {
+    pub fn new(acl: Acl) -> Accepting {
+        Accepting {
+            acl,
+            paused: false,
+            retry_at: None,
+            reserve: socket::reserve_fd().ok(),
+        }
+    }
+
+    /// When a paused accept is retried, if it is.
+    pub fn retry(&self) -> Option<Instant> {
+        self.retry_at.filter(|_| self.paused)
+    }
+}
+
+impl Worker {
+    /// Accepts until the backlog is empty, the table is full, or the
+    /// process is out of descriptors.
+    pub(crate) fn accept_all(&mut self) {
+        if self.accepting.paused {
+            return;
+        }
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            if !self.table.has_free() {
+                // Full: the backlog waits until a connection closes.
+                self.pause_accept(None);
+                return;
+            }
+            let stats = &self.control.stats;
+            stats.sys_accept.inc();
+            match socket::accept(listener) {
+                Ok((fd, peer)) if !self.accepting.acl.permits(peer.ip()) => {
+                    // Turned away at once, with a reset: no backend is
+                    // ever asked.
+                    stats.denied.inc();
+                    self.reset(fd);
+                }
+                Ok((fd, peer)) => {
+                    self.open(fd, peer);
+                    if self.accepting.paused {
+                        return; // out of descriptors for the backend side
+                    }
+                }
+                Err(e) => match netio::outcome::fault(&e) {
+                    Fault::WouldBlock => return,
+                    // That one client is gone; the next may be fine.
+                    Fault::Reset | Fault::Network | Fault::Denied => {}
+                    Fault::NoDescriptors => {
+                        self.out_of_fds();
+                        return;
+                    }
+                    _ => {
+                        eprintln!("proxy: accept failed: {e}");
+                        self.pause_accept(Some(Instant::now() + ACCEPT_RETRY));
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Closes a client with a reset (counted).
+    fn reset(&self, fd: OwnedFd) {
+        let stats = &self.control.stats;
+        stats.sys_sockopt.inc();
+        let _ = socket::set_linger_zero(&fd);
+        stats.sys_close.inc();
+        drop(fd);
+    }
+
+    /// Out of descriptors with clients waiting: turn the oldest one away
+    /// cleanly using the reserve descriptor (so it is not left hanging in
+    /// the backlog), then pause until a connection closes or a short retry
+    /// timer fires. Never spins.
+    fn out_of_fds(&mut self) {
+        if let (Some(reserve), Some(listener)) =
+            (self.accepting.reserve.take(), self.listener.as_ref())
+        {
+            drop(reserve);
+            self.control.stats.sys_accept.inc();
+            if let Ok((fd, _)) = socket::accept(listener) {
+                self.reset(fd);
+                self.control.stats.rejected.inc();
+            }
+            self.accepting.reserve = socket::reserve_fd().ok();
+        }
+        self.pause_accept(Some(Instant::now() + ACCEPT_RETRY));
+    }
+
+    pub(crate) fn pause_accept(&mut self, retry_at: Option<Instant>) {
+        if !self.accepting.paused {
+            self.control.stats.accept_pauses.inc();
+        }
+        self.accepting.paused = true;
+        self.accepting.retry_at = retry_at;
+    }
+
+    pub(crate) fn resume_accept(&mut self) {
+        if self.accepting.paused {
+            self.accepting.paused = false;
+            self.accepting.retry_at = None;
+            if self.accepting.reserve.is_none() {
+                self.accepting.reserve = socket::reserve_fd().ok();
+            }
+            self.accept_all();
+        }
+    }
+
+    /// Takes a slot for a new client and starts its backend connect. A
+    /// backend that cannot be reached at once (refused, unreachable, no
+    /// local port left) gets the client a reset, as a later refusal does.
+    fn open(&mut self, client: OwnedFd, peer: SocketAddr) {
+        let Some((slot, gen)) = self.table.take_slot() else {
+            return;
+        };
+        let (b, addr) = self.table.pick_backend(&peer);
+        let stats = &self.control.stats;
+        let (backend, done) = match socket::connect(&addr) {
+            Ok(pair) => {
+                stats.sys_connect.add(2);
+                pair
+            }
+            Err(e) => {
+                self.table.put_back(slot);
+                if netio::outcome::fault(&e) == Fault::NoDescriptors {
+                    // socket() itself failed: no connect was attempted.
+                    stats.sys_connect.inc();
+                    stats.rejected.inc();
+                    self.pause_accept(Some(Instant::now() + ACCEPT_RETRY));
+                } else {
+                    stats.sys_connect.add(2);
+                    stats.sys_close.inc(); // the backend socket
+                    stats.refused.inc();
+                    table::log_backend_failure(addr, Some(peer), &e.to_string());
+                    stats.sys_close.inc();
+                    return;
+                }
+                self.reset(client);
+                return;
+            }
+        };
+        stats.sys_sockopt.inc();
+        let _ = socket::set_nodelay(&backend);
+        stats.sys_epoll_ctl.add(2);
+        let reg = self
+            .epoll
+            .add(
+                &client,
+                epoll::SOCKET,
+                Token::new(slot, gen, Side::Client).encode(),
+            )
+            .and_then(|_| {
+                self.epoll.add(
+                    &backend,
+                    epoll::SOCKET,
+                    Token::new(slot, gen, Side::Backend).encode(),
+                )
+            });
+        if let Err(e) = reg {
+            eprintln!("proxy: cannot register client {peer}: {e}");
+            self.table.put_back(slot);
+            stats.errors.inc();
+            stats.sys_close.add(2);
+            return;
+        }
+        let local = if self.table.wants_local_addr() {
+            stats.sys_sockopt.inc(); // getsockname
+            socket::local_addr(&client).unwrap_or(peer)
+        } else {
+            peer
+        };
+        let opening = Opening {
+            peer,
+            local,
+            backend: b,
+            connected: done,
+        };
+        match self.table.open(slot, opening) {
+            Ok(()) => self.sockets.attach(slot, client, backend),
+            Err(table::Refusal::NoBuffer) => {
+                self.table.put_back(slot);
+                stats.rejected.inc();
+                stats.sys_close.inc(); // the backend socket
+                drop(backend);
+                self.reset(client);
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! A client/backend pair: its stage, the two sockets' readiness, the two
+//! directions ([`Flow`]s), and what is kept for timeouts and logs.
+//!
+//! The descriptors themselves belong to the I/O driver (see
+//! [`crate::sockets`]), so that the rules here can be driven through fake
+//! sockets in tests.
+
+use crate::relay::Flow;
+use netio::Ready;
+pub use netio::Side;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Where a pair is in its life:
+/// `Free → Connecting → Relaying → Closing(reason) → Free`, or straight
+/// from `Connecting` to `Closing` when the backend fails. (A pair that
+/// must flush one side before passing a reset on would be one more stage
+/// between `Relaying` and `Closing`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The slot is unused.
+    Free,
+    /// The backend connect is in progress; client bytes may be read and
+    /// held, but nothing moves to or from the backend.
+    Connecting,
+    /// Both sockets are open and bytes flow both ways.
+    Relaying,
+    /// Queued to be closed at the end of this batch of events.
+    Closing(Reason),
+}
+
+impl Stage {
+    /// Whether the pair is open (connecting or relaying).
+    #[inline]
+    pub fn is_open(self) -> bool {
+        matches!(self, Stage::Connecting | Stage::Relaying)
+    }
+}
+
+/// Why a pair is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Both directions ended normally.
+    Done,
+    /// The backend connect failed.
+    Refused,
+    /// A reset or I/O error on this side.
+    Error(Side),
+    /// The drain timeout ran out at shutdown.
+    Drain,
+    /// The backend connect took longer than `--connect-timeout`.
+    ConnectTimeout,
+    /// No event on either socket for `--idle-timeout`.
+    Idle,
+}
+
+impl Reason {
+    /// For the connection log.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reason::Done => "done",
+            Reason::Refused => "backend refused",
+            Reason::Error(Side::Client) => "client error",
+            Reason::Error(Side::Backend) => "backend error",
+            Reason::Drain => "drain timeout",
+            Reason::ConnectTimeout => "backend connect timed out",
+            Reason::Idle => "idle timeout",
+        }
+    }
+}
+
+/// One slot of the connection table.
+#[derive(Debug)]
+pub struct Conn {
+    /// Bumped on every close: events carrying an older one are stale.
+    pub gen: u32,
+    pub stage: Stage,
+    /// Readiness of the client and backend sockets, by [`Side::index`].
+    pub ready: [Ready; 2],
+    /// Client → backend, then backend → client.
+    pub flows: [Flow; 2],
+    /// Queued in the waiters for a free buffer.
+    pub waiting: bool,
+    /// The backend it was sent to (an index into the backends).
+    pub backend: u32,
+    /// Worker clock (ms) when the pair opened, and of its last event:
+    /// kept only when a connect or idle timeout is set.
+    pub opened_ms: u32,
+    pub active_ms: u32,
+    /// The client's address, for logs.
+    pub peer: Option<SocketAddr>,
+    /// When it opened, with `--log-connections`.
+    pub started: Option<Instant>,
+}
+
+impl Conn {
+    pub fn new() -> Conn {
+        Conn {
+            gen: 0,
+            stage: Stage::Free,
+            ready: [Ready::default(); 2],
+            flows: [Flow::new(Side::Client), Flow::new(Side::Backend)],
+            waiting: false,
+            backend: 0,
+            opened_ms: 0,
+            active_ms: 0,
+            peer: None,
+            started: None,
+        }
+    }
+
+    /// The direction whose source is `side`.
+    #[inline]
+    pub fn flow(&self, from: Side) -> &Flow {
+        &self.flows[from.index()]
+    }
+
+    /// Whether both directions have passed their FIN on.
+    pub fn both_ended(&self) -> bool {
+        self.flows.iter().all(|f| f.fin_sent)
+    }
+
+    /// Which sockets get a reset rather than a FIN when the pair closes
+    /// for `reason`: any that is owed bytes it will now never get, so that
+    /// a cut stream never looks complete.
+    pub fn aborts(&self, reason: Reason) -> [bool; 2] {
+        let mut abort = [false; 2];
+        match reason {
+            Reason::Done => {}
+            Reason::Error(side) => abort[side.other().index()] = true,
+            Reason::Refused | Reason::ConnectTimeout => abort[Side::Client.index()] = true,
+            Reason::Drain | Reason::Idle => {
+                for f in &self.flows {
+                    let r = self.ready[f.from.index()];
+                    let owed = f.hold.held() > 0 || (r.readable && !f.eof);
+                    abort[f.from.other().index()] |= owed;
+                }
+            }
+        }
+        abort
+    }
+}
+
+impl Default for Conn {
+    fn default() -> Conn {
+        Conn::new()
+    }
+}

@@ -1,0 +1,156 @@
+//! The epoll worker's sockets and pipes: the real [`Sockets`] and
+//! [`relay::Io`] behind the table, one system call a method, each counted
+//! in the worker's [`Stats`] (so that syscalls per message are exact).
+
+use crate::pipes::PipeId;
+use crate::relay;
+use crate::stats::Stats;
+use crate::table::Sockets;
+use netio::sys::pipe::{self, Pipe};
+use netio::sys::socket;
+use netio::{Errno, Outcome, Side};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+/// Descriptors by slot (client, backend), and the pipes by id.
+pub struct SysSockets {
+    fds: Vec<[Option<OwnedFd>; 2]>,
+    pipes: Vec<Option<Pipe>>,
+    /// The capacity asked for each pipe.
+    pipe_size: usize,
+    stats: Arc<Stats>,
+}
+
+impl SysSockets {
+    /// Room for `capacity` pairs, and `pipes` made at start-up.
+    pub fn new(capacity: usize, pipes: Vec<Pipe>, pipe_size: usize, stats: Arc<Stats>) -> Self {
+        let mut fds = Vec::with_capacity(capacity);
+        fds.resize_with(capacity, || [None, None]);
+        SysSockets {
+            fds,
+            pipes: pipes.into_iter().map(Some).collect(),
+            pipe_size,
+            stats,
+        }
+    }
+
+    /// Gives `slot` its two sockets.
+    pub fn attach(&mut self, slot: usize, client: OwnedFd, backend: OwnedFd) {
+        debug_assert!(self.fds[slot].iter().all(Option::is_none));
+        self.fds[slot] = [Some(client), Some(backend)];
+    }
+}
+
+/// One pair's sockets, for the relay.
+pub struct PairIo<'a> {
+    fds: &'a [Option<OwnedFd>; 2],
+    pipes: &'a [Option<Pipe>],
+    stats: &'a Stats,
+}
+
+impl PairIo<'_> {
+    fn fd(&self, side: Side) -> Option<&OwnedFd> {
+        self.fds[side.index()].as_ref()
+    }
+
+    fn pipe(&self, id: &PipeId) -> Option<&Pipe> {
+        self.pipes.get(id.index()).and_then(Option::as_ref)
+    }
+}
+
+const CLOSED: Outcome = Outcome::Error(Errno::BAD_DESCRIPTOR);
+
+impl relay::Io for PairIo<'_> {
+    #[inline]
+    fn read(&mut self, from: Side, buf: &mut [u8]) -> Outcome {
+        let Some(fd) = self.fd(from) else {
+            return CLOSED;
+        };
+        self.stats.sys_read.inc();
+        Outcome::of(socket::read(fd, buf))
+    }
+
+    #[inline]
+    fn write(&mut self, to: Side, data: &[u8]) -> Outcome {
+        let Some(fd) = self.fd(to) else {
+            return CLOSED;
+        };
+        self.stats.sys_write.inc();
+        Outcome::of(socket::write(fd, data))
+    }
+
+    #[inline]
+    fn splice_in(&mut self, from: Side, p: &PipeId, len: usize) -> Outcome {
+        let (Some(fd), Some(p)) = (self.fd(from), self.pipe(p)) else {
+            return CLOSED;
+        };
+        self.stats.sys_splice.inc();
+        Outcome::of(pipe::splice(fd, &p.write, len))
+    }
+
+    #[inline]
+    fn splice_out(&mut self, p: &PipeId, to: Side, len: usize) -> Outcome {
+        let (Some(fd), Some(p)) = (self.fd(to), self.pipe(p)) else {
+            return CLOSED;
+        };
+        self.stats.sys_splice.inc();
+        Outcome::of(pipe::splice(&p.read, fd, len))
+    }
+
+    fn shutdown(&mut self, to: Side) -> Outcome {
+        let Some(fd) = self.fd(to) else {
+            return CLOSED;
+        };
+        self.stats.sys_shutdown.inc();
+        match socket::shutdown_write(fd) {
+            Ok(()) => Outcome::Data(0),
+            Err(e) => Outcome::of_error(&e),
+        }
+    }
+}
+
+impl Sockets for SysSockets {
+    #[inline]
+    fn pair(&mut self, slot: usize) -> impl relay::Io + '_ {
+        PairIo {
+            fds: &self.fds[slot],
+            pipes: &self.pipes,
+            stats: &self.stats,
+        }
+    }
+
+    fn connect_error(&mut self, slot: usize) -> Option<Errno> {
+        let fd = self.fds[slot][Side::Backend.index()].as_ref()?;
+        self.stats.sys_sockopt.inc();
+        socket::take_error(fd).ok().flatten().map(|e| Errno::of(&e))
+    }
+
+    fn close(&mut self, slot: usize, abort: [bool; 2]) {
+        let fds = &mut self.fds[slot];
+        for side in Side::BOTH {
+            if let (true, Some(fd)) = (abort[side.index()], fds[side.index()].as_ref()) {
+                self.stats.sys_sockopt.inc();
+                let _ = socket::set_linger_zero(fd);
+            }
+        }
+        for fd in fds.iter_mut().filter_map(Option::take) {
+            self.stats.sys_close.inc();
+            drop(fd);
+        }
+    }
+
+    fn renew_pipe(&mut self, id: &PipeId) -> bool {
+        let Some(slot) = self.pipes.get_mut(id.index()) else {
+            return false;
+        };
+        drop(slot.take());
+        let Ok(p) = Pipe::new() else {
+            return false;
+        };
+        // A refused size keeps the default capacity: splices then move
+        // less at a time, which is all.
+        let _ = p.set_size(self.pipe_size);
+        *slot = Some(p);
+        true
+    }
+}

@@ -1,0 +1,467 @@
+//! The connection table and what happens to a pair between events — the
+//! part of a worker that does not depend on how the I/O driver learns what
+//! is ready or done. The epoll worker ([`crate::worker`]) feeds it events
+//! and gives it its sockets ([`Sockets`]); a test feeds it fake ones.
+//!
+//! A pair's life here: [`Table::take_slot`] and [`Table::open`] when a
+//! client is accepted and its backend connect started; then
+//! [`Table::on_event`] for each readiness edge, which moves bytes both
+//! ways ([`crate::relay::step`]); a pair that ended or failed is marked
+//! [`Stage::Closing`] and closed by [`Table::settle`] at the end of the
+//! batch, which also hands freed buffers to the pairs waiting for one.
+//! Closing bumps the slot's generation, so a stale event for it (or for
+//! the next pair in the slot) is dropped.
+
+use crate::balance::Balancer;
+use crate::conn::{Conn, Reason, Side, Stage};
+use crate::pipes::{PipeId, PipePool};
+use crate::pool::Pools;
+use crate::proxy_protocol::{self, Version};
+use crate::relay::{self, Lend, Step};
+use crate::stats::Stats;
+use netio::again::AgainQueue;
+use netio::sys::epoll;
+use netio::{Errno, Token};
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the table needs from the I/O driver besides the relay's reads
+/// and writes: the sockets of each slot, by slot.
+pub trait Sockets {
+    /// The two sockets of `slot`, for the relay.
+    fn pair(&mut self, slot: usize) -> impl relay::Io + '_;
+    /// The error that ended `slot`'s backend connect (`SO_ERROR`).
+    fn connect_error(&mut self, slot: usize) -> Option<Errno>;
+    /// Closes both sockets of `slot`, with a reset on each side marked in
+    /// `abort` (by [`Side::index`]).
+    fn close(&mut self, slot: usize, abort: [bool; 2]);
+    /// Replaces a pipe that was closed with bytes in it (nobody will read
+    /// them). False if no new pipe could be made.
+    fn renew_pipe(&mut self, pipe: &PipeId) -> bool;
+}
+
+/// How the table behaves, from the configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub log_connections: bool,
+    pub proxy_protocol: Option<Version>,
+}
+
+/// A new pair, as the driver set it up.
+#[derive(Debug, Clone, Copy)]
+pub struct Opening {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The address the client connected to (for the PROXY header).
+    pub local: SocketAddr,
+    /// The backend chosen for it ([`Table::pick_backend`]).
+    pub backend: u32,
+    /// The backend connect completed at once.
+    pub connected: bool,
+}
+
+/// Why a new pair could not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No buffer for the PROXY header (impossible with the pool's floor of
+    /// two buffers a connection, but never skipped).
+    NoBuffer,
+}
+
+/// The table.
+pub struct Table {
+    pub(crate) conns: Vec<Conn>,
+    free: Vec<u32>,
+    bufs: Pools,
+    pipes: PipePool,
+    /// Pairs waiting for a free buffer, in order.
+    waiters: VecDeque<(u32, u32)>,
+    /// Pairs that stopped to be fair.
+    again: AgainQueue,
+    /// Pairs to close at the end of this batch.
+    closing: Vec<u32>,
+    balancer: Balancer,
+    /// Pairs in [`Stage::Connecting`].
+    connecting: usize,
+    opts: Options,
+    /// The worker's clock in ms, set by the driver once a loop turn.
+    pub(crate) now_ms: u32,
+    stats: Arc<Stats>,
+}
+
+impl Table {
+    /// A table of `capacity` pairs. Refuses a pool of fewer than two
+    /// regular buffers a pair: directions of different pairs could then
+    /// wait on each other for good (a backend that writes before it reads
+    /// stalls the pool), and a new pair's PROXY header could find none.
+    pub fn new(
+        capacity: usize,
+        bufs: Pools,
+        pipes: PipePool,
+        balancer: Balancer,
+        opts: Options,
+        stats: Arc<Stats>,
+    ) -> io::Result<Table> {
+        stats.pool_capacity.set(bufs.small.capacity() as u64);
+        stats.large_pool_capacity.set(bufs.large.capacity() as u64);
+        stats.pipes_capacity.set(pipes.capacity() as u64);
+        let mut conns = Vec::with_capacity(capacity);
+        conns.resize_with(capacity, Conn::new);
+        Ok(Table {
+            conns,
+            free: (0..capacity as u32).rev().collect(),
+            bufs,
+            pipes,
+            waiters: VecDeque::with_capacity(capacity),
+            again: AgainQueue::with_slots(capacity),
+            closing: Vec::with_capacity(capacity),
+            balancer,
+            connecting: 0,
+            opts,
+            now_ms: 0,
+            stats,
+        })
+    }
+
+    /// Pairs open now.
+    pub fn active(&self) -> usize {
+        self.conns.len() - self.free.len()
+    }
+
+    /// Whether a new pair would find a slot.
+    pub fn has_free(&self) -> bool {
+        !self.free.is_empty()
+    }
+
+    /// Pairs whose backend connect is in progress.
+    pub fn connecting(&self) -> usize {
+        self.connecting
+    }
+
+    /// Whether some pair stopped only to be fair: the driver must not
+    /// sleep.
+    pub fn has_again(&self) -> bool {
+        !self.again.is_empty()
+    }
+
+    /// Whether new pairs need the address the client connected to.
+    pub fn wants_local_addr(&self) -> bool {
+        self.opts.proxy_protocol.is_some()
+    }
+
+    /// The backend for a client at `peer`, and its address.
+    pub fn pick_backend(&mut self, peer: &SocketAddr) -> (u32, SocketAddr) {
+        let b = self.balancer.pick(peer);
+        (b, self.balancer.addr(b))
+    }
+
+    /// Takes a free slot for a new pair: its index and generation (for the
+    /// sockets' tokens). Give it back with [`Table::put_back`] if the pair
+    /// cannot be opened after all.
+    pub fn take_slot(&mut self) -> Option<(usize, u32)> {
+        let slot = self.free.pop()? as usize;
+        debug_assert_eq!(self.conns[slot].stage, Stage::Free);
+        Some((slot, self.conns[slot].gen))
+    }
+
+    /// Gives back a slot from [`Table::take_slot`] that was never opened.
+    pub fn put_back(&mut self, slot: usize) {
+        debug_assert_eq!(self.conns[slot].stage, Stage::Free);
+        self.free.push(slot as u32);
+    }
+
+    /// Opens the pair in `slot` (from [`Table::take_slot`]). With
+    /// `--proxy-protocol` the header waits in the client → backend buffer
+    /// and goes out first once the connect completes.
+    pub fn open(&mut self, slot: usize, o: Opening) -> Result<(), Refusal> {
+        let Table {
+            conns, bufs, opts, ..
+        } = self;
+        let c = &mut conns[slot];
+        debug_assert_eq!(c.stage, Stage::Free);
+        if let Some(version) = opts.proxy_protocol {
+            if let Some(mut buf) = bufs.checkout(false) {
+                let n = proxy_protocol::encode(version, o.peer, o.local, bufs.spare(&buf));
+                buf.fill(n);
+                c.flows[Side::Client.index()].hold = relay::Hold::Buf(buf);
+            }
+        }
+        c.stage = if o.connected {
+            Stage::Relaying
+        } else {
+            self.connecting += 1;
+            Stage::Connecting
+        };
+        c.opened_ms = self.now_ms;
+        c.active_ms = self.now_ms;
+        c.backend = o.backend;
+        c.peer = self.opts.log_connections.then_some(o.peer);
+        c.started = self.opts.log_connections.then(Instant::now);
+        self.balancer.opened(o.backend);
+        let stats = &self.stats;
+        stats.accepted.inc();
+        let active = self.active() as u64;
+        stats.active.set(active);
+        if active > stats.peak_active.get() {
+            stats.peak_active.set(active);
+        }
+        Ok(())
+    }
+
+    /// Handles one readiness edge for `t`, dropping it if it is stale.
+    pub fn on_event(&mut self, io: &mut impl Sockets, t: Token, bits: u32) {
+        let slot = t.index();
+        let now_ms = self.now_ms;
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.gen != t.gen || !c.stage.is_open() {
+            return; // Stale: the slot was closed (and maybe reused) since.
+        }
+        c.active_ms = now_ms;
+        c.ready[t.side.index()].apply(bits);
+        if c.stage == Stage::Connecting && t.side == Side::Backend {
+            if bits & (epoll::ERR | epoll::HUP) != 0 {
+                self.connect_failed(io, slot);
+                return;
+            }
+            if bits & epoll::OUT != 0 {
+                c.stage = Stage::Relaying;
+                self.connecting -= 1;
+            }
+        }
+        self.pump(io, slot);
+        // A reset or error on a socket that the relay cannot reach right
+        // now (its direction is stalled on the other side) must still end
+        // the pair: pump first, so that whatever it could still read is
+        // passed on, then close if the pump did not.
+        if bits & epoll::ERR != 0 {
+            self.close_later(slot, Reason::Error(t.side));
+        }
+    }
+
+    fn connect_failed(&mut self, io: &mut impl Sockets, slot: usize) {
+        self.stats.refused.inc();
+        let err = io.connect_error(slot);
+        let c = &self.conns[slot];
+        let why = err.map_or_else(|| "connection failed".to_string(), |e| e.to_string());
+        log_backend_failure(self.balancer.addr(c.backend), c.peer, &why);
+        self.close_later(slot, Reason::Refused);
+    }
+
+    /// Moves whatever can move in both directions of `slot`.
+    pub fn pump(&mut self, io: &mut impl Sockets, slot: usize) {
+        let Table {
+            conns,
+            bufs,
+            pipes,
+            waiters,
+            stats,
+            ..
+        } = self;
+        let c = &mut conns[slot];
+        let connected = c.stage == Stage::Relaying;
+        let mut lend = Lend { bufs, pipes };
+        let mut failed = None;
+        let mut yielded = false;
+        // Both directions run even if the first fails: a backend that
+        // answers and resets while the upload is still coming must still
+        // have its answer passed on before the pair is closed.
+        for from in Side::BOTH {
+            let i = from.index();
+            let other_fin = c.flows[1 - i].fin_sent;
+            let before = c.flows[i].bytes;
+            let step = relay::step(
+                &mut c.flows[i],
+                &mut c.ready,
+                connected,
+                other_fin,
+                &mut lend,
+                &mut io.pair(slot),
+            );
+            let moved = c.flows[i].bytes - before;
+            match from {
+                Side::Client => stats.bytes_client_to_backend.add(moved),
+                Side::Backend => stats.bytes_backend_to_client.add(moved),
+            }
+            match step {
+                Step::Blocked | Step::Done => {}
+                Step::Yield => yielded = true,
+                Step::NoBuffer => {
+                    if !c.waiting {
+                        c.waiting = true;
+                        stats.pool_waits.inc();
+                        waiters.push_back((slot as u32, c.gen));
+                    }
+                }
+                Step::Failed(side) => {
+                    failed.get_or_insert(side);
+                }
+            }
+        }
+        let (gen, ended) = (c.gen, c.both_ended());
+        if let Some(side) = failed {
+            self.close_later(slot, Reason::Error(side));
+        } else if ended {
+            self.close_later(slot, Reason::Done);
+        } else if yielded {
+            self.again.push(slot as u32, gen);
+        }
+    }
+
+    /// Resumes the pairs that stopped only to be fair. Those that stop
+    /// again are queued for the next turn.
+    pub fn run_again(&mut self, io: &mut impl Sockets) {
+        let list = self.again.take();
+        for &(slot, gen) in &list {
+            let c = &self.conns[slot as usize];
+            if c.gen == gen && c.stage == Stage::Relaying {
+                self.pump(io, slot as usize);
+            }
+        }
+        self.again.recycle(list);
+    }
+
+    /// Marks an open pair to be closed at the end of the batch.
+    pub fn close_later(&mut self, slot: usize, reason: Reason) {
+        let c = &mut self.conns[slot];
+        if c.stage.is_open() {
+            if c.stage == Stage::Connecting {
+                self.connecting -= 1;
+            }
+            c.stage = Stage::Closing(reason);
+            self.closing.push(slot as u32);
+        }
+    }
+
+    /// Marks every open pair to be closed for `reason`.
+    pub fn close_all(&mut self, reason: Reason) {
+        for slot in 0..self.conns.len() {
+            self.close_later(slot, reason);
+        }
+    }
+
+    /// Marks the pairs past a timeout to be closed: a backend connect older
+    /// than `connect_ms`, or no event on either socket for `idle_ms`.
+    pub fn expire(&mut self, connect_ms: Option<u32>, idle_ms: Option<u32>) {
+        let now_ms = self.now_ms;
+        let expired =
+            |since: u32, limit: Option<u32>| limit.is_some_and(|l| now_ms.wrapping_sub(since) >= l);
+        for slot in 0..self.conns.len() {
+            let c = &self.conns[slot];
+            let reason = match c.stage {
+                Stage::Connecting if expired(c.opened_ms, connect_ms) => Reason::ConnectTimeout,
+                Stage::Connecting | Stage::Relaying if expired(c.active_ms, idle_ms) => {
+                    Reason::Idle
+                }
+                _ => continue,
+            };
+            if reason == Reason::ConnectTimeout {
+                self.stats.refused.inc();
+                eprintln!(
+                    "proxy: backend {} connect timed out",
+                    self.balancer.addr(c.backend)
+                );
+            }
+            self.close_later(slot, reason);
+        }
+    }
+
+    /// Hands freed buffers to the pairs waiting for one, then closes what
+    /// was queued. Returns whether it closed any (slots are free: the
+    /// driver may accept again and call this again).
+    pub fn settle(&mut self, io: &mut impl Sockets) -> bool {
+        while !self.waiters.is_empty() && self.bufs.has_free() {
+            let Some((slot, gen)) = self.waiters.pop_front() else {
+                break;
+            };
+            let c = &mut self.conns[slot as usize];
+            if c.gen == gen && c.waiting {
+                c.waiting = false;
+                if c.stage.is_open() {
+                    self.pump(io, slot as usize);
+                }
+            }
+        }
+        if self.closing.is_empty() {
+            return false;
+        }
+        while let Some(slot) = self.closing.pop() {
+            self.close_now(io, slot as usize);
+        }
+        true
+    }
+
+    /// Sets the gauges of what is lent out.
+    pub fn publish(&self) {
+        let s = &self.stats;
+        s.pool_lent.set(self.bufs.small.lent() as u64);
+        s.pool_high_water.set(self.bufs.small.high_water() as u64);
+        s.large_pool_lent.set(self.bufs.large.lent() as u64);
+        s.large_pool_high_water
+            .set(self.bufs.large.high_water() as u64);
+        s.pipes_lent.set(self.pipes.lent() as u64);
+    }
+
+    fn close_now(&mut self, io: &mut impl Sockets, slot: usize) {
+        let Table {
+            conns,
+            bufs,
+            pipes,
+            stats,
+            ..
+        } = self;
+        let c = &mut conns[slot];
+        let Stage::Closing(reason) = c.stage else {
+            debug_assert!(false, "slot {slot} closed while {:?}", c.stage);
+            return;
+        };
+        if matches!(reason, Reason::Error(_)) {
+            stats.errors.inc();
+        }
+        let abort = c.aborts(reason);
+        for f in &mut c.flows {
+            if let Some(dirty) = f.hold.release(bufs, pipes) {
+                // Bytes nobody will read are stuck in it: a new pipe is
+                // cheaper than draining this one.
+                if io.renew_pipe(&dirty) {
+                    pipes.checkin(dirty);
+                } else {
+                    pipes.retire(dirty);
+                    stats.pipes_capacity.set(pipes.capacity() as u64);
+                }
+            }
+        }
+        io.close(slot, abort);
+        if self.opts.log_connections {
+            let ms = c.started.map_or(0, |t| t.elapsed().as_millis());
+            eprintln!(
+                "conn {} -> {} closed ({}): {} bytes up, {} bytes down, {ms} ms",
+                c.peer.map_or_else(|| "?".into(), |p| p.to_string()),
+                self.balancer.addr(c.backend),
+                reason.describe(),
+                c.flows[0].bytes,
+                c.flows[1].bytes,
+            );
+        }
+        self.balancer.closed(c.backend);
+        *c = Conn {
+            gen: c.gen.wrapping_add(1),
+            ..Conn::new()
+        };
+        self.free.push(slot as u32);
+        let active = self.conns.len() - self.free.len();
+        stats.closed.inc();
+        stats.active.set(active as u64);
+    }
+}
+
+/// One line for a backend connect that failed, at once or later: which
+/// backend, for which client, and why.
+pub fn log_backend_failure(backend: SocketAddr, peer: Option<SocketAddr>, why: &str) {
+    let who = peer.map_or_else(String::new, |p| format!(" for client {p}"));
+    eprintln!("proxy: backend {backend} failed{who}: {why}");
+}
