@@ -128,7 +128,10 @@ impl Conn {
         match reason {
             Reason::Done => {}
             Reason::Error(side) => abort[side.other().index()] = true,
-            Reason::Refused | Reason::ConnectTimeout => abort[Side::Client.index()] = true,
+            Reason::Refused => abort[Side::Client.index()] = true,
+            // The connect may have completed unseen, with client bytes
+            // held for the backend: it must not see a clean, empty stream.
+            Reason::ConnectTimeout => abort = [true, true],
             Reason::Drain | Reason::Idle => {
                 for f in &self.flows {
                     let r = self.ready[f.from.index()];

@@ -24,6 +24,8 @@ pub mod pipes;
 pub mod pool;
 pub mod proxy_protocol;
 pub mod relay;
+#[cfg(test)]
+mod relay_model;
 pub mod sockets;
 pub mod stats;
 pub mod table;

@@ -457,6 +457,38 @@ impl Table {
         stats.closed.inc();
         stats.active.set(active as u64);
     }
+
+    /// Checks the table's bookkeeping: every buffer and pipe lent is held
+    /// by an open pair, free slots hold nothing, and the pools add up.
+    #[cfg(test)]
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let (mut small, mut large, mut pipes) = (0, 0, 0);
+        for (i, c) in self.conns.iter().enumerate() {
+            for f in &c.flows {
+                match &f.hold {
+                    relay::Hold::Idle => {}
+                    relay::Hold::Buf(b) if b.is_large() => large += 1,
+                    relay::Hold::Buf(_) => small += 1,
+                    relay::Hold::Pipe { .. } => pipes += 1,
+                }
+                if c.stage == Stage::Free && f.hold.lends() {
+                    return Err(format!("free slot {i} holds {:?}", f.hold));
+                }
+            }
+        }
+        let lent = (
+            self.bufs.small.lent(),
+            self.bufs.large.lent(),
+            self.pipes.lent(),
+        );
+        if lent != (small, large, pipes) {
+            return Err(format!(
+                "pools lent {lent:?} but pairs hold {:?}",
+                (small, large, pipes)
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One line for a backend connect that failed, at once or later: which
