@@ -168,8 +168,6 @@ impl Worker {
                     stats.sys_close.inc(); // the backend socket
                     stats.refused.inc();
                     table::log_backend_failure(addr, Some(peer), &e.to_string());
-                    stats.sys_close.inc();
-                    return;
                 }
                 self.reset(client);
                 return;

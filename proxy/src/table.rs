@@ -198,7 +198,7 @@ impl Table {
         c.opened_ms = self.now_ms;
         c.active_ms = self.now_ms;
         c.backend = o.backend;
-        c.peer = self.opts.log_connections.then_some(o.peer);
+        c.peer = Some(o.peer);
         c.started = self.opts.log_connections.then(Instant::now);
         self.balancer.opened(o.backend);
         let stats = &self.stats;
@@ -361,10 +361,7 @@ impl Table {
             };
             if reason == Reason::ConnectTimeout {
                 self.stats.refused.inc();
-                eprintln!(
-                    "proxy: backend {} connect timed out",
-                    self.balancer.addr(c.backend)
-                );
+                log_backend_failure(self.balancer.addr(c.backend), c.peer, "connect timed out");
             }
             self.close_later(slot, reason);
         }

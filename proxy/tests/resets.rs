@@ -52,6 +52,41 @@ fn backend_refused_closes_client() {
     proxy.wait_fd_count(baseline);
 }
 
+/// Reads once from a client whose backend failed: the proxy must reset
+/// it (a FIN would look like an empty, complete answer).
+fn assert_reset(s: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("expected a reset from the proxy, got {other:?}"),
+    }
+}
+
+/// A backend that refuses once the connect is under way, and one whose
+/// connect fails at once (no route to a multicast address: ENETUNREACH,
+/// like running out of local ports: EADDRNOTAVAIL), end the client the
+/// same way, with a reset, and are logged the same way, naming the
+/// backend and the client.
+#[test]
+fn a_failed_backend_connect_resets_the_client_and_is_logged_alike() {
+    let unroutable: std::net::SocketAddr = "224.0.0.1:9".parse().expect("addr");
+    for backend in [dead_addr(), unroutable] {
+        let mut proxy = Proxy::start_to(backend, &[]);
+        let mut s = connect(proxy.addr);
+        let client = s.local_addr().expect("client address");
+        assert_reset(&mut s);
+        let line = proxy.wait_logged(|l| l.contains(&backend.to_string()));
+        assert!(
+            line.starts_with(&format!(
+                "proxy: backend {backend} failed for client {client}: "
+            )),
+            "log line: {line}"
+        );
+        let st = proxy.wait_stats("the failure counted", |s| s.get("refused") == 1);
+        assert_eq!((st.get("active"), st.held()), (0, 0), "{st:?}");
+    }
+}
+
 /// Refusal after refusal, the proxy goes on accepting, closes each client,
 /// counts each one, and holds no more descriptors than at the start.
 #[test]
