@@ -105,6 +105,15 @@ impl Table {
         opts: Options,
         stats: Arc<Stats>,
     ) -> io::Result<Table> {
+        if bufs.small.capacity() < 2 * capacity {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} buffers for {capacity} connections: at least two a connection are needed",
+                    bufs.small.capacity()
+                ),
+            ));
+        }
         stats.pool_capacity.set(bufs.small.capacity() as u64);
         stats.large_pool_capacity.set(bufs.large.capacity() as u64);
         stats.pipes_capacity.set(pipes.capacity() as u64);
@@ -183,11 +192,12 @@ impl Table {
         let c = &mut conns[slot];
         debug_assert_eq!(c.stage, Stage::Free);
         if let Some(version) = opts.proxy_protocol {
-            if let Some(mut buf) = bufs.checkout(false) {
-                let n = proxy_protocol::encode(version, o.peer, o.local, bufs.spare(&buf));
-                buf.fill(n);
-                c.flows[Side::Client.index()].hold = relay::Hold::Buf(buf);
-            }
+            let Some(mut buf) = bufs.checkout(false) else {
+                return Err(Refusal::NoBuffer);
+            };
+            let n = proxy_protocol::encode(version, o.peer, o.local, bufs.spare(&buf));
+            buf.fill(n);
+            c.flows[Side::Client.index()].hold = relay::Hold::Buf(buf);
         }
         c.stage = if o.connected {
             Stage::Relaying
@@ -493,4 +503,58 @@ impl Table {
 pub fn log_backend_failure(backend: SocketAddr, peer: Option<SocketAddr>, why: &str) {
     let who = peer.map_or_else(String::new, |p| format!(" for client {p}"));
     eprintln!("proxy: backend {backend} failed{who}: {why}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Balance;
+    use crate::pool::Pool;
+
+    fn table(
+        capacity: usize,
+        buffers: usize,
+        proxy_protocol: Option<Version>,
+    ) -> io::Result<Table> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+        Table::new(
+            capacity,
+            Pools::new(Pool::new(buffers, 256), Pool::new_large(0, 1024)),
+            PipePool::new(0, 4096),
+            Balancer::new(vec![addr], Balance::RoundRobin),
+            Options {
+                log_connections: false,
+                proxy_protocol,
+            },
+            Arc::new(Stats::default()),
+        )
+    }
+
+    #[test]
+    fn a_table_with_fewer_than_two_buffers_a_pair_is_refused() {
+        let e = table(4, 7, None).err().expect("7 buffers for 4 pairs");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("at least two a connection"), "{e}");
+        assert!(table(4, 8, None).is_ok());
+    }
+
+    #[test]
+    fn every_pair_gets_its_proxy_header_even_with_the_table_full() {
+        let mut t = table(3, 6, Some(Version::V1)).expect("table");
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+        while let Some((slot, _)) = t.take_slot() {
+            let o = Opening {
+                peer: addr,
+                local: addr,
+                backend: 0,
+                connected: false,
+            };
+            t.open(slot, o).expect("a buffer for the header");
+            assert!(
+                t.conns[slot].flow(Side::Client).hold.held() > 0,
+                "no header"
+            );
+        }
+        assert_eq!(t.active(), 3);
+    }
 }

@@ -210,3 +210,28 @@ fn make_pipes(n: usize, size: usize) -> (Vec<Pipe>, usize) {
     }
     (pipes, granted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn a_worker_with_too_few_buffers_for_its_connections_is_refused() {
+        let cli = crate::config::Cli::try_parse_from(["proxy", "--max-connections", "4"])
+            .expect("command line");
+        let cfg = crate::config::resolve(cli, 1024).expect("config");
+        let listen = || {
+            let opts = netio::sys::socket::ListenOptions {
+                backlog: 1,
+                reuse_port: false,
+            };
+            netio::sys::socket::listen(&"127.0.0.1:0".parse().expect("addr"), opts).expect("listen")
+        };
+        assert!(Worker::new(&cfg, listen(), 4).is_ok());
+        let e = Worker::new(&cfg, listen(), 5)
+            .err()
+            .expect("8 buffers for 5 connections");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+}
