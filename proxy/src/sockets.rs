@@ -143,12 +143,16 @@ impl Sockets for SysSockets {
         let Some(slot) = self.pipes.get_mut(id.index()) else {
             return false;
         };
-        drop(slot.take());
+        if slot.take().is_some() {
+            self.stats.sys_close.add(2);
+        }
+        self.stats.sys_pipe.inc();
         let Ok(p) = Pipe::new() else {
             return false;
         };
         // A refused size keeps the default capacity: splices then move
         // less at a time, which is all.
+        self.stats.sys_pipe.inc();
         let _ = p.set_size(self.pipe_size);
         *slot = Some(p);
         true

@@ -129,8 +129,10 @@ stats! {
     sys_shutdown: "counter",
     /// close(2) calls on connection sockets.
     sys_close: "counter",
-    /// getsockopt(2) and setsockopt(2) calls.
+    /// getsockopt(2), setsockopt(2) and getsockname(2) calls.
     sys_sockopt: "counter",
+    /// pipe2(2) and fcntl(2) calls renewing a pipe closed with bytes in it.
+    sys_pipe: "counter",
 }
 
 impl Snapshot {
@@ -155,6 +157,7 @@ impl Snapshot {
             + self.sys_shutdown
             + self.sys_close
             + self.sys_sockopt
+            + self.sys_pipe
     }
 
     /// A one-line human summary, as printed on SIGUSR1 and at exit.

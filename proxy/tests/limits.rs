@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 use util::{
     connect, echo_byte, is_timeout, pattern, read_to_end, settled_switches, voluntary_switches,
-    Backend, Gate, Proxy, WAIT,
+    Backend, Gate, Proxy, Stats, WAIT,
 };
 
 /// How much the slow-reader client pushes: far more than the kernel's
@@ -411,25 +411,43 @@ fn five_hundred_connections_leave_no_descriptor_or_buffer_behind() {
 /// reads: a reset on either side closes both at once.
 #[test]
 fn client_reset_frees_its_connection_while_the_backend_stalls() {
+    let (gate, backend) = stalled_backend();
+    let mut proxy = Proxy::start_to(backend.addr, &[]);
+    let baseline_fds = proxy.fd_count();
+    let client = fill_until_held(&mut proxy, |s| s.held() == 1);
+
+    // The client goes away with a reset. The proxy must notice and free
+    // the pair, its descriptors and its buffer, although the backend has
+    // not read a byte.
+    util::reset(client);
+    let s = proxy.wait_stats("the reset connection closed", |s| s.get("active") == 0);
+    assert_eq!(s.held(), 0, "{s:?}");
+    assert_eq!(s.get("errors"), 1, "{s:?}");
+    assert_eq!(proxy.fd_count(), baseline_fds, "descriptors still held");
+    gate.open();
+}
+
+/// A backend that accepts and reads nothing until the gate opens,
+/// outlasting the test's own waits.
+fn stalled_backend() -> (Gate, Backend) {
     let gate = Gate::new();
     let g = gate.clone();
-    // The backend accepts and reads nothing until the end of the test,
-    // outlasting the test's own waits.
     let backend = Backend::spawn(move |s| {
         let _ = (0..3).any(|_| g.wait());
         drop(s);
     });
-    let mut proxy = Proxy::start_to(backend.addr, &[]);
-    let baseline_fds = proxy.fd_count();
+    (gate, backend)
+}
 
-    // Fill every buffer on the way until the client's writes would block:
-    // the proxy then holds a lent buffer it cannot pass on.
+/// Connects through `proxy` and writes until the client's writes would
+/// block and the proxy's counters satisfy `held` (it holds bytes it
+/// cannot pass on). The kernel's queues on the way may take all that was
+/// written (spliced bytes are accounted differently from copied ones), so
+/// it writes again until the proxy itself holds some.
+fn fill_until_held(proxy: &mut Proxy, held: impl Fn(&Stats) -> bool) -> TcpStream {
     let mut client = connect(proxy.addr);
     client.set_nonblocking(true).expect("nonblocking");
     let chunk = pattern(13, 64 << 10);
-    // The kernel's queues on the way may take all that was written
-    // (spliced bytes are accounted differently from copied ones): write
-    // again until the proxy itself is left holding some.
     let mut sent = 0usize;
     let deadline = Instant::now() + WAIT;
     loop {
@@ -438,8 +456,8 @@ fn client_reset_frees_its_connection_while_the_backend_stalls() {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 thread::sleep(Duration::from_millis(50));
                 let s = proxy.stats();
-                if s.held() == 1 && s.get("active") == 1 {
-                    break;
+                if held(&s) && s.get("active") == 1 {
+                    return client;
                 }
                 assert!(
                     Instant::now() < deadline,
@@ -450,14 +468,34 @@ fn client_reset_frees_its_connection_while_the_backend_stalls() {
         }
         assert!(sent < 1 << 30, "1 GiB went into a stalled backend");
     }
+}
 
-    // The client goes away with a reset. The proxy must notice and free
-    // the pair, its descriptors and its buffer, although the backend has
-    // not read a byte.
+/// A pair closed while its pipe holds bytes gets the pipe replaced by a
+/// new one (nobody will read those bytes), and every system call that
+/// costs is counted: pipe2 and fcntl for the new pipe, a close for each
+/// of the old pipe's two descriptors.
+#[test]
+fn a_pipe_closed_with_bytes_in_it_is_renewed_and_its_calls_counted() {
+    let (gate, backend) = stalled_backend();
+    let mut proxy = Proxy::start_to(backend.addr, &[]);
+    let baseline_fds = proxy.fd_count();
+    let client = fill_until_held(&mut proxy, |s| s.get("pipes_lent") == 1);
+    let before = proxy.stats();
     util::reset(client);
-    let s = proxy.wait_stats("the reset connection closed", |s| s.get("active") == 0);
-    assert_eq!(s.held(), 0, "{s:?}");
-    assert_eq!(s.get("errors"), 1, "{s:?}");
-    assert_eq!(proxy.fd_count(), baseline_fds, "descriptors still held");
+    let after = proxy.wait_stats("the reset connection closed", |s| s.get("active") == 0);
+    let d = |k: &str| after.get(k) - before.get(k);
+    assert_eq!(d("sys_pipe"), 2, "pipe2 and fcntl: {after:?}");
+    assert_eq!(
+        d("sys_close"),
+        4,
+        "client, backend and the old pipe: {after:?}"
+    );
+    assert_eq!(after.get("pipes_lent"), 0, "{after:?}");
+    assert_eq!(after.get("pipes_capacity"), before.get("pipes_capacity"));
+    assert_eq!(
+        proxy.fd_count(),
+        baseline_fds,
+        "the new pipe replaces the old"
+    );
     gate.open();
 }
