@@ -5,6 +5,7 @@
 
 use crate::config::Config;
 use crate::table::Table;
+use netio::sys::epoll;
 use std::time::{Duration, Instant};
 
 /// A duration in whole milliseconds, saturating at `u32::MAX`.
@@ -111,12 +112,6 @@ impl Timers {
             .into_iter()
             .flatten()
             .min();
-        match next {
-            None => -1,
-            Some(t) => {
-                let left = t.saturating_duration_since(now);
-                left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1
-            }
-        }
+        epoll::timeout_ms(now, next)
     }
 }
