@@ -110,6 +110,26 @@ fn slow_reader_keeps_proxy_memory_bounded_and_loses_nothing() {
     proxy.wait_idle();
 }
 
+/// `--max-connections` is a total over the workers: each holds its share
+/// and the shares add up to exactly N (with 20 clients spread over two
+/// SO_REUSEPORT listeners, both workers fill their share).
+#[test]
+fn max_connections_is_a_total_that_the_workers_never_exceed() {
+    let backend = Backend::echo();
+    let mut proxy = Proxy::start_to(backend.addr, &["--workers", "2", "--max-connections", "3"]);
+    let mut clients: Vec<TcpStream> = (0..20).map(|_| connect(proxy.addr)).collect();
+    for c in &mut clients {
+        c.write_all(b"x").expect("write");
+    }
+    let s = proxy.wait_stats("three clients served", |s| s.get("accepted") >= 3);
+    // Give a fourth the time to be wrongly taken: the others wait in the
+    // backlog for good.
+    thread::sleep(Duration::from_millis(300));
+    let later = proxy.stats();
+    assert_eq!(later.get("active"), 3, "{s:?} then {later:?}");
+    assert_eq!(later.get("accepted"), 3, "{later:?}");
+}
+
 #[test]
 fn fourth_client_waits_while_max_connections_are_open() {
     let backend = Backend::echo();
