@@ -1,12 +1,10 @@
 //! `--proxy-protocol v1|v2`: the backend gets a header naming the real
 //! client before any of the client's bytes, and the relay goes on as usual.
 
-mod util;
-
+use crate::util::{connect, echo_conn, Backend, Proxy, WAIT};
 use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::sync::Mutex;
-use util::{connect, echo_conn, Backend, Proxy, WAIT};
 
 /// A backend that reads `header_len(first bytes)` bytes of header, reports
 /// them, then echoes.
@@ -80,10 +78,10 @@ fn a_spliced_stream_follows_the_header_intact() {
     const LEN: usize = 8 << 20;
     let (backend, headers) = header_backend(true);
     let mut proxy = Proxy::start_to(backend.addr, &["--proxy-protocol", "v2"]);
-    let data = util::pattern(77, LEN);
+    let data = crate::util::pattern(77, LEN);
     let mut client = connect(proxy.addr);
     let mut reader = client.try_clone().expect("clone");
-    let back = std::thread::spawn(move || util::read_to_end(&mut reader));
+    let back = std::thread::spawn(move || crate::util::read_to_end(&mut reader));
     client.write_all(&data).expect("upload");
     client
         .shutdown(std::net::Shutdown::Write)

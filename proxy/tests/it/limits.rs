@@ -3,8 +3,10 @@
 //! and nothing leaked after many connections or after a client resets
 //! behind a stalled backend.
 
-mod util;
-
+use crate::util::{
+    connect, echo_byte, is_timeout, pattern, read_to_end, settled_switches, voluntary_switches,
+    Backend, Gate, Proxy, Stats, WAIT,
+};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::Command;
@@ -12,10 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-use util::{
-    connect, echo_byte, is_timeout, pattern, read_to_end, settled_switches, voluntary_switches,
-    Backend, Gate, Proxy, Stats, WAIT,
-};
 
 /// How much the slow-reader client pushes: far more than the kernel's
 /// socket buffers on the path can hold, so that backpressure must reach it.
@@ -439,7 +437,7 @@ fn client_reset_frees_its_connection_while_the_backend_stalls() {
     // The client goes away with a reset. The proxy must notice and free
     // the pair, its descriptors and its buffer, although the backend has
     // not read a byte.
-    util::reset(client);
+    crate::util::reset(client);
     let s = proxy.wait_stats("the reset connection closed", |s| s.get("active") == 0);
     assert_eq!(s.held(), 0, "{s:?}");
     assert_eq!(s.get("errors"), 1, "{s:?}");
@@ -501,7 +499,7 @@ fn a_pipe_closed_with_bytes_in_it_is_renewed_and_its_calls_counted() {
     let baseline_fds = proxy.fd_count();
     let client = fill_until_held(&mut proxy, |s| s.get("pipes_lent") == 1);
     let before = proxy.stats();
-    util::reset(client);
+    crate::util::reset(client);
     let after = proxy.wait_stats("the reset connection closed", |s| s.get("active") == 0);
     let d = |k: &str| after.get(k) - before.get(k);
     assert_eq!(d("sys_pipe"), 2, "pipe2 and fcntl: {after:?}");

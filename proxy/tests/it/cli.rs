@@ -2,12 +2,10 @@
 //! and a non-zero exit for every bad input (before anything is bound), and
 //! a config file that works.
 
-mod util;
-
+use crate::util::{connect, echo_byte, Backend, Proxy, WAIT};
 use assert_cmd::Command;
 use std::io::Write;
 use std::net::TcpListener;
-use util::{connect, echo_byte, Backend, Proxy, WAIT};
 
 /// The proxy binary under `assert_cmd`, failing instead of hanging.
 fn proxy() -> Command {

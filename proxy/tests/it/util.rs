@@ -1,7 +1,6 @@
 //! Shared helpers for the proxy's end-to-end tests: start the real binary
 //! on port 0, backends that behave (or misbehave) on real sockets, and
 //! readers of the proxy's own accounting. Every wait has a timeout.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -92,14 +91,6 @@ impl Proxy {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .expect("proc fd")
             .count()
-    }
-
-    /// CPU time (user + system) in clock ticks, all threads.
-    pub fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("stat");
-        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
     }
 }
 

@@ -1,13 +1,11 @@
 //! A FIN in one direction ends only that direction: the other keeps
 //! flowing until it ends too, and only then does the proxy close the pair.
 
-mod util;
-
+use crate::util::{connect, pattern, read_to_end, Backend, Proxy, WAIT};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Mutex;
-use util::{connect, pattern, read_to_end, Backend, Proxy, WAIT};
 
 /// What the backend's handler tells the test, and the test tells it.
 struct Link {

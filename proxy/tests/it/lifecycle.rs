@@ -2,16 +2,14 @@
 //! drain timeout, stats on SIGUSR1, the metrics endpoint, several workers
 //! on one port, and balancing over several backends.
 
-mod util;
-
+use crate::util::{
+    connect, echo_byte, http_get, is_listening, pattern, prom_value, read_to_end, settled_switches,
+    switches_of, wait_until, Backend, Gate, Proxy, Stats, WAIT,
+};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use util::{
-    connect, echo_byte, http_get, is_listening, pattern, prom_value, read_to_end, settled_switches,
-    switches_of, wait_until, Backend, Gate, Proxy, Stats, WAIT,
-};
 
 /// Sends `data`, half-closes, and returns everything that came back.
 fn round_trip(proxy: &Proxy, data: &[u8]) -> Vec<u8> {

@@ -3,13 +3,13 @@
 //! other, and none of it leaks a connection, a buffer or a descriptor or
 //! stops the proxy from serving.
 
-mod util;
-
+use crate::util::{
+    connect, dead_addr, is_timeout, pattern, read_to_end, reset, Backend, Proxy, WAIT,
+};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Mutex;
-use util::{connect, dead_addr, is_timeout, pattern, read_to_end, reset, Backend, Proxy, WAIT};
 
 /// Most bytes a streaming side sends before giving up on being stopped.
 const STREAM_LIMIT: usize = 256 << 20;

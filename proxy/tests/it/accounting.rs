@@ -2,12 +2,10 @@
 //! syscalls per message and per connection, agree exactly with what
 //! strace sees the worker thread do.
 
-mod util;
-
+use crate::util::{connect, pattern, reset, Backend, Gate, Proxy, Stats, WAIT};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::Command;
-use util::{connect, pattern, reset, Backend, Gate, Proxy, Stats, WAIT};
 
 /// The worker thread's calls by name, from `strace -f -o` output (the
 /// worker is the thread that waits in epoll), up to and including its
@@ -176,7 +174,7 @@ fn the_syscall_counters_agree_with_strace() {
     let stats = Stats::parse(&line);
     let text = std::fs::read_to_string(&trace).expect("strace output");
     let calls = worker_calls(&text);
-    let n = |names: &[&str]| {
+    let n = |names: &[&str]| -> u64 {
         names
             .iter()
             .map(|k| calls.get(*k).copied().unwrap_or(0))

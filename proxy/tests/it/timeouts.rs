@@ -1,13 +1,11 @@
 //! Connect and idle timeouts: a backend that never answers a SYN, and a
 //! connection that goes quiet, are closed by the proxy on its own.
 
-mod util;
-
+use crate::util::{connect, echo_byte, is_timeout, Backend, Proxy};
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
-use util::{connect, echo_byte, is_timeout, Backend, Proxy};
 
 /// A listener whose accept queue is full, so that the kernel drops every
 /// further SYN: a connect to it hangs until the connector gives up.

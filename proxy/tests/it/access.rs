@@ -1,11 +1,9 @@
 //! `--allow` and `--deny`: clients outside the lists are turned away with
 //! a reset before any backend is asked; the rest are served.
 
-mod util;
-
+use crate::util::{echo_byte, is_timeout, Backend, Proxy, WAIT};
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use util::{echo_byte, is_timeout, Backend, Proxy, WAIT};
 
 /// Connects to `addr` from the loopback address `src` (127.0.0.0/8 is
 /// all local on Linux).

@@ -3,15 +3,13 @@
 //! and over IPv6. After every test the proxy must hold no connection and
 //! lend no buffer.
 
-mod util;
-
+use crate::util::{connect, echo_conn, pattern, read_to_end, Backend, Proxy, Stats, WAIT};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use util::{connect, echo_conn, pattern, read_to_end, Backend, Proxy, Stats, WAIT};
 
 /// Sends `data` in chunks of `chunk` bytes, half-closes, and returns what
 /// came back.
