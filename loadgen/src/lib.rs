@@ -98,7 +98,13 @@
 pub mod cli;
 pub mod engine;
 pub mod http;
+pub mod mode;
+pub mod pacing;
 pub mod plan;
+pub mod pump;
 pub mod report;
 pub mod run;
+pub mod schedule;
+pub mod shared;
 pub mod stats;
+pub mod table;
