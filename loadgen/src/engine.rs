@@ -34,6 +34,7 @@ use crate::shared::{Finished, Shared};
 use crate::stats::{ErrorKind, Tally};
 use crate::table::{Conn, Stage, Target};
 use echo_backend::pattern::Pattern;
+use netio::again::AgainQueue;
 use netio::sys::epoll::{self, Epoll, Events, Waker};
 use netio::sys::socket;
 use netio::{Source, Token};
@@ -74,10 +75,8 @@ pub struct Worker<P> {
     pub(crate) scratch: Vec<u8>,
     pub(crate) pacer: Pacer,
     pub(crate) next_source: usize,
-    /// Connections that stopped only to let others have a turn: being
-    /// pumped again this turn, and queued for the next.
-    pub(crate) again: Vec<(u32, u32)>,
-    pub(crate) again_next: Vec<(u32, u32)>,
+    /// Connections that stopped only to let others have a turn.
+    pub(crate) again: AgainQueue,
     pub(crate) now: Instant,
     start: Instant,
     seg: usize,
@@ -145,8 +144,7 @@ impl<P: Protocol> Worker<P> {
             scratch: vec![0; SCRATCH],
             pacer: Pacer::new(gap, total, now),
             next_source: thread,
-            again: Vec::with_capacity(total),
-            again_next: Vec::with_capacity(total),
+            again: AgainQueue::with_slots(total),
             conns,
             now,
             start: now,
@@ -253,7 +251,7 @@ impl<P: Protocol> Worker<P> {
     /// connect or timeout scan; not at all if a connection stopped only to
     /// let others have a turn.
     fn timeout(&self) -> Option<Duration> {
-        if !self.again_next.is_empty() {
+        if !self.again.is_empty() {
             return Some(Duration::ZERO);
         }
         let mut next = self.plan.get(self.seg).map(|s| self.start + s.end);

@@ -47,13 +47,10 @@ impl<P: Protocol> Worker<P> {
     }
 
     /// Acts on how pumping `slot` ended: a connection that yielded is
-    /// queued for the next turn, a failure is counted.
+    /// queued (once) for the next turn, a failure is counted.
     pub(crate) fn pumped(&mut self, slot: usize, res: Result<Pump, Fail>) {
         match res {
-            Ok(Pump::Yield) => {
-                let gen = self.conns[slot].gen;
-                self.again_next.push((slot as u32, gen));
-            }
+            Ok(Pump::Yield) => self.again.push(slot as u32, self.conns[slot].gen),
             Ok(Pump::Blocked) => {}
             Err((kind, what)) => self.fail(slot, kind, what),
         }
@@ -84,16 +81,14 @@ impl<P: Protocol> Worker<P> {
     /// Pumps the connections that yielded last turn (if still the same
     /// connection and open).
     pub(crate) fn run_again(&mut self) {
-        std::mem::swap(&mut self.again, &mut self.again_next);
-        let mut list = std::mem::take(&mut self.again);
+        let list = self.again.take();
         for &(slot, gen) in &list {
             let c = &self.conns[slot as usize];
             if c.gen == gen && c.stage == Stage::Open {
                 self.pump(slot as usize);
             }
         }
-        list.clear();
-        self.again = list;
+        self.again.recycle(list);
     }
 
     /// Writes pending bytes until done or the socket is full.
@@ -180,5 +175,66 @@ impl<P: Protocol> Worker<P> {
                 self.queue_connect(slot, self.now);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{self, Cli};
+    use crate::engine::Setup;
+    use crate::mode::echo::Echo;
+    use crate::shared::Shared;
+    use clap::Parser;
+    use echo_backend::pattern::Pattern;
+    use netio::sys::epoll::Waker;
+    use std::sync::Arc;
+
+    fn worker(connections: &str) -> Worker<Echo> {
+        let args = ["loadgen", "--target", "127.0.0.1:9", "-c", connections];
+        let cfg = cli::resolve(Cli::try_parse_from(args).expect("args")).expect("config");
+        Worker::new(Setup {
+            cfg: Arc::new(cfg),
+            plan: Arc::new(Vec::new()),
+            shared: Arc::new(Shared::new(1)),
+            thread: 0,
+            waker: Arc::new(Waker::new().expect("waker")),
+            pattern: Arc::new(Pattern::new(1)),
+        })
+        .expect("worker")
+    }
+
+    /// The defect: a connection pumped twice in one turn (a tick's kick,
+    /// then last turn's run-again, then its event) that yielded each time
+    /// was queued each time, and so pumped that many times in a row next
+    /// turn, taking turns from the others.
+    #[test]
+    fn a_connection_that_yields_twice_in_a_turn_is_queued_once() {
+        let mut w = worker("3");
+        w.pumped(1, Ok(Pump::Yield));
+        w.pumped(2, Ok(Pump::Yield));
+        w.pumped(1, Ok(Pump::Yield));
+        w.pumped(1, Ok(Pump::Blocked));
+        let gen = w.conns[1].gen;
+        let turn = w.again.take();
+        assert_eq!(turn, vec![(1, gen), (2, w.conns[2].gen)]);
+        // Yielding again while this turn's list is worked through: the
+        // next turn, once more.
+        w.pumped(1, Ok(Pump::Yield));
+        w.pumped(1, Ok(Pump::Yield));
+        w.again.recycle(turn);
+        assert_eq!(w.again.take(), vec![(1, gen)]);
+        assert!(w.again.is_empty());
+    }
+
+    #[test]
+    fn a_connection_closed_since_it_yielded_is_not_pumped() {
+        let mut w = worker("1");
+        w.pumped(0, Ok(Pump::Yield));
+        w.close(0);
+        w.run_again();
+        assert!(w.again.is_empty(), "nothing was pumped, nothing re-queued");
+        w.pumped(0, Err((ErrorKind::Reset, "reset".into())));
+        assert_eq!(w.targets[0].tally.errors.reset, 1, "a failure is counted");
     }
 }
