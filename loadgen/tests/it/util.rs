@@ -1,25 +1,19 @@
-//! Shared helpers for loadgen's end-to-end tests: the real `loadgen`,
-//! `echo-backend` and `proxy` binaries on port 0, small misbehaving
-//! backends on real sockets, and a reader for the JSON report. Every wait
-//! has a timeout, and every child is killed on drop.
-//!
-//! `echo-backend` and `proxy` are other packages' binaries, which Cargo
-//! only builds for their own tests. So the first test that needs one runs
-//! `$CARGO build -p PKG --bin NAME` (a no-op when `cargo test --workspace`
-//! has built it already) and takes it from the directory the test
-//! executables live in (`target/debug`): the same profile and target
-//! directory as this test, never a stale copy elsewhere.
-#![allow(dead_code)]
+//! Shared helpers for loadgen's end-to-end tests: the real `echo-backend`
+//! and `proxy` binaries (other packages', built on demand by
+//! [`testkit::workspace::bin`]) and python's http.server as
+//! [`testkit::Child`]ren on port 0, small misbehaving servers on real
+//! sockets, and loadgen itself run to completion with a reader for its
+//! JSON report. Every wait has a timeout, and every child is killed on
+//! drop.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
+use std::process::{Child as Process, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+use testkit::Child;
 
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -29,128 +23,51 @@ pub fn loadgen_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_loadgen"))
 }
 
-/// Builds (once per test process) and locates another package's binary.
-pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
-    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| Mutex::new(Vec::new()));
-    let mut built = built.lock().unwrap_or_else(|p| p.into_inner());
-    // target/<profile>/deps/<test exe> -> target/<profile>
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>")
-        .to_path_buf();
-    let path = profile_dir.join(bin);
-    if !built.iter().any(|b| b == bin) {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "-p", package, "--bin", bin])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let st = cmd.status().expect("run cargo build");
-        assert!(st.success(), "cargo build -p {package} --bin {bin} failed");
-        built.push(bin.to_string());
-    }
-    assert!(path.exists(), "{} was not built", path.display());
-    path
+/// `echo-backend --mode MODE` on 127.0.0.1 port 0, and its address.
+pub fn echo_backend(mode: &str, extra: &[&str]) -> (Child, SocketAddr) {
+    let mut cmd = Command::new(testkit::workspace::bin("echo-backend", "echo-backend"));
+    cmd.args(["--listen", "127.0.0.1:0", "--mode", mode])
+        .args(extra);
+    listening("echo-backend", &mut cmd)
 }
 
-/// A child process that prints `listening on ADDR:PORT`, killed on drop.
-pub struct Server {
-    pub child: Child,
-    pub addr: SocketAddr,
+/// The proxy on 127.0.0.1 port 0 in front of `backend`, and its address.
+pub fn proxy(backend: SocketAddr, extra: &[&str]) -> (Child, SocketAddr) {
+    let mut cmd = Command::new(testkit::workspace::bin("proxy", "proxy"));
+    cmd.args(["-l", "127.0.0.1", "-p", "0", "-b", &backend.to_string()])
+        .args(extra);
+    listening("proxy", &mut cmd)
 }
 
-impl Server {
-    /// Starts `cmd` and waits for `listening on ADDR:PORT` on stderr.
-    pub fn start(mut cmd: Command) -> Server {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn server");
-        let stderr = child.stderr.take().expect("stderr");
-        let addr = wait_for_line(stderr, "listening on ")
-            .unwrap_or_else(|| panic!("{cmd:?} never said `listening on`"));
-        Server {
-            child,
-            addr: addr.trim().parse().expect("listen address"),
-        }
-    }
-
-    /// `echo-backend --mode MODE` on 127.0.0.1 port 0.
-    pub fn echo_backend(mode: &str, extra: &[&str]) -> Server {
-        let mut cmd = Command::new(workspace_bin("echo-backend", "echo-backend"));
-        cmd.args(["--listen", "127.0.0.1:0", "--mode", mode])
-            .args(extra);
-        Server::start(cmd)
-    }
-
-    /// The proxy on 127.0.0.1 port 0 in front of `backend`.
-    pub fn proxy(backend: SocketAddr, extra: &[&str]) -> Server {
-        let mut cmd = Command::new(workspace_bin("proxy", "proxy"));
-        cmd.args(["-l", "127.0.0.1", "-p", "0", "-b", &backend.to_string()])
-            .args(extra);
-        Server::start(cmd)
-    }
-
-    pub fn target(&self) -> String {
-        self.addr.to_string()
-    }
+/// Starts `cmd` and waits for its `listening on ADDR:PORT` line.
+fn listening(name: &str, cmd: &mut Command) -> (Child, SocketAddr) {
+    let mut child = Child::spawn(name, cmd, WAIT);
+    let addr = child.wait_listening();
+    (child, addr)
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Reads lines from `from` on a thread until one contains `marker`;
-/// returns what follows the marker. Keeps draining afterwards so the child
-/// never blocks on a full pipe.
-fn wait_for_line(from: impl Read + Send + 'static, marker: &'static str) -> Option<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { break };
-            if !sent {
-                if let Some(i) = line.find(marker) {
-                    let _ = tx.send(line[i + marker.len()..].to_string());
-                    sent = true;
-                }
-            }
-        }
-    });
-    rx.recv_timeout(WAIT).ok()
-}
-
-/// `python3 -u -m http.server 0 --bind 127.0.0.1`, killed on drop.
-pub fn python_http_server() -> Server {
-    let mut child = Command::new("python3")
-        .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn python3 -m http.server");
-    let stdout = child.stdout.take().expect("stdout");
+/// `python3 -u -m http.server 0 --bind 127.0.0.1`, and its address. Its
+/// banner goes to stdout, so stdout is sent to the stderr that
+/// [`Child`] reads.
+pub fn python_http_server() -> (Child, SocketAddr) {
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "exec python3 -u -m http.server 0 --bind 127.0.0.1 1>&2",
+    ])
+    .current_dir(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Child::spawn("python3 -m http.server", &mut cmd, WAIT);
     // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
-    let rest = wait_for_line(stdout, " port ").expect("python never said `Serving HTTP`");
-    let port: u16 = rest
-        .split_whitespace()
-        .next()
+    let banner = child
+        .wait_line(|l| l.starts_with("Serving HTTP on "))
+        .expect("python never said `Serving HTTP`");
+    let port: u16 = banner
+        .split(" port ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
         .and_then(|p| p.parse().ok())
         .expect("port in python's banner");
-    Server {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-    }
+    (child, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 /// A finished loadgen run.
@@ -190,7 +107,7 @@ pub fn loadgen(args: &[&str]) -> Run {
 }
 
 /// Waits for `child` (up to [`WAIT`]) and collects its output.
-pub fn finish(mut child: Child) -> Run {
+pub fn finish(mut child: Process) -> Run {
     let deadline = Instant::now() + WAIT;
     loop {
         if child.try_wait().expect("try_wait").is_some() {
@@ -289,9 +206,4 @@ pub fn std_silent() -> SocketAddr {
 pub fn closed_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr")
-}
-
-/// Whether a connection to `addr` is accepted (for sanity checks).
-pub fn reachable(addr: SocketAddr) -> bool {
-    TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
 }
