@@ -149,6 +149,8 @@ impl Target {
 }
 
 impl<P: Protocol> Worker<P> {
+    /// Queues `slot` to be opened no earlier than `at`, unless it is
+    /// queued already.
     pub(crate) fn queue_connect(&mut self, slot: usize, at: Instant) {
         let c = &mut self.conns[slot];
         if !c.in_queue {
@@ -212,6 +214,8 @@ impl<P: Protocol> Worker<P> {
         }
     }
 
+    /// `slot`'s connect succeeded: count it, and start or complete its
+    /// message as the mode says.
     pub(crate) fn on_connected(&mut self, slot: usize) {
         let c = &mut self.conns[slot];
         if c.stage == Stage::Connecting {
