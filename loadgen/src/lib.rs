@@ -94,11 +94,28 @@
 //! Ctrl-C it stops at once and reports what it measured so far (a second
 //! Ctrl-C quits without a report). Messages still outstanding at the end
 //! are not counted.
+//!
+//! # Where things live
+//!
+//! [`cli`] checks the command line into a [`cli::Config`]; [`run`] starts
+//! one load thread per `--threads` and merges their [`stats`] into a
+//! [`report`]. A load thread is [`engine`] (the loop and the timetable of
+//! [`plan`]) over [`table`] (the connections: opening, closing, failing),
+//! with [`pump`] moving bytes, [`pacing`] spacing connects, and
+//! [`schedule`] handing out open-loop messages. What a connection sends
+//! and how its replies are checked is its mode's, one file each under
+//! [`mode`], behind [`mode::Protocol`]; [`http`] reads HTTP responses.
 
 pub mod cli;
 pub mod engine;
 pub mod http;
+pub mod mode;
+pub mod pacing;
 pub mod plan;
+pub mod pump;
 pub mod report;
 pub mod run;
+pub mod schedule;
+pub mod shared;
 pub mod stats;
+pub mod table;

@@ -3,13 +3,16 @@
 //! threads counted into a [`Report`].
 
 use crate::cli::{Config, Mode};
-use crate::engine::{Outcome, Shared, Worker};
+use crate::engine::Setup;
+use crate::mode;
 use crate::plan::{self, Segment};
 use crate::report::{Report, TargetReport, SCHEMA_VERSION};
+use crate::shared::{Finished, Shared, ThreadProgress};
 use crate::stats::Tally;
 use echo_backend::pattern::Pattern;
+use netio::serve;
 use netio::sys::epoll::Waker;
-use netio::sys::{rlimit, signal};
+use netio::sys::signal;
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::Ordering;
@@ -26,6 +29,9 @@ const PROGRESS_AFTER: Duration = Duration::from_secs(3);
 pub enum Error {
     /// The configuration cannot work on this machine (exit status 2).
     Config(String),
+    /// Raising the descriptor limit or taking over the signals failed
+    /// (exit status 1).
+    Prepare(serve::Error),
     /// A set-up step failed (exit status 1).
     Setup(&'static str, io::Error),
 }
@@ -34,6 +40,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Config(msg) => write!(f, "{msg}"),
+            Error::Prepare(e) => write!(f, "{e}"),
             Error::Setup(step, e) => write!(f, "{step}: {e}"),
         }
     }
@@ -41,7 +48,10 @@ impl fmt::Display for Error {
 
 /// Runs the load and returns its figures.
 pub fn run(cfg: Config) -> Result<Report, Error> {
-    let limit = rlimit::raise_nofile().map_err(|e| Error::Setup("reading RLIMIT_NOFILE", e))?;
+    // Raise the open-files limit, ignore SIGPIPE, and block SIGINT/SIGTERM
+    // before any thread starts, so that all inherit the mask and the
+    // signals arrive only through this descriptor.
+    let (limit, signals) = serve::prepare().map_err(Error::Prepare)?;
     let need = (cfg.connections * cfg.targets.len()) as u64 + FD_HEADROOM;
     if need > limit.soft {
         return Err(Error::Config(format!(
@@ -51,10 +61,6 @@ pub fn run(cfg: Config) -> Result<Report, Error> {
             limit.soft
         )));
     }
-    signal::ignore_sigpipe().map_err(|e| Error::Setup("ignoring SIGPIPE", e))?;
-    // Block SIGINT/SIGTERM before any thread starts, so that all inherit
-    // the mask and the signals arrive only through this descriptor.
-    let signals = signal::SignalFd::new().map_err(|e| Error::Setup("creating signalfd", e))?;
 
     let cfg = Arc::new(cfg);
     let plan = Arc::new(plan::plan(
@@ -69,14 +75,14 @@ pub fn run(cfg: Config) -> Result<Report, Error> {
     let mut workers = Vec::with_capacity(cfg.threads);
     for i in 0..cfg.threads {
         let waker = Arc::new(Waker::new().map_err(|e| Error::Setup("creating a waker", e))?);
-        let w = Worker::new(
-            Arc::clone(&cfg),
-            Arc::clone(&plan),
-            Arc::clone(&shared),
-            i,
-            Arc::clone(&waker),
-            Arc::clone(&pattern),
-        )
+        let w = mode::worker(Setup {
+            cfg: Arc::clone(&cfg),
+            plan: Arc::clone(&plan),
+            shared: Arc::clone(&shared),
+            thread: i,
+            waker: Arc::clone(&waker),
+            pattern: Arc::clone(&pattern),
+        })
         .map_err(|e| Error::Setup("creating a load thread", e))?;
         wakers.push(waker);
         workers.push(w);
@@ -109,7 +115,7 @@ pub fn run(cfg: Config) -> Result<Report, Error> {
     let show = io::stderr().is_terminal() && plan::total(&plan) > PROGRESS_AFTER;
     wait_for_threads(&done_rx, handles.len(), show.then_some((&*shared, started)));
 
-    let mut outcomes: Vec<Outcome> = Vec::with_capacity(handles.len());
+    let mut outcomes: Vec<Finished> = Vec::with_capacity(handles.len());
     for h in handles {
         match h.join() {
             Ok(Ok(o)) => outcomes.push(o),
@@ -163,7 +169,7 @@ fn wait_for_threads(done: &mpsc::Receiver<()>, n: usize, progress: Option<(&Shar
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if let Some((shared, started)) = progress {
-                    let sum = |f: fn(&crate::engine::ThreadProgress) -> u64| -> u64 {
+                    let sum = |f: fn(&ThreadProgress) -> u64| -> u64 {
                         shared.progress.iter().map(f).sum()
                     };
                     let msgs = sum(|p| p.messages.load(Ordering::Relaxed));
@@ -189,7 +195,7 @@ fn wait_for_threads(done: &mpsc::Receiver<()>, n: usize, progress: Option<(&Shar
 }
 
 /// Adds up the threads' tallies per target.
-fn merge(cfg: &Config, plan: &[Segment], outcomes: Vec<Outcome>, interrupted: bool) -> Report {
+fn merge(cfg: &Config, plan: &[Segment], outcomes: Vec<Finished>, interrupted: bool) -> Report {
     let ran = outcomes.iter().map(|o| o.ran).max().unwrap_or_default();
     let mut totals: Vec<Tally> = (0..cfg.targets.len()).map(|_| Tally::new()).collect();
     for o in &outcomes {

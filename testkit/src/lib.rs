@@ -3,6 +3,8 @@
 //! `listening on ADDR` line, its logs and its stats), killed on drop, and
 //! sockets with timeouts. Every wait is bounded, so a hang fails the test.
 
+pub mod workspace;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, ExitStatus, Stdio};

@@ -2,12 +2,10 @@
 //! echo-backend in every mode, the proxy, python's http.server, and small
 //! misbehaving servers — checking the JSON report and the exit status.
 
-mod util;
-
+use crate::util::{self, errors, loadgen, total_errors};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
-use util::{errors, loadgen, total_errors, Server};
 
 /// Short runs: these check behaviour, not speed.
 const QUICK: [&str; 4] = ["--duration", "1s", "--warmup", "200ms"];
@@ -21,8 +19,8 @@ fn args<'a>(target: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 
 #[test]
 fn echo_run_verifies_every_reply_and_exits_zero() {
-    let b = Server::echo_backend("echo", &[]);
-    let t = b.target();
+    let (_backend, addr) = util::echo_backend("echo", &[]);
+    let t = addr.to_string();
     let run = loadgen(&args(&t, &["--connections", "8", "--message-size", "100"]));
     assert_eq!(run.status, Some(0), "stderr: {}", run.stderr);
     let j = run.json();
@@ -78,8 +76,8 @@ fn a_clean_in_process_echo_server_passes() {
 
 #[test]
 fn open_loop_achieves_the_requested_rate() {
-    let b = Server::echo_backend("echo", &[]);
-    let t = b.target();
+    let (_backend, addr) = util::echo_backend("echo", &[]);
+    let t = addr.to_string();
     let run = loadgen(&[
         "--target",
         &t,
@@ -153,8 +151,8 @@ fn open_loop_counts_latency_from_the_intended_send_time() {
 
 #[test]
 fn http_mode_against_echo_backend_http() {
-    let b = Server::echo_backend("http", &[]);
-    let t = b.target();
+    let (_backend, addr) = util::echo_backend("http", &[]);
+    let t = addr.to_string();
     let run = loadgen(&args(&t, &["--mode", "http", "--connections", "4"]));
     assert_eq!(run.status, Some(0), "stderr: {}", run.stderr);
     let r = run.target(0);
@@ -168,8 +166,8 @@ fn http_mode_against_echo_backend_http() {
 fn http_mode_against_python_http_server() {
     // python's server speaks HTTP/1.0 and closes after every response:
     // loadgen re-opens without counting an error.
-    let py = util::python_http_server();
-    let t = py.target();
+    let (_python, addr) = util::python_http_server();
+    let t = addr.to_string();
     let run = loadgen(&args(&t, &["--mode", "http", "--connections", "2"]));
     assert_eq!(run.status, Some(0), "stderr: {}", run.stderr);
     let r = run.target(0);
@@ -181,8 +179,8 @@ fn http_mode_against_python_http_server() {
 
 #[test]
 fn http_mode_counts_a_missing_page_as_a_mismatch() {
-    let py = util::python_http_server();
-    let t = py.target();
+    let (_python, addr) = util::python_http_server();
+    let t = addr.to_string();
     let run = loadgen(&args(
         &t,
         &[
@@ -205,8 +203,8 @@ fn http_mode_counts_a_missing_page_as_a_mismatch() {
 
 #[test]
 fn bulk_both_streams_and_verifies_the_echo() {
-    let b = Server::echo_backend("echo", &[]);
-    let t = b.target();
+    let (_backend, addr) = util::echo_backend("echo", &[]);
+    let t = addr.to_string();
     let run = loadgen(&args(&t, &["--mode", "bulk", "--connections", "2"]));
     assert_eq!(run.status, Some(0), "stderr: {}", run.stderr);
     let j = run.json();
@@ -219,8 +217,8 @@ fn bulk_both_streams_and_verifies_the_echo() {
 
 #[test]
 fn bulk_down_verifies_the_seeded_source() {
-    let b = Server::echo_backend("source", &["--seed", "7"]);
-    let t = b.target();
+    let (_backend, addr) = util::echo_backend("source", &["--seed", "7"]);
+    let t = addr.to_string();
     let run = loadgen(&args(
         &t,
         &[
@@ -242,8 +240,8 @@ fn bulk_down_verifies_the_seeded_source() {
 
 #[test]
 fn bulk_down_with_the_wrong_seed_fails() {
-    let b = Server::echo_backend("source", &["--seed", "7"]);
-    let t = b.target();
+    let (_backend, addr) = util::echo_backend("source", &["--seed", "7"]);
+    let t = addr.to_string();
     let run = loadgen(&args(
         &t,
         &[
@@ -263,8 +261,8 @@ fn bulk_down_with_the_wrong_seed_fails() {
 
 #[test]
 fn bulk_up_streams_into_a_sink() {
-    let b = Server::echo_backend("sink", &[]);
-    let t = b.target();
+    let (_backend, addr) = util::echo_backend("sink", &[]);
+    let t = addr.to_string();
     let run = loadgen(&args(
         &t,
         &[
@@ -285,8 +283,8 @@ fn bulk_up_streams_into_a_sink() {
 
 #[test]
 fn connect_mode_opens_a_connection_per_message() {
-    let b = Server::echo_backend("echo", &[]);
-    let t = b.target();
+    let (_backend, addr) = util::echo_backend("echo", &[]);
+    let t = addr.to_string();
     let run = loadgen(&args(&t, &["--mode", "connect", "--connections", "4"]));
     assert_eq!(run.status, Some(0), "stderr: {}", run.stderr);
     let r = run.target(0);
@@ -316,9 +314,9 @@ fn a_silent_server_times_out() {
 
 #[test]
 fn interleaved_targets_are_reported_separately() {
-    let b = Server::echo_backend("echo", &[]);
-    let p = Server::proxy(b.addr, &[]);
-    let (direct, proxied) = (b.target(), p.target());
+    let (_backend, b) = util::echo_backend("echo", &[]);
+    let (_proxy, p) = util::proxy(b, &[]);
+    let (direct, proxied) = (b.to_string(), p.to_string());
     let run = loadgen(&[
         "--target",
         &direct,
@@ -354,8 +352,8 @@ fn interleaved_targets_are_reported_separately() {
 
 #[test]
 fn ctrl_c_stops_the_run_and_reports_what_was_measured() {
-    let b = Server::echo_backend("echo", &[]);
-    let t = b.target();
+    let (_backend, addr) = util::echo_backend("echo", &[]);
+    let t = addr.to_string();
     let child = Command::new(util::loadgen_bin())
         .args([
             "--target",
@@ -391,8 +389,8 @@ fn ctrl_c_stops_the_run_and_reports_what_was_measured() {
 
 #[test]
 fn summary_is_readable_without_json() {
-    let b = Server::echo_backend("echo", &[]);
-    let t = b.target();
+    let (_backend, addr) = util::echo_backend("echo", &[]);
+    let t = addr.to_string();
     let run = loadgen(&["--target", &t, "--duration", "300ms", "--warmup", "0s"]);
     assert_eq!(run.status, Some(0), "stderr: {}", run.stderr);
     for word in ["target", "messages", "latency", "p99.9", "errors      none"] {
@@ -402,8 +400,8 @@ fn summary_is_readable_without_json() {
 
 #[test]
 fn several_threads_split_the_connections_and_merge_their_figures() {
-    let b = Server::echo_backend("echo", &[]);
-    let t = b.target();
+    let (_backend, addr) = util::echo_backend("echo", &[]);
+    let t = addr.to_string();
     let run = loadgen(&args(
         &t,
         &["--connections", "6", "--threads", "2", "--rate", "600"],

@@ -1,15 +1,13 @@
 //! Scale: thousands of concurrent connections from one loadgen thread,
 //! through the real proxy to the real echo-backend, without an error.
 
-mod util;
-
-use util::{loadgen, total_errors, Server};
+use crate::util::{self, loadgen, total_errors};
 
 #[test]
 fn five_thousand_connections_through_the_proxy_without_errors() {
-    let b = Server::echo_backend("echo", &[]);
-    let p = Server::proxy(b.addr, &["--max-connections", "6000"]);
-    let t = p.target();
+    let (_backend, b) = util::echo_backend("echo", &[]);
+    let (_proxy, p) = util::proxy(b, &["--max-connections", "6000"]);
+    let t = p.to_string();
     let run = loadgen(&[
         "--target",
         &t,

@@ -1,10 +1,8 @@
 //! Bad command lines: one clear line on stderr, prefixed `loadgen:`,
 //! exit status 2, and nothing started.
 
-mod util;
-
 fn rejected(args: &[&str], expect: &str) {
-    let run = util::loadgen(args);
+    let run = crate::util::loadgen(args);
     assert_eq!(run.status, Some(2), "{args:?}: stderr {}", run.stderr);
     assert!(run.stdout.is_empty(), "{args:?}: stdout {}", run.stdout);
     let lines: Vec<&str> = run.stderr.lines().collect();
