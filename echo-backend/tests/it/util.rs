@@ -1,7 +1,6 @@
 //! Shared helpers for echo-backend's end-to-end tests: start the real
 //! binary on port 0, connect with timeouts, and read HTTP responses. Every
 //! wait has a timeout so that a hang fails fast.
-#![allow(dead_code)]
 
 use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

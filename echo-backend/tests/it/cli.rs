@@ -1,10 +1,8 @@
 //! End-to-end tests of the process itself: signals and bad arguments.
 
-mod util;
-
+use crate::util::{Backend, WAIT};
 use assert_cmd::Command;
 use std::io::Write;
-use util::{Backend, WAIT};
 
 /// Runs echo-backend with `args`; it must fail at once with one line on
 /// stderr prefixed `echo-backend:`. Returns that line.
