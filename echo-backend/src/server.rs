@@ -22,7 +22,10 @@
 //! 5. Closing bumps the slot's generation, so a stale event for a closed
 //!    (and maybe reused) slot is recognised and dropped.
 
+use crate::conn::{Conn, End, Next, Pending, SPARES, SPARE_MAX};
 use crate::http;
+pub use crate::modes::Mode;
+use crate::modes::{serve_echo, serve_http, serve_sink, serve_source, Tools};
 use crate::pattern::Pattern;
 use netio::sys::epoll::{self, Epoll, Events, Waker};
 use netio::sys::socket;
@@ -33,19 +36,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// What the backend does with each connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    /// Return every byte; after the client's FIN, finish echoing and close.
-    Echo,
-    /// HTTP/1.1 keep-alive: a small fixed 200 response to every request.
-    Http,
-    /// Read and discard; close after the client's EOF.
-    Sink,
-    /// Write the seeded pattern endlessly; discard what the client sends.
-    Source,
-}
-
 /// Size of the per-worker read buffer: the most one `read` takes.
 pub const SCRATCH: usize = 64 * 1024;
 /// Token of the listening socket.
@@ -54,12 +44,6 @@ const LISTENER: u64 = u64::MAX;
 const CONTROL: u64 = u64::MAX - 1;
 /// Events fetched per `epoll_wait`.
 const MAX_EVENTS: usize = 256;
-/// Reads or writes one connection may do in a row before the others get
-/// their turn; it is then resumed without waiting for an event.
-const FAIR_ROUNDS: u32 = 16;
-/// Pending buffers kept in stock for reuse, and the largest one kept.
-const SPARES: usize = 64;
-const SPARE_MAX: usize = 4 * SCRATCH;
 /// How long accepting pauses after running out of descriptors, unless a
 /// connection closes first.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -99,267 +83,6 @@ pub struct Settings {
     pub pattern: Arc<Pattern>,
     /// Connections this worker holds at once; more wait in the backlog.
     pub max_connections: usize,
-}
-
-/// Bytes a short write left behind, lent from the worker's stock.
-struct Pending {
-    buf: Vec<u8>,
-    /// How much of `buf` has been written since.
-    at: usize,
-}
-
-/// Why a connection must be closed now: its client is done or gone.
-struct End;
-
-/// What a connection waits for after being served.
-enum Next {
-    /// An event: it read or wrote until `EAGAIN` (or waits for its pending
-    /// bytes to drain).
-    Event,
-    /// Its turn: it stopped only to let others run.
-    Turn,
-}
-
-/// One client connection.
-#[derive(Default)]
-struct Conn {
-    fd: Option<OwnedFd>,
-    gen: u32,
-    /// Reading may return data (no `EAGAIN` since the last edge).
-    readable: bool,
-    /// Writing may make progress.
-    writable: bool,
-    /// The peer's FIN (or an error) has been reported: a short read does
-    /// not prove the socket drained, so read on until 0.
-    rdhup: bool,
-    /// Reading returned 0.
-    eof: bool,
-    /// The mode is done: flush, send FIN, discard input until EOF, close.
-    ending: bool,
-    /// Our FIN has been sent.
-    shut: bool,
-    /// Queued to be served again without an event.
-    again: bool,
-    pending: Option<Pending>,
-    /// Source mode: stream offset of the next byte to write.
-    sent: u64,
-    /// Http mode: request framing.
-    http: http::Parser,
-}
-
-impl Conn {
-    /// One `read` into `buf`. `Ok(0)` means nothing to do now: the socket
-    /// drained (`readable` is cleared) or hit EOF (`eof` is set).
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, End> {
-        let fd = self.fd.as_ref().ok_or(End)?;
-        match socket::read(fd, buf) {
-            Ok(0) => {
-                self.eof = true;
-                self.readable = false;
-                Ok(0)
-            }
-            Ok(n) => {
-                // Edge-triggered: a short read drained the socket, unless a
-                // FIN is pending, which only a read of 0 will show.
-                if n < buf.len() && !self.rdhup {
-                    self.readable = false;
-                }
-                Ok(n)
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.readable = false;
-                Ok(0)
-            }
-            Err(_) => Err(End),
-        }
-    }
-
-    /// Writes `data`; whatever the socket does not take is parked in a
-    /// pending buffer. Must only be called with nothing pending.
-    fn send(&mut self, data: &[u8], spares: &mut Vec<Vec<u8>>) -> Result<(), End> {
-        debug_assert!(self.pending.is_none());
-        let fd = self.fd.as_ref().ok_or(End)?;
-        let mut done = 0;
-        if self.writable {
-            match socket::write(fd, data) {
-                Ok(n) => done = n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Err(End),
-            }
-        }
-        if done < data.len() {
-            // The send buffer is full: the next OUT edge resumes us.
-            self.writable = false;
-            let mut buf = spares.pop().unwrap_or_default();
-            buf.extend_from_slice(&data[done..]);
-            self.pending = Some(Pending { buf, at: 0 });
-        }
-        Ok(())
-    }
-
-    /// Writes pending bytes. `Ok(true)` means nothing is pending any more.
-    fn flush(&mut self, spares: &mut Vec<Vec<u8>>) -> Result<bool, End> {
-        let Some(p) = self.pending.as_mut() else {
-            return Ok(true);
-        };
-        if !self.writable {
-            return Ok(false);
-        }
-        let fd = self.fd.as_ref().ok_or(End)?;
-        match socket::write(fd, &p.buf[p.at..]) {
-            Ok(n) => p.at += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return Err(End),
-        }
-        if p.at < p.buf.len() {
-            self.writable = false;
-            return Ok(false);
-        }
-        if let Some(Pending { mut buf, .. }) = self.pending.take() {
-            if spares.len() < SPARES && buf.capacity() <= SPARE_MAX {
-                buf.clear();
-                spares.push(buf);
-            }
-        }
-        Ok(true)
-    }
-
-    /// The end of a connection the mode is done with: send FIN once, then
-    /// discard input until the client's EOF. Closing with unread input
-    /// would send a reset that can destroy the last response in flight.
-    fn linger(&mut self, scratch: &mut [u8], rounds: &mut u32) -> Result<Next, End> {
-        if !self.shut {
-            self.shut = true;
-            let fd = self.fd.as_ref().ok_or(End)?;
-            socket::shutdown_write(fd).map_err(|_| End)?;
-        }
-        loop {
-            if self.eof {
-                return Err(End);
-            }
-            if !self.readable {
-                return Ok(Next::Event);
-            }
-            if *rounds >= FAIR_ROUNDS {
-                return Ok(Next::Turn);
-            }
-            *rounds += 1;
-            self.read(scratch)?;
-        }
-    }
-}
-
-/// The worker's shared buffers, lent to one connection at a time.
-struct Tools<'a> {
-    scratch: &'a mut [u8],
-    /// Http responses for one read, written in one go.
-    out: &'a mut Vec<u8>,
-    spares: &'a mut Vec<Vec<u8>>,
-    pattern: &'a Pattern,
-}
-
-/// The loop of the modes that answer what they read (echo, http): flush
-/// what is pending first (no reading while a reply is stuck), end with
-/// the client's FIN only once everything before it was answered, and
-/// hand every read of `n` bytes in `t.scratch` to `answer`.
-fn serve_replies(
-    c: &mut Conn,
-    t: &mut Tools<'_>,
-    answer: impl Fn(&mut Conn, &mut Tools<'_>, usize) -> Result<(), End>,
-) -> Result<Next, End> {
-    let mut rounds = 0;
-    loop {
-        if !c.flush(t.spares)? {
-            return Ok(Next::Event);
-        }
-        if c.ending || c.eof {
-            c.ending = true;
-            return c.linger(t.scratch, &mut rounds);
-        }
-        if !c.readable {
-            return Ok(Next::Event);
-        }
-        if rounds >= FAIR_ROUNDS {
-            return Ok(Next::Turn);
-        }
-        rounds += 1;
-        let n = c.read(t.scratch)?;
-        if n > 0 {
-            answer(c, t, n)?;
-        }
-    }
-}
-
-/// Echo: write back what was read; stop reading while bytes are pending.
-fn serve_echo(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
-    serve_replies(c, t, |c, t, n| c.send(&t.scratch[..n], t.spares))
-}
-
-/// Http: answer every complete request of each read with one write.
-fn serve_http(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
-    serve_replies(c, t, |c, t, n| {
-        t.out.clear();
-        let verdict = c.http.feed(&t.scratch[..n], t.out);
-        if !t.out.is_empty() {
-            c.send(t.out, t.spares)?;
-        }
-        if verdict == http::Verdict::Close {
-            c.ending = true;
-        }
-        Ok(())
-    })
-}
-
-/// Sink: read and discard until EOF.
-fn serve_sink(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
-    let mut rounds = 0;
-    loop {
-        if c.eof {
-            return Err(End);
-        }
-        if !c.readable {
-            return Ok(Next::Event);
-        }
-        if rounds >= FAIR_ROUNDS {
-            return Ok(Next::Turn);
-        }
-        rounds += 1;
-        c.read(t.scratch)?;
-    }
-}
-
-/// Source: write the pattern while the socket takes it; discard input and
-/// close at EOF.
-fn serve_source(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
-    let mut rounds = 0;
-    loop {
-        if c.eof {
-            return Err(End);
-        }
-        if !c.readable && !c.writable {
-            return Ok(Next::Event);
-        }
-        if rounds >= FAIR_ROUNDS {
-            return Ok(Next::Turn);
-        }
-        rounds += 1;
-        if c.readable {
-            c.read(t.scratch)?;
-            continue;
-        }
-        let chunk = t.pattern.slice_at(c.sent);
-        let fd = c.fd.as_ref().ok_or(End)?;
-        match socket::write(fd, chunk) {
-            Ok(n) => {
-                c.sent += n as u64;
-                if n < chunk.len() {
-                    c.writable = false;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
-            Err(_) => return Err(End),
-        }
-    }
 }
 
 fn token(slot: usize, gen: u32) -> u64 {

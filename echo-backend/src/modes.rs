@@ -1,0 +1,135 @@
+//! What each [`Mode`] does with a connection when it may read or write:
+//! echo and http answer what they read, sink discards it, source writes
+//! the seeded pattern.
+
+use crate::conn::{Conn, End, Next, FAIR_ROUNDS};
+use crate::http;
+use crate::pattern::Pattern;
+use netio::sys::socket;
+use std::io;
+
+/// What the backend does with each connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Return every byte; after the client's FIN, finish echoing and close.
+    Echo,
+    /// HTTP/1.1 keep-alive: a small fixed 200 response to every request.
+    Http,
+    /// Read and discard; close after the client's EOF.
+    Sink,
+    /// Write the seeded pattern endlessly; discard what the client sends.
+    Source,
+}
+
+/// The worker's shared buffers, lent to one connection at a time.
+pub(crate) struct Tools<'a> {
+    pub(crate) scratch: &'a mut [u8],
+    /// Http responses for one read, written in one go.
+    pub(crate) out: &'a mut Vec<u8>,
+    pub(crate) spares: &'a mut Vec<Vec<u8>>,
+    pub(crate) pattern: &'a Pattern,
+}
+
+/// The loop of the modes that answer what they read (echo, http): flush
+/// what is pending first (no reading while a reply is stuck), end with
+/// the client's FIN only once everything before it was answered, and
+/// hand every read of `n` bytes in `t.scratch` to `answer`.
+fn serve_replies(
+    c: &mut Conn,
+    t: &mut Tools<'_>,
+    answer: impl Fn(&mut Conn, &mut Tools<'_>, usize) -> Result<(), End>,
+) -> Result<Next, End> {
+    let mut rounds = 0;
+    loop {
+        if !c.flush(t.spares)? {
+            return Ok(Next::Event);
+        }
+        if c.ending || c.eof {
+            c.ending = true;
+            return c.linger(t.scratch, &mut rounds);
+        }
+        if !c.readable {
+            return Ok(Next::Event);
+        }
+        if rounds >= FAIR_ROUNDS {
+            return Ok(Next::Turn);
+        }
+        rounds += 1;
+        let n = c.read(t.scratch)?;
+        if n > 0 {
+            answer(c, t, n)?;
+        }
+    }
+}
+
+/// Echo: write back what was read; stop reading while bytes are pending.
+pub(crate) fn serve_echo(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
+    serve_replies(c, t, |c, t, n| c.send(&t.scratch[..n], t.spares))
+}
+
+/// Http: answer every complete request of each read with one write.
+pub(crate) fn serve_http(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
+    serve_replies(c, t, |c, t, n| {
+        t.out.clear();
+        let verdict = c.http.feed(&t.scratch[..n], t.out);
+        if !t.out.is_empty() {
+            c.send(t.out, t.spares)?;
+        }
+        if verdict == http::Verdict::Close {
+            c.ending = true;
+        }
+        Ok(())
+    })
+}
+
+/// Sink: read and discard until EOF.
+pub(crate) fn serve_sink(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
+    let mut rounds = 0;
+    loop {
+        if c.eof {
+            return Err(End);
+        }
+        if !c.readable {
+            return Ok(Next::Event);
+        }
+        if rounds >= FAIR_ROUNDS {
+            return Ok(Next::Turn);
+        }
+        rounds += 1;
+        c.read(t.scratch)?;
+    }
+}
+
+/// Source: write the pattern while the socket takes it; discard input and
+/// close at EOF.
+pub(crate) fn serve_source(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
+    let mut rounds = 0;
+    loop {
+        if c.eof {
+            return Err(End);
+        }
+        if !c.readable && !c.writable {
+            return Ok(Next::Event);
+        }
+        if rounds >= FAIR_ROUNDS {
+            return Ok(Next::Turn);
+        }
+        rounds += 1;
+        if c.readable {
+            c.read(t.scratch)?;
+            continue;
+        }
+        let chunk = t.pattern.slice_at(c.sent);
+        let fd = c.fd.as_ref().ok_or(End)?;
+        match socket::write(fd, chunk) {
+            Ok(n) => {
+                c.sent += n as u64;
+                if n < chunk.len() {
+                    c.writable = false;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
+            Err(_) => return Err(End),
+        }
+    }
+}
