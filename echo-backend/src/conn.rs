@@ -1,25 +1,20 @@
 //! One connection of a worker: its socket, what epoll said about it, and
 //! the steps every mode is made of — read, send (parking what the socket
 //! does not take), flush what is parked, and linger after our FIN.
+//!
+//! The edge-triggered rules (when a read or write proves there is nothing
+//! more to do until the next edge) are [`netio::Ready`]'s, and what an
+//! errno means is [`netio::Outcome`]'s: here a failed socket is simply the
+//! end of its connection.
 
 use crate::http;
 use netio::sys::socket;
-use std::io;
+use netio::{Outcome, Ready};
 use std::os::fd::OwnedFd;
 
 /// Reads or writes one connection may do in a row before the others get
 /// their turn; it is then resumed without waiting for an event.
 pub(crate) const FAIR_ROUNDS: u32 = 16;
-/// Pending buffers kept in stock for reuse, and the largest one kept.
-pub(crate) const SPARES: usize = 64;
-pub(crate) const SPARE_MAX: usize = 4 * crate::server::SCRATCH;
-
-/// Bytes a short write left behind, lent from the worker's stock.
-pub(crate) struct Pending {
-    pub(crate) buf: Vec<u8>,
-    /// How much of `buf` has been written since.
-    pub(crate) at: usize,
-}
 
 /// Why a connection must be closed now: its client is done or gone.
 pub(crate) struct End;
@@ -38,72 +33,88 @@ pub(crate) enum Next {
 pub(crate) struct Conn {
     pub(crate) fd: Option<OwnedFd>,
     pub(crate) gen: u32,
-    /// Reading may return data (no `EAGAIN` since the last edge).
-    pub(crate) readable: bool,
-    /// Writing may make progress.
-    pub(crate) writable: bool,
-    /// The peer's FIN (or an error) has been reported: a short read does
-    /// not prove the socket drained, so read on until 0.
-    pub(crate) rdhup: bool,
+    /// What epoll said about the socket since it last said `EAGAIN`.
+    pub(crate) ready: Ready,
     /// Reading returned 0.
     pub(crate) eof: bool,
     /// The mode is done: flush, send FIN, discard input until EOF, close.
     pub(crate) ending: bool,
     /// Our FIN has been sent.
-    pub(crate) shut: bool,
-    /// Queued to be served again without an event.
-    pub(crate) again: bool,
-    pub(crate) pending: Option<Pending>,
+    shut: bool,
+    pending: Option<Pending>,
     /// Source mode: stream offset of the next byte to write.
     pub(crate) sent: u64,
     /// Http mode: request framing.
     pub(crate) http: http::Parser,
 }
 
+/// Bytes a short write left behind, in a buffer from the worker's
+/// [`Spares`].
+struct Pending {
+    buf: Vec<u8>,
+    /// How much of `buf` has been written since.
+    at: usize,
+}
+
 impl Conn {
-    /// One `read` into `buf`. `Ok(0)` means nothing to do now: the socket
-    /// drained (`readable` is cleared) or hit EOF (`eof` is set).
-    pub(crate) fn read(&mut self, buf: &mut [u8]) -> Result<usize, End> {
-        let fd = self.fd.as_ref().ok_or(End)?;
-        match socket::read(fd, buf) {
-            Ok(0) => {
-                self.eof = true;
-                self.readable = false;
-                Ok(0)
-            }
-            Ok(n) => {
-                // Edge-triggered: a short read drained the socket, unless a
-                // FIN is pending, which only a read of 0 will show.
-                if n < buf.len() && !self.rdhup {
-                    self.readable = false;
-                }
-                Ok(n)
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.readable = false;
-                Ok(0)
-            }
-            Err(_) => Err(End),
+    /// A connection just accepted on `fd`, in a slot at generation `gen`.
+    pub(crate) fn open(fd: OwnedFd, gen: u32) -> Conn {
+        Conn {
+            fd: Some(fd),
+            gen,
+            ..Conn::default()
         }
     }
 
-    /// Writes `data`; whatever the socket does not take is parked in a
-    /// pending buffer. Must only be called with nothing pending.
-    pub(crate) fn send(&mut self, data: &[u8], spares: &mut Vec<Vec<u8>>) -> Result<(), End> {
-        debug_assert!(self.pending.is_none());
-        let fd = self.fd.as_ref().ok_or(End)?;
-        let mut done = 0;
-        if self.writable {
-            match socket::write(fd, data) {
-                Ok(n) => done = n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Err(End),
-            }
+    /// Closes the socket (dropping the descriptor also removes it from
+    /// epoll) and gives back whatever the connection held, so that an idle
+    /// slot holds no memory. The generation changes: stale events and
+    /// run-again entries for the slot are recognised and dropped.
+    pub(crate) fn close(&mut self, spares: &mut Spares) {
+        self.fd = None;
+        if let Some(p) = self.pending.take() {
+            spares.give(p.buf);
         }
+        // Drop any partial request head.
+        self.http = http::Parser::new();
+        self.gen = self.gen.wrapping_add(1);
+    }
+
+    /// One `read` into `buf`. `Ok(0)` means nothing to do now: the socket
+    /// drained (it is no longer readable) or hit EOF (`eof` is set).
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> Result<usize, End> {
+        let fd = self.fd.as_ref().ok_or(End)?;
+        let got = Outcome::of(socket::read(fd, buf));
+        self.ready.after_read(got, buf.len());
+        match got {
+            Outcome::Data(n) => Ok(n),
+            Outcome::Eof => {
+                self.eof = true;
+                Ok(0)
+            }
+            Outcome::WouldBlock => Ok(0),
+            Outcome::Reset | Outcome::Error(_) => Err(End),
+        }
+    }
+
+    /// One `write` of `data` (not empty); returns how much the socket took.
+    pub(crate) fn write(&mut self, data: &[u8]) -> Result<usize, End> {
+        write(self.fd.as_ref(), &mut self.ready, data)
+    }
+
+    /// Writes `data`; whatever the socket does not take is parked in a
+    /// pending buffer, and the connection waits for it to drain. Must only
+    /// be called with nothing pending.
+    pub(crate) fn send(&mut self, data: &[u8], spares: &mut Spares) -> Result<(), End> {
+        debug_assert!(self.pending.is_none());
+        let done = if self.ready.writable {
+            self.write(data)?
+        } else {
+            0
+        };
         if done < data.len() {
             // The send buffer is full: the next OUT edge resumes us.
-            self.writable = false;
-            let mut buf = spares.pop().unwrap_or_default();
+            let mut buf = spares.take();
             buf.extend_from_slice(&data[done..]);
             self.pending = Some(Pending { buf, at: 0 });
         }
@@ -111,28 +122,19 @@ impl Conn {
     }
 
     /// Writes pending bytes. `Ok(true)` means nothing is pending any more.
-    pub(crate) fn flush(&mut self, spares: &mut Vec<Vec<u8>>) -> Result<bool, End> {
+    pub(crate) fn flush(&mut self, spares: &mut Spares) -> Result<bool, End> {
         let Some(p) = self.pending.as_mut() else {
             return Ok(true);
         };
-        if !self.writable {
+        if !self.ready.writable {
             return Ok(false);
         }
-        let fd = self.fd.as_ref().ok_or(End)?;
-        match socket::write(fd, &p.buf[p.at..]) {
-            Ok(n) => p.at += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return Err(End),
-        }
+        p.at += write(self.fd.as_ref(), &mut self.ready, &p.buf[p.at..])?;
         if p.at < p.buf.len() {
-            self.writable = false;
             return Ok(false);
         }
-        if let Some(Pending { mut buf, .. }) = self.pending.take() {
-            if spares.len() < SPARES && buf.capacity() <= SPARE_MAX {
-                buf.clear();
-                spares.push(buf);
-            }
+        if let Some(p) = self.pending.take() {
+            spares.give(p.buf);
         }
         Ok(true)
     }
@@ -150,7 +152,7 @@ impl Conn {
             if self.eof {
                 return Err(End);
             }
-            if !self.readable {
+            if !self.ready.readable {
                 return Ok(Next::Event);
             }
             if *rounds >= FAIR_ROUNDS {
@@ -158,6 +160,58 @@ impl Conn {
             }
             *rounds += 1;
             self.read(scratch)?;
+        }
+    }
+}
+
+/// One `write` on `fd`, noted in `ready` (a connection's fields, apart so
+/// that the bytes may come from the same connection's pending buffer).
+fn write(fd: Option<&OwnedFd>, ready: &mut Ready, data: &[u8]) -> Result<usize, End> {
+    let fd = fd.ok_or(End)?;
+    let got = Outcome::of(socket::write(fd, data));
+    ready.after_write(got, data.len());
+    match got {
+        Outcome::Data(n) => Ok(n),
+        // A write of something never returns 0 on a socket; were it to, it
+        // would count as a full send buffer.
+        Outcome::Eof => {
+            ready.writable = false;
+            Ok(0)
+        }
+        Outcome::WouldBlock => Ok(0),
+        Outcome::Reset | Outcome::Error(_) => Err(End),
+    }
+}
+
+/// The worker's stock of pending buffers: lent to a connection whose write
+/// fell short, taken back when it drained or closed.
+pub(crate) struct Spares {
+    stock: Vec<Vec<u8>>,
+}
+
+impl Spares {
+    pub(crate) fn new() -> Spares {
+        Spares {
+            stock: Vec::with_capacity(Spares::KEPT),
+        }
+    }
+
+    /// Buffers kept in stock for reuse.
+    const KEPT: usize = 64;
+    /// The largest buffer kept; a larger one is freed.
+    const LARGEST: usize = 4 * crate::server::SCRATCH;
+
+    /// An empty buffer, from the stock if it has one.
+    fn take(&mut self) -> Vec<u8> {
+        self.stock.pop().unwrap_or_default()
+    }
+
+    /// Takes `buf` back into the stock, unless the stock is full or `buf`
+    /// too large to keep.
+    fn give(&mut self, mut buf: Vec<u8>) {
+        if self.stock.len() < Spares::KEPT && buf.capacity() <= Spares::LARGEST {
+            buf.clear();
+            self.stock.push(buf);
         }
     }
 }

@@ -2,11 +2,9 @@
 //! echo and http answer what they read, sink discards it, source writes
 //! the seeded pattern.
 
-use crate::conn::{Conn, End, Next, FAIR_ROUNDS};
+use crate::conn::{Conn, End, Next, Spares, FAIR_ROUNDS};
 use crate::http;
 use crate::pattern::Pattern;
-use netio::sys::socket;
-use std::io;
 
 /// What the backend does with each connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -21,12 +19,24 @@ pub enum Mode {
     Source,
 }
 
+impl Mode {
+    /// Does whatever this mode can do on `c` now, with the worker's `t`.
+    pub(crate) fn serve(self, c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
+        match self {
+            Mode::Echo => serve_echo(c, t),
+            Mode::Http => serve_http(c, t),
+            Mode::Sink => serve_sink(c, t),
+            Mode::Source => serve_source(c, t),
+        }
+    }
+}
+
 /// The worker's shared buffers, lent to one connection at a time.
 pub(crate) struct Tools<'a> {
     pub(crate) scratch: &'a mut [u8],
     /// Http responses for one read, written in one go.
     pub(crate) out: &'a mut Vec<u8>,
-    pub(crate) spares: &'a mut Vec<Vec<u8>>,
+    pub(crate) spares: &'a mut Spares,
     pub(crate) pattern: &'a Pattern,
 }
 
@@ -48,7 +58,7 @@ fn serve_replies(
             c.ending = true;
             return c.linger(t.scratch, &mut rounds);
         }
-        if !c.readable {
+        if !c.ready.readable {
             return Ok(Next::Event);
         }
         if rounds >= FAIR_ROUNDS {
@@ -63,12 +73,12 @@ fn serve_replies(
 }
 
 /// Echo: write back what was read; stop reading while bytes are pending.
-pub(crate) fn serve_echo(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
+fn serve_echo(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
     serve_replies(c, t, |c, t, n| c.send(&t.scratch[..n], t.spares))
 }
 
 /// Http: answer every complete request of each read with one write.
-pub(crate) fn serve_http(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
+fn serve_http(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
     serve_replies(c, t, |c, t, n| {
         t.out.clear();
         let verdict = c.http.feed(&t.scratch[..n], t.out);
@@ -83,13 +93,13 @@ pub(crate) fn serve_http(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
 }
 
 /// Sink: read and discard until EOF.
-pub(crate) fn serve_sink(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
+fn serve_sink(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
     let mut rounds = 0;
     loop {
         if c.eof {
             return Err(End);
         }
-        if !c.readable {
+        if !c.ready.readable {
             return Ok(Next::Event);
         }
         if rounds >= FAIR_ROUNDS {
@@ -102,34 +112,23 @@ pub(crate) fn serve_sink(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
 
 /// Source: write the pattern while the socket takes it; discard input and
 /// close at EOF.
-pub(crate) fn serve_source(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
+fn serve_source(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
     let mut rounds = 0;
     loop {
         if c.eof {
             return Err(End);
         }
-        if !c.readable && !c.writable {
+        if !c.ready.readable && !c.ready.writable {
             return Ok(Next::Event);
         }
         if rounds >= FAIR_ROUNDS {
             return Ok(Next::Turn);
         }
         rounds += 1;
-        if c.readable {
+        if c.ready.readable {
             c.read(t.scratch)?;
             continue;
         }
-        let chunk = t.pattern.slice_at(c.sent);
-        let fd = c.fd.as_ref().ok_or(End)?;
-        match socket::write(fd, chunk) {
-            Ok(n) => {
-                c.sent += n as u64;
-                if n < chunk.len() {
-                    c.writable = false;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
-            Err(_) => return Err(End),
-        }
+        c.sent += c.write(t.pattern.slice_at(c.sent))? as u64;
     }
 }

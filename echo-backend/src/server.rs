@@ -6,7 +6,8 @@
 //! 1. The listener is drained with `accept4` until `EAGAIN`, or until the
 //!    table is full (the rest wait in the kernel's backlog). Each socket is
 //!    registered once, for `IN|OUT|RDHUP|ET`, and never modified: epoll
-//!    tells us what changed and [`Conn`] remembers it.
+//!    tells us what changed and the connection remembers it
+//!    ([`netio::Ready`]).
 //! 2. Serving: bytes are read into the worker's one scratch buffer until
 //!    `EAGAIN` and answered straight from it — echo: the same bytes; http:
 //!    one response per complete request, all in one write; sink: nothing.
@@ -21,14 +22,21 @@
 //!    or error closes at once.
 //! 5. Closing bumps the slot's generation, so a stale event for a closed
 //!    (and maybe reused) slot is recognised and dropped.
+//!
+//! Fairness: a connection that has read or written [`FAIR_ROUNDS`] times
+//! in a row stops and is queued to run again after this batch of events,
+//! without waiting for an edge (none would come).
+//!
+//! [`FAIR_ROUNDS`]: crate::conn::FAIR_ROUNDS
 
-use crate::conn::{Conn, End, Next, Pending, SPARES, SPARE_MAX};
-use crate::http;
+use crate::conn::{Conn, End, Next, Spares};
 pub use crate::modes::Mode;
-use crate::modes::{serve_echo, serve_http, serve_sink, serve_source, Tools};
+use crate::modes::Tools;
 use crate::pattern::Pattern;
+use netio::again::AgainQueue;
 use netio::sys::epoll::{self, Epoll, Events, Waker};
 use netio::sys::socket;
+use netio::token::{Side, Source, Token, MAX_SLOTS};
 use netio::Fault;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -38,10 +46,6 @@ use std::time::{Duration, Instant};
 
 /// Size of the per-worker read buffer: the most one `read` takes.
 pub const SCRATCH: usize = 64 * 1024;
-/// Token of the listening socket.
-const LISTENER: u64 = u64::MAX;
-/// Token of the control eventfd.
-const CONTROL: u64 = u64::MAX - 1;
 /// Events fetched per `epoll_wait`.
 const MAX_EVENTS: usize = 256;
 /// How long accepting pauses after running out of descriptors, unless a
@@ -85,14 +89,6 @@ pub struct Settings {
     pub max_connections: usize,
 }
 
-fn token(slot: usize, gen: u32) -> u64 {
-    (u64::from(gen) << 32) | slot as u64
-}
-
-fn untoken(t: u64) -> (usize, u32) {
-    ((t & 0xffff_ffff) as usize, (t >> 32) as u32)
-}
-
 /// One event loop with its listener and connections.
 pub struct Worker {
     epoll: Epoll,
@@ -107,9 +103,9 @@ pub struct Worker {
     max_connections: usize,
     scratch: Box<[u8]>,
     out: Vec<u8>,
-    spares: Vec<Vec<u8>>,
+    spares: Spares,
     /// Connections to serve again after this batch of events.
-    again: Vec<(u32, u32)>,
+    again: AgainQueue,
     /// Accepting stopped (table full or out of descriptors); the backlog
     /// is drained again when a connection closes or at `retry_at`.
     accept_paused: bool,
@@ -126,8 +122,8 @@ impl Worker {
             accepted: AtomicU64::new(0),
             closed: AtomicU64::new(0),
         });
-        epoll.add(&listener, epoll::IN | epoll::ET, LISTENER)?;
-        epoll.add(&control.waker, epoll::IN | epoll::ET, CONTROL)?;
+        epoll.add(&listener, epoll::IN | epoll::ET, Token::LISTENER)?;
+        epoll.add(&control.waker, epoll::IN | epoll::ET, Token::CONTROL)?;
         Ok(Worker {
             epoll,
             listener,
@@ -137,11 +133,12 @@ impl Worker {
             conns: Vec::new(),
             free: Vec::new(),
             active: 0,
-            max_connections: settings.max_connections.max(1),
+            // No table grows past what a token can name.
+            max_connections: settings.max_connections.clamp(1, MAX_SLOTS),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             out: Vec::with_capacity(SCRATCH),
-            spares: Vec::with_capacity(SPARES),
-            again: Vec::new(),
+            spares: Spares::new(),
+            again: AgainQueue::default(),
             accept_paused: false,
             retry_at: None,
         })
@@ -152,11 +149,10 @@ impl Worker {
         Arc::clone(&self.control)
     }
 
-    /// Serves until [`Control::shutdown`]; returning drops (closes) every
-    /// connection. Fails only if epoll itself fails.
+    /// Serves until [`Control::shutdown`]; returning drops (closes)
+    /// every connection. Fails only if epoll itself fails.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(MAX_EVENTS);
-        let mut again = Vec::new();
         loop {
             let timeout = if !self.again.is_empty() {
                 0
@@ -168,12 +164,10 @@ impl Worker {
             };
             self.epoll.wait(&mut events, timeout)?;
             for (tok, bits) in events.iter() {
-                match tok {
-                    LISTENER => self.accept_all(),
-                    CONTROL => {
-                        self.control.waker.drain();
-                    }
-                    _ => self.on_socket(tok, bits),
+                match Source::of(tok) {
+                    Source::Listener => self.accept_all(),
+                    Source::Control => self.control.waker.drain(),
+                    Source::Socket(t) => self.on_socket(t, bits),
                 }
             }
             if self.control.stop.load(Ordering::Acquire) {
@@ -181,15 +175,13 @@ impl Worker {
             }
             // Serve again those that stopped to be fair; the ones that stop
             // again queue themselves afresh.
-            std::mem::swap(&mut again, &mut self.again);
-            for &(slot, gen) in &again {
-                let c = &mut self.conns[slot as usize];
-                if c.gen == gen && c.again {
-                    c.again = false;
+            let turn = self.again.take();
+            for &(slot, gen) in &turn {
+                if self.conns[slot as usize].gen == gen {
                     self.serve(slot as usize);
                 }
             }
-            again.clear();
+            self.again.recycle(turn);
             if self.accept_paused && self.retry_at.is_some_and(|at| Instant::now() >= at) {
                 self.accept_all();
             }
@@ -206,20 +198,20 @@ impl Worker {
                 self.accept_paused = true;
                 return;
             }
-            match socket::accept(&self.listener) {
-                Ok((fd, _peer)) => self.open(fd),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e)
-                    if matches!(
-                        netio::outcome::fault(&e),
-                        Fault::Reset | Fault::Network | Fault::Denied
-                    ) =>
-                {
-                    // That one client is gone; the next may be fine.
+            let e = match socket::accept(&self.listener) {
+                Ok((fd, _peer)) => {
+                    self.open(fd);
+                    continue;
                 }
-                Err(_) => {
-                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: retry when a
-                    // connection closes or after a pause.
+                Err(e) => e,
+            };
+            match netio::outcome::fault(&e) {
+                Fault::WouldBlock => return,
+                // That one client is gone; the next may be fine.
+                Fault::Reset | Fault::Network | Fault::Denied => {}
+                // Out of descriptors or memory (or anything else): retry
+                // when a connection closes or after a pause.
+                _ => {
                     self.accept_paused = true;
                     self.retry_at = Some(Instant::now() + ACCEPT_RETRY);
                     return;
@@ -238,36 +230,25 @@ impl Worker {
             }
         };
         let c = &mut self.conns[slot];
-        if self
-            .epoll
-            .add(&fd, epoll::SOCKET, token(slot, c.gen))
-            .is_err()
-        {
+        let token = Token::new(slot, c.gen, Side::Client).encode();
+        if self.epoll.add(&fd, epoll::SOCKET, token).is_err() {
             self.free.push(slot as u32);
             return; // Dropping `fd` closes it.
         }
-        *c = Conn {
-            fd: Some(fd),
-            gen: c.gen,
-            ..Conn::default()
-        };
+        *c = Conn::open(fd, c.gen);
         self.active += 1;
         self.control.accepted.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn on_socket(&mut self, tok: u64, bits: u32) {
-        let (slot, gen) = untoken(tok);
-        let Some(c) = self.conns.get_mut(slot) else {
+    fn on_socket(&mut self, t: Token, bits: u32) {
+        let Some(c) = self.conns.get_mut(t.index()) else {
             return;
         };
-        if c.gen != gen || c.fd.is_none() {
+        if c.gen != t.gen || c.fd.is_none() {
             return; // Stale: the slot was closed (and maybe reused) since.
         }
-        let ev = epoll::Readiness::of(bits);
-        c.readable |= ev.readable;
-        c.writable |= ev.writable;
-        c.rdhup |= ev.hangup;
-        self.serve(slot);
+        c.ready.apply(bits);
+        self.serve(t.index());
     }
 
     /// Does whatever the mode can do on `slot` now.
@@ -288,39 +269,16 @@ impl Worker {
             spares,
             pattern: pattern.as_ref(),
         };
-        let next = match mode {
-            Mode::Echo => serve_echo(c, &mut tools),
-            Mode::Http => serve_http(c, &mut tools),
-            Mode::Sink => serve_sink(c, &mut tools),
-            Mode::Source => serve_source(c, &mut tools),
-        };
-        match next {
+        match mode.serve(c, &mut tools) {
             Ok(Next::Event) => {}
-            Ok(Next::Turn) => {
-                if !c.again {
-                    c.again = true;
-                    self.again.push((slot as u32, c.gen));
-                }
-            }
+            Ok(Next::Turn) => self.again.push(slot as u32, c.gen),
             Err(End) => self.close(slot),
         }
     }
 
     /// Closes `slot` now; its generation changes so stale events are dropped.
     fn close(&mut self, slot: usize) {
-        let c = &mut self.conns[slot];
-        // Dropping the descriptor closes it and removes it from epoll.
-        c.fd = None;
-        if let Some(Pending { mut buf, .. }) = c.pending.take() {
-            if self.spares.len() < SPARES && buf.capacity() <= SPARE_MAX {
-                buf.clear();
-                self.spares.push(buf);
-            }
-        }
-        // Drop any partial request head: idle slots hold no memory.
-        c.http = http::Parser::new();
-        c.again = false;
-        c.gen = c.gen.wrapping_add(1);
+        self.conns[slot].close(&mut self.spares);
         self.free.push(slot as u32);
         self.active -= 1;
         self.control.closed.fetch_add(1, Ordering::Relaxed);
