@@ -4,5 +4,6 @@
 mod cli;
 mod echo;
 mod http;
+mod limits;
 mod modes;
 mod util;
