@@ -61,13 +61,15 @@ pub struct Control {
     closed: AtomicU64,
 }
 
-impl Control {
+impl netio::serve::Stop for Control {
     /// Asks the worker to return from [`Worker::run`], closing everything.
-    pub fn shutdown(&self) -> io::Result<()> {
+    fn stop(&self) -> io::Result<()> {
         self.stop.store(true, Ordering::Release);
         self.waker.wake()
     }
+}
 
+impl Control {
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
@@ -85,8 +87,6 @@ pub struct Settings {
     pub mode: Mode,
     /// The stream source mode writes, from offset 0 on every connection.
     pub pattern: Arc<Pattern>,
-    /// Connections this worker holds at once; more wait in the backlog.
-    pub max_connections: usize,
 }
 
 /// One event loop with its listener and connections.
@@ -112,9 +112,31 @@ pub struct Worker {
     retry_at: Option<Instant>,
 }
 
+impl netio::serve::Worker for Worker {
+    type Control = Control;
+    fn control(&self) -> Arc<Control> {
+        Worker::control(self)
+    }
+    fn run(self) -> io::Result<()> {
+        Worker::run(self)
+    }
+}
+
 impl Worker {
-    /// Builds a worker around an already bound, non-blocking listener.
-    pub fn new(settings: &Settings, listener: OwnedFd) -> io::Result<Worker> {
+    /// Builds a worker around an already bound, non-blocking listener,
+    /// holding up to `max_connections` (at least 1) at once; more wait in
+    /// its backlog.
+    pub fn new(
+        settings: &Settings,
+        listener: OwnedFd,
+        max_connections: usize,
+    ) -> io::Result<Worker> {
+        if max_connections == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a worker must hold at least one connection",
+            ));
+        }
         let epoll = Epoll::new()?;
         let control = Arc::new(Control {
             waker: Waker::new()?,
@@ -134,7 +156,7 @@ impl Worker {
             free: Vec::new(),
             active: 0,
             // No table grows past what a token can name.
-            max_connections: settings.max_connections.clamp(1, MAX_SLOTS),
+            max_connections: max_connections.min(MAX_SLOTS),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             out: Vec::with_capacity(SCRATCH),
             spares: Spares::new(),
@@ -149,7 +171,7 @@ impl Worker {
         Arc::clone(&self.control)
     }
 
-    /// Serves until [`Control::shutdown`]; returning drops (closes)
+    /// Serves until [`netio::serve::Stop::stop`]; returning drops (closes)
     /// every connection. Fails only if epoll itself fails.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(MAX_EVENTS);
