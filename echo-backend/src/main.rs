@@ -32,8 +32,8 @@ struct Cli {
     /// Seed of the stream source mode writes
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
-    /// Connections held at once over all workers; more wait in the backlog
-    /// [default: derived from RLIMIT_NOFILE]
+    /// Connections held at once over all workers (at least one a worker);
+    /// more wait in the backlog [default: derived from RLIMIT_NOFILE]
     #[arg(long, value_name = "N", value_parser = positive)]
     max_connections: Option<usize>,
 }
@@ -49,6 +49,8 @@ fn positive(s: &str) -> Result<usize, String> {
 
 /// What went wrong, by the step that failed.
 enum Error {
+    /// A bad combination of options.
+    Usage(String),
     /// Binding or any other start-up step.
     Start(serve::Error),
 }
@@ -56,6 +58,7 @@ enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Error::Usage(msg) => write!(f, "{msg}"),
             Error::Start(e) => write!(f, "{e}"),
         }
     }
@@ -83,24 +86,35 @@ fn main() -> ExitCode {
 }
 
 fn try_main(cli: Cli) -> Result<(), Error> {
+    let workers = cli.workers;
+    if let Some(n) = cli.max_connections.filter(|&n| n < workers) {
+        // Each worker's listener gets its share of the clients, and a
+        // worker with no room would leave them waiting forever.
+        return Err(Error::Usage(format!(
+            "invalid --max-connections \"{n}\": must be at least --workers ({workers})"
+        )));
+    }
     // Before any thread starts: all inherit the blocked signals.
     let (limit, signals) = serve::prepare()?;
     let max_connections = cli.max_connections.unwrap_or_else(|| {
-        usize::try_from(limit.soft.saturating_sub(FD_HEADROOM).max(1)).unwrap_or(usize::MAX)
+        let budget = limit.soft.saturating_sub(FD_HEADROOM);
+        usize::try_from(budget).unwrap_or(usize::MAX).max(workers)
     });
-    let (listeners, addr) = serve::listeners(cli.listen, cli.workers, BACKLOG)?;
+    let (listeners, addr) = serve::listeners(cli.listen, workers, BACKLOG)?;
     let settings = Settings {
         mode: cli.mode,
         pattern: Arc::new(Pattern::new(cli.seed)),
     };
-    let mut workers = Vec::with_capacity(cli.workers);
-    for listener in listeners {
-        let worker = Worker::new(&settings, listener, max_connections.div_ceil(cli.workers))
+    let mut built = Vec::with_capacity(workers);
+    for (i, listener) in listeners.into_iter().enumerate() {
+        // The shares add up to exactly `max_connections`.
+        let share = netio::budget::share(max_connections, workers, i);
+        let worker = Worker::new(&settings, listener, share)
             .map_err(|e| serve::Error::Setup("creating a worker", e))?;
-        workers.push(worker);
+        built.push(worker);
     }
 
-    let running: Running<Control> = serve::start("echo-backend", workers)?;
+    let running: Running<Control> = serve::start("echo-backend", built)?;
     eprintln!("listening on {addr}");
     running.until_terminated(&signals, |c| eprintln!("{}", summary(c)))?;
     let controls = running.stop()?;

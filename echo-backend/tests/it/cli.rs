@@ -65,3 +65,12 @@ fn a_port_in_use_is_one_line_and_failure() {
     let line = fails_with_one_line(&["--listen", &addr]);
     assert!(line.contains(&addr), "{line}");
 }
+
+#[test]
+fn fewer_connections_than_workers_is_one_line_and_failure() {
+    let line = fails_with_one_line(&["--workers", "3", "--max-connections", "2"]);
+    assert_eq!(
+        line,
+        "echo-backend: invalid --max-connections \"2\": must be at least --workers (3)"
+    );
+}

@@ -1,9 +1,55 @@
-//! End-to-end tests of the limits: what a worker does when the process
-//! runs out of descriptors.
+//! End-to-end tests of the limits: `--max-connections` over several
+//! workers, and what a worker does when the process runs out of
+//! descriptors.
 
 use crate::util::{leave_spare_fds, Backend, WAIT};
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Clients pointed at two workers sharing three connections: so many that
+/// each worker's listener gets more than its share, whichever way the
+/// kernel spreads them.
+const CLIENTS: usize = 40;
+
+/// `--max-connections` is a total: with three over two workers, one holds
+/// two and the other one, and the rest wait in the backlog. Each worker
+/// used to round its share up, letting four in.
+#[test]
+fn max_connections_is_a_total_over_the_workers() {
+    let mut b = Backend::start(&["--workers", "2", "--max-connections", "3"]);
+    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| b.connect()).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.write_all(&[i as u8]).expect("write");
+        c.set_nonblocking(true).expect("nonblocking");
+    }
+    // Wait for the three held ones to answer.
+    let deadline = Instant::now() + WAIT;
+    let mut answered = [false; CLIENTS];
+    while answered.iter().filter(|&&a| a).count() < 3 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            let mut got = [0u8; 1];
+            match c.read(&mut got) {
+                Ok(1) => {
+                    assert_eq!(got[0], i as u8, "client {i} got another's byte");
+                    answered[i] = true;
+                }
+                Ok(_) => panic!("client {i} was closed"),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("client {i}: {e}"),
+            }
+        }
+        assert!(Instant::now() < deadline, "fewer than 3 clients served");
+        thread::sleep(Duration::from_millis(10));
+    }
+    b.signal("USR1");
+    let line = b
+        .wait_line(|l| l.contains("connections accepted"))
+        .expect("summary after SIGUSR1");
+    assert_eq!(line, "echo-backend: 3 connections accepted, 3 open");
+}
 
 /// Accept retries watched while out of descriptors.
 const RETRIES: usize = 5;
