@@ -86,15 +86,8 @@ impl Conn {
         let fd = self.fd.as_ref().ok_or(End)?;
         let got = Outcome::of(socket::read(fd, buf));
         self.ready.after_read(got, buf.len());
-        match got {
-            Outcome::Data(n) => Ok(n),
-            Outcome::Eof => {
-                self.eof = true;
-                Ok(0)
-            }
-            Outcome::WouldBlock => Ok(0),
-            Outcome::Reset | Outcome::Error(_) => Err(End),
-        }
+        self.eof |= matches!(got, Outcome::Eof);
+        moved(got)
     }
 
     /// One `write` of `data` (not empty); returns how much the socket took.
@@ -170,15 +163,20 @@ fn write(fd: Option<&OwnedFd>, ready: &mut Ready, data: &[u8]) -> Result<usize, 
     let fd = fd.ok_or(End)?;
     let got = Outcome::of(socket::write(fd, data));
     ready.after_write(got, data.len());
-    match got {
-        Outcome::Data(n) => Ok(n),
+    if matches!(got, Outcome::Eof) {
         // A write of something never returns 0 on a socket; were it to, it
         // would count as a full send buffer.
-        Outcome::Eof => {
-            ready.writable = false;
-            Ok(0)
-        }
-        Outcome::WouldBlock => Ok(0),
+        ready.writable = false;
+    }
+    moved(got)
+}
+
+/// How many bytes a read or write moved (0: none now), or the end of the
+/// connection if its socket failed.
+fn moved(got: Outcome) -> Result<usize, End> {
+    match got {
+        Outcome::Data(n) => Ok(n),
+        Outcome::Eof | Outcome::WouldBlock => Ok(0),
         Outcome::Reset | Outcome::Error(_) => Err(End),
     }
 }

@@ -23,11 +23,9 @@
 //! 5. Closing bumps the slot's generation, so a stale event for a closed
 //!    (and maybe reused) slot is recognised and dropped.
 //!
-//! Fairness: a connection that has read or written [`FAIR_ROUNDS`] times
-//! in a row stops and is queued to run again after this batch of events,
-//! without waiting for an edge (none would come).
-//!
-//! [`FAIR_ROUNDS`]: crate::conn::FAIR_ROUNDS
+//! Fairness: a connection that has read or written 16 times in a row
+//! stops and is queued to run again after this batch of events, without
+//! waiting for an edge (none would come).
 
 use crate::conn::{Conn, End, Next, Spares};
 pub use crate::modes::Mode;
@@ -62,7 +60,7 @@ pub struct Control {
 }
 
 impl netio::serve::Stop for Control {
-    /// Asks the worker to return from [`Worker::run`], closing everything.
+    /// Asks the worker to return from its loop, closing everything.
     fn stop(&self) -> io::Result<()> {
         self.stop.store(true, Ordering::Release);
         self.waker.wake()
@@ -114,11 +112,42 @@ pub struct Worker {
 
 impl netio::serve::Worker for Worker {
     type Control = Control;
+
+    /// The handle for stopping and counting this worker.
     fn control(&self) -> Arc<Control> {
-        Worker::control(self)
+        Arc::clone(&self.control)
     }
-    fn run(self) -> io::Result<()> {
-        Worker::run(self)
+
+    /// Serves until [`netio::serve::Stop::stop`]; returning drops (closes)
+    /// every connection. Fails only if epoll itself fails.
+    fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(MAX_EVENTS);
+        loop {
+            let timeout = sleep_ms(!self.again.is_empty(), self.retry_at, Instant::now);
+            self.epoll.wait(&mut events, timeout)?;
+            for (tok, bits) in events.iter() {
+                match Source::of(tok) {
+                    Source::Listener => self.accept_all(),
+                    Source::Control => self.control.waker.drain(),
+                    Source::Socket(t) => self.on_socket(t, bits),
+                }
+            }
+            if self.control.stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            // Serve again those that stopped to be fair; the ones that stop
+            // again queue themselves afresh.
+            let turn = self.again.take();
+            for &(slot, gen) in &turn {
+                if self.conns[slot as usize].gen == gen {
+                    self.serve(slot as usize);
+                }
+            }
+            self.again.recycle(turn);
+            if self.accept_paused && self.retry_at.is_some_and(|at| Instant::now() >= at) {
+                self.accept_all();
+            }
+        }
     }
 }
 
@@ -164,43 +193,6 @@ impl Worker {
             accept_paused: false,
             retry_at: None,
         })
-    }
-
-    /// The handle for stopping and counting this worker.
-    pub fn control(&self) -> Arc<Control> {
-        Arc::clone(&self.control)
-    }
-
-    /// Serves until [`netio::serve::Stop::stop`]; returning drops (closes)
-    /// every connection. Fails only if epoll itself fails.
-    pub fn run(mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(MAX_EVENTS);
-        loop {
-            let timeout = sleep_ms(!self.again.is_empty(), self.retry_at, Instant::now);
-            self.epoll.wait(&mut events, timeout)?;
-            for (tok, bits) in events.iter() {
-                match Source::of(tok) {
-                    Source::Listener => self.accept_all(),
-                    Source::Control => self.control.waker.drain(),
-                    Source::Socket(t) => self.on_socket(t, bits),
-                }
-            }
-            if self.control.stop.load(Ordering::Acquire) {
-                return Ok(());
-            }
-            // Serve again those that stopped to be fair; the ones that stop
-            // again queue themselves afresh.
-            let turn = self.again.take();
-            for &(slot, gen) in &turn {
-                if self.conns[slot as usize].gen == gen {
-                    self.serve(slot as usize);
-                }
-            }
-            self.again.recycle(turn);
-            if self.accept_paused && self.retry_at.is_some_and(|at| Instant::now() >= at) {
-                self.accept_all();
-            }
-        }
     }
 
     /// Accepts until the backlog is empty, the table is full, or the
