@@ -82,6 +82,7 @@ impl Conn {
 
     /// One `read` into `buf`. `Ok(0)` means nothing to do now: the socket
     /// drained (it is no longer readable) or hit EOF (`eof` is set).
+    #[inline]
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> Result<usize, End> {
         let fd = self.fd.as_ref().ok_or(End)?;
         let got = Outcome::of(socket::read(fd, buf));
@@ -91,6 +92,7 @@ impl Conn {
     }
 
     /// One `write` of `data` (not empty); returns how much the socket took.
+    #[inline]
     pub(crate) fn write(&mut self, data: &[u8]) -> Result<usize, End> {
         write(self.fd.as_ref(), &mut self.ready, data)
     }
@@ -159,6 +161,7 @@ impl Conn {
 
 /// One `write` on `fd`, noted in `ready` (a connection's fields, apart so
 /// that the bytes may come from the same connection's pending buffer).
+#[inline]
 fn write(fd: Option<&OwnedFd>, ready: &mut Ready, data: &[u8]) -> Result<usize, End> {
     let fd = fd.ok_or(End)?;
     let got = Outcome::of(socket::write(fd, data));
@@ -173,6 +176,7 @@ fn write(fd: Option<&OwnedFd>, ready: &mut Ready, data: &[u8]) -> Result<usize, 
 
 /// How many bytes a read or write moved (0: none now), or the end of the
 /// connection if its socket failed.
+#[inline]
 fn moved(got: Outcome) -> Result<usize, End> {
     match got {
         Outcome::Data(n) => Ok(n),

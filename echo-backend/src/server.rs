@@ -135,15 +135,9 @@ impl netio::serve::Worker for Worker {
             if self.control.stop.load(Ordering::Acquire) {
                 return Ok(());
             }
-            // Serve again those that stopped to be fair; the ones that stop
-            // again queue themselves afresh.
-            let turn = self.again.take();
-            for &(slot, gen) in &turn {
-                if self.conns[slot as usize].gen == gen {
-                    self.serve(slot as usize);
-                }
+            if !self.again.is_empty() {
+                self.run_again();
             }
-            self.again.recycle(turn);
             if self.accept_paused && self.retry_at.is_some_and(|at| Instant::now() >= at) {
                 self.accept_all();
             }
@@ -193,6 +187,18 @@ impl Worker {
             accept_paused: false,
             retry_at: None,
         })
+    }
+
+    /// Serves again those that stopped to be fair; the ones that stop
+    /// again queue themselves afresh.
+    fn run_again(&mut self) {
+        let turn = self.again.take();
+        for &(slot, gen) in &turn {
+            if self.conns[slot as usize].gen == gen {
+                self.serve(slot as usize);
+            }
+        }
+        self.again.recycle(turn);
     }
 
     /// Accepts until the backlog is empty, the table is full, or the
