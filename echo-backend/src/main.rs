@@ -4,15 +4,14 @@
 use clap::Parser;
 use echo_backend::pattern::Pattern;
 use echo_backend::server::{Control, Mode, Settings, Worker};
-use netio::sys::{rlimit, signal, socket};
+use netio::serve::{self, Running};
 use std::fmt;
-use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 /// Descriptors kept back from the connection limit for listeners, epoll,
-/// eventfds, the signalfd and stdio.
+/// eventfds, the signalfd and stdio: a connection costs one descriptor.
 const FD_HEADROOM: u64 = 64;
 /// Listen backlog per worker (the kernel caps it at `somaxconn`).
 const BACKLOG: i32 = 4096;
@@ -33,8 +32,8 @@ struct Cli {
     /// Seed of the stream source mode writes
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
-    /// Connections held at once over all workers; more wait in the backlog
-    /// [default: derived from RLIMIT_NOFILE]
+    /// Connections held at once over all workers (at least one a worker);
+    /// more wait in the backlog [default: derived from RLIMIT_NOFILE]
     #[arg(long, value_name = "N", value_parser = positive)]
     max_connections: Option<usize>,
 }
@@ -50,18 +49,24 @@ fn positive(s: &str) -> Result<usize, String> {
 
 /// What went wrong, by the step that failed.
 enum Error {
-    /// Binding a listening socket.
-    Bind(SocketAddr, io::Error),
-    /// Any other setup step, named.
-    Setup(&'static str, io::Error),
+    /// A bad combination of options.
+    Usage(String),
+    /// Binding or any other start-up step.
+    Start(serve::Error),
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
-            Error::Setup(step, e) => write!(f, "{step}: {e}"),
+            Error::Usage(msg) => write!(f, "{msg}"),
+            Error::Start(e) => write!(f, "{e}"),
         }
+    }
+}
+
+impl From<serve::Error> for Error {
+    fn from(e: serve::Error) -> Error {
+        Error::Start(e)
     }
 }
 
@@ -81,71 +86,38 @@ fn main() -> ExitCode {
 }
 
 fn try_main(cli: Cli) -> Result<(), Error> {
-    let limit = rlimit::raise_nofile().map_err(|e| Error::Setup("raising RLIMIT_NOFILE", e))?;
-    let max_connections = cli.max_connections.unwrap_or_else(|| {
-        usize::try_from(limit.soft.saturating_sub(FD_HEADROOM).max(1)).unwrap_or(usize::MAX)
-    });
     let workers = cli.workers;
-    signal::ignore_sigpipe().map_err(|e| Error::Setup("ignoring SIGPIPE", e))?;
-    // Block the signals before any thread starts, so that all inherit the mask.
-    let signals = signal::SignalFd::new().map_err(|e| Error::Setup("creating signalfd", e))?;
-
+    if let Some(n) = cli.max_connections.filter(|&n| n < workers) {
+        // Each worker's listener gets its share of the clients, and a
+        // worker with no room would leave them waiting forever.
+        return Err(Error::Usage(format!(
+            "invalid --max-connections \"{n}\": must be at least --workers ({workers})"
+        )));
+    }
+    // Before any thread starts: all inherit the blocked signals.
+    let (limit, signals) = serve::prepare()?;
+    let max_connections = cli.max_connections.unwrap_or_else(|| {
+        let budget = limit.soft.saturating_sub(FD_HEADROOM);
+        usize::try_from(budget).unwrap_or(usize::MAX).max(workers)
+    });
+    let (listeners, addr) = serve::listeners(cli.listen, workers, BACKLOG)?;
     let settings = Settings {
         mode: cli.mode,
         pattern: Arc::new(Pattern::new(cli.seed)),
-        max_connections: max_connections.div_ceil(workers),
     };
-    let opts = socket::ListenOptions {
-        backlog: BACKLOG,
-        reuse_port: workers > 1,
-    };
-    let mut addr = cli.listen;
     let mut built = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let listener = socket::listen(&addr, opts).map_err(|e| Error::Bind(addr, e))?;
-        // Accepted sockets inherit TCP_NODELAY from the listener: replies
-        // leave at once without a setsockopt per connection.
-        socket::set_nodelay(&listener).map_err(|e| Error::Setup("setting TCP_NODELAY", e))?;
-        // After binding port 0 the others must share the real port.
-        addr = socket::local_addr(&listener)
-            .map_err(|e| Error::Setup("reading the bound address", e))?;
-        let worker =
-            Worker::new(&settings, listener).map_err(|e| Error::Setup("creating a worker", e))?;
+    for (i, listener) in listeners.into_iter().enumerate() {
+        // The shares add up to exactly `max_connections`.
+        let share = netio::budget::share(max_connections, workers, i);
+        let worker = Worker::new(&settings, listener, share)
+            .map_err(|e| serve::Error::Setup("creating a worker", e))?;
         built.push(worker);
     }
-    let controls: Vec<Arc<Control>> = built.iter().map(Worker::control).collect();
 
-    let mut handles = Vec::with_capacity(workers);
-    for (i, w) in built.into_iter().enumerate() {
-        let h = std::thread::Builder::new()
-            .name(format!("worker-{i}"))
-            .spawn(move || {
-                if let Err(e) = w.run() {
-                    eprintln!("echo-backend: worker {i} failed: {e}");
-                    std::process::exit(1);
-                }
-            })
-            .map_err(|e| Error::Setup("starting a worker thread", e))?;
-        handles.push(h);
-    }
+    let running: Running<Control> = serve::start("echo-backend", built)?;
     eprintln!("listening on {addr}");
-
-    loop {
-        match signals
-            .read()
-            .map_err(|e| Error::Setup("reading signals", e))?
-        {
-            signal::Signal::Terminate => break,
-            signal::Signal::Stats => eprintln!("{}", summary(&controls)),
-        }
-    }
-    for c in &controls {
-        c.shutdown()
-            .map_err(|e| Error::Setup("waking a worker", e))?;
-    }
-    for h in handles {
-        let _ = h.join();
-    }
+    running.until_terminated(&signals, |c| eprintln!("{}", summary(c)))?;
+    let controls = running.stop()?;
     eprintln!("{}", summary(&controls));
     Ok(())
 }

@@ -6,7 +6,8 @@
 //! 1. The listener is drained with `accept4` until `EAGAIN`, or until the
 //!    table is full (the rest wait in the kernel's backlog). Each socket is
 //!    registered once, for `IN|OUT|RDHUP|ET`, and never modified: epoll
-//!    tells us what changed and [`Conn`] remembers it.
+//!    tells us what changed and the connection remembers it
+//!    ([`netio::Ready`]).
 //! 2. Serving: bytes are read into the worker's one scratch buffer until
 //!    `EAGAIN` and answered straight from it — echo: the same bytes; http:
 //!    one response per complete request, all in one write; sink: nothing.
@@ -21,11 +22,19 @@
 //!    or error closes at once.
 //! 5. Closing bumps the slot's generation, so a stale event for a closed
 //!    (and maybe reused) slot is recognised and dropped.
+//!
+//! Fairness: a connection that has read or written 16 times in a row
+//! stops and is queued to run again after this batch of events, without
+//! waiting for an edge (none would come).
 
-use crate::http;
+use crate::conn::{Conn, End, Next, Spares};
+pub use crate::modes::Mode;
+use crate::modes::Tools;
 use crate::pattern::Pattern;
+use netio::again::AgainQueue;
 use netio::sys::epoll::{self, Epoll, Events, Waker};
 use netio::sys::socket;
+use netio::token::{Side, Source, Token, MAX_SLOTS};
 use netio::Fault;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -33,33 +42,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// What the backend does with each connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    /// Return every byte; after the client's FIN, finish echoing and close.
-    Echo,
-    /// HTTP/1.1 keep-alive: a small fixed 200 response to every request.
-    Http,
-    /// Read and discard; close after the client's EOF.
-    Sink,
-    /// Write the seeded pattern endlessly; discard what the client sends.
-    Source,
-}
-
 /// Size of the per-worker read buffer: the most one `read` takes.
 pub const SCRATCH: usize = 64 * 1024;
-/// Token of the listening socket.
-const LISTENER: u64 = u64::MAX;
-/// Token of the control eventfd.
-const CONTROL: u64 = u64::MAX - 1;
 /// Events fetched per `epoll_wait`.
 const MAX_EVENTS: usize = 256;
-/// Reads or writes one connection may do in a row before the others get
-/// their turn; it is then resumed without waiting for an event.
-const FAIR_ROUNDS: u32 = 16;
-/// Pending buffers kept in stock for reuse, and the largest one kept.
-const SPARES: usize = 64;
-const SPARE_MAX: usize = 4 * SCRATCH;
 /// How long accepting pauses after running out of descriptors, unless a
 /// connection closes first.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -73,13 +59,15 @@ pub struct Control {
     closed: AtomicU64,
 }
 
-impl Control {
-    /// Asks the worker to return from [`Worker::run`], closing everything.
-    pub fn shutdown(&self) -> io::Result<()> {
+impl netio::serve::Stop for Control {
+    /// Asks the worker to return from its loop, closing everything.
+    fn stop(&self) -> io::Result<()> {
         self.stop.store(true, Ordering::Release);
         self.waker.wake()
     }
+}
 
+impl Control {
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
@@ -97,277 +85,6 @@ pub struct Settings {
     pub mode: Mode,
     /// The stream source mode writes, from offset 0 on every connection.
     pub pattern: Arc<Pattern>,
-    /// Connections this worker holds at once; more wait in the backlog.
-    pub max_connections: usize,
-}
-
-/// Bytes a short write left behind, lent from the worker's stock.
-struct Pending {
-    buf: Vec<u8>,
-    /// How much of `buf` has been written since.
-    at: usize,
-}
-
-/// Why a connection must be closed now: its client is done or gone.
-struct End;
-
-/// What a connection waits for after being served.
-enum Next {
-    /// An event: it read or wrote until `EAGAIN` (or waits for its pending
-    /// bytes to drain).
-    Event,
-    /// Its turn: it stopped only to let others run.
-    Turn,
-}
-
-/// One client connection.
-#[derive(Default)]
-struct Conn {
-    fd: Option<OwnedFd>,
-    gen: u32,
-    /// Reading may return data (no `EAGAIN` since the last edge).
-    readable: bool,
-    /// Writing may make progress.
-    writable: bool,
-    /// The peer's FIN (or an error) has been reported: a short read does
-    /// not prove the socket drained, so read on until 0.
-    rdhup: bool,
-    /// Reading returned 0.
-    eof: bool,
-    /// The mode is done: flush, send FIN, discard input until EOF, close.
-    ending: bool,
-    /// Our FIN has been sent.
-    shut: bool,
-    /// Queued to be served again without an event.
-    again: bool,
-    pending: Option<Pending>,
-    /// Source mode: stream offset of the next byte to write.
-    sent: u64,
-    /// Http mode: request framing.
-    http: http::Parser,
-}
-
-impl Conn {
-    /// One `read` into `buf`. `Ok(0)` means nothing to do now: the socket
-    /// drained (`readable` is cleared) or hit EOF (`eof` is set).
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, End> {
-        let fd = self.fd.as_ref().ok_or(End)?;
-        match socket::read(fd, buf) {
-            Ok(0) => {
-                self.eof = true;
-                self.readable = false;
-                Ok(0)
-            }
-            Ok(n) => {
-                // Edge-triggered: a short read drained the socket, unless a
-                // FIN is pending, which only a read of 0 will show.
-                if n < buf.len() && !self.rdhup {
-                    self.readable = false;
-                }
-                Ok(n)
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.readable = false;
-                Ok(0)
-            }
-            Err(_) => Err(End),
-        }
-    }
-
-    /// Writes `data`; whatever the socket does not take is parked in a
-    /// pending buffer. Must only be called with nothing pending.
-    fn send(&mut self, data: &[u8], spares: &mut Vec<Vec<u8>>) -> Result<(), End> {
-        debug_assert!(self.pending.is_none());
-        let fd = self.fd.as_ref().ok_or(End)?;
-        let mut done = 0;
-        if self.writable {
-            match socket::write(fd, data) {
-                Ok(n) => done = n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Err(End),
-            }
-        }
-        if done < data.len() {
-            // The send buffer is full: the next OUT edge resumes us.
-            self.writable = false;
-            let mut buf = spares.pop().unwrap_or_default();
-            buf.extend_from_slice(&data[done..]);
-            self.pending = Some(Pending { buf, at: 0 });
-        }
-        Ok(())
-    }
-
-    /// Writes pending bytes. `Ok(true)` means nothing is pending any more.
-    fn flush(&mut self, spares: &mut Vec<Vec<u8>>) -> Result<bool, End> {
-        let Some(p) = self.pending.as_mut() else {
-            return Ok(true);
-        };
-        if !self.writable {
-            return Ok(false);
-        }
-        let fd = self.fd.as_ref().ok_or(End)?;
-        match socket::write(fd, &p.buf[p.at..]) {
-            Ok(n) => p.at += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return Err(End),
-        }
-        if p.at < p.buf.len() {
-            self.writable = false;
-            return Ok(false);
-        }
-        if let Some(Pending { mut buf, .. }) = self.pending.take() {
-            if spares.len() < SPARES && buf.capacity() <= SPARE_MAX {
-                buf.clear();
-                spares.push(buf);
-            }
-        }
-        Ok(true)
-    }
-
-    /// The end of a connection the mode is done with: send FIN once, then
-    /// discard input until the client's EOF. Closing with unread input
-    /// would send a reset that can destroy the last response in flight.
-    fn linger(&mut self, scratch: &mut [u8], rounds: &mut u32) -> Result<Next, End> {
-        if !self.shut {
-            self.shut = true;
-            let fd = self.fd.as_ref().ok_or(End)?;
-            socket::shutdown_write(fd).map_err(|_| End)?;
-        }
-        loop {
-            if self.eof {
-                return Err(End);
-            }
-            if !self.readable {
-                return Ok(Next::Event);
-            }
-            if *rounds >= FAIR_ROUNDS {
-                return Ok(Next::Turn);
-            }
-            *rounds += 1;
-            self.read(scratch)?;
-        }
-    }
-}
-
-/// The worker's shared buffers, lent to one connection at a time.
-struct Tools<'a> {
-    scratch: &'a mut [u8],
-    /// Http responses for one read, written in one go.
-    out: &'a mut Vec<u8>,
-    spares: &'a mut Vec<Vec<u8>>,
-    pattern: &'a Pattern,
-}
-
-/// The loop of the modes that answer what they read (echo, http): flush
-/// what is pending first (no reading while a reply is stuck), end with
-/// the client's FIN only once everything before it was answered, and
-/// hand every read of `n` bytes in `t.scratch` to `answer`.
-fn serve_replies(
-    c: &mut Conn,
-    t: &mut Tools<'_>,
-    answer: impl Fn(&mut Conn, &mut Tools<'_>, usize) -> Result<(), End>,
-) -> Result<Next, End> {
-    let mut rounds = 0;
-    loop {
-        if !c.flush(t.spares)? {
-            return Ok(Next::Event);
-        }
-        if c.ending || c.eof {
-            c.ending = true;
-            return c.linger(t.scratch, &mut rounds);
-        }
-        if !c.readable {
-            return Ok(Next::Event);
-        }
-        if rounds >= FAIR_ROUNDS {
-            return Ok(Next::Turn);
-        }
-        rounds += 1;
-        let n = c.read(t.scratch)?;
-        if n > 0 {
-            answer(c, t, n)?;
-        }
-    }
-}
-
-/// Echo: write back what was read; stop reading while bytes are pending.
-fn serve_echo(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
-    serve_replies(c, t, |c, t, n| c.send(&t.scratch[..n], t.spares))
-}
-
-/// Http: answer every complete request of each read with one write.
-fn serve_http(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
-    serve_replies(c, t, |c, t, n| {
-        t.out.clear();
-        let verdict = c.http.feed(&t.scratch[..n], t.out);
-        if !t.out.is_empty() {
-            c.send(t.out, t.spares)?;
-        }
-        if verdict == http::Verdict::Close {
-            c.ending = true;
-        }
-        Ok(())
-    })
-}
-
-/// Sink: read and discard until EOF.
-fn serve_sink(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
-    let mut rounds = 0;
-    loop {
-        if c.eof {
-            return Err(End);
-        }
-        if !c.readable {
-            return Ok(Next::Event);
-        }
-        if rounds >= FAIR_ROUNDS {
-            return Ok(Next::Turn);
-        }
-        rounds += 1;
-        c.read(t.scratch)?;
-    }
-}
-
-/// Source: write the pattern while the socket takes it; discard input and
-/// close at EOF.
-fn serve_source(c: &mut Conn, t: &mut Tools<'_>) -> Result<Next, End> {
-    let mut rounds = 0;
-    loop {
-        if c.eof {
-            return Err(End);
-        }
-        if !c.readable && !c.writable {
-            return Ok(Next::Event);
-        }
-        if rounds >= FAIR_ROUNDS {
-            return Ok(Next::Turn);
-        }
-        rounds += 1;
-        if c.readable {
-            c.read(t.scratch)?;
-            continue;
-        }
-        let chunk = t.pattern.slice_at(c.sent);
-        let fd = c.fd.as_ref().ok_or(End)?;
-        match socket::write(fd, chunk) {
-            Ok(n) => {
-                c.sent += n as u64;
-                if n < chunk.len() {
-                    c.writable = false;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
-            Err(_) => return Err(End),
-        }
-    }
-}
-
-fn token(slot: usize, gen: u32) -> u64 {
-    (u64::from(gen) << 32) | slot as u64
-}
-
-fn untoken(t: u64) -> (usize, u32) {
-    ((t & 0xffff_ffff) as usize, (t >> 32) as u32)
 }
 
 /// One event loop with its listener and connections.
@@ -384,18 +101,65 @@ pub struct Worker {
     max_connections: usize,
     scratch: Box<[u8]>,
     out: Vec<u8>,
-    spares: Vec<Vec<u8>>,
+    spares: Spares,
     /// Connections to serve again after this batch of events.
-    again: Vec<(u32, u32)>,
+    again: AgainQueue,
     /// Accepting stopped (table full or out of descriptors); the backlog
     /// is drained again when a connection closes or at `retry_at`.
     accept_paused: bool,
     retry_at: Option<Instant>,
 }
 
+impl netio::serve::Worker for Worker {
+    type Control = Control;
+
+    /// The handle for stopping and counting this worker.
+    fn control(&self) -> Arc<Control> {
+        Arc::clone(&self.control)
+    }
+
+    /// Serves until [`netio::serve::Stop::stop`]; returning drops (closes)
+    /// every connection. Fails only if epoll itself fails.
+    fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(MAX_EVENTS);
+        loop {
+            let timeout = sleep_ms(!self.again.is_empty(), self.retry_at, Instant::now);
+            self.epoll.wait(&mut events, timeout)?;
+            for (tok, bits) in events.iter() {
+                match Source::of(tok) {
+                    Source::Listener => self.accept_all(),
+                    Source::Control => self.control.waker.drain(),
+                    Source::Socket(t) => self.on_socket(t, bits),
+                }
+            }
+            if self.control.stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            if !self.again.is_empty() {
+                self.run_again();
+            }
+            if self.accept_paused && self.retry_at.is_some_and(|at| Instant::now() >= at) {
+                self.accept_all();
+            }
+        }
+    }
+}
+
 impl Worker {
-    /// Builds a worker around an already bound, non-blocking listener.
-    pub fn new(settings: &Settings, listener: OwnedFd) -> io::Result<Worker> {
+    /// Builds a worker around an already bound, non-blocking listener,
+    /// holding up to `max_connections` (at least 1) at once; more wait in
+    /// its backlog.
+    pub fn new(
+        settings: &Settings,
+        listener: OwnedFd,
+        max_connections: usize,
+    ) -> io::Result<Worker> {
+        if max_connections == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a worker must hold at least one connection",
+            ));
+        }
         let epoll = Epoll::new()?;
         let control = Arc::new(Control {
             waker: Waker::new()?,
@@ -403,8 +167,8 @@ impl Worker {
             accepted: AtomicU64::new(0),
             closed: AtomicU64::new(0),
         });
-        epoll.add(&listener, epoll::IN | epoll::ET, LISTENER)?;
-        epoll.add(&control.waker, epoll::IN | epoll::ET, CONTROL)?;
+        epoll.add(&listener, epoll::IN | epoll::ET, Token::LISTENER)?;
+        epoll.add(&control.waker, epoll::IN | epoll::ET, Token::CONTROL)?;
         Ok(Worker {
             epoll,
             listener,
@@ -414,63 +178,27 @@ impl Worker {
             conns: Vec::new(),
             free: Vec::new(),
             active: 0,
-            max_connections: settings.max_connections.max(1),
+            // No table grows past what a token can name.
+            max_connections: max_connections.min(MAX_SLOTS),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             out: Vec::with_capacity(SCRATCH),
-            spares: Vec::with_capacity(SPARES),
-            again: Vec::new(),
+            spares: Spares::new(),
+            again: AgainQueue::default(),
             accept_paused: false,
             retry_at: None,
         })
     }
 
-    /// The handle for stopping and counting this worker.
-    pub fn control(&self) -> Arc<Control> {
-        Arc::clone(&self.control)
-    }
-
-    /// Serves until [`Control::shutdown`]; returning drops (closes) every
-    /// connection. Fails only if epoll itself fails.
-    pub fn run(mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(MAX_EVENTS);
-        let mut again = Vec::new();
-        loop {
-            let timeout = if !self.again.is_empty() {
-                0
-            } else if let Some(at) = self.retry_at {
-                let left = at.saturating_duration_since(Instant::now());
-                left.as_millis().min(i32::MAX as u128) as i32
-            } else {
-                -1
-            };
-            self.epoll.wait(&mut events, timeout)?;
-            for (tok, bits) in events.iter() {
-                match tok {
-                    LISTENER => self.accept_all(),
-                    CONTROL => {
-                        self.control.waker.drain();
-                    }
-                    _ => self.on_socket(tok, bits),
-                }
-            }
-            if self.control.stop.load(Ordering::Acquire) {
-                return Ok(());
-            }
-            // Serve again those that stopped to be fair; the ones that stop
-            // again queue themselves afresh.
-            std::mem::swap(&mut again, &mut self.again);
-            for &(slot, gen) in &again {
-                let c = &mut self.conns[slot as usize];
-                if c.gen == gen && c.again {
-                    c.again = false;
-                    self.serve(slot as usize);
-                }
-            }
-            again.clear();
-            if self.accept_paused && self.retry_at.is_some_and(|at| Instant::now() >= at) {
-                self.accept_all();
+    /// Serves again those that stopped to be fair; the ones that stop
+    /// again queue themselves afresh.
+    fn run_again(&mut self) {
+        let turn = self.again.take();
+        for &(slot, gen) in &turn {
+            if self.conns[slot as usize].gen == gen {
+                self.serve(slot as usize);
             }
         }
+        self.again.recycle(turn);
     }
 
     /// Accepts until the backlog is empty, the table is full, or the
@@ -483,20 +211,20 @@ impl Worker {
                 self.accept_paused = true;
                 return;
             }
-            match socket::accept(&self.listener) {
-                Ok((fd, _peer)) => self.open(fd),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e)
-                    if matches!(
-                        netio::outcome::fault(&e),
-                        Fault::Reset | Fault::Network | Fault::Denied
-                    ) =>
-                {
-                    // That one client is gone; the next may be fine.
+            let e = match socket::accept(&self.listener) {
+                Ok((fd, _peer)) => {
+                    self.open(fd);
+                    continue;
                 }
-                Err(_) => {
-                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: retry when a
-                    // connection closes or after a pause.
+                Err(e) => e,
+            };
+            match netio::outcome::fault(&e) {
+                Fault::WouldBlock => return,
+                // That one client is gone; the next may be fine.
+                Fault::Reset | Fault::Network | Fault::Denied => {}
+                // Out of descriptors or memory (or anything else): retry
+                // when a connection closes or after a pause.
+                _ => {
                     self.accept_paused = true;
                     self.retry_at = Some(Instant::now() + ACCEPT_RETRY);
                     return;
@@ -515,36 +243,25 @@ impl Worker {
             }
         };
         let c = &mut self.conns[slot];
-        if self
-            .epoll
-            .add(&fd, epoll::SOCKET, token(slot, c.gen))
-            .is_err()
-        {
+        let token = Token::new(slot, c.gen, Side::Client).encode();
+        if self.epoll.add(&fd, epoll::SOCKET, token).is_err() {
             self.free.push(slot as u32);
             return; // Dropping `fd` closes it.
         }
-        *c = Conn {
-            fd: Some(fd),
-            gen: c.gen,
-            ..Conn::default()
-        };
+        *c = Conn::open(fd, c.gen);
         self.active += 1;
         self.control.accepted.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn on_socket(&mut self, tok: u64, bits: u32) {
-        let (slot, gen) = untoken(tok);
-        let Some(c) = self.conns.get_mut(slot) else {
+    fn on_socket(&mut self, t: Token, bits: u32) {
+        let Some(c) = self.conns.get_mut(t.index()) else {
             return;
         };
-        if c.gen != gen || c.fd.is_none() {
+        if c.gen != t.gen || c.fd.is_none() {
             return; // Stale: the slot was closed (and maybe reused) since.
         }
-        let ev = epoll::Readiness::of(bits);
-        c.readable |= ev.readable;
-        c.writable |= ev.writable;
-        c.rdhup |= ev.hangup;
-        self.serve(slot);
+        c.ready.apply(bits);
+        self.serve(t.index());
     }
 
     /// Does whatever the mode can do on `slot` now.
@@ -565,39 +282,16 @@ impl Worker {
             spares,
             pattern: pattern.as_ref(),
         };
-        let next = match mode {
-            Mode::Echo => serve_echo(c, &mut tools),
-            Mode::Http => serve_http(c, &mut tools),
-            Mode::Sink => serve_sink(c, &mut tools),
-            Mode::Source => serve_source(c, &mut tools),
-        };
-        match next {
+        match mode.serve(c, &mut tools) {
             Ok(Next::Event) => {}
-            Ok(Next::Turn) => {
-                if !c.again {
-                    c.again = true;
-                    self.again.push((slot as u32, c.gen));
-                }
-            }
+            Ok(Next::Turn) => self.again.push(slot as u32, c.gen),
             Err(End) => self.close(slot),
         }
     }
 
     /// Closes `slot` now; its generation changes so stale events are dropped.
     fn close(&mut self, slot: usize) {
-        let c = &mut self.conns[slot];
-        // Dropping the descriptor closes it and removes it from epoll.
-        c.fd = None;
-        if let Some(Pending { mut buf, .. }) = c.pending.take() {
-            if self.spares.len() < SPARES && buf.capacity() <= SPARE_MAX {
-                buf.clear();
-                self.spares.push(buf);
-            }
-        }
-        // Drop any partial request head: idle slots hold no memory.
-        c.http = http::Parser::new();
-        c.again = false;
-        c.gen = c.gen.wrapping_add(1);
+        self.conns[slot].close(&mut self.spares);
         self.free.push(slot as u32);
         self.active -= 1;
         self.control.closed.fetch_add(1, Ordering::Relaxed);
@@ -606,5 +300,51 @@ impl Worker {
             // this batch.
             self.retry_at = Some(Instant::now());
         }
+    }
+}
+
+/// The `epoll_wait` timeout: none while connections wait for their turn;
+/// until the accept retry is due, rounded up to the next millisecond
+/// (rounded down, a loop with less than a millisecond to go would poll
+/// with a zero timeout until it is due: a busy spin); else until an event.
+/// `now` is only asked when there is a retry.
+fn sleep_ms(turn_waiting: bool, retry_at: Option<Instant>, now: impl FnOnce() -> Instant) -> i32 {
+    if turn_waiting {
+        0
+    } else if retry_at.is_some() {
+        epoll::timeout_ms(now(), retry_at)
+    } else {
+        -1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paused_accept_sleeps_until_its_retry_is_due_never_less() {
+        let now = Instant::now();
+        let retry = |left| sleep_ms(false, Some(now + left), || now);
+        assert_eq!(retry(Duration::from_micros(300)), 1, "not 0: that spins");
+        assert_eq!(retry(Duration::from_micros(1)), 1);
+        assert_eq!(retry(Duration::from_micros(99_001)), 100);
+        assert_eq!(retry(Duration::ZERO), 0, "due now");
+        assert_eq!(
+            sleep_ms(false, Some(now), || now + ACCEPT_RETRY),
+            0,
+            "overdue"
+        );
+    }
+
+    #[test]
+    fn a_turn_waiting_never_sleeps_and_nothing_to_do_sleeps_until_an_event() {
+        let now = Instant::now();
+        assert_eq!(sleep_ms(true, Some(now + ACCEPT_RETRY), || now), 0);
+        assert_eq!(sleep_ms(true, None, || now), 0);
+        assert_eq!(
+            sleep_ms(false, None, || unreachable!("no clock needed")),
+            -1
+        );
     }
 }

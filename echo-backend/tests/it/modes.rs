@@ -1,11 +1,9 @@
 //! End-to-end tests of sink and source modes.
 
-mod util;
-
+use crate::util::{expect_eof, payload, Backend};
 use echo_backend::pattern::Pattern;
 use std::io::{Read, Write};
 use std::net::Shutdown;
-use util::{expect_eof, payload, Backend};
 
 #[test]
 fn sink_takes_8_mib_then_closes_after_fin() {
@@ -40,7 +38,7 @@ fn source_closes_when_the_client_closes() {
         let mut buf = vec![0; 1 << 20];
         s.read_exact(&mut buf).expect("read the stream");
     }
-    let deadline = std::time::Instant::now() + util::WAIT;
+    let deadline = std::time::Instant::now() + crate::util::WAIT;
     loop {
         b.signal("USR1");
         let line = b

@@ -1,11 +1,9 @@
 //! End-to-end tests of http mode: pipelining, keep-alive, `Connection:
 //! close`, bad requests, and a real client (curl) when one is installed.
 
-mod util;
-
+use crate::util::{read_response, Backend, Response};
 use std::io::{BufReader, Read, Write};
 use std::process::Command;
-use util::{read_response, Backend, Response};
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
 const GET_CLOSE: &[u8] = b"GET /last HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";

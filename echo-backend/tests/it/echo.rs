@@ -1,15 +1,13 @@
 //! End-to-end tests of echo mode: integrity at every size, backpressure
 //! instead of buffering, half-close, resets and many connections.
 
-mod util;
-
+use crate::util::{is_timeout, payload, read_to_eof, round_trip, Backend, WAIT};
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
-use util::{is_timeout, payload, read_to_eof, round_trip, Backend, WAIT};
 
 /// Describes where two byte strings first differ, without printing them.
 fn diff(want: &[u8], got: &[u8]) -> String {

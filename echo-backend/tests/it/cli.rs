@@ -1,10 +1,8 @@
 //! End-to-end tests of the process itself: signals and bad arguments.
 
-mod util;
-
+use crate::util::{Backend, WAIT};
 use assert_cmd::Command;
 use std::io::Write;
-use util::{Backend, WAIT};
 
 /// Runs echo-backend with `args`; it must fail at once with one line on
 /// stderr prefixed `echo-backend:`. Returns that line.
@@ -66,4 +64,13 @@ fn a_port_in_use_is_one_line_and_failure() {
     let addr = taken.local_addr().expect("addr").to_string();
     let line = fails_with_one_line(&["--listen", &addr]);
     assert!(line.contains(&addr), "{line}");
+}
+
+#[test]
+fn fewer_connections_than_workers_is_one_line_and_failure() {
+    let line = fails_with_one_line(&["--workers", "3", "--max-connections", "2"]);
+    assert_eq!(
+        line,
+        "echo-backend: invalid --max-connections \"2\": must be at least --workers (3)"
+    );
 }
