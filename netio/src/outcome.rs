@@ -36,8 +36,11 @@ impl Outcome {
         }
     }
 
-    /// Classifies a failed call.
-    #[inline]
+    /// Classifies a failed call. Out of line and cold: on the hot path
+    /// (`EAGAIN` aside) errors are rare, and keeping the classifier out of
+    /// [`Outcome::of`] lets that inline into every read and write.
+    #[cold]
+    #[inline(never)]
     pub fn of_error(e: &io::Error) -> Outcome {
         let errno = Errno::of(e);
         match errno.fault() {
