@@ -59,6 +59,8 @@ impl Buf {
 pub struct Pool {
     mem: Box<[u8]>,
     size: usize,
+    /// Buffers in all (kept, not divided out on every checkout).
+    capacity: usize,
     free: Vec<u32>,
     high_water: usize,
     large: bool,
@@ -97,6 +99,7 @@ impl Pool {
         Pool {
             mem,
             size,
+            capacity,
             free,
             high_water: 0,
             large,
@@ -107,7 +110,7 @@ impl Pool {
 
     /// How many buffers the pool holds in all.
     pub fn capacity(&self) -> usize {
-        self.mem.len() / self.size
+        self.capacity
     }
 
     /// Whether a checkout would succeed.
