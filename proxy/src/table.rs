@@ -464,38 +464,6 @@ impl Table {
         stats.closed.inc();
         stats.active.set(active as u64);
     }
-
-    /// Checks the table's bookkeeping: every buffer and pipe lent is held
-    /// by an open pair, free slots hold nothing, and the pools add up.
-    #[cfg(test)]
-    pub(crate) fn check(&self) -> Result<(), String> {
-        let (mut small, mut large, mut pipes) = (0, 0, 0);
-        for (i, c) in self.conns.iter().enumerate() {
-            for f in &c.flows {
-                match &f.hold {
-                    relay::Hold::Idle => {}
-                    relay::Hold::Buf(b) if b.is_large() => large += 1,
-                    relay::Hold::Buf(_) => small += 1,
-                    relay::Hold::Pipe { .. } => pipes += 1,
-                }
-                if c.stage == Stage::Free && f.hold.lends() {
-                    return Err(format!("free slot {i} holds {:?}", f.hold));
-                }
-            }
-        }
-        let lent = (
-            self.bufs.small.lent(),
-            self.bufs.large.lent(),
-            self.pipes.lent(),
-        );
-        if lent != (small, large, pipes) {
-            return Err(format!(
-                "pools lent {lent:?} but pairs hold {:?}",
-                (small, large, pipes)
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// One line for a backend connect that failed, at once or later: which
@@ -506,55 +474,5 @@ pub fn log_backend_failure(backend: SocketAddr, peer: Option<SocketAddr>, why: &
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Balance;
-    use crate::pool::Pool;
-
-    fn table(
-        capacity: usize,
-        buffers: usize,
-        proxy_protocol: Option<Version>,
-    ) -> io::Result<Table> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], 9));
-        Table::new(
-            capacity,
-            Pools::new(Pool::new(buffers, 256), Pool::new_large(0, 1024)),
-            PipePool::new(0, 4096),
-            Balancer::new(vec![addr], Balance::RoundRobin),
-            Options {
-                log_connections: false,
-                proxy_protocol,
-            },
-            Arc::new(Stats::default()),
-        )
-    }
-
-    #[test]
-    fn a_table_with_fewer_than_two_buffers_a_pair_is_refused() {
-        let e = table(4, 7, None).err().expect("7 buffers for 4 pairs");
-        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
-        assert!(e.to_string().contains("at least two a connection"), "{e}");
-        assert!(table(4, 8, None).is_ok());
-    }
-
-    #[test]
-    fn every_pair_gets_its_proxy_header_even_with_the_table_full() {
-        let mut t = table(3, 6, Some(Version::V1)).expect("table");
-        let addr = SocketAddr::from(([127, 0, 0, 1], 9));
-        while let Some((slot, _)) = t.take_slot() {
-            let o = Opening {
-                peer: addr,
-                local: addr,
-                backend: 0,
-                connected: false,
-            };
-            t.open(slot, o).expect("a buffer for the header");
-            assert!(
-                t.conns[slot].flow(Side::Client).hold.held() > 0,
-                "no header"
-            );
-        }
-        assert_eq!(t.active(), 3);
-    }
-}
+#[path = "table_tests.rs"]
+pub(crate) mod tests;

@@ -1,0 +1,109 @@
+//! Unit tests of [`super`].
+
+use super::*;
+
+fn cli(args: &[&str]) -> Cli {
+    Cli::try_parse_from(std::iter::once("proxy").chain(args.iter().copied())).expect("parse")
+}
+
+#[test]
+fn defaults_match_the_original_design() {
+    let c = resolve(cli(&[]), 20_000).expect("resolve");
+    assert_eq!(c.listen, "0.0.0.0:8080".parse().expect("addr"));
+    assert_eq!(c.backends, vec!["127.0.0.1:8081".parse().expect("addr")]);
+    assert_eq!(c.buffer_size, 8192);
+    assert_eq!(c.max_connections, (20_000 - 32 - 8 - 2 * 16) / 2);
+    assert_eq!(
+        c.max_connections,
+        netio::budget::connections(20_000, 1, 16) as usize
+    );
+    let four = resolve(cli(&["--workers", "4"]), 20_000).expect("resolve");
+    assert_eq!(four.max_connections, (20_000 - 32 - 4 * (8 + 2 * 16)) / 2);
+    assert_eq!(c.pipes, 16);
+}
+
+#[test]
+fn every_worker_gets_at_least_one_connection() {
+    let e = resolve(cli(&["--workers", "3", "--max-connections", "2"]), 1024)
+        .expect_err("fewer connections than workers");
+    assert_eq!(
+        e,
+        "invalid --max-connections \"2\": must be at least --workers (3)"
+    );
+    assert!(resolve(cli(&["--workers", "3", "--max-connections", "3"]), 1024).is_ok());
+}
+
+#[test]
+fn backends_accept_every_form() {
+    let p = |s| parse_backend(s, 81).expect(s);
+    assert_eq!(p("10.0.0.5"), "10.0.0.5:81".parse().expect("a"));
+    assert_eq!(p("10.0.0.5:9"), "10.0.0.5:9".parse().expect("a"));
+    assert_eq!(p("::1"), "[::1]:81".parse().expect("a"));
+    assert_eq!(p("[::1]"), "[::1]:81".parse().expect("a"));
+    assert_eq!(p("[::1]:9"), "[::1]:9".parse().expect("a"));
+    assert_eq!(p("localhost:9").port(), 9);
+    assert!(parse_backend("10.0.0.5:99999", 81).is_err());
+}
+
+#[test]
+fn bad_values_name_the_option() {
+    let e = resolve(cli(&["-p", "70000"]), 1024).expect_err("port");
+    assert_eq!(e, "invalid --port \"70000\": must be 0..=65535");
+    let e = resolve(cli(&["-l", "1.2.3"]), 1024).expect_err("listen");
+    assert!(e.starts_with("invalid --listen \"1.2.3\""), "{e}");
+    let e = resolve(cli(&["--drain-timeout", "5x"]), 1024).expect_err("dur");
+    assert!(e.contains("unknown unit"), "{e}");
+}
+
+#[test]
+fn timeouts_default_to_a_5s_connect_and_no_idle_limit() {
+    let c = resolve(cli(&[]), 1024).expect("defaults");
+    assert_eq!(
+        (c.connect_timeout, c.idle_timeout),
+        (Some(Duration::from_secs(5)), None)
+    );
+    let c = resolve(
+        cli(&["--connect-timeout", "0", "--idle-timeout", "2m"]),
+        1024,
+    )
+    .expect("set");
+    assert_eq!(
+        (c.connect_timeout, c.idle_timeout),
+        (None, Some(Duration::from_secs(120)))
+    );
+    let e = resolve(cli(&["--idle-timeout", "5ms"]), 1024).expect_err("too short");
+    assert!(e.starts_with("invalid --idle-timeout \"5ms\""), "{e}");
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+    assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+    assert!(parse_duration("ms").is_err());
+}
+
+#[test]
+fn config_file_is_overridden_by_flags_and_rejects_unknown_keys() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        "port = 9000\nbackend = [\"127.0.0.1:1\", \"[::1]:2\"]\nbuffer-size = 4096\n",
+    )
+    .expect("write");
+    let c = resolve(
+        cli(&["-c", path.to_str().expect("utf8"), "-p", "9001"]),
+        1024,
+    )
+    .expect("ok");
+    assert_eq!(c.listen.port(), 9001);
+    assert_eq!(c.backends.len(), 2);
+    assert_eq!(c.buffer_size, 4096);
+    std::fs::write(&path, "port = 9000\nbogus = 1\n").expect("write");
+    let e = resolve(cli(&["-c", path.to_str().expect("utf8")]), 1024).expect_err("unknown");
+    assert!(
+        e.contains("unknown field `bogus`") && e.contains("line 2"),
+        "{e}"
+    );
+}
