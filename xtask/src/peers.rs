@@ -2,7 +2,8 @@
 //! or none ("direct"). For peers the workbench writes the config itself,
 //! on a free port, equivalent to ours: as many threads or workers as ours
 //! (one unless `--workers`), HAProxy splicing when ours does, TCP_NODELAY,
-//! long timeouts, as many connections as the fd limit allows.
+//! long timeouts, and as many connections as our proxy's own fd budget
+//! gives it under the same limit.
 
 use crate::procs;
 use std::net::SocketAddr;
@@ -110,10 +111,12 @@ impl Shape {
         }
     }
 
-    /// Connections a proxy can hold under the fd limit: two fds each,
-    /// less headroom (listeners, epoll, pipes for splicing, logs).
+    /// Connections a proxy of this shape holds at most under the hard
+    /// open-files limit: our proxy's own budget (`netio::budget`), which
+    /// the peers are given too, so that "max" is the same count for all.
     pub fn max_connections(self) -> usize {
-        (procs::nofile_hard().saturating_sub(128) / 2) as usize
+        let n = netio::budget::connections(procs::nofile_hard(), self.workers, self.pipes);
+        usize::try_from(n).unwrap_or(usize::MAX)
     }
 }
 
@@ -298,6 +301,11 @@ mod tests {
         let backend: SocketAddr = ([127, 0, 0, 1], 9).into();
         let shape = Shape::of(&[]);
         let max = shape.max_connections();
+        assert_eq!(
+            max as u64,
+            netio::budget::connections(procs::nofile_hard(), 1, 16),
+            "the proxy's one formula"
+        );
         let h = haproxy_config(shape, backend, 7);
         assert!(
             h.contains(&format!("maxconn {max}\n")) && h.contains("maxpipes 16"),
