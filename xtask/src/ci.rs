@@ -1,7 +1,8 @@
 //! `cargo xtask ci`: the regression gate. Every scenario, quick, through
-//! our proxy, then the gated targets and the baseline
-//! (`scenarios/baseline.json`); or, with `--write-baseline`, this run's
-//! gated figures as the new one.
+//! our proxy with HAProxy compared in the same run (the peer ratios gate;
+//! under `CI=true` a missing HAProxy fails the run), then the gated
+//! targets and the baseline (`scenarios/baseline.json`); or, with
+//! `--write-baseline`, this run's counts and peer ratios as the new one.
 
 use crate::flags;
 use crate::gate::{self, Baseline};
@@ -9,8 +10,8 @@ use crate::peers::Kind;
 use crate::run::{self, Paths};
 use std::process::ExitCode;
 
-/// The subjects of the gate.
-pub const SUBJECTS: [Kind; 1] = [Kind::SelfProxy];
+/// The subjects of the gate: ours, judged, and the peer of its ratios.
+pub const SUBJECTS: [Kind; 2] = [Kind::SelfProxy, Kind::Haproxy];
 
 pub fn run(paths: &Paths, flags: &flags::Ci) -> Result<ExitCode, String> {
     let all = paths.scenarios()?;

@@ -7,19 +7,30 @@
 //! Every figure is of one [`Class`]:
 //!
 //! - **count**: an exact count, kept by the processes themselves or by
-//!   the kernel (`errors`, `syscalls_per_message`, RSS bytes per
-//!   connection …), and the same-run `ratio_to_direct`. Its target gates,
-//!   and `cargo xtask ci` holds it to `scenarios/baseline.json` within the
-//!   room given here.
-//! - **peer**: `NAME_vs_PEER`, our `NAME` divided by a peer's measured in
-//!   the same run, for the figures with a `vs_peer` room; produced when a
-//!   scenario's `[targets]` names it and that peer is compared.
-//! - **wall**: wall-clock figures (rates, microseconds, CPU time,
-//!   `NAME_vs_best_peer`): reported with their targets' verdicts, which
-//!   are goals; never gated and never in the baseline.
+//!   the kernel (`errors`, `verify_failures`, `read_write_per_message`,
+//!   `syscalls_per_message`, `epoll_ctl_per_connection`, `idle_wakeups`,
+//!   `fd_leak`, `connections_held`, RSS bytes per connection). A count
+//!   does not follow the machine's speed, so its target gates, and `cargo
+//!   xtask ci` holds it to `scenarios/baseline.json` within the room
+//!   given here (wider where a count depends on batching).
+//! - **peer**: `NAME_vs_PEER`, our `NAME` divided by a peer's (HAProxy,
+//!   nginx) measured in the same run: the peer rides the same machine, the
+//!   same idle-wake latency and the same noise, so the ratio travels from
+//!   one machine to the next where the figure itself does not. Produced
+//!   when a scenario's `[targets]` names it and that peer is compared; its
+//!   target gates (or is a goal, `gate = false`) and the baseline holds it
+//!   within the room given here. Only figures with a `vs_peer` room have
+//!   peer ratios.
+//! - **wall**: wall-clock and machine-dependent figures (rates,
+//!   microseconds, CPU time, ratios to going direct, `NAME_vs_best_peer`):
+//!   reported with their targets' verdicts, which are goals; never gated
+//!   and never in the baseline.
 //!
-//! A target with `gate = false` is a goal: its verdict is reported, it
-//! never fails, and the figure stays out of the baseline.
+//! A target with `gate = false` is a goal: its verdict is reported and
+//! never fails. `baseline = false` keeps one scenario's figure out of the
+//! baseline. So a peer ratio can carry a goal (`rate_vs_haproxy = { min =
+//! 1.10, gate = false }`: issue 5's "ahead of HAProxy", reported) and
+//! still fail `cargo xtask ci` when it regresses past its baseline.
 
 use crate::peers::Kind;
 
@@ -129,30 +140,31 @@ const fn room(tolerance: f64, slack: f64) -> Room {
 use Better::{Higher, Lower};
 use Producer::{Any, Hold, HoldPerCount, Load};
 
-/// Room of the headline peer ratios (rate, connections, bulk, latency):
-/// their spread over runs beside other agents' builds and a CPU hog
-/// stayed within ±15 % with the quick windows; a real regression of 30 %
-/// is caught. See `scenarios/baseline.json` and the README.
-const PEER_TOLERANCE: f64 = 0.25;
+/// Room of the same-run peer ratios of rates (messages and connections
+/// per second): over runs here beside other agents' builds, and beside
+/// `stress-ng --cpu 1`, with the quick scenarios' 100 ms windows, ours
+/// over HAProxy's stayed within about ±12 % of its middle; 25 % holds
+/// that and still catches ours losing a quarter of its rate.
+const RATE_ROOM: f64 = 0.25;
+/// Room of the peer ratios of bulk throughput and of the median latency:
+/// they spread wider (±15 % here), as they follow how the machine's
+/// other load shares the CPU between loadgen, backend and proxy, and a
+/// quieter machine moves them; 30 %.
+const WIDE_ROOM: f64 = 0.30;
 
 /// Every figure, in the report's order.
 pub const TABLE: &[Def] = &[
     wall("connections", "count", Higher, Load),
-    with_peer(wall("rate", "msg/s", Higher, Load), PEER_TOLERANCE, 0.0),
+    with_peer(wall("rate", "msg/s", Higher, Load), RATE_ROOM, 0.0),
     with_peer(
         wall("throughput_bps", "bit/s", Higher, Load),
-        PEER_TOLERANCE,
+        WIDE_ROOM,
         0.0,
     ),
-    with_peer(
-        wall("connect_rate", "conn/s", Higher, Load),
-        PEER_TOLERANCE,
-        0.0,
-    ),
-    // A ratio to going direct in the same run, gated like a count.
-    count("ratio_to_direct", "ratio", Higher, Load, room(0.30, 0.0)),
+    with_peer(wall("connect_rate", "conn/s", Higher, Load), RATE_ROOM, 0.0),
+    wall("ratio_to_direct", "ratio", Higher, Load),
     wall("mean_us", "µs", Lower, Load),
-    with_peer(wall("p50_us", "µs", Lower, Load), PEER_TOLERANCE, 0.0),
+    with_peer(wall("p50_us", "µs", Lower, Load), WIDE_ROOM, 0.0),
     wall("p90_us", "µs", Lower, Load),
     wall("p99_us", "µs", Lower, Load),
     wall("p999_us", "µs", Lower, Load),
@@ -161,15 +173,29 @@ pub const TABLE: &[Def] = &[
     wall("added_p99_us", "µs", Lower, Load),
     count("errors", "count", Lower, Any, NONE),
     count("verify_failures", "count", Lower, Load, NONE),
-    // Reads and writes per message are exact; the epoll_wait share depends
-    // on how many events each wake-up batches, which varies with load at
-    // many connections. The target (<= 6) bounds it.
+    // Reads and writes per message are 4 for an echo (one each, each way)
+    // plus each connection's setup and close amortised over its messages:
+    // 4.00 at 100 connections, 4.12 at "max" (7 messages a connection in
+    // a quick run), more where a slower machine sends fewer. The room is
+    // half a call: one more read or write a message fails. The epoll_wait
+    // share of the total depends on how many events each wake-up
+    // batches, which follows the machine's load: from near 0 a message on
+    // a busy machine to 1 on a quiet one at many connections (2 when
+    // every arrival is a wake-up of its own). Its room covers that; the
+    // scenarios' targets (<= 6) bound it.
+    count(
+        "read_write_per_message",
+        "calls/msg",
+        Lower,
+        Load,
+        room(0.0, 0.5),
+    ),
     count(
         "syscalls_per_message",
         "calls/msg",
         Lower,
         Load,
-        room(0.0, 0.5),
+        room(0.0, 1.0),
     ),
     wall("cpu_us_per_message", "µs/msg", Lower, Load),
     wall("cpu_user_percent", "%", Lower, Load),
@@ -329,9 +355,9 @@ mod tests {
         assert_eq!(
             counts,
             [
-                "ratio_to_direct",
                 "errors",
                 "verify_failures",
+                "read_write_per_message",
                 "syscalls_per_message",
                 "epoll_ctl_per_connection",
                 "connections_held",
@@ -341,6 +367,13 @@ mod tests {
                 "fd_leak"
             ]
         );
+        let direct = spec("ratio_to_direct").expect("known");
+        assert_eq!(
+            direct.class,
+            Class::Wall,
+            "follows the machine's idle-wake latency"
+        );
+        assert!(!direct.class.can_gate());
     }
 
     #[test]
@@ -350,7 +383,7 @@ mod tests {
             (r.class, r.better, r.unit.as_str()),
             (Class::Peer, Higher, "x haproxy")
         );
-        assert_eq!(r.room, room(PEER_TOLERANCE, 0.0));
+        assert_eq!(r.room, room(RATE_ROOM, 0.0));
         let p = spec("p50_us_vs_nginx").expect("peer ratio");
         assert_eq!((p.class, p.better), (Class::Peer, Lower));
         let m = spec("rss_per_conn_bytes_vs_haproxy").expect("memory");

@@ -1,6 +1,6 @@
 //! The regression gate, as `figures.rs` describes it: missed targets on
-//! gated figures and regressions against the committed baseline
-//! (`scenarios/baseline.json`).
+//! counts and peer ratios, regressions against the committed baseline
+//! (`scenarios/baseline.json`), and peers that must run under `CI=true`.
 
 use crate::figures::{self, Better};
 use crate::peers::Kind;
@@ -11,6 +11,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
+/// Whether this is a CI run (`CI=true`, as CI services set it): there a
+/// compared peer that is missing fails the run instead of being skipped.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
 /// The subjects that can run here, and those skipped with the reason.
 #[derive(Debug, PartialEq)]
 pub struct Runnable {
@@ -19,10 +25,10 @@ pub struct Runnable {
 }
 
 /// Splits `kinds` into those that can run here and those skipped, with
-/// the reason; with `strict`, a missing peer is an error instead.
+/// the reason; under CI a missing peer is an error instead.
 pub fn runnable(
     kinds: &[Kind],
-    strict: bool,
+    ci: bool,
     missing: impl Fn(Kind) -> Option<String>,
 ) -> Result<Runnable, String> {
     let mut run = Vec::new();
@@ -30,7 +36,7 @@ pub fn runnable(
     for &k in kinds {
         match missing(k) {
             None => run.push(k),
-            Some(why) if strict => {
+            Some(why) if ci => {
                 return Err(format!(
                     "{why}; under CI=true a compared peer must run (unset CI to skip it)"
                 ))

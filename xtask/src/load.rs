@@ -309,8 +309,9 @@ fn target_figures(
     }
 }
 
-/// Syscalls per message and `epoll_ctl` per connection, from our proxy's
-/// own counters before and after the load.
+/// Reads and writes per message, syscalls per message and `epoll_ctl`
+/// per connection, from our proxy's own counters before and after the
+/// load.
 fn metrics_figures(
     load: &Load,
     subjects: &[Subject],
@@ -323,13 +324,17 @@ fn metrics_figures(
         };
         let a = peers::scrape(m)?;
         let d = |k: &str| a.get(k).copied().unwrap_or(0.0) - b.get(k).copied().unwrap_or(0.0);
-        // Per message: the relay's reads and writes plus the epoll_wait
-        // calls that found them; per-connection setup is counted apart.
-        let syscalls = d("sys_read") + d("sys_write") + d("sys_epoll_wait");
+        // Per message: the relay's reads and writes, exact, plus the
+        // epoll_wait calls that found them; per-connection setup is
+        // counted apart.
+        let read_write = d("sys_read") + d("sys_write");
         if load.mode == LoadMode::Echo && load.message_size > 0 {
             let messages = d("bytes_client_to_backend") / load.message_size as f64;
             if messages > 0.0 {
-                values.put("syscalls_per_message", s.kind.name(), syscalls / messages);
+                let name = s.kind.name();
+                values.put("read_write_per_message", name, read_write / messages);
+                let syscalls = read_write + d("sys_epoll_wait");
+                values.put("syscalls_per_message", name, syscalls / messages);
             }
         }
         let accepted = d("accepted");

@@ -94,7 +94,8 @@ pub struct Measured {
 }
 
 /// Runs `scenarios` through `kinds` (the primary first) and returns the
-/// whole run. Peers that cannot run here are skipped with a line.
+/// whole run. Peers that cannot run here are skipped with a line, or,
+/// under `CI=true`, fail the run before anything is built.
 pub fn run_all(
     paths: &Paths,
     scenarios: &[Scenario],
@@ -104,7 +105,7 @@ pub fn run_all(
     let gate::Runnable {
         run: usable,
         skipped,
-    } = gate::runnable(kinds, false, Kind::missing)?;
+    } = gate::runnable(kinds, gate::under_ci(), Kind::missing)?;
     for (k, why) in &skipped {
         eprintln!("xtask: skipping {}: {why}", k.name());
     }
@@ -376,7 +377,10 @@ mod tests {
         let figs = figures_of(&sc, &v, "self");
         let rate = get(&figs, "rate_vs_haproxy");
         assert!((rate.values["self"] - 1.2).abs() < 1e-9);
-        assert_eq!((rate.class, rate.gates()), (Class::Peer, false));
+        assert_eq!(
+            (rate.class, rate.gates(), rate.baselined()),
+            (Class::Peer, false, true)
+        );
         let p50 = get(&figs, "p50_us_vs_haproxy");
         assert!((p50.values["self"] - 1.2).abs() < 1e-9);
         assert!(p50.gates() && p50.pass == Some(true));
@@ -393,10 +397,13 @@ mod tests {
 
     #[test]
     fn classes_and_units_come_from_the_table() {
-        let sc = scenario("[targets]\nrate = { min = 900 }\n");
-        let v = values(&[("rate", &[("self", 500.0)]), ("errors", &[("self", 0.0)])]);
+        let sc = scenario("[targets]\nratio_to_direct = { min = 0.9 }\n");
+        let v = values(&[
+            ("ratio_to_direct", &[("self", 0.5)]),
+            ("errors", &[("self", 0.0)]),
+        ]);
         let figs = figures_of(&sc, &v, "self");
-        let r = get(&figs, "rate");
+        let r = get(&figs, "ratio_to_direct");
         assert_eq!(
             (r.class, r.pass, r.gates()),
             (Class::Wall, Some(false), false)

@@ -186,6 +186,15 @@ fn a_wall_clock_target_cannot_be_made_to_gate() {
         e.contains("targets.rate: gate = true on a wall-clock figure"),
         "{e}"
     );
+    let e = parse(&GOOD.replace(
+        "errors = { max = 0 }",
+        "ratio_to_direct = { min = 0.5, gate = true }",
+    ))
+    .expect_err("bad");
+    assert!(
+        e.contains("targets.ratio_to_direct: gate = true on a wall-clock figure"),
+        "{e}"
+    );
     parse(&GOOD.replace("errors = { max = 0 }", "rate = { min = 10 }")).expect("a goal");
 }
 

@@ -3,5 +3,6 @@
 //! before anything starts, and the CI gate's exit codes.
 
 mod files;
+mod gate;
 mod run;
 mod util;
