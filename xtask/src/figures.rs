@@ -152,15 +152,12 @@ const RATE_ROOM: f64 = 0.25;
 /// quieter machine moves them; 30 %.
 const WIDE_ROOM: f64 = 0.30;
 
-/// Every figure, in the report's order.
+/// Every figure, in the report's order. One row a line, as a table reads.
+#[rustfmt::skip]
 pub const TABLE: &[Def] = &[
     wall("connections", "count", Higher, Load),
     with_peer(wall("rate", "msg/s", Higher, Load), RATE_ROOM, 0.0),
-    with_peer(
-        wall("throughput_bps", "bit/s", Higher, Load),
-        WIDE_ROOM,
-        0.0,
-    ),
+    with_peer(wall("throughput_bps", "bit/s", Higher, Load), WIDE_ROOM, 0.0),
     with_peer(wall("connect_rate", "conn/s", Higher, Load), RATE_ROOM, 0.0),
     wall("ratio_to_direct", "ratio", Higher, Load),
     wall("mean_us", "µs", Lower, Load),
@@ -183,29 +180,11 @@ pub const TABLE: &[Def] = &[
     // a busy machine to 1 on a quiet one at many connections (2 when
     // every arrival is a wake-up of its own). Its room covers that; the
     // scenarios' targets (<= 6) bound it.
-    count(
-        "read_write_per_message",
-        "calls/msg",
-        Lower,
-        Load,
-        room(0.0, 0.5),
-    ),
-    count(
-        "syscalls_per_message",
-        "calls/msg",
-        Lower,
-        Load,
-        room(0.0, 1.0),
-    ),
+    count("read_write_per_message", "calls/msg", Lower, Load, room(0.0, 0.5)),
+    count("syscalls_per_message", "calls/msg", Lower, Load, room(0.0, 1.0)),
     wall("cpu_us_per_message", "µs/msg", Lower, Load),
     wall("cpu_user_percent", "%", Lower, Load),
-    count(
-        "epoll_ctl_per_connection",
-        "calls/conn",
-        Lower,
-        Load,
-        room(0.05, 0.05),
-    ),
+    count("epoll_ctl_per_connection", "calls/conn", Lower, Load, room(0.05, 0.05)),
     count("connections_held", "count", Higher, Hold, NONE),
     wall("buffers_held", "count", Lower, Hold),
     wall("rss_base_kib", "KiB", Lower, Hold),
@@ -215,24 +194,8 @@ pub const TABLE: &[Def] = &[
     // the wide relative tolerance; its target still gates. Against a peer
     // ours is near zero too: the slack is a bound of a quarter of the
     // peer's bytes (HAProxy 2.6 holds about 3.4 KB an idle connection).
-    with_peer(
-        count(
-            "rss_per_conn_bytes",
-            "bytes",
-            Lower,
-            Hold,
-            room(1.0, 1024.0),
-        ),
-        0.0,
-        0.25,
-    ),
-    count(
-        "rss_per_conn_bytes_at_max",
-        "bytes",
-        Lower,
-        Hold,
-        room(1.0, 1024.0),
-    ),
+    with_peer(count("rss_per_conn_bytes", "bytes", Lower, Hold, room(1.0, 1024.0)), 0.0, 0.25),
+    count("rss_per_conn_bytes_at_max", "bytes", Lower, Hold, room(1.0, 1024.0)),
     wall("rss_kib", "KiB", Lower, HoldPerCount),
     wall("kernel_tcp_kib", "KiB", Lower, Hold),
     count("idle_wakeups", "count", Lower, Hold, NONE),
