@@ -1,11 +1,89 @@
-//! The regression gate: targets on gated figures, plus a committed
-//! baseline (`scenarios/baseline.json`) of exact counts and same-run
-//! ratios, each with its own tolerance. Wall-clock figures never gate.
+//! The regression gate, as `figures.rs` describes it: missed targets on
+//! counts and peer ratios, regressions against the committed baseline
+//! (`scenarios/baseline.json`), and peers that must run under `CI=true`.
 
+use crate::figures::{self, Better};
+use crate::peers::Kind;
 use crate::report::Run;
+use crate::spec::fmt_num;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::ExitCode;
+
+/// Whether this is a CI run (`CI=true`, as CI services set it): there a
+/// compared peer that is missing fails the run instead of being skipped.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The subjects that can run here, and those skipped with the reason.
+#[derive(Debug, PartialEq)]
+pub struct Runnable {
+    pub run: Vec<Kind>,
+    pub skipped: Vec<(Kind, String)>,
+}
+
+/// Splits `kinds` into those that can run here and those skipped, with
+/// the reason; under CI a missing peer is an error instead.
+pub fn runnable(
+    kinds: &[Kind],
+    ci: bool,
+    missing: impl Fn(Kind) -> Option<String>,
+) -> Result<Runnable, String> {
+    let mut run = Vec::new();
+    let mut skipped = Vec::new();
+    for &k in kinds {
+        match missing(k) {
+            None => run.push(k),
+            Some(why) if ci => {
+                return Err(format!(
+                    "{why}; under CI=true a compared peer must run (unset CI to skip it)"
+                ))
+            }
+            Some(why) => skipped.push((k, why)),
+        }
+    }
+    Ok(Runnable { run, skipped })
+}
+
+/// Failed scenarios and missed gated targets of the primary subject, one
+/// line each. Goals (wall-clock targets, `gate = false`) never fail.
+pub fn misses(run: &Run) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in &run.scenarios {
+        if let Some(e) = &s.error {
+            out.push(format!("{}: failed: {e}", s.name));
+        }
+        for f in s
+            .figures
+            .iter()
+            .filter(|f| f.gates() && f.pass == Some(false))
+        {
+            let v = f.values.get(&run.primary).copied().unwrap_or(f64::NAN);
+            let t = f.target.map(|b| b.describe()).unwrap_or_default();
+            out.push(format!(
+                "{}.{} = {} (target {t})",
+                s.name,
+                f.name,
+                fmt_num(v)
+            ));
+        }
+    }
+    out
+}
+
+/// Prints each failure as a `GATE:` line; exit 1 if there is any.
+pub fn conclude(failures: Vec<String>) -> ExitCode {
+    if failures.is_empty() {
+        println!("all gated figures within target");
+        return ExitCode::SUCCESS;
+    }
+    for f in &failures {
+        println!("GATE: {f}");
+    }
+    ExitCode::from(1)
+}
 
 /// The committed baseline.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -15,7 +93,9 @@ pub struct Baseline {
     pub figures: BTreeMap<String, Entry>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+/// One baselined figure: where it stood, and how far it may move the
+/// wrong way (`value × tolerance + slack`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     pub value: f64,
@@ -24,44 +104,40 @@ pub struct Entry {
     /// Absolute slack added to the tolerance (for values near zero).
     #[serde(default)]
     pub slack: f64,
-    /// Whether bigger is better (ratios) or worse (counts, bytes).
+    /// Whether bigger is better (rates, peer ratios of them) or worse
+    /// (counts, bytes, latency ratios).
     pub higher_is_better: bool,
 }
 
 impl Entry {
-    /// Whether `v` is within tolerance of the baseline.
-    pub fn holds(&self, v: f64) -> bool {
+    /// A new entry for figure `name` at `value`, with the table's room.
+    pub fn new(name: &str, value: f64) -> Option<Entry> {
+        let spec = figures::spec(name)?;
+        spec.class.can_gate().then_some(Entry {
+            value,
+            tolerance: spec.room.tolerance,
+            slack: spec.room.slack,
+            higher_is_better: spec.better == Better::Higher,
+        })
+    }
+
+    /// The worst value that still holds.
+    pub fn limit(&self) -> f64 {
         let margin = self.value.abs() * self.tolerance + self.slack;
         if self.higher_is_better {
-            v >= self.value - margin
+            self.value - margin
         } else {
-            v <= self.value + margin
+            self.value + margin
         }
     }
-}
 
-/// The tolerance a new baseline entry gets, by figure.
-fn default_entry(figure: &str, value: f64) -> Entry {
-    let (tolerance, slack, higher_is_better) = match figure {
-        "ratio_to_direct" => (0.30, 0.0, true),
-        // Reads and writes per message are exact; the epoll_wait share
-        // depends on how many events each wake-up batches, which varies
-        // with load at many connections. The target (<= 6) bounds it.
-        "syscalls_per_message" => (0.0, 0.5, false),
-        "epoll_ctl_per_connection" => (0.05, 0.05, false),
-        // Idle connections sit near zero (the table is preallocated), so
-        // the slack is the real bound there: 1 KiB a connection. With data
-        // in flight the figure follows how many buffers happen to be held,
-        // hence the wide relative tolerance; its target still gates.
-        "rss_per_conn_bytes" | "rss_per_conn_bytes_at_max" => (1.0, 1024.0, false),
-        "connections_held" => (0.0, 0.0, true),
-        _ => (0.0, 0.0, false), // errors, verify_failures, fd_leak, idle_wakeups: exact
-    };
-    Entry {
-        value,
-        tolerance,
-        slack,
-        higher_is_better,
+    /// Whether `v` is within room of the baseline.
+    pub fn holds(&self, v: f64) -> bool {
+        if self.higher_is_better {
+            v >= self.limit()
+        } else {
+            v <= self.limit()
+        }
     }
 }
 
@@ -71,42 +147,63 @@ impl Baseline {
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// A baseline from this run's gated figures of the primary subject.
+    /// A baseline from this run's baselined figures of the primary subject.
     pub fn from_run(run: &Run) -> Baseline {
         let mut figures = BTreeMap::new();
         for s in &run.scenarios {
-            // Goals (`gate = false`) are reported, never gated.
-            for f in s.figures.iter().filter(|f| f.gated && !f.is_goal()) {
-                if let Some(v) = f.values.get(&run.primary) {
-                    figures.insert(format!("{}.{}", s.name, f.name), default_entry(&f.name, *v));
+            for f in s.figures.iter().filter(|f| f.baselined()) {
+                let entry = f
+                    .values
+                    .get(&run.primary)
+                    .and_then(|v| Entry::new(&f.name, *v));
+                if let Some(e) = entry {
+                    figures.insert(format!("{}.{}", s.name, f.name), e);
                 }
             }
         }
         Baseline { figures }
     }
 
-    /// Regressions of `run` against this baseline, one line each.
+    /// Regressions of `run` against this baseline, one line each. A
+    /// baselined figure the run did not measure fails too, unless the
+    /// run skipped the peer it needs (outside CI) or skipped the scenario.
     pub fn regressions(&self, run: &Run) -> Vec<String> {
         let mut out = Vec::new();
-        for s in &run.scenarios {
-            for f in s.figures.iter().filter(|f| !f.is_goal()) {
-                let key = format!("{}.{}", s.name, f.name);
-                let (Some(e), Some(v)) = (self.figures.get(&key), f.values.get(&run.primary))
-                else {
-                    continue;
-                };
-                if !e.holds(*v) {
-                    out.push(format!(
-                        "{key} = {} regressed past baseline {} (tolerance {}%{})",
-                        crate::scenario::fmt_num(*v),
-                        crate::scenario::fmt_num(e.value),
-                        e.tolerance * 100.0,
-                        if e.slack > 0.0 {
-                            format!(" + {}", e.slack)
-                        } else {
-                            String::new()
-                        }
-                    ));
+        for (key, e) in &self.figures {
+            let Some((scenario, figure)) = key.split_once('.') else {
+                out.push(format!("{key}: not a scenario.figure key"));
+                continue;
+            };
+            let Some(s) = run.scenarios.iter().find(|s| s.name == scenario) else {
+                continue;
+            };
+            let found = s.figures.iter().find(|f| f.name == figure);
+            // A figure the table or the scenario no longer baselines (a
+            // wall-clock one, or `baseline = false`) is not checked.
+            if found.is_some_and(|f| !f.baselined()) {
+                continue;
+            }
+            match found.and_then(|f| f.values.get(&run.primary)) {
+                Some(v) if !e.holds(*v) => out.push(format!(
+                    "{key} = {} regressed past baseline {} (limit {}: tolerance {}%{})",
+                    fmt_num(*v),
+                    fmt_num(e.value),
+                    fmt_num(e.limit()),
+                    e.tolerance * 100.0,
+                    if e.slack > 0.0 {
+                        format!(" + {}", fmt_num(e.slack))
+                    } else {
+                        String::new()
+                    }
+                )),
+                Some(_) => {}
+                None if s.error.is_some() => {}
+                None => {
+                    let peer_skipped = figures::split_vs_peer(figure)
+                        .is_some_and(|(_, k)| s.skipped.iter().any(|sk| sk.subject == k.name()));
+                    if !peer_skipped {
+                        out.push(format!("{key}: in the baseline but not measured"));
+                    }
                 }
             }
         }
@@ -115,64 +212,4 @@ impl Baseline {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_are_exact_and_ratios_have_room() {
-        let exact = default_entry("errors", 0.0);
-        assert!(exact.holds(0.0) && !exact.holds(1.0));
-        let ratio = default_entry("ratio_to_direct", 0.6);
-        assert!(ratio.holds(0.45) && !ratio.holds(0.4) && ratio.holds(0.9));
-        let sys = default_entry("syscalls_per_message", 4.0);
-        assert!(sys.holds(4.4) && !sys.holds(4.6));
-    }
-
-    #[test]
-    fn goals_are_neither_written_nor_checked() {
-        use crate::report::{Figure, Run, ScenarioReport};
-        use crate::scenario::Bound;
-        let fig = |name: &str, v: f64, gate: Option<bool>| Figure {
-            name: name.into(),
-            unit: "ratio".into(),
-            values: [("self".to_string(), v)].into_iter().collect(),
-            target: Some(Bound {
-                min: Some(0.1),
-                max: None,
-                gate,
-            }),
-            gated: true,
-            pass: Some(true),
-        };
-        let run = |v: f64| Run {
-            id: "t".into(),
-            quick: true,
-            primary: "self".into(),
-            subjects: vec!["self".into()],
-            scenarios: vec![ScenarioReport {
-                name: "s".into(),
-                description: String::new(),
-                figures: vec![
-                    fig("ratio_to_direct", v, Some(false)),
-                    fig("errors", 0.0, None),
-                ],
-                curves: Vec::new(),
-                skipped: Vec::new(),
-                error: None,
-                commands: Vec::new(),
-            }],
-        };
-        let base = Baseline::from_run(&run(0.8));
-        assert!(base.figures.contains_key("s.errors"));
-        assert!(
-            !base.figures.contains_key("s.ratio_to_direct"),
-            "a goal was written"
-        );
-        let mut old = base.clone();
-        old.figures.insert(
-            "s.ratio_to_direct".into(),
-            default_entry("ratio_to_direct", 0.8),
-        );
-        assert!(old.regressions(&run(0.1)).is_empty(), "a goal was gated");
-    }
-}
+mod tests;

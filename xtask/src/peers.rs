@@ -2,12 +2,18 @@
 //! or none ("direct"). For peers the workbench writes the config itself,
 //! on a free port, equivalent to ours: as many threads or workers as ours
 //! (one unless `--workers`), HAProxy splicing when ours does, TCP_NODELAY,
-//! long timeouts, as many connections as the fd limit allows.
+//! long timeouts, and as many connections as our proxy's own fd budget
+//! gives it under the same limit.
 
-use crate::procs::{self, Guard};
+use crate::procs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
+use testkit::Child;
+
+/// How long a child may take to start listening.
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Which proxy a measurement goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -21,17 +27,9 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn parse(s: &str) -> Result<Kind, String> {
-        match s {
-            "self" => Ok(Kind::SelfProxy),
-            "haproxy" => Ok(Kind::Haproxy),
-            "nginx" => Ok(Kind::Nginx),
-            "direct" => Ok(Kind::Direct),
-            other => Err(format!(
-                "unknown proxy \"{other}\": expected self, haproxy, nginx or direct"
-            )),
-        }
-    }
+    pub const ALL: [Kind; 4] = [Kind::SelfProxy, Kind::Haproxy, Kind::Nginx, Kind::Direct];
+    /// The other proxies ours is measured against.
+    pub const PEERS: [Kind; 2] = [Kind::Haproxy, Kind::Nginx];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -60,32 +58,66 @@ impl Kind {
     }
 }
 
+/// `--proxy` and `--compare` take the names of [`Kind::name`].
+impl clap::ValueEnum for Kind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Kind::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
 /// A started proxy (or the backend itself, for direct).
 pub struct Subject {
     pub kind: Kind,
     pub addr: SocketAddr,
     /// Our proxy's metrics endpoint.
     pub metrics: Option<SocketAddr>,
-    pub guard: Option<Guard>,
+    pub process: Option<Child>,
 }
 
 impl Subject {
     pub fn pid(&self) -> Option<u32> {
-        self.guard.as_ref().map(Guard::pid)
+        self.process.as_ref().map(Child::pid)
     }
 
     pub fn check_alive(&mut self) -> Result<(), String> {
-        match self.guard.as_mut() {
-            Some(g) => g.check_alive(),
-            None => Ok(()),
-        }
+        self.process.as_mut().map_or(Ok(()), Child::check_alive)
     }
 }
 
-/// Connections a proxy can hold under the fd limit: two fds each, less
-/// headroom (listeners, epoll, pipes for splicing, logs).
-pub fn max_connections() -> usize {
-    (procs::nofile_hard().saturating_sub(128) / 2) as usize
+/// How our proxy is configured by `args`, as far as its peers follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// `--workers N` (peers get as many threads or worker processes).
+    pub workers: u64,
+    /// `--pipes N`, pipes per worker (16 unless told; 0 = no splicing).
+    pub pipes: u64,
+}
+
+impl Shape {
+    pub fn of(args: &[String]) -> Shape {
+        let value = |flag: &str, default: u64| {
+            args.windows(2)
+                .find(|w| w[0] == flag)
+                .and_then(|w| w[1].parse().ok())
+                .unwrap_or(default)
+        };
+        Shape {
+            workers: value("--workers", 1),
+            pipes: value("--pipes", 16),
+        }
+    }
+
+    /// Connections a proxy of this shape holds at most under the hard
+    /// open-files limit: our proxy's own budget (`netio::budget`), which
+    /// the peers are given too, so that "max" is the same count for all.
+    pub fn max_connections(self) -> usize {
+        let n = netio::budget::connections(procs::nofile_hard(), self.workers, self.pipes);
+        usize::try_from(n).unwrap_or(usize::MAX)
+    }
 }
 
 /// Starts `kind` in front of `backend`. `dir` holds generated configs.
@@ -96,66 +128,38 @@ pub fn start(
     root: &Path,
     dir: &Path,
 ) -> Result<Subject, String> {
+    let shape = Shape::of(proxy_args);
     match kind {
         Kind::Direct => Ok(Subject {
             kind,
             addr: backend,
             metrics: None,
-            guard: None,
+            process: None,
         }),
         Kind::SelfProxy => {
-            let bin = root.join("target/release/proxy");
-            let mut cmd = Command::new(&bin);
-            cmd.args([
-                "-l",
-                "127.0.0.1",
-                "-p",
-                "0",
-                "-b",
-                &backend.to_string(),
-                "--metrics",
-                "127.0.0.1:0",
-            ])
-            .args(proxy_args)
-            .stdout(Stdio::null());
-            let mut g = Guard::spawn("proxy", &mut cmd)?;
-            let metrics = g.wait_line("metrics on http://", procs::START_TIMEOUT)?;
+            let mut cmd = Command::new(root.join("target/release/proxy"));
+            cmd.args(["-l", "127.0.0.1", "-p", "0", "-b", &backend.to_string()])
+                .args(["--metrics", "127.0.0.1:0"])
+                .args(proxy_args)
+                .stdout(Stdio::null());
+            let mut p = Child::try_spawn("proxy", &mut cmd, START_TIMEOUT)?;
+            let metrics = p.try_wait_line("metrics on http://", START_TIMEOUT)?;
             let metrics: SocketAddr =
                 metrics.trim_end_matches("/metrics").parse().map_err(|_| {
                     format!("proxy printed an unparsable metrics address \"{metrics}\"")
                 })?;
-            let addr = g.wait_listening()?;
+            let addr = p.try_wait_listening()?;
             Ok(Subject {
                 kind,
                 addr,
                 metrics: Some(metrics),
-                guard: Some(g),
+                process: Some(p),
             })
         }
         Kind::Haproxy => {
             let port = procs::free_port()?;
             let cfg = dir.join("haproxy.cfg");
-            let maxconn = max_connections();
-            let threads = workers(proxy_args);
-            // Ours splices streams unless told `--pipes 0`: so does HAProxy.
-            let splice = if splicing(proxy_args) {
-                "    option splice-auto\n"
-            } else {
-                ""
-            };
-            // As many pipes as ours has (16 a worker): HAProxy's default,
-            // a quarter of maxconn, would not fit under the fd limit.
-            let pipes = 16 * threads;
-            // No `busy-polling` for --busy-poll: HAProxy's spins even with
-            // no traffic, keeping a core awake through the other subjects'
-            // windows, which speeds them all up and voids the comparison.
-            let text = format!(
-                "global\n    maxconn {maxconn}\n    nbthread {threads}\n    maxpipes {pipes}\n\
-                 defaults\n    mode tcp\n    maxconn {maxconn}\n{splice}    timeout connect 5s\n    timeout client 1h\n    timeout server 1h\n\
-                 frontend fe\n    bind 127.0.0.1:{port}\n    default_backend be\n\
-                 backend be\n    server s1 {backend}\n"
-            );
-            write(&cfg, &text)?;
+            write(&cfg, &haproxy_config(shape, backend, port))?;
             let mut cmd = Command::new("haproxy");
             cmd.arg("-f").arg(&cfg).arg("-db");
             start_peer(kind, cmd, port)
@@ -164,55 +168,65 @@ pub fn start(
             let port = procs::free_port()?;
             let module = nginx_stream_module().ok_or("nginx stream module not found")?;
             let conf = dir.join("nginx.conf");
-            let conns = max_connections() * 2 + 64;
-            let text = format!(
-                "load_module {module};\nworker_processes {workers};\ndaemon off;\npid {pid};\nerror_log stderr warn;\n\
-                 worker_rlimit_nofile {nofile};\nevents {{ worker_connections {conns}; }}\n\
-                 stream {{\n  server {{\n    listen 127.0.0.1:{port};\n    proxy_pass {backend};\n    \
-                 proxy_connect_timeout 5s;\n    proxy_timeout 1h;\n    proxy_half_close on;\n  }}\n}}\n",
-                module = module.display(),
-                pid = dir.join("nginx.pid").display(),
-                nofile = procs::nofile_hard(),
-                workers = workers(proxy_args),
-            );
-            write(&conf, &text)?;
+            write(&conf, &nginx_config(shape, backend, port, &module, dir))?;
             let mut cmd = Command::new("nginx");
-            cmd.arg("-p")
-                .arg(dir)
-                .arg("-c")
-                .arg(&conf)
-                .arg("-e")
-                .arg("stderr");
+            cmd.arg("-p").arg(dir).arg("-c").arg(&conf);
+            cmd.arg("-e").arg("stderr");
             start_peer(kind, cmd, port)
         }
     }
 }
 
-/// `--workers N` among our proxy's arguments (peers get as many threads
-/// or worker processes).
-fn workers(args: &[String]) -> usize {
-    args.windows(2)
-        .find(|w| w[0] == "--workers")
-        .and_then(|w| w[1].parse().ok())
-        .unwrap_or(1)
+/// HAProxy in `mode tcp` with ours's threads, pipes and connections.
+fn haproxy_config(shape: Shape, backend: SocketAddr, port: u16) -> String {
+    let maxconn = shape.max_connections();
+    let threads = shape.workers;
+    // Ours splices streams unless told `--pipes 0`: so does HAProxy, with
+    // as many pipes as ours has (HAProxy's default, a quarter of maxconn,
+    // would not fit under the fd limit).
+    let (splice, pipes) = if shape.pipes > 0 {
+        ("    option splice-auto\n", shape.pipes * threads)
+    } else {
+        ("", 0)
+    };
+    // No `busy-polling` for --busy-poll: HAProxy's spins even with no
+    // traffic, keeping a core awake through the other subjects' windows,
+    // which speeds them all up and voids the comparison.
+    format!(
+        "global\n    maxconn {maxconn}\n    nbthread {threads}\n    maxpipes {pipes}\n\
+         defaults\n    mode tcp\n    maxconn {maxconn}\n{splice}    timeout connect 5s\n    timeout client 1h\n    timeout server 1h\n\
+         frontend fe\n    bind 127.0.0.1:{port}\n    default_backend be\n\
+         backend be\n    server s1 {backend}\n"
+    )
 }
 
-/// Whether our proxy splices with these arguments (it does unless `--pipes 0`).
-fn splicing(args: &[String]) -> bool {
-    !args.windows(2).any(|w| w[0] == "--pipes" && w[1] == "0")
+/// nginx's `stream` module with ours's workers and connections; nginx
+/// counts the backend side of a connection as a connection too.
+fn nginx_config(shape: Shape, backend: SocketAddr, port: u16, module: &Path, dir: &Path) -> String {
+    let conns = shape.max_connections() * 2 + 64;
+    format!(
+        "load_module {module};\nworker_processes {workers};\ndaemon off;\npid {pid};\nerror_log stderr warn;\n\
+         worker_rlimit_nofile {nofile};\nevents {{ worker_connections {conns}; }}\n\
+         stream {{\n  server {{\n    listen 127.0.0.1:{port};\n    proxy_pass {backend};\n    \
+         proxy_connect_timeout 5s;\n    proxy_timeout 1h;\n    proxy_half_close on;\n  }}\n}}\n",
+        module = module.display(),
+        pid = dir.join("nginx.pid").display(),
+        nofile = procs::nofile_hard(),
+        workers = shape.workers,
+    )
 }
 
 /// Starts a peer whose config listens on 127.0.0.1:`port` and waits
 /// until it accepts connections there.
 fn start_peer(kind: Kind, mut cmd: Command, port: u16) -> Result<Subject, String> {
-    let mut g = Guard::spawn(kind.name(), cmd.stdout(Stdio::null()))?;
+    let mut p = Child::try_spawn(kind.name(), cmd.stdout(Stdio::null()), START_TIMEOUT)?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    procs::wait_port(addr, &mut g)?;
+    p.try_wait_port(addr)?;
     Ok(Subject {
         kind,
         addr,
         metrics: None,
-        guard: Some(g),
+        process: Some(p),
     })
 }
 
@@ -233,9 +247,9 @@ fn nginx_stream_module() -> Option<PathBuf> {
 /// Our proxy's counters, scraped from its metrics endpoint.
 pub fn scrape(metrics: SocketAddr) -> Result<std::collections::BTreeMap<String, f64>, String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&metrics, std::time::Duration::from_secs(5))
+    let mut s = std::net::TcpStream::connect_timeout(&metrics, Duration::from_secs(5))
         .map_err(|e| format!("metrics {metrics}: {e}"))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+    s.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .map_err(|e| format!("metrics {metrics}: {e}"))?;
@@ -253,4 +267,77 @@ pub fn scrape(metrics: SocketAddr) -> Result<std::collections::BTreeMap<String, 
             ))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_shape_follows_our_proxys_arguments() {
+        assert_eq!(
+            Shape::of(&[]),
+            Shape {
+                workers: 1,
+                pipes: 16
+            }
+        );
+        let s = Shape::of(&args(&["--workers", "2", "--pipes", "0"]));
+        assert_eq!(
+            s,
+            Shape {
+                workers: 2,
+                pipes: 0
+            }
+        );
+    }
+
+    #[test]
+    fn peers_get_our_proxys_budget_and_splice_when_it_does() {
+        let backend: SocketAddr = ([127, 0, 0, 1], 9).into();
+        let shape = Shape::of(&[]);
+        let max = shape.max_connections();
+        assert_eq!(
+            max as u64,
+            netio::budget::connections(procs::nofile_hard(), 1, 16),
+            "the proxy's one formula"
+        );
+        let h = haproxy_config(shape, backend, 7);
+        assert!(
+            h.contains(&format!("maxconn {max}\n")) && h.contains("maxpipes 16"),
+            "{h}"
+        );
+        assert!(
+            h.contains("option splice-auto") && h.contains("bind 127.0.0.1:7"),
+            "{h}"
+        );
+        let h = haproxy_config(Shape::of(&args(&["--pipes", "0"])), backend, 7);
+        assert!(!h.contains("splice") && h.contains("maxpipes 0"), "{h}");
+        let n = nginx_config(
+            Shape::of(&args(&["--workers", "2"])),
+            backend,
+            7,
+            Path::new("m.so"),
+            Path::new("/d"),
+        );
+        let conns = Shape::of(&args(&["--workers", "2"])).max_connections() * 2 + 64;
+        assert!(
+            n.contains("worker_processes 2;")
+                && n.contains(&format!("worker_connections {conns};")),
+            "{n}"
+        );
+    }
+
+    #[test]
+    fn proxy_names_are_the_kinds_names() {
+        use clap::ValueEnum;
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_str(k.name(), false), Ok(k));
+        }
+        assert!(Kind::from_str("envoy", false).is_err());
+    }
 }

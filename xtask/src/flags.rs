@@ -1,0 +1,100 @@
+//! Every command-line flag of `cargo xtask`, in one place.
+
+use crate::peers::Kind;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "The proxy's workbench: scenarios, reports and CI gates"
+)]
+pub struct Xtask {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// List the scenarios with their descriptions.
+    List,
+    /// Run one scenario.
+    Scenario(Scenario),
+    /// Run every scenario (the project's main job).
+    Bench(With),
+    /// The regression gate: every scenario, quick, with HAProxy compared;
+    /// exit 1 on a missed gated target or a regression against
+    /// scenarios/baseline.json.
+    Ci(Ci),
+}
+
+#[derive(Args)]
+pub struct Scenario {
+    pub name: String,
+    #[command(flatten)]
+    pub with: With,
+}
+
+/// What a run measures, and how long.
+#[derive(Args)]
+pub struct With {
+    /// The proxy whose figures are judged.
+    #[arg(long, value_enum, default_value = "self")]
+    pub proxy: Kind,
+    /// Peers measured side by side in the same run, e.g. haproxy,nginx.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub compare: Vec<Kind>,
+    /// Short durations and smaller counts.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+impl With {
+    /// The subjects: the judged proxy first, then the others once each.
+    pub fn kinds(&self) -> Vec<Kind> {
+        let mut out = vec![self.proxy];
+        for &k in &self.compare {
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        out
+    }
+}
+
+#[derive(Args)]
+pub struct Ci {
+    /// Write this run's counts and peer ratios as the new baseline instead.
+    #[arg(long)]
+    pub write_baseline: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Xtask, String> {
+        Xtask::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn subjects_are_the_judged_proxy_then_the_compared_once_each() {
+        let Ok(Xtask { cmd: Cmd::Bench(w) }) =
+            parse(&["bench", "--compare", "haproxy,self,nginx,haproxy"])
+        else {
+            panic!("bench parses")
+        };
+        assert_eq!(w.kinds(), [Kind::SelfProxy, Kind::Haproxy, Kind::Nginx]);
+    }
+
+    #[test]
+    fn an_unknown_proxy_is_refused_with_the_names_it_takes() {
+        let e = parse(&["scenario", "x", "--proxy", "envoy"])
+            .err()
+            .expect("refused");
+        assert!(
+            e.contains("envoy") && e.contains("self, haproxy, nginx, direct"),
+            "{e}"
+        );
+    }
+}

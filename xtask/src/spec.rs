@@ -1,0 +1,393 @@
+//! Scenario files: `scenarios/NAME.toml`, parsed strictly (an unknown key,
+//! a wrong type, a bad mode or duration, or a missing field is one line
+//! naming the file, the line, the key and the value) and validated before
+//! anything starts.
+
+mod values;
+
+pub use values::{fmt_num, BackendMode, Bound, BulkDirection, Count, Dur, LoadMode};
+
+use crate::figures::{self, Class, Producer};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One scenario, validated.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The file's name without `.toml`.
+    pub name: String,
+    /// One line for `cargo xtask list` and the report.
+    pub description: String,
+    pub backend: Backend,
+    pub proxy: ProxySpec,
+    /// What it does, as written (see [`Scenario::body`] for `--quick`).
+    body: Body,
+    quick: Quick,
+    /// Figure name → bound; see `figures.rs` for which bounds gate.
+    pub targets: BTreeMap<String, Bound>,
+    /// Figure name → goal on our figure divided by the best peer's in the
+    /// same run (the best by the figure's direction), reported as
+    /// `NAME_vs_best_peer` when peers are compared; never gated, as the
+    /// best peer depends on which peers ran.
+    pub peer_targets: BTreeMap<String, Bound>,
+}
+
+/// A scenario file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    description: String,
+    /// What the echo-backend runs as.
+    #[serde(default)]
+    backend: Backend,
+    /// Extra arguments for our proxy (peers get equivalent configs).
+    #[serde(default)]
+    proxy: ProxySpec,
+    /// A load run by loadgen; exactly one of `load` and `hold`.
+    load: Option<Load>,
+    /// Connections held by the workbench itself for memory and idle figures.
+    hold: Option<Hold>,
+    /// Overrides for `--quick` (and `cargo xtask ci`).
+    #[serde(default)]
+    quick: Quick,
+    #[serde(default)]
+    targets: BTreeMap<String, Bound>,
+    #[serde(default)]
+    peer_targets: BTreeMap<String, Bound>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    #[serde(default = "echo")]
+    pub mode: BackendMode,
+    #[serde(default = "one")]
+    pub workers: usize,
+}
+
+impl Default for Backend {
+    fn default() -> Self {
+        Backend {
+            mode: BackendMode::Echo,
+            workers: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySpec {
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    pub mode: LoadMode,
+    /// Concurrent connections, or "max": as many as the open-files limit
+    /// lets a proxy hold.
+    pub connections: Count,
+    #[serde(default = "default_message_size")]
+    pub message_size: usize,
+    pub duration: Dur,
+    #[serde(default = "one_second")]
+    pub warmup: Dur,
+    /// Total messages per second (open loop); absent = closed loop.
+    pub rate: Option<f64>,
+    pub bulk_direction: Option<BulkDirection>,
+    /// Interleave with a direct run at the backend in the same invocation.
+    #[serde(default = "yes")]
+    pub compare_direct: bool,
+    /// Length of each alternating window.
+    #[serde(default = "one_second")]
+    pub window: Dur,
+    /// Load all subjects from one loadgen in alternating windows (the
+    /// default, for same-run ratios); false runs one loadgen per subject
+    /// in turn, for loads whose connections would not all fit in one
+    /// process's descriptors.
+    #[serde(default = "yes")]
+    pub interleave: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hold {
+    /// Connection counts to hold, each measured in turn; "max" means the
+    /// largest count the open-files limit allows.
+    pub connections: Vec<Count>,
+    /// Keep bytes in flight on every connection (the client writes and
+    /// never reads), for memory per active connection.
+    #[serde(default)]
+    pub in_flight: bool,
+    /// Quiet window over which wake-ups and CPU time are counted.
+    #[serde(default = "five_seconds")]
+    pub quiet: Dur,
+}
+
+/// What a scenario does, with `--quick` applied.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Load(Load),
+    Hold(Hold),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quick {
+    pub duration: Option<Dur>,
+    pub warmup: Option<Dur>,
+    pub connections: Option<usize>,
+    pub window: Option<Dur>,
+    /// A lower open-loop rate, so that the load stays below saturation on
+    /// a machine that also runs other work (CI beside a CPU hog).
+    pub rate: Option<f64>,
+    pub hold_connections: Option<Vec<Count>>,
+    pub quiet: Option<Dur>,
+}
+
+fn echo() -> BackendMode {
+    BackendMode::Echo
+}
+fn one() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_message_size() -> usize {
+    64
+}
+fn one_second() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+fn five_seconds() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+
+impl Scenario {
+    /// Reads and validates `path`; the scenario is named after the file.
+    pub fn load(path: &Path) -> Result<Scenario, String> {
+        let file = path.display();
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("{file}: cannot read: {e}"))?;
+        let f: File = toml::from_str(&text).map_err(|e| {
+            let message = e.message().replace('\n', " ");
+            match e.span() {
+                Some(span) => {
+                    let line = text[..span.start].matches('\n').count() + 1;
+                    match key_at(&text, span) {
+                        Some(key) => format!("{file}:{line}: {key}: {message}"),
+                        None => format!("{file}:{line}: {message}"),
+                    }
+                }
+                None => format!("{file}: {message}"),
+            }
+        })?;
+        let name = path
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("{file}: file name is not UTF-8"))?
+            .to_string();
+        let body = match (f.load, f.hold) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "{file}: has both [load] and [hold]; a scenario is one or the other"
+                ))
+            }
+            (None, None) => return Err(format!("{file}: missing field `load` (or `hold`)")),
+            (Some(l), None) => Body::Load(l),
+            (None, Some(h)) => Body::Hold(h),
+        };
+        let s = Scenario {
+            name,
+            description: f.description,
+            backend: f.backend,
+            proxy: f.proxy,
+            body,
+            quick: f.quick,
+            targets: f.targets,
+            peer_targets: f.peer_targets,
+        };
+        s.validate().map_err(|e| format!("{file}: {e}"))?;
+        Ok(s)
+    }
+
+    /// The kind of figures this scenario produces.
+    pub fn producer(&self) -> Producer {
+        match self.body {
+            Body::Load(_) => Producer::Load,
+            Body::Hold(_) => Producer::Hold,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.backend.workers == 0 {
+            return Err("backend.workers: must be at least 1".into());
+        }
+        match &self.body {
+            Body::Load(l) => {
+                if l.connections == Count::N(0) {
+                    return Err("load.connections: must be at least 1".into());
+                }
+                for (key, rate) in [("load.rate", l.rate), ("quick.rate", self.quick.rate)] {
+                    if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+                        return Err(format!("{key}: must be positive"));
+                    }
+                }
+                if self.quick.rate.is_some() && l.rate.is_none() {
+                    return Err("quick.rate: the load is closed loop (no load.rate)".into());
+                }
+            }
+            Body::Hold(h) => {
+                if h.connections.is_empty() {
+                    return Err("hold.connections: give at least one count".into());
+                }
+                if h.connections.contains(&Count::N(0)) {
+                    return Err("hold.connections: counts must be at least 1".into());
+                }
+            }
+        }
+        let produced = figures::produced_by(self.producer());
+        let unknown = |table: &str, name: &str| {
+            format!(
+                "{table}.{name}: not a figure this scenario produces (one of: {})",
+                produced.join(", ")
+            )
+        };
+        for (name, bound) in &self.targets {
+            let spec = figures::spec(name)
+                .filter(|s| s.from == self.producer() || s.from == Producer::Any)
+                .ok_or_else(|| match figures::split_vs_peer(name) {
+                    Some((base, _)) if figures::spec(base).is_some() => format!(
+                        "targets.{name}: {base} has no same-run peer ratio (those that do: {})",
+                        figures::with_peer_ratios().join(", ")
+                    ),
+                    _ => unknown("targets", name),
+                })?;
+            if bound.min.is_none() && bound.max.is_none() {
+                return Err(format!("targets.{name}: give `min` or `max`"));
+            }
+            if spec.class == Class::Wall {
+                if bound.gate == Some(true) {
+                    return Err(format!(
+                        "targets.{name}: gate = true on a wall-clock figure, which follows the \
+                         machine: its target is a goal (gate only counts and same-run peer ratios)"
+                    ));
+                }
+                if bound.baseline == Some(true) {
+                    return Err(format!(
+                        "targets.{name}: baseline = true on a wall-clock figure, which is never \
+                         baselined"
+                    ));
+                }
+            }
+        }
+        for (name, bound) in &self.peer_targets {
+            figures::def(name)
+                .filter(|d| d.from == self.producer() || d.from == Producer::Any)
+                .ok_or_else(|| unknown("peer_targets", name))?;
+            match (bound.min, bound.max, bound.gate, bound.baseline) {
+                (None, None, ..) => {
+                    return Err(format!("peer_targets.{name}: give `min` or `max`"))
+                }
+                (Some(_), Some(_), ..) => {
+                    return Err(format!(
+                        "peer_targets.{name}: give `min` (ours at least this times the best \
+                         peer's) or `max` (at most), not both"
+                    ))
+                }
+                (_, _, Some(_), _) | (_, _, _, Some(_)) => {
+                    return Err(format!(
+                        "peer_targets.{name}: goals against the best peer never gate; to gate, \
+                         name {name}_vs_haproxy in [targets]"
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// What the scenario does, with the `--quick` overrides when `quick`.
+    pub fn body(&self, quick: bool) -> Body {
+        let none = Quick::default();
+        let q = if quick { &self.quick } else { &none };
+        match &self.body {
+            Body::Load(l) => {
+                let mut l = l.clone();
+                l.duration = q.duration.unwrap_or(l.duration);
+                l.warmup = q.warmup.unwrap_or(l.warmup);
+                l.window = q.window.unwrap_or(l.window);
+                l.connections = q.connections.map_or(l.connections, Count::N);
+                l.rate = q.rate.or(l.rate);
+                Body::Load(l)
+            }
+            Body::Hold(h) => {
+                let mut h = h.clone();
+                h.quiet = q.quiet.unwrap_or(h.quiet);
+                if let Some(c) = &q.hold_connections {
+                    h.connections = c.clone();
+                }
+                Body::Hold(h)
+            }
+        }
+    }
+}
+
+/// The dotted key a parse error at `span` is about: the `[table]` above
+/// it, the key on its line, and the key inside an inline table on that
+/// line (`targets.rate.min`).
+fn key_at(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = &text[line_start..line_end];
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let before = &text[line_start..start];
+    let mut path: Vec<String> = table.into_iter().collect();
+    if line.trim_start().starts_with('[') {
+        // A table header: the error is about the table itself.
+        let header = line.trim().trim_matches(|c| c == '[' || c == ']').trim();
+        return Some(header.to_string());
+    }
+    match before.split_once('=') {
+        // The span is on the key itself (an unknown field).
+        None => path.push(
+            text[start..span.end.min(line_end).max(start)]
+                .trim()
+                .to_string(),
+        ),
+        Some((outer, rest)) => {
+            path.push(outer.trim().to_string());
+            if let Some(i) = rest.rfind(['{', ',']) {
+                if let Some((inner, _)) = rest[i + 1..].rsplit_once('=') {
+                    path.push(inner.trim().to_string());
+                }
+            }
+        }
+    }
+    path.retain(|p| !p.is_empty());
+    (!path.is_empty()).then(|| path.join("."))
+}
+
+/// Every scenario in `dir`, sorted by name. Fails on the first bad file.
+pub fn load_all(dir: &Path) -> Result<Vec<Scenario>, String> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| Scenario::load(p)).collect()
+}
+
+#[cfg(test)]
+mod tests;

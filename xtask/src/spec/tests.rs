@@ -1,0 +1,291 @@
+//! Scenario files: what parses, and the one line each mistake gets.
+
+use super::*;
+
+fn parse(text: &str) -> Result<Scenario, String> {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("demo.toml");
+    std::fs::write(&path, text).expect("write");
+    Scenario::load(&path)
+}
+
+const GOOD: &str = r#"
+description = "demo"
+[load]
+mode = "echo"
+connections = 10
+duration = "2s"
+[targets]
+errors = { max = 0 }
+"#;
+
+fn load(s: &Scenario, quick: bool) -> Load {
+    match s.body(quick) {
+        Body::Load(l) => l,
+        Body::Hold(_) => panic!("a load scenario"),
+    }
+}
+
+#[test]
+fn a_good_file_parses_and_is_named_after_the_file() {
+    let s = parse(GOOD).expect("good");
+    assert_eq!(s.name, "demo");
+    assert_eq!(s.backend.mode, BackendMode::Echo);
+    let l = load(&s, false);
+    assert_eq!(
+        (l.mode, l.connections, l.message_size, l.compare_direct),
+        (LoadMode::Echo, Count::N(10), 64, true)
+    );
+    assert_eq!(
+        (l.duration.to_string(), l.window.to_string()),
+        ("2s".into(), "1s".into())
+    );
+    assert_eq!(
+        s.targets["errors"],
+        Bound {
+            min: None,
+            max: Some(0.0),
+            gate: None,
+            baseline: None,
+        }
+    );
+}
+
+#[test]
+fn an_unknown_key_names_file_line_and_key() {
+    let e = parse(&GOOD.replace("connections = 10", "connections = 10\nconections = 3"))
+        .expect_err("bad");
+    assert!(
+        e.contains("demo.toml:6: load.conections: unknown field `conections`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_wrong_type_names_the_key() {
+    let e = parse(&GOOD.replace("connections = 10", "connections = \"ten\"")).expect_err("bad");
+    assert!(
+        e.contains("demo.toml:5: load.connections: ")
+            && e.contains("a connection count or \"max\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_bad_mode_is_one_line_naming_file_key_and_value() {
+    let e = parse(&GOOD.replace("mode = \"echo\"", "mode = \"ping\"")).expect_err("bad");
+    assert!(
+        e.contains("demo.toml:4: load.mode: unknown variant `ping`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("`echo`, `http`, `bulk`, `connect`") && !e.contains('\n'),
+        "{e}"
+    );
+    let e = parse(&format!("[backend]\nmode = \"mirror\"\n{GOOD}")).expect_err("bad");
+    assert!(
+        e.contains("demo.toml:2: backend.mode: unknown variant `mirror`"),
+        "{e}"
+    );
+    assert!(e.contains("`echo`, `http`, `sink`, `source`"), "{e}");
+    let e = parse(&GOOD.replace(
+        "duration = \"2s\"",
+        "duration = \"2s\"\nbulk_direction = \"sideways\"",
+    ))
+    .expect_err("bad");
+    assert!(
+        e.contains("demo.toml:7: load.bulk_direction: unknown variant `sideways`"),
+        "{e}"
+    );
+    assert!(e.contains("`up`, `down`, `both`"), "{e}");
+}
+
+#[test]
+fn modes_give_back_the_names_the_binaries_take() {
+    let s = parse(&GOOD.replace(
+        "mode = \"echo\"",
+        "mode = \"bulk\"\nbulk_direction = \"down\"",
+    ))
+    .expect("good");
+    let l = load(&s, false);
+    assert_eq!(
+        (l.mode.arg(), l.bulk_direction.map(BulkDirection::arg)),
+        ("bulk", Some("down"))
+    );
+    assert_eq!(BackendMode::Source.arg(), "source");
+    assert_eq!(LoadMode::Connect.arg(), "connect");
+}
+
+#[test]
+fn a_bad_duration_names_key_and_value() {
+    let e = parse(&GOOD.replace("duration = \"2s\"", "duration = \"2 weeks\"")).expect_err("bad");
+    assert!(
+        e.contains("demo.toml:6: load.duration: invalid duration \"2 weeks\": unknown unit"),
+        "{e}"
+    );
+    let e = parse(&format!("{GOOD}[quick]\nwindow = \"soon\"\n")).expect_err("bad");
+    assert!(e.contains("quick.window: invalid duration \"soon\""), "{e}");
+}
+
+#[test]
+fn a_bad_bound_inside_an_inline_table_names_the_inner_key() {
+    let e = parse(&GOOD.replace("errors = { max = 0 }", "errors = { max = \"none\" }"))
+        .expect_err("bad");
+    assert!(e.contains("demo.toml:8: targets.errors.max: "), "{e}");
+    let e = parse(&GOOD.replace("errors = { max = 0 }", "errors = { max = 0, most = 1 }"))
+        .expect_err("bad");
+    assert!(
+        e.contains("targets.errors") && e.contains("unknown field `most`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_missing_field_is_named() {
+    let e = parse(&GOOD.replace("duration = \"2s\"\n", "")).expect_err("bad");
+    assert!(e.contains("load: missing field `duration`"), "{e}");
+    let e = parse("description = \"x\"\n").expect_err("bad");
+    assert!(e.contains("missing field `load`"), "{e}");
+}
+
+#[test]
+fn a_target_must_be_a_produced_figure() {
+    let e = parse(&GOOD.replace("errors = { max = 0 }", "speed = { min = 1 }")).expect_err("bad");
+    assert!(e.contains("targets.speed: not a figure"), "{e}");
+    let e = parse(&GOOD.replace("errors = { max = 0 }", "fd_leak = { max = 0 }")).expect_err("bad");
+    assert!(
+        e.contains("targets.fd_leak: not a figure this scenario produces"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_peer_ratio_target_must_be_one_the_table_has() {
+    let s = parse(&GOOD.replace(
+        "errors = { max = 0 }",
+        "rate_vs_haproxy = { min = 1.1, gate = false }",
+    ))
+    .expect("good");
+    assert_eq!(s.targets["rate_vs_haproxy"].gate, Some(false));
+    let e = parse(&GOOD.replace("errors = { max = 0 }", "p99_us_vs_haproxy = { max = 1 }"))
+        .expect_err("bad");
+    assert!(
+        e.contains("targets.p99_us_vs_haproxy: p99_us has no same-run peer ratio"),
+        "{e}"
+    );
+    let e = parse(&GOOD.replace("errors = { max = 0 }", "rate_vs_envoy = { min = 1 }"))
+        .expect_err("bad");
+    assert!(e.contains("targets.rate_vs_envoy: not a figure"), "{e}");
+}
+
+#[test]
+fn a_wall_clock_target_cannot_be_made_to_gate() {
+    let e = parse(&GOOD.replace("errors = { max = 0 }", "rate = { min = 5, gate = true }"))
+        .expect_err("bad");
+    assert!(
+        e.contains("targets.rate: gate = true on a wall-clock figure"),
+        "{e}"
+    );
+    let e = parse(&GOOD.replace(
+        "errors = { max = 0 }",
+        "ratio_to_direct = { min = 0.5, gate = true }",
+    ))
+    .expect_err("bad");
+    assert!(
+        e.contains("targets.ratio_to_direct: gate = true on a wall-clock figure"),
+        "{e}"
+    );
+    parse(&GOOD.replace("errors = { max = 0 }", "rate = { min = 10 }")).expect("a goal");
+}
+
+#[test]
+fn bad_values_are_named() {
+    let e = parse(&GOOD.replace("connections = 10", "connections = 0")).expect_err("bad");
+    assert!(e.contains("load.connections: must be at least 1"), "{e}");
+    let e = parse(&format!("{GOOD}[quick]\nrate = 100\n")).expect_err("bad");
+    assert!(e.contains("quick.rate: the load is closed loop"), "{e}");
+}
+
+#[test]
+fn quick_overrides_apply_only_when_quick() {
+    let s = parse(&GOOD.replace("duration = \"2s\"", "duration = \"2s\"\nrate = 20000")
+        .replace("[targets]", "[quick]\nduration = \"500ms\"\nwindow = \"100ms\"\nrate = 5000\nconnections = 3\n[targets]"))
+    .expect("good");
+    let (full, quick) = (load(&s, false), load(&s, true));
+    assert_eq!((full.rate, full.connections), (Some(20000.0), Count::N(10)));
+    assert_eq!((quick.rate, quick.connections), (Some(5000.0), Count::N(3)));
+    assert_eq!(
+        (quick.duration.to_string(), quick.window.to_string()),
+        ("500ms".into(), "100ms".into())
+    );
+}
+
+#[test]
+fn hold_counts_accept_max() {
+    let s = parse("description = \"m\"\n[hold]\nconnections = [1000, \"max\"]\n[targets]\nrss_per_conn_bytes = { max = 16384 }\n")
+        .expect("good");
+    let Body::Hold(h) = s.body(false) else {
+        panic!("a hold scenario")
+    };
+    assert_eq!(h.connections, vec![Count::N(1000), Count::Max]);
+}
+
+#[test]
+fn every_committed_scenario_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let all = load_all(&dir).expect("scenarios parse");
+    assert!(
+        all.len() >= 7,
+        "expected the documented scenarios, found {}",
+        all.len()
+    );
+}
+
+#[test]
+fn peer_targets_are_checked_like_targets() {
+    let e = parse(&format!(
+        "{GOOD}\n[peer_targets]\nspeed = {{ min = 1.1 }}\n"
+    ))
+    .expect_err("bad");
+    assert!(e.contains("peer_targets.speed: not a figure"), "{e}");
+    let e = parse(&format!(
+        "{GOOD}\n[peer_targets]\nrate = {{ min = 1.1, max = 2 }}\n"
+    ))
+    .expect_err("bad");
+    assert!(
+        e.contains("peer_targets.rate") && e.contains("not both"),
+        "{e}"
+    );
+    let e = parse(&format!(
+        "{GOOD}\n[peer_targets]\nrate = {{ min = 1.1, gate = true }}\n"
+    ))
+    .expect_err("bad");
+    assert!(
+        e.contains("peer_targets.rate: goals against the best peer never gate"),
+        "{e}"
+    );
+    let s = parse(&format!("{GOOD}\n[peer_targets]\nrate = {{ min = 1.1 }}\n")).expect("good");
+    assert_eq!(s.peer_targets["rate"].min, Some(1.1));
+}
+
+#[test]
+fn load_connections_may_be_max() {
+    let s = parse(&GOOD.replace("connections = 10", "connections = \"max\"")).expect("good");
+    assert_eq!(load(&s, false).connections, Count::Max);
+    let e = parse(&GOOD.replace("connections = 10", "connections = \"most\"")).expect_err("bad");
+    assert!(e.contains("a connection count or \"max\""), "{e}");
+}
+
+#[test]
+fn durations_print_as_the_binaries_parse_them() {
+    for (text, shown) in [
+        ("1.5s", "1500ms"),
+        ("250us", "250us"),
+        ("2m", "120s"),
+        ("100ms", "100ms"),
+    ] {
+        let d = Dur(netio::cli::parse_duration(text).expect(text));
+        assert_eq!(d.to_string(), shown);
+        assert_eq!(netio::cli::parse_duration(shown), Ok(d.0));
+    }
+}

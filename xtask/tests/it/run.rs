@@ -1,0 +1,53 @@
+//! A short real scenario through the real binaries, and its reports.
+
+use crate::util::{value, Bench, TINY};
+
+#[test]
+fn a_short_scenario_runs_end_to_end_and_writes_its_reports() {
+    let b = Bench::new();
+    b.scenario("tiny", TINY);
+    let r = b.xtask(&["scenario", "tiny"]);
+    assert_eq!(r.code, Some(0), "{r}");
+    assert!(
+        r.stdout.contains("tiny") && r.stdout.contains("verdict"),
+        "{r}"
+    );
+    let latest = b.latest();
+    let get = |name: &str, who: &str| {
+        value(&latest, 0, name, who).unwrap_or_else(|| panic!("no {name} for {who} in {latest}"))
+    };
+    assert!(get("rate", "self") > 0.0);
+    assert!(get("rate", "direct") > 0.0);
+    assert_eq!(get("errors", "self"), 0.0);
+    let cpu = get("cpu_us_per_message", "self");
+    assert!(cpu > 0.0 && cpu < 1e6, "CPU per message from /proc: {cpu}");
+    assert_eq!(
+        get("epoll_ctl_per_connection", "self"),
+        2.0,
+        "exact count from the proxy's own counters"
+    );
+    let run_dir = b.out.join(latest["id"].as_str().expect("id"));
+    let html = std::fs::read_to_string(run_dir.join("report.html")).expect("html");
+    assert!(html.contains("<svg") && html.contains("tiny echo run"));
+    assert!(run_dir.join("report.md").exists());
+}
+
+#[test]
+fn a_hold_scenario_measures_memory_wakeups_and_descriptors() {
+    let b = Bench::new();
+    b.scenario(
+        "held",
+        "description = \"held\"\n[hold]\nconnections = [20]\nquiet = \"300ms\"\n[targets]\nfd_leak = { max = 0 }\n",
+    );
+    let r = b.xtask(&["scenario", "held"]);
+    assert_eq!(r.code, Some(0), "{r}");
+    let latest = b.latest();
+    assert_eq!(
+        value(&latest, 0, "connections_held", "self"),
+        Some(20.0),
+        "{latest}"
+    );
+    assert_eq!(value(&latest, 0, "fd_leak", "self"), Some(0.0));
+    assert!(value(&latest, 0, "idle_wakeups", "self").is_some());
+    assert!(value(&latest, 0, "rss_per_conn_bytes", "self").is_some());
+}

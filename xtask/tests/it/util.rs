@@ -1,0 +1,100 @@
+//! What the end-to-end tests share: xtask run on a scenarios directory of
+//! the test's own, with its reports kept out of the tree.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// A scenarios directory and a reports directory, removed afterwards.
+pub struct Bench {
+    _dir: tempfile::TempDir,
+    pub scenarios: PathBuf,
+    pub out: PathBuf,
+}
+
+impl Bench {
+    pub fn new() -> Bench {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (scenarios, out) = (dir.path().join("scenarios"), dir.path().join("out"));
+        std::fs::create_dir_all(&scenarios).expect("mkdir");
+        Bench {
+            _dir: dir,
+            scenarios,
+            out,
+        }
+    }
+
+    /// Writes `scenarios/NAME.toml`.
+    pub fn scenario(&self, name: &str, text: &str) -> &Bench {
+        std::fs::write(self.scenarios.join(format!("{name}.toml")), text).expect("write scenario");
+        self
+    }
+
+    /// Runs `xtask ARGS…` with CI unset (a missing peer is skipped).
+    pub fn xtask(&self, args: &[&str]) -> Run {
+        let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .env("XTASK_SCENARIOS", &self.scenarios)
+            .env("XTASK_WORKBENCH", &self.out)
+            .env_remove("CI")
+            .output()
+            .expect("run xtask");
+        Run::from(o)
+    }
+
+    /// The last run's `latest.json`.
+    pub fn latest(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.out.join("latest.json")).expect("latest.json");
+        serde_json::from_str(&text).expect("json")
+    }
+}
+
+/// A finished xtask.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A figure's value for a subject in a report, if it has one.
+pub fn value(report: &serde_json::Value, scenario: usize, name: &str, who: &str) -> Option<f64> {
+    report["scenarios"][scenario]["figures"]
+        .as_array()?
+        .iter()
+        .find(|f| f["name"] == name)?["values"][who]
+        .as_f64()
+}
+
+/// A short echo load through 4 connections.
+pub const TINY: &str = r#"description = "tiny echo run"
+[load]
+mode = "echo"
+connections = 4
+message_size = 32
+duration = "600ms"
+warmup = "200ms"
+window = "100ms"
+[targets]
+errors = { max = 0 }
+verify_failures = { max = 0 }
+epoll_ctl_per_connection = { max = 2 }
+"#;
