@@ -31,3 +31,17 @@ pub fn connect(addr: SocketAddr, wait: Duration) -> TcpStream {
         .unwrap_or_else(|e| panic!("write timeout: {e}"));
     s
 }
+
+/// Deterministic pseudo-random bytes (xorshift), so that a test can
+/// check a large transfer without keeping two copies around.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -126,3 +126,34 @@ pub fn usage(pid: u32) -> Result<Usage, String> {
         fds,
     })
 }
+
+/// Lowers the running process's descriptor limit (with `prlimit --pid`)
+/// so that exactly `spare` descriptor numbers are free below it, and
+/// returns the limit set. The descriptors a test environment passes down
+/// vary, so they are counted.
+///
+/// # Panics
+/// If `/proc` cannot be read or `prlimit` fails (tests only).
+pub fn leave_spare_fds(pid: u32, spare: usize) -> usize {
+    let used: Vec<usize> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let (mut limit, mut free) = (0, 0);
+    while free < spare {
+        if !used.contains(&limit) {
+            free += 1;
+        }
+        limit += 1;
+    }
+    let ok = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "prlimit --pid {pid} --nofile={limit}:{limit} failed");
+    limit
+}

@@ -2,12 +2,13 @@
 //! workers, and what a worker does when the process runs out of
 //! descriptors.
 
-use crate::util::{leave_spare_fds, Backend, WAIT};
+use crate::util::{Backend, WAIT};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
+use testkit::proc::leave_spare_fds;
 
 /// Clients pointed at two workers sharing three connections: so many that
 /// each worker's listener gets more than its share, whichever way the

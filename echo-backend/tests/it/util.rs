@@ -154,36 +154,3 @@ pub fn round_trip(mut s: TcpStream, data: Arc<Vec<u8>>) -> Vec<u8> {
 pub fn is_timeout(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
-
-/// Lowers the running backend's descriptor limit (with `prlimit --pid`)
-/// so that exactly `spare` descriptor numbers are free below it. The
-/// descriptors a test environment passes down vary, so they are counted.
-pub fn leave_spare_fds(pid: u32, spare: usize) {
-    let used: Vec<usize> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("proc fd")
-        .map(|e| {
-            e.expect("fd entry")
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse().ok())
-                .expect("fd number")
-        })
-        .collect();
-    let (mut limit, mut free) = (0, 0);
-    while free < spare {
-        if !used.contains(&limit) {
-            free += 1;
-        }
-        limit += 1;
-    }
-    let ok = Command::new("prlimit")
-        .args([
-            "--pid",
-            &pid.to_string(),
-            &format!("--nofile={limit}:{limit}"),
-        ])
-        .status()
-        .expect("run prlimit")
-        .success();
-    assert!(ok, "prlimit --pid {pid} --nofile={limit}:{limit} failed");
-}

@@ -195,17 +195,9 @@ impl Model {
             5..=7 => self.rng.gen_range(1..=4096),
             _ => self.rng.gen_range(1..=24_000),
         };
-        // Bytes that differ from offset to offset (xorshift), cheaper than
-        // the schedule's generator byte by byte.
-        let mut x: u64 = self.rng.gen::<u64>() | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        // Bytes that differ from offset to offset, cheaper than the
+        // schedule's generator byte by byte.
+        testkit::pattern(self.rng.gen(), len)
     }
 
     /// Delivers one event the way the worker does.

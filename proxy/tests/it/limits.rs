@@ -185,41 +185,14 @@ enum RunsOut {
     AtBackendConnect,
 }
 
-/// Under `prlimit`, lowers the running proxy's descriptor limit so that
-/// exactly `spare` descriptor numbers are free below it (descriptors
-/// inherited from the test environment vary, so they are counted).
+/// Lowers the running proxy's descriptor limit so that exactly `spare`
+/// descriptor numbers are free below it.
 fn leave_spare_fds(proxy: &Proxy, spare: usize) {
-    let used: Vec<usize> = std::fs::read_dir(format!("/proc/{}/fd", proxy.pid()))
-        .expect("proc fd")
-        .map(|e| {
-            e.expect("fd entry")
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse().ok())
-                .expect("fd number")
-        })
-        .collect();
-    let (mut limit, mut free) = (0, 0);
-    while free < spare {
-        if !used.contains(&limit) {
-            free += 1;
-        }
-        limit += 1;
-    }
+    let limit = testkit::proc::leave_spare_fds(proxy.pid(), spare);
     assert!(
         limit <= 40,
         "the test environment leaves too few descriptors"
     );
-    let ok = Command::new("prlimit")
-        .args([
-            "--pid",
-            &proxy.pid().to_string(),
-            &format!("--nofile={limit}:{limit}"),
-        ])
-        .status()
-        .expect("run prlimit")
-        .success();
-    assert!(ok, "prlimit --pid failed");
 }
 
 /// Starts the proxy under `prlimit --nofile=40:40` with room for exactly

@@ -83,24 +83,17 @@ impl Proxy {
 
     /// Resident memory from `/proc/PID/smaps_rollup`, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        proc_rss_kib(self.pid())
+        self.usage().rss_kib
     }
 
     /// Open descriptors, from `/proc/PID/fd`.
     pub fn fd_count(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .expect("proc fd")
-            .count()
+        self.usage().fds as usize
     }
-}
 
-/// `Rss:` of a process from `/proc/PID/smaps_rollup`, in KiB.
-pub fn proc_rss_kib(pid: u32) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).expect("smaps_rollup");
-    text.lines()
-        .find_map(|l| l.strip_prefix("Rss:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("Rss line")
+    fn usage(&self) -> testkit::proc::Usage {
+        testkit::proc::usage(self.pid()).unwrap_or_else(|e| panic!("{e}"))
+    }
 }
 
 /// The proxy's counters from one `stats:` line.
@@ -228,19 +221,7 @@ pub fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
     out
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so that a test can
-/// check a large transfer without keeping two copies around.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+pub use testkit::pattern;
 
 // Helpers for the relay, half-close and reset tests.
 
