@@ -96,7 +96,7 @@ const REQUIRED: &[&str] = &[
     "closed:drain",
     "closed:timeouts",
     "closed:error",
-    "closed:refused",
+    "closed:before_connect",
 ];
 
 /// The sizes one schedule runs with.
@@ -374,7 +374,7 @@ impl Model {
                 .iter()
                 .any(|s| s.peer_reset || s.closed == Some(true));
             let kind = match (p.closed_by, reset) {
-                (_, true) if !p.socks[1].connected => "refused",
+                (_, true) if !p.socks[1].connected => "before_connect",
                 (_, true) => "error",
                 ("events", false) => "done",
                 (other, false) => other,
