@@ -35,13 +35,18 @@ fn a_backend_that_never_answers_is_given_up_after_the_connect_timeout() {
     }
     let mut proxy = Proxy::start_to(addr, &["--connect-timeout", "300ms"]);
     let mut client = connect(proxy.addr);
+    let who = client.local_addr().expect("client address");
     let mut b = [0u8; 1];
     match client.read(&mut b) {
         Ok(0) => {}
         Ok(_) => panic!("bytes from a backend that never connected"),
         Err(e) => assert!(!is_timeout(&e), "the client was left hanging: {e}"),
     }
-    proxy.wait_logged(|l| l.contains("connect timed out"));
+    let line = proxy.wait_logged(|l| l.contains("connect timed out"));
+    assert_eq!(
+        line,
+        format!("proxy: backend {addr} failed for client {who}: connect timed out")
+    );
     let s = proxy.wait_stats("the pair closed", |s| s.get("active") == 0);
     assert_eq!(s.get("refused"), 1, "{s:?}");
 }
