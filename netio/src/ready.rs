@@ -60,12 +60,12 @@ impl Ready {
     }
 
     /// Notes what a write (or splice into the socket) of `offered` bytes
-    /// returned.
+    /// returned. A write that took nothing (`Eof`: 0 bytes) counts as full.
     #[inline]
     pub fn after_write(&mut self, got: Outcome, offered: usize) {
         match got {
             Outcome::Data(n) if n < offered => self.writable = false,
-            Outcome::WouldBlock => self.writable = false,
+            Outcome::WouldBlock | Outcome::Eof => self.writable = false,
             _ => {}
         }
     }
@@ -103,5 +103,8 @@ mod tests {
         assert!(r.writable);
         r.after_write(Outcome::Data(7), 8);
         assert!(!r.writable);
+        r.apply(OUT);
+        r.after_write(Outcome::Eof, 8);
+        assert!(!r.writable, "a write that took nothing counts as full");
     }
 }

@@ -74,11 +74,6 @@ impl Hold {
         }
     }
 
-    /// Whether a buffer or pipe is lent, even an empty one.
-    pub fn lends(&self) -> bool {
-        !matches!(self, Hold::Idle)
-    }
-
     /// Gives what is lent back to its pool, dropping any bytes in it; a
     /// pipe that still holds bytes is returned to the caller instead,
     /// since it must be renewed (nobody will read those bytes).
@@ -268,10 +263,7 @@ pub fn step(
                             return Step::Blocked;
                         }
                     }
-                    Outcome::WouldBlock | Outcome::Eof => {
-                        ready[dst.index()].writable = false;
-                        return Step::Blocked;
-                    }
+                    Outcome::WouldBlock | Outcome::Eof => return Step::Blocked,
                     Outcome::Reset | Outcome::Error(_) => {
                         // The peer is gone, but what it sent before its
                         // reset may still be queued: let the other

@@ -17,7 +17,7 @@ impl Table {
                     relay::Hold::Buf(_) => small += 1,
                     relay::Hold::Pipe { .. } => pipes += 1,
                 }
-                if c.stage == Stage::Free && f.hold.lends() {
+                if c.stage == Stage::Free && !matches!(f.hold, relay::Hold::Idle) {
                     return Err(format!("free slot {i} holds {:?}", f.hold));
                 }
             }
