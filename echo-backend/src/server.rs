@@ -123,7 +123,7 @@ impl netio::serve::Worker for Worker {
     fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(MAX_EVENTS);
         loop {
-            let timeout = sleep_ms(!self.again.is_empty(), self.retry_at, Instant::now);
+            let timeout = epoll::sleep_ms(!self.again.is_empty(), self.retry_at, Instant::now);
             self.epoll.wait(&mut events, timeout)?;
             for (tok, bits) in events.iter() {
                 match Source::of(tok) {
@@ -300,51 +300,5 @@ impl Worker {
             // this batch.
             self.retry_at = Some(Instant::now());
         }
-    }
-}
-
-/// The `epoll_wait` timeout: none while connections wait for their turn;
-/// until the accept retry is due, rounded up to the next millisecond
-/// (rounded down, a loop with less than a millisecond to go would poll
-/// with a zero timeout until it is due: a busy spin); else until an event.
-/// `now` is only asked when there is a retry.
-fn sleep_ms(turn_waiting: bool, retry_at: Option<Instant>, now: impl FnOnce() -> Instant) -> i32 {
-    if turn_waiting {
-        0
-    } else if retry_at.is_some() {
-        epoll::timeout_ms(now(), retry_at)
-    } else {
-        -1
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_paused_accept_sleeps_until_its_retry_is_due_never_less() {
-        let now = Instant::now();
-        let retry = |left| sleep_ms(false, Some(now + left), || now);
-        assert_eq!(retry(Duration::from_micros(300)), 1, "not 0: that spins");
-        assert_eq!(retry(Duration::from_micros(1)), 1);
-        assert_eq!(retry(Duration::from_micros(99_001)), 100);
-        assert_eq!(retry(Duration::ZERO), 0, "due now");
-        assert_eq!(
-            sleep_ms(false, Some(now), || now + ACCEPT_RETRY),
-            0,
-            "overdue"
-        );
-    }
-
-    #[test]
-    fn a_turn_waiting_never_sleeps_and_nothing_to_do_sleeps_until_an_event() {
-        let now = Instant::now();
-        assert_eq!(sleep_ms(true, Some(now + ACCEPT_RETRY), || now), 0);
-        assert_eq!(sleep_ms(true, None, || now), 0);
-        assert_eq!(
-            sleep_ms(false, None, || unreachable!("no clock needed")),
-            -1
-        );
     }
 }

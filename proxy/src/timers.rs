@@ -104,20 +104,12 @@ impl Timers {
     /// its turn or busy polling goes on, else until the nearest deadline
     /// (`accept_retry`: when a paused accept is retried), else forever.
     pub fn timeout_ms(&self, table: &Table, accept_retry: Option<Instant>) -> i32 {
-        if table.has_again() {
-            return 0;
-        }
         let next = [accept_retry, self.drain_deadline, self.next_sweep]
             .into_iter()
             .flatten()
             .min();
-        if next.is_none() && self.spin_until.is_none() {
-            return -1; // the common case, without reading the clock
-        }
-        let now = Instant::now();
-        if self.spin_until.is_some_and(|t| now < t) {
-            return 0;
-        }
-        epoll::timeout_ms(now, next)
+        // The clock is read only while busy polling or a deadline is set.
+        let spinning = self.spin_until.is_some_and(|t| Instant::now() < t);
+        epoll::sleep_ms(table.has_again() || spinning, next, Instant::now)
     }
 }

@@ -54,6 +54,24 @@ pub fn timeout_ms(now: std::time::Instant, deadline: Option<std::time::Instant>)
     }
 }
 
+/// The timeout for [`Epoll::wait`] of a loop turn: none (0) while some
+/// slot waits to run again; until `deadline`, rounded up as
+/// [`timeout_ms`] does; forever (-1) with no deadline. `now` is only
+/// asked when there is a deadline, so an idle loop does not read the clock.
+pub fn sleep_ms(
+    run_again: bool,
+    deadline: Option<std::time::Instant>,
+    now: impl FnOnce() -> std::time::Instant,
+) -> i32 {
+    if run_again {
+        0
+    } else if deadline.is_some() {
+        timeout_ms(now(), deadline)
+    } else {
+        -1
+    }
+}
+
 /// An epoll instance.
 #[derive(Debug)]
 pub struct Epoll {
@@ -234,6 +252,36 @@ mod tests {
         assert_eq!(timeout_ms(now, Some(now + Duration::from_micros(300))), 1);
         assert_eq!(timeout_ms(now, Some(now + Duration::from_millis(2))), 2);
         assert_eq!(timeout_ms(now + Duration::from_secs(1), Some(now)), 0);
+    }
+
+    #[test]
+    fn a_paused_accept_sleeps_until_its_retry_is_due_never_less() {
+        use std::time::{Duration, Instant};
+        const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+        let now = Instant::now();
+        let retry = |left| sleep_ms(false, Some(now + left), || now);
+        assert_eq!(retry(Duration::from_micros(300)), 1, "not 0: that spins");
+        assert_eq!(retry(Duration::from_micros(1)), 1);
+        assert_eq!(retry(Duration::from_micros(99_001)), 100);
+        assert_eq!(retry(Duration::ZERO), 0, "due now");
+        assert_eq!(
+            sleep_ms(false, Some(now), || now + ACCEPT_RETRY),
+            0,
+            "overdue"
+        );
+    }
+
+    #[test]
+    fn a_turn_waiting_never_sleeps_and_nothing_to_do_sleeps_until_an_event() {
+        use std::time::{Duration, Instant};
+        let now = Instant::now();
+        let later = now + Duration::from_millis(100);
+        assert_eq!(sleep_ms(true, Some(later), || now), 0);
+        assert_eq!(sleep_ms(true, None, || now), 0);
+        assert_eq!(
+            sleep_ms(false, None, || unreachable!("no clock needed")),
+            -1
+        );
     }
 
     #[test]
