@@ -104,12 +104,15 @@ impl Timers {
     /// its turn or busy polling goes on, else until the nearest deadline
     /// (`accept_retry`: when a paused accept is retried), else forever.
     pub fn timeout_ms(&self, table: &Table, accept_retry: Option<Instant>) -> i32 {
+        // The clock is read only while busy polling or a deadline is set.
+        let spinning = || self.spin_until.is_some_and(|t| Instant::now() < t);
+        if table.has_again() || spinning() {
+            return 0;
+        }
         let next = [accept_retry, self.drain_deadline, self.next_sweep]
             .into_iter()
             .flatten()
             .min();
-        // The clock is read only while busy polling or a deadline is set.
-        let spinning = self.spin_until.is_some_and(|t| Instant::now() < t);
-        epoll::sleep_ms(table.has_again() || spinning, next, Instant::now)
+        epoll::sleep_ms(false, next, Instant::now)
     }
 }
