@@ -26,6 +26,10 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     pub balance: Balance,
     pub drain_timeout: Duration,
+    /// After one side resets, how long the other may take to receive what
+    /// was already read from the first before the reset is passed on;
+    /// zero passes it on at once.
+    pub reset_flush_timeout: Duration,
     pub connect_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     /// After activity, poll without sleeping for this long before blocking.
@@ -114,6 +118,11 @@ pub struct Cli {
     /// On SIGTERM, how long open connections may take to finish, e.g. 10s, 500ms [default: 10s]
     #[arg(long, value_name = "DUR")]
     pub drain_timeout: Option<String>,
+    /// When one side resets, deliver what was already received from it to
+    /// the other side for up to DUR (until that side's kernel send queue is
+    /// empty), then pass the reset on; 0 passes it on at once [default: 10s]
+    #[arg(long, value_name = "DUR")]
+    pub reset_flush_timeout: Option<String>,
     /// Give up on a backend connect after DUR and reset the client; 0 waits
     /// as long as the kernel does [default: 5s]
     #[arg(long, value_name = "DUR")]
@@ -165,6 +174,7 @@ pub struct FileConfig {
     pub metrics: Option<String>,
     pub balance: Option<Balance>,
     pub drain_timeout: Option<String>,
+    pub reset_flush_timeout: Option<String>,
     pub connect_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub busy_poll: Option<String>,
@@ -307,6 +317,16 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
         }
         None => Duration::from_secs(10),
     };
+    let reset_flush_timeout = match cli
+        .reset_flush_timeout
+        .as_deref()
+        .or(file.reset_flush_timeout.as_deref())
+    {
+        Some(s) => {
+            parse_duration(s).map_err(|e| format!("invalid --reset-flush-timeout \"{s}\": {e}"))?
+        }
+        None => Duration::from_secs(10),
+    };
     let timeout = |opt: &str, v: Option<&str>, default: Option<Duration>| match v {
         Some(s) => match parse_duration(s).map_err(|e| format!("invalid {opt} \"{s}\": {e}"))? {
             d if d.is_zero() => Ok::<_, String>(None),
@@ -385,6 +405,7 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
         metrics,
         balance: cli.balance.or(file.balance).unwrap_or(Balance::RoundRobin),
         drain_timeout,
+        reset_flush_timeout,
         connect_timeout,
         idle_timeout,
         busy_poll,
