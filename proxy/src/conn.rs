@@ -13,9 +13,10 @@ use std::time::Instant;
 
 /// Where a pair is in its life:
 /// `Free → Connecting → Relaying → Closing(reason) → Free`, or straight
-/// from `Connecting` to `Closing` when the backend fails. (A pair that
-/// must flush one side before passing a reset on would be one more stage
-/// between `Relaying` and `Closing`.)
+/// from `Connecting` to `Closing` when the backend fails. A pair one of
+/// whose sides has reset stays open while it delivers to the other side
+/// what it had already received ([`Conn::reset`]), then closes with the
+/// reset passed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     /// The slot is unused.
@@ -52,6 +53,9 @@ pub enum Reason {
     ConnectTimeout,
     /// No event on either socket for `--idle-timeout`.
     Idle,
+    /// This side reset, and the other did not take what was owed to it
+    /// within `--reset-flush-timeout`.
+    FlushTimeout(Side),
 }
 
 impl Reason {
@@ -65,6 +69,10 @@ impl Reason {
             Reason::Drain => "drain timeout",
             Reason::ConnectTimeout => "backend connect timed out",
             Reason::Idle => "idle timeout",
+            Reason::FlushTimeout(Side::Client) => "client reset; backend too slow to take the rest",
+            Reason::FlushTimeout(Side::Backend) => {
+                "backend reset; client too slow to take the rest"
+            }
         }
     }
 }
@@ -91,6 +99,15 @@ pub struct Conn {
     pub peer: Option<SocketAddr>,
     /// When it opened, with `--log-connections`.
     pub started: Option<Instant>,
+    /// The side that reset (or failed), while the pair delivers what it
+    /// had received from it to the other side before passing the reset on.
+    pub reset: Option<Side>,
+    /// Worker clock (ms) when that side reset.
+    pub reset_ms: u32,
+    /// Once both directions are done: when to look again whether the other
+    /// side's kernel has everything (ms), and the back-off step.
+    pub poll_ms: u32,
+    pub poll_step: u32,
 }
 
 impl Conn {
@@ -106,6 +123,10 @@ impl Conn {
             active_ms: 0,
             peer: None,
             started: None,
+            reset: None,
+            reset_ms: 0,
+            poll_ms: 0,
+            poll_step: 0,
         }
     }
 
@@ -122,12 +143,16 @@ impl Conn {
 
     /// Which sockets get a reset rather than a FIN when the pair closes
     /// for `reason`: any that is owed bytes it will now never get, so that
-    /// a cut stream never looks complete.
+    /// a cut stream never looks complete, and the other side of one that
+    /// reset, whatever ends the pair: the reset is passed on.
     pub fn aborts(&self, reason: Reason) -> [bool; 2] {
         let mut abort = [false; 2];
+        if let Some(side) = self.reset {
+            abort[side.other().index()] = true;
+        }
         match reason {
             Reason::Done => {}
-            Reason::Error(side) => abort[side.other().index()] = true,
+            Reason::Error(side) | Reason::FlushTimeout(side) => abort[side.other().index()] = true,
             Reason::Refused => abort[Side::Client.index()] = true,
             // The connect may have completed unseen, with client bytes
             // held for the backend: it must not see a clean, empty stream.

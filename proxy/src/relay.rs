@@ -10,7 +10,10 @@
 //! - [`Flow::received`], [`Flow::sent`] and [`Flow::ended`] are the
 //!   transitions an I/O result causes: `Received(n)`, `Sent(n)`, `Eof`.
 //!   A reset is not a transition of the flow: [`step`] reports it as
-//!   [`Step::Failed`] with the side, and the pair decides what follows.
+//!   [`Step::Failed`] with the side, and the pair decides what follows —
+//!   usually to go on reading what the reset side sent before it (its
+//!   kernel still holds it) with [`Flow::source_reset`] set, so that its
+//!   next reset or error counts as the end of its stream.
 //! - [`step`] is the readiness-driven loop over both: it performs the
 //!   action through [`Io`], feeds the result back, and stops when the
 //!   direction would block, must wait for a buffer, has ended, failed, or
@@ -107,6 +110,10 @@ pub struct Flow {
     pub eof: bool,
     /// The FIN has been passed to the destination.
     pub fin_sent: bool,
+    /// The source has reset: what it sent before is still read out and
+    /// passed on, and a read that fails ends the stream like a FIN (the
+    /// pair then passes the reset on, never a FIN).
+    pub source_reset: bool,
     /// Bytes written to the destination.
     pub bytes: u64,
 }
@@ -151,6 +158,7 @@ impl Flow {
             streaming: false,
             eof: false,
             fin_sent: false,
+            source_reset: false,
             bytes: 0,
         }
     }
@@ -221,6 +229,14 @@ impl Flow {
     /// The source ended.
     pub fn ended(&mut self) {
         self.eof = true;
+    }
+
+    /// The destination is gone: nothing more is read or passed on, and
+    /// what is held is dropped (returned as for [`Hold::release`]).
+    pub fn cut(&mut self, bufs: &mut Pools, pipes: &mut PipePool) -> Option<PipeId> {
+        self.eof = true;
+        self.fin_sent = true;
+        self.hold.release(bufs, pipes)
     }
 }
 
@@ -358,6 +374,7 @@ fn receive(
         Outcome::Data(n) => flow.received(n, room),
         Outcome::Eof => flow.ended(),
         Outcome::WouldBlock => {}
+        Outcome::Reset | Outcome::Error(_) if flow.source_reset => flow.ended(),
         Outcome::Reset | Outcome::Error(_) => return Err(Step::Failed(src)),
     }
     Ok(())

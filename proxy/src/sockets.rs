@@ -139,6 +139,12 @@ impl Sockets for SysSockets {
         }
     }
 
+    fn unacked(&mut self, slot: usize, side: Side) -> Option<usize> {
+        let fd = self.fds[slot][side.index()].as_ref()?;
+        self.stats.sys_ioctl.inc();
+        socket::unacked(fd).ok()
+    }
+
     fn renew_pipe(&mut self, id: &PipeId) -> bool {
         let Some(slot) = self.pipes.get_mut(id.index()) else {
             return false;

@@ -87,6 +87,14 @@ stats! {
     rejected: "counter",
     /// Connections ended by a reset or an I/O error on either side.
     errors: "counter",
+    /// Connections one side of which reset, whose other side received
+    /// everything that side had sent before the reset was passed on.
+    resets_flushed: "counter",
+    /// Connections one side of which reset, whose other side did not take
+    /// the rest within --reset-flush-timeout.
+    reset_flush_timeouts: "counter",
+    /// Connections delivering what one side sent before it reset.
+    flushing: "gauge",
     /// Bytes relayed from clients to backends.
     bytes_client_to_backend: "counter",
     /// Bytes relayed from backends to clients.
@@ -133,6 +141,8 @@ stats! {
     sys_sockopt: "counter",
     /// pipe2(2) and fcntl(2) calls renewing a pipe closed with bytes in it.
     sys_pipe: "counter",
+    /// ioctl(2) calls reading a send queue (after a reset, until it drains).
+    sys_ioctl: "counter",
 }
 
 impl Snapshot {
@@ -158,6 +168,7 @@ impl Snapshot {
             + self.sys_close
             + self.sys_sockopt
             + self.sys_pipe
+            + self.sys_ioctl
     }
 
     /// A one-line human summary, as printed on SIGUSR1 and at exit.

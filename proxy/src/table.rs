@@ -11,6 +11,14 @@
 //! batch, which also hands freed buffers to the pairs waiting for one.
 //! Closing bumps the slot's generation, so a stale event for it (or for
 //! the next pair in the slot) is dropped.
+//!
+//! When one side resets (or fails), the pair does not close at once: what
+//! that side sent before its reset — in the proxy's hold and still in its
+//! socket — goes on to the other side, and once the other side's kernel
+//! has acknowledged all of it ([`Sockets::unacked`], polled with back-off
+//! by [`Table::check_flushing`], since no event says so) the reset is
+//! passed on. `--reset-flush-timeout` bounds it; nothing more goes to the
+//! side that reset.
 
 use crate::balance::Balancer;
 use crate::conn::{Conn, Reason, Side, Stage};
@@ -41,6 +49,18 @@ pub trait Sockets {
     /// Replaces a pipe that was closed with bytes in it (nobody will read
     /// them). False if no new pipe could be made.
     fn renew_pipe(&mut self, pipe: &PipeId) -> bool;
+    /// Bytes written to `side` of `slot` that its peer has not yet
+    /// acknowledged (`None` if that cannot be known).
+    fn unacked(&mut self, slot: usize, side: Side) -> Option<usize>;
+}
+
+/// The longest pause between two looks at a flushing pair's send queue.
+const POLL_MAX_MS: u32 = 100;
+
+/// Whether the worker clock `now` has reached `t` (both wrap).
+#[inline]
+fn reached(now: u32, t: u32) -> bool {
+    (now.wrapping_sub(t) as i32) >= 0
 }
 
 /// How the table behaves, from the configuration.
@@ -48,6 +68,8 @@ pub trait Sockets {
 pub struct Options {
     pub log_connections: bool,
     pub proxy_protocol: Option<Version>,
+    /// `--reset-flush-timeout` in ms; 0 passes a reset on at once.
+    pub reset_flush_ms: u32,
 }
 
 /// A new pair, as the driver set it up.
@@ -83,6 +105,8 @@ pub struct Table {
     again: AgainQueue,
     /// Pairs to close at the end of this batch.
     closing: Vec<u32>,
+    /// Pairs delivering what one side sent before it reset.
+    flushing: Vec<(u32, u32)>,
     balancer: Balancer,
     /// Pairs in [`Stage::Connecting`].
     connecting: usize,
@@ -127,6 +151,7 @@ impl Table {
             waiters: VecDeque::with_capacity(capacity),
             again: AgainQueue::with_slots(capacity),
             closing: Vec::with_capacity(capacity),
+            flushing: Vec::new(),
             balancer,
             connecting: 0,
             opts,
@@ -245,11 +270,11 @@ impl Table {
         }
         self.pump(io, slot);
         // A reset or error on a socket that the relay cannot reach right
-        // now (its direction is stalled on the other side) must still end
-        // the pair: pump first, so that whatever it could still read is
-        // passed on, then close if the pump did not.
+        // now (its direction is stalled on the other side) must still be
+        // seen: pump first, so that whatever it could still read is passed
+        // on, then treat it as a failure if the pump did not.
         if bits & epoll::ERR != 0 {
-            self.close_later(slot, Reason::Error(t.side));
+            self.failed(io, slot, t.side);
         }
     }
 
@@ -264,6 +289,42 @@ impl Table {
 
     /// Moves whatever can move in both directions of `slot`.
     pub fn pump(&mut self, io: &mut impl Sockets, slot: usize) {
+        let mut yielded = false;
+        // Both directions run even if the first fails: a backend that
+        // answers and resets while the upload is still coming must still
+        // have its answer passed on. The failure is handled before the
+        // other direction runs: the socket's error is reported once, so
+        // that direction may find a plain end of stream where the reset
+        // was, and must know by then that it is a reset.
+        for from in Side::BOTH {
+            match self.step_flow(io, slot, from) {
+                Step::Yield => yielded = true,
+                Step::Failed(side) => {
+                    if !self.failed(io, slot, side) {
+                        return;
+                    }
+                }
+                Step::Blocked | Step::Done | Step::NoBuffer => {}
+            }
+        }
+        let c = &self.conns[slot];
+        if !c.stage.is_open() {
+            return;
+        }
+        if c.both_ended() {
+            if c.reset.is_some() {
+                self.linger(io, slot);
+            } else {
+                self.close_later(slot, Reason::Done);
+            }
+        } else if yielded {
+            self.again.push(slot as u32, c.gen);
+        }
+    }
+
+    /// One direction's [`relay::step`], with its bytes counted and a wait
+    /// for a buffer queued.
+    fn step_flow(&mut self, io: &mut impl Sockets, slot: usize, from: Side) -> Step {
         let Table {
             conns,
             bufs,
@@ -274,52 +335,169 @@ impl Table {
         } = self;
         let c = &mut conns[slot];
         let connected = c.stage == Stage::Relaying;
-        let mut lend = Lend { bufs, pipes };
-        let mut failed = None;
-        let mut yielded = false;
-        // Both directions run even if the first fails: a backend that
-        // answers and resets while the upload is still coming must still
-        // have its answer passed on before the pair is closed.
-        for from in Side::BOTH {
-            let i = from.index();
-            let other_fin = c.flows[1 - i].fin_sent;
-            let before = c.flows[i].bytes;
-            let step = relay::step(
-                &mut c.flows[i],
-                &mut c.ready,
-                connected,
-                other_fin,
-                &mut lend,
-                &mut io.pair(slot),
-            );
-            let moved = c.flows[i].bytes - before;
-            match from {
-                Side::Client => stats.bytes_client_to_backend.add(moved),
-                Side::Backend => stats.bytes_backend_to_client.add(moved),
-            }
-            match step {
-                Step::Blocked | Step::Done => {}
-                Step::Yield => yielded = true,
-                Step::NoBuffer => {
-                    if !c.waiting {
-                        c.waiting = true;
-                        stats.pool_waits.inc();
-                        waiters.push_back((slot as u32, c.gen));
-                    }
-                }
-                Step::Failed(side) => {
-                    failed.get_or_insert(side);
-                }
+        let i = from.index();
+        let other_fin = c.flows[1 - i].fin_sent;
+        let before = c.flows[i].bytes;
+        let step = relay::step(
+            &mut c.flows[i],
+            &mut c.ready,
+            connected,
+            other_fin,
+            &mut Lend { bufs, pipes },
+            &mut io.pair(slot),
+        );
+        let moved = c.flows[i].bytes - before;
+        match from {
+            Side::Client => stats.bytes_client_to_backend.add(moved),
+            Side::Backend => stats.bytes_backend_to_client.add(moved),
+        }
+        if step == Step::NoBuffer && !c.waiting {
+            c.waiting = true;
+            stats.pool_waits.inc();
+            waiters.push_back((slot as u32, c.gen));
+        }
+        step
+    }
+
+    /// The socket `side` reset or failed. The first side to do so starts
+    /// the flush: the pair stays open (true) to deliver what that side had
+    /// sent. The other side failing too, or any failure with the flush
+    /// turned off, closes the pair (false).
+    fn failed(&mut self, io: &mut impl Sockets, slot: usize, side: Side) -> bool {
+        let c = &self.conns[slot];
+        if !c.stage.is_open() {
+            return false;
+        }
+        match c.reset {
+            // The side that reset, again (an error edge after its reset).
+            Some(dead) if dead == side => true,
+            None if self.opts.reset_flush_ms > 0 => self.start_flush(io, slot, side),
+            _ => {
+                self.close_later(slot, Reason::Error(side));
+                false
             }
         }
-        let (gen, ended) = (c.gen, c.both_ended());
-        if let Some(side) = failed {
+    }
+
+    /// `dead` reset: drop what was on its way to it, read out what it sent
+    /// before the reset, and deliver that to the other side. Returns
+    /// whether the pair stays open.
+    fn start_flush(&mut self, io: &mut impl Sockets, slot: usize, dead: Side) -> bool {
+        let live = dead.other();
+        let Table {
+            conns,
+            bufs,
+            pipes,
+            stats,
+            ..
+        } = self;
+        let c = &mut conns[slot];
+        c.reset = Some(dead);
+        c.reset_ms = self.now_ms;
+        if let Some(dirty) = c.flows[live.index()].cut(bufs, pipes) {
+            renew(io, pipes, stats, dirty);
+        }
+        c.flows[dead.index()].source_reset = true;
+        // Its kernel may still hold bytes it sent before the reset.
+        let r = &mut c.ready[dead.index()];
+        r.readable = true;
+        r.hangup = true;
+        self.flushing.push((slot as u32, c.gen));
+        if let Step::Failed(side) = self.step_flow(io, slot, dead) {
             self.close_later(slot, Reason::Error(side));
-        } else if ended {
-            self.close_later(slot, Reason::Done);
-        } else if yielded {
-            self.again.push(slot as u32, gen);
+            return false;
         }
+        let c = &self.conns[slot];
+        let f = c.flow(dead);
+        if c.stage == Stage::Connecting && f.eof && f.hold.held() == 0 {
+            // A client that reset before its backend answered, with
+            // nothing for it: there is nothing to deliver.
+            self.close_later(slot, Reason::Error(dead));
+            return false;
+        }
+        true
+    }
+
+    /// Both directions of a pair whose side reset are done: pass the reset
+    /// on once the other side's kernel has acknowledged everything (a
+    /// reset would discard what it still queues), else look again later.
+    fn linger(&mut self, io: &mut impl Sockets, slot: usize) {
+        let c = &mut self.conns[slot];
+        let Some(dead) = c.reset else {
+            return;
+        };
+        match io.unacked(slot, dead.other()) {
+            Some(n) if n > 0 => {
+                if c.poll_step == 0 {
+                    c.poll_step = 1;
+                    c.poll_ms = self.now_ms.wrapping_add(1);
+                }
+            }
+            unacked => {
+                if unacked.is_some() {
+                    self.stats.resets_flushed.inc();
+                }
+                self.close_later(slot, Reason::Error(dead));
+            }
+        }
+    }
+
+    /// Looks again at the pairs delivering what a side sent before its
+    /// reset: passes the reset on for those whose other side now has
+    /// everything, and cuts off those past `--reset-flush-timeout`.
+    pub fn check_flushing(&mut self, io: &mut impl Sockets) {
+        let now = self.now_ms;
+        let limit = self.opts.reset_flush_ms;
+        let list = std::mem::take(&mut self.flushing);
+        let mut keep = Vec::with_capacity(list.len());
+        for (slot, gen) in list {
+            let c = &mut self.conns[slot as usize];
+            let Some(dead) = c.reset.filter(|_| c.gen == gen && c.stage.is_open()) else {
+                continue;
+            };
+            if reached(now, c.reset_ms.wrapping_add(limit)) {
+                self.stats.reset_flush_timeouts.inc();
+                self.close_later(slot as usize, Reason::FlushTimeout(dead));
+                continue;
+            }
+            if c.poll_step > 0 && reached(now, c.poll_ms) {
+                c.poll_step = (c.poll_step * 2).min(POLL_MAX_MS);
+                c.poll_ms = now.wrapping_add(c.poll_step);
+                self.linger(io, slot as usize);
+            }
+            if self.conns[slot as usize].stage.is_open() {
+                keep.push((slot, gen));
+            }
+        }
+        // Nothing is added while checking: pairs start flushing in events.
+        self.flushing = keep;
+    }
+
+    /// When [`Table::check_flushing`] is next due (worker clock, ms), if
+    /// any pair is flushing.
+    pub fn next_flush_ms(&self) -> Option<u32> {
+        let now = self.now_ms;
+        let limit = self.opts.reset_flush_ms;
+        self.flushing
+            .iter()
+            .filter_map(|&(slot, gen)| {
+                let c = &self.conns[slot as usize];
+                (c.gen == gen && c.stage.is_open() && c.reset.is_some()).then(|| {
+                    let end = c.reset_ms.wrapping_add(limit);
+                    if c.poll_step > 0 && !reached(c.poll_ms, end) {
+                        c.poll_ms
+                    } else {
+                        end
+                    }
+                })
+            })
+            .min_by_key(|&t| t.wrapping_sub(now) as i32)
+    }
+
+    /// Whether a reset is delivered after what came before it (the driver
+    /// must then keep the clock).
+    pub fn flushes_resets(&self) -> bool {
+        self.opts.reset_flush_ms > 0
     }
 
     /// Resumes the pairs that stopped only to be fair. Those that stop
@@ -364,7 +542,11 @@ impl Table {
             let c = &self.conns[slot];
             let reason = match c.stage {
                 Stage::Connecting if expired(c.opened_ms, connect_ms) => Reason::ConnectTimeout,
-                Stage::Connecting | Stage::Relaying if expired(c.active_ms, idle_ms) => {
+                // A pair delivering what a side sent before its reset is
+                // bounded by --reset-flush-timeout instead.
+                Stage::Connecting | Stage::Relaying
+                    if c.reset.is_none() && expired(c.active_ms, idle_ms) =>
+                {
                     Reason::Idle
                 }
                 _ => continue,
@@ -411,6 +593,7 @@ impl Table {
         s.large_pool_high_water
             .set(self.bufs.large.high_water() as u64);
         s.pipes_lent.set(self.pipes.lent() as u64);
+        s.flushing.set(self.flushing.len() as u64);
     }
 
     fn close_now(&mut self, io: &mut impl Sockets, slot: usize) {
@@ -426,23 +609,21 @@ impl Table {
             debug_assert!(false, "slot {slot} closed while {:?}", c.stage);
             return;
         };
-        if matches!(reason, Reason::Error(_)) {
+        if matches!(reason, Reason::Error(_) | Reason::FlushTimeout(_)) {
             stats.errors.inc();
         }
         let abort = c.aborts(reason);
         for f in &mut c.flows {
             if let Some(dirty) = f.hold.release(bufs, pipes) {
-                // Bytes nobody will read are stuck in it: a new pipe is
-                // cheaper than draining this one.
-                if io.renew_pipe(&dirty) {
-                    pipes.checkin(dirty);
-                } else {
-                    pipes.retire(dirty);
-                    stats.pipes_capacity.set(pipes.capacity() as u64);
-                }
+                renew(io, pipes, stats, dirty);
             }
         }
         io.close(slot, abort);
+        if c.reset.is_some() {
+            let gen = c.gen;
+            self.flushing
+                .retain(|&(s, g)| (s as usize, g) != (slot, gen));
+        }
         if self.opts.log_connections {
             let ms = c.started.map_or(0, |t| t.elapsed().as_millis());
             eprintln!(
@@ -463,6 +644,17 @@ impl Table {
         let active = self.conns.len() - self.free.len();
         stats.closed.inc();
         stats.active.set(active as u64);
+    }
+}
+
+/// Replaces a pipe dropped with bytes in it: nobody will read them, and a
+/// new pipe is cheaper than draining this one.
+fn renew(io: &mut impl Sockets, pipes: &mut PipePool, stats: &Stats, dirty: PipeId) {
+    if io.renew_pipe(&dirty) {
+        pipes.checkin(dirty);
+    } else {
+        pipes.retire(dirty);
+        stats.pipes_capacity.set(pipes.capacity() as u64);
     }
 }
 

@@ -47,6 +47,7 @@ fn table(capacity: usize, buffers: usize, proxy_protocol: Option<Version>) -> io
         Options {
             log_connections: false,
             proxy_protocol,
+            reset_flush_ms: 0,
         },
         Arc::new(Stats::default()),
     )

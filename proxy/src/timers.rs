@@ -1,5 +1,6 @@
 //! A worker's deadlines: the connect and idle timeouts' sweep, the drain
-//! at shutdown, the pause of accepting, and `--busy-poll`. Between them
+//! at shutdown, the pause of accepting, the looks at pairs passing a reset
+//! on ([`Table::check_flushing`]), and `--busy-poll`. Between them
 //! they decide how long the loop may sleep; with none pending it sleeps
 //! for good, so an idle proxy never wakes up.
 
@@ -9,7 +10,7 @@ use netio::sys::epoll;
 use std::time::{Duration, Instant};
 
 /// A duration in whole milliseconds, saturating at `u32::MAX`.
-fn millis(d: Duration) -> u32 {
+pub fn millis(d: Duration) -> u32 {
     d.as_millis().min(u128::from(u32::MAX)) as u32
 }
 
@@ -49,13 +50,30 @@ impl Timers {
         self.connect_ms.is_some() || self.idle_ms.is_some()
     }
 
+    /// When the table next wants to look at its flushing pairs.
+    fn flush_deadline(&self, table: &Table) -> Option<Instant> {
+        let ms = table.next_flush_ms()?;
+        Some(self.epoch + Duration::from_millis(u64::from(ms)))
+    }
+
+    /// Whether the flushing pairs are due a look at `now`; if so the
+    /// table's clock is brought up to date for it.
+    pub fn flush_due(&self, now: Instant, table: &mut Table) -> bool {
+        if self.flush_deadline(table).is_none_or(|t| now < t) {
+            return false;
+        }
+        table.now_ms = millis(now.duration_since(self.epoch));
+        true
+    }
+
     /// After a wait that returned `events`: busy polling goes on for its
     /// duration after traffic; the table's clock moves on.
     pub fn after_wait(&mut self, events: usize, table: &mut Table) {
         if let (Some(d), true) = (self.busy_poll, events > 0) {
             self.spin_until = Some(Instant::now() + d);
         }
-        if self.timeouts_on() {
+        // A pair whose side resets takes the time from the clock.
+        if self.timeouts_on() || table.flushes_resets() {
             table.now_ms = millis(self.epoch.elapsed());
         }
     }
@@ -109,7 +127,8 @@ impl Timers {
         if table.has_again() || spinning() {
             return 0;
         }
-        let next = [accept_retry, self.drain_deadline, self.next_sweep]
+        let flush = self.flush_deadline(table);
+        let next = [accept_retry, self.drain_deadline, self.next_sweep, flush]
             .into_iter()
             .flatten()
             .min();

@@ -89,6 +89,7 @@ impl Worker {
             table::Options {
                 log_connections: cfg.log_connections,
                 proxy_protocol: cfg.proxy_protocol,
+                reset_flush_ms: crate::timers::millis(cfg.reset_flush_timeout),
             },
             Arc::clone(&stats),
         )?;
@@ -132,6 +133,10 @@ impl Worker {
                 self.settle();
             }
             if self.timers.sweep(now, &mut self.table) {
+                self.settle();
+            }
+            if self.timers.flush_due(now, &mut self.table) {
+                self.table.check_flushing(&mut self.sockets);
                 self.settle();
             }
             if let Some(deadline) = self.timers.drain_deadline {

@@ -239,6 +239,17 @@ pub fn set_linger_zero(fd: impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Bytes written to a TCP socket that its peer has not acknowledged yet,
+/// sent or not (`SIOCOUTQ`): zero once everything written has reached the
+/// peer's kernel, after which a reset can no longer discard any of it.
+pub fn unacked(fd: impl AsFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer, which
+    // points at a live local of that type.
+    cvt(unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCOUTQ, &mut n) })?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// One `read(2)`. `Ok(0)` is end of stream.
 #[inline]
 pub fn read(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {

@@ -3,8 +3,10 @@
 //! wrote, send-buffer room, FIN and reset), the pipes' contents, and the
 //! queue of epoll events not yet delivered. It implements the table's
 //! [`Sockets`] and the relay's [`Io`], and checks as it goes that what
-//! reaches a destination is a prefix of what its source sent and that a
-//! FIN or a graceful close comes only after everything owed.
+//! reaches a destination is a prefix of what its source sent, that a FIN
+//! or a graceful close comes only after everything owed, and that a reset
+//! is passed on — as a reset, never a FIN — only after the other side's
+//! kernel has acknowledged everything the side that reset had sent.
 
 use crate::pipes::PipeId;
 use crate::relay::Io;
@@ -28,6 +30,13 @@ pub struct Sock {
     pub peer_reset: bool,
     /// Everything the proxy wrote to the peer.
     pub to_peer: Vec<u8>,
+    /// How much of it the peer's kernel has acknowledged.
+    pub acked: usize,
+    /// The proxy has seen this peer's reset (an error edge or a read).
+    pub reset_seen: bool,
+    /// The reset has been reported by a read or a write: as in the kernel
+    /// (`sock_error` clears it), later reads find the end of the stream.
+    pub reset_reported: bool,
     /// Free space in the send buffer.
     pub room: usize,
     /// The proxy shut its write side down (its FIN).
@@ -83,6 +92,10 @@ pub struct FakeNet {
     pub fail_renewal: bool,
     /// What the harness is doing (recorded on the pairs it closes).
     pub cause: &'static str,
+    /// The table delivers, then passes a reset on (else at once).
+    pub flush_on: bool,
+    /// Slots the table is closing because their flush timed out.
+    pub flush_timed_out: Vec<usize>,
 }
 
 impl FakeNet {
@@ -99,6 +112,8 @@ impl FakeNet {
             io_calls: 0,
             fail_renewal: false,
             cause: "events",
+            flush_on: false,
+            flush_timed_out: Vec::new(),
         }
     }
 
@@ -138,13 +153,15 @@ impl FakeNet {
 
     /// Marks an IN edge for `side` as delivered (what had arrived by then
     /// is now the proxy's to know about).
-    pub fn delivered(&mut self, t: Token, bits: u32) {
+    /// `open`: the table's pair is still open (not already closing).
+    pub fn delivered(&mut self, t: Token, bits: u32, open: bool) {
         if bits & (IN | RDHUP | HUP | ERR) == 0 {
             return;
         }
         if let Some(p) = self.pairs[t.index()].as_mut().filter(|p| p.gen == t.gen) {
             let s = p.sock(t.side);
             s.announced = s.from_peer.len();
+            s.reset_seen |= open && s.peer_reset && bits & ERR != 0;
         }
     }
 
@@ -187,6 +204,7 @@ impl FakeNet {
             let s = p.sock(side);
             if s.connected && s.closed.is_none() {
                 s.room = s.room.saturating_add(n);
+                s.acked = s.to_peer.len().min(s.acked.saturating_add(n));
                 self.edge(slot, side, OUT);
             }
         }
@@ -273,9 +291,12 @@ fn take_in(s: &mut Sock, len: usize) -> (Outcome, Vec<u8>) {
         s.taken += n;
         return (Outcome::Data(n), data);
     }
-    let o = if s.peer_reset {
+    let o = if s.peer_reset && !s.reset_reported {
+        s.reset_seen = true;
+        s.reset_reported = true;
         Outcome::Reset
-    } else if s.peer_fin {
+    } else if s.peer_reset || s.peer_fin {
+        // A reset already reported reads as the end of the stream.
         Outcome::Eof
     } else {
         Outcome::WouldBlock
@@ -284,8 +305,13 @@ fn take_in(s: &mut Sock, len: usize) -> (Outcome, Vec<u8>) {
 }
 
 /// What a write of `len` bytes into `s` can take.
-fn room_for(s: &Sock, len: usize) -> Result<usize, Outcome> {
-    if s.peer_reset || s.fin_out {
+fn room_for(s: &mut Sock, len: usize) -> Result<usize, Outcome> {
+    if s.peer_reset {
+        s.reset_seen = true;
+        s.reset_reported = true;
+        return Err(Outcome::Reset);
+    }
+    if s.fin_out {
         return Err(Outcome::Reset);
     }
     match s.room.min(len) {
@@ -440,7 +466,43 @@ impl Sockets for FakeNet {
                 side.name(),
                 if aborted { "reset" } else { "fin" }
             ));
-            let src_announced = p.socks[side.other().index()].announced;
+            let src = &p.socks[side.other().index()];
+            let (src_announced, src_sent) = (src.announced, src.from_peer.len());
+            let (src_reset, src_reset_seen) = (src.peer_reset, src.reset_seen);
+            let timed_out = self.flush_timed_out.contains(&slot);
+            let s = &p.socks[side.index()];
+            let alive = s.connected && !s.peer_reset;
+            // A reset the proxy saw is passed on as a reset, never a FIN.
+            if !aborted && alive && src_reset_seen {
+                let what = format!(
+                    "slot {slot}: the {} was closed with a FIN though the {} reset (while {})",
+                    side.name(),
+                    side.other().name(),
+                    self.cause
+                );
+                self.violations.push(what);
+            }
+            // Deliver, then reset: before a reset passed on, the other side
+            // has had, and acknowledged, all the side that reset sent.
+            let owed = s.to_peer.len() < src_sent || s.acked < s.to_peer.len();
+            if self.flush_on && aborted && alive && src_reset && !timed_out && owed {
+                if self.cause == "events" {
+                    let what = format!(
+                        "slot {slot}: the {} reset, and the reset was passed to the {} \
+                         after {} of {src_sent} bytes, {} of them acknowledged",
+                        side.other().name(),
+                        side.name(),
+                        s.to_peer.len(),
+                        s.acked
+                    );
+                    self.violations.push(what);
+                }
+            } else if self.flush_on && aborted && alive && src_reset && !owed {
+                self.see("flush:delivered");
+            }
+            if timed_out && aborted && alive && src_reset {
+                self.see("flush:timed_out");
+            }
             let s = p.sock(side);
             s.closed = Some(aborted);
             // A graceful close tells the peer the stream is complete: it
@@ -458,6 +520,14 @@ impl Sockets for FakeNet {
         }
         p.closed_by = self.cause;
         self.closed.push(p);
+        self.flush_timed_out.retain(|&s| s != slot);
+    }
+
+    fn unacked(&mut self, slot: usize, side: Side) -> Option<usize> {
+        let s = self.sock_for_io(slot, side, "unacked")?;
+        let n = s.to_peer.len() - s.acked;
+        self.see(if n == 0 { "unacked:0" } else { "unacked:some" });
+        Some(n)
     }
 
     fn renew_pipe(&mut self, pipe: &PipeId) -> bool {

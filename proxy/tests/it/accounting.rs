@@ -111,7 +111,13 @@ fn the_syscall_counters_agree_with_strace() {
         .arg(&trace)
         .arg(env!("CARGO_BIN_EXE_proxy"));
     let (e, s) = (echo.addr.to_string(), stalled.addr.to_string());
-    let mut proxy = Proxy::start_with(cmd, &["-l", "127.0.0.1", "-p", "0", "-b", &e, "-b", &s]);
+    // The stalled backend never takes what the reset client sent: its
+    // flush is cut off after half a second.
+    let args = ["-l", "127.0.0.1", "-p", "0", "-b", &e, "-b", &s];
+    let mut proxy = Proxy::start_with(
+        cmd,
+        &[&args[..], &["--reset-flush-timeout", "500ms"]].concat(),
+    );
     let pid = traced_pid(proxy.pid());
 
     // Messages and a stream (spliced) through the echo backend.
@@ -152,6 +158,13 @@ fn the_syscall_counters_agree_with_strace() {
     }
     assert!(held, "the proxy never held bytes for the stalled backend");
     reset(s2);
+    // A client that resets after its echo came back: the proxy looks at
+    // the backend's send queue (ioctl) before passing the reset on.
+    let mut s3 = connect(proxy.addr);
+    s3.write_all(&[9; 1000]).expect("write");
+    let mut echoed = [0u8; 1000];
+    s3.read_exact(&mut echoed).expect("echo");
+    reset(s3);
     drop(c);
     let deadline = std::time::Instant::now() + WAIT;
     while stats(&mut proxy, &pid).get("active") != 0 {
@@ -196,6 +209,7 @@ fn the_syscall_counters_agree_with_strace() {
             n(&["setsockopt", "getsockopt", "getsockname"]),
         ),
         ("sys_pipe", n(&["pipe2", "fcntl"])),
+        ("sys_ioctl", n(&["ioctl"])),
     ];
     for (stat, traced) in expect {
         assert_eq!(
@@ -205,4 +219,9 @@ fn the_syscall_counters_agree_with_strace() {
         );
     }
     assert!(stats.get("sys_pipe") > 0, "no pipe was renewed: {stats:?}");
+    assert!(
+        stats.get("sys_ioctl") > 0,
+        "no send queue was read: {stats:?}"
+    );
+    assert_eq!(stats.get("reset_flush_timeouts"), 1, "{stats:?}");
 }

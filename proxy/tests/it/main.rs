@@ -10,6 +10,7 @@ mod lifecycle;
 mod limits;
 mod proxy_protocol;
 mod relay;
+mod reset_flush;
 mod resets;
 mod timeouts;
 mod util;
