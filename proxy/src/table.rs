@@ -626,11 +626,19 @@ impl Table {
         }
         if self.opts.log_connections {
             let ms = c.started.map_or(0, |t| t.elapsed().as_millis());
+            let why = match (c.reset, reason) {
+                (Some(dead), Reason::Error(side)) if dead == side => {
+                    format!(
+                        "{} reset, passed on after the rest was delivered",
+                        dead.name()
+                    )
+                }
+                _ => reason.describe().to_string(),
+            };
             eprintln!(
-                "conn {} -> {} closed ({}): {} bytes up, {} bytes down, {ms} ms",
+                "conn {} -> {} closed ({why}): {} bytes up, {} bytes down, {ms} ms",
                 c.peer.map_or_else(|| "?".into(), |p| p.to_string()),
                 self.balancer.addr(c.backend),
-                reason.describe(),
                 c.flows[0].bytes,
                 c.flows[1].bytes,
             );

@@ -101,11 +101,17 @@ fn a_backend_reset_after_3_mb_reaches_a_slow_client_after_every_byte() {
     let data = pattern(31, SENT);
     let sent = data.clone();
     let backend = Backend::spawn(move |s| send_all_then_reset(s, &sent));
-    let mut proxy = Proxy::start_to(backend.addr, &[]);
+    let mut proxy = Proxy::start_to(backend.addr, &["--log-connections"]);
     let mut client = connect(proxy.addr);
     let (got, end) = read_slowly(&mut client, RATE, usize::MAX);
     assert_whole(&got, &data, "backend → slow client");
     assert_eq!(end, End::Reset, "the backend's reset must be passed on");
+    let line = proxy.wait_logged(|l| l.starts_with("conn "));
+    assert!(
+        line.contains("(backend reset, passed on after the rest was delivered)")
+            && line.contains(&format!("{SENT} bytes down")),
+        "{line}"
+    );
     assert_settled(&mut proxy, 1, 0);
 }
 
