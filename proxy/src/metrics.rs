@@ -2,6 +2,9 @@
 //! reading the workers' counters. It sleeps in `accept` between scrapes,
 //! so it costs no wake-ups while nobody asks.
 
+pub mod http;
+pub mod server;
+
 use crate::stats::Snapshot;
 use crate::worker::Control;
 use std::io::{self, Read, Write};
