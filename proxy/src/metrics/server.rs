@@ -105,9 +105,18 @@ impl Conn {
 /// Where a connection is; see the module's lifecycle.
 #[derive(Debug)]
 enum Stage {
-    Reading { head: Vec<u8> },
-    Writing { out: Vec<u8>, at: usize },
-    Draining { left: usize },
+    Reading {
+        head: Vec<u8>,
+    },
+    Writing {
+        out: Vec<u8>,
+        at: usize,
+    },
+    Draining {
+        left: usize,
+    },
+    /// The slot is free.
+    Closed,
 }
 
 /// How far a request head has arrived.
@@ -202,13 +211,14 @@ impl<R: Fn(&Request<'_>) -> Response> Server<R> {
         self.accept = Accept::Full;
     }
 
+    /// Registers a new connection in a free slot, its deadline starting now.
     fn open(&mut self, fd: OwnedFd) {
         let slot = self.free.pop().unwrap_or_else(|| {
             self.conns.push(Conn {
                 fd: None,
                 gen: 0,
                 ready: Ready::default(),
-                stage: Stage::Draining { left: 0 },
+                stage: Stage::Closed,
             });
             self.conns.len() - 1
         });
@@ -226,6 +236,7 @@ impl<R: Fn(&Request<'_>) -> Response> Server<R> {
         self.deadlines.push_back((slot, c.gen, deadline));
     }
 
+    /// Takes an event for a connection and moves it on.
     fn on_socket(&mut self, t: Token, bits: u32) {
         // A stale event: the slot was closed (and maybe reused) since.
         match self.conns.get_mut(t.index()) {
@@ -295,6 +306,7 @@ impl<R: Fn(&Request<'_>) -> Response> Server<R> {
                     }
                     return Step::Wait;
                 }
+                Stage::Closed => return Step::Close,
             }
         }
     }
@@ -329,7 +341,7 @@ impl<R: Fn(&Request<'_>) -> Response> Server<R> {
         }
         c.gen = c.gen.wrapping_add(1);
         // Frees the connection's buffers.
-        c.stage = Stage::Draining { left: 0 };
+        c.stage = Stage::Closed;
         self.free.push(slot);
         self.active -= 1;
     }
