@@ -2,6 +2,7 @@
 //! workers, then wait for signals.
 
 use netio::serve::{self, Running};
+use netio::sys::socket;
 use proxy::config::{self, Cli, Config};
 use proxy::stats::Snapshot;
 use proxy::worker::{Control, Worker};
@@ -9,6 +10,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+
+/// Scrapes that may wait in the metrics listener's backlog while every
+/// connection slot of the endpoint is taken.
+const METRICS_BACKLOG: i32 = 128;
 
 /// What went wrong, by the step that failed.
 enum Error {
@@ -68,13 +73,21 @@ fn try_main(cli: Cli) -> Result<(), Error> {
     let controls: Vec<Arc<Control>> = workers.iter().map(Worker::control).collect();
 
     if let Some(addr) = cfg.metrics {
-        let listener =
-            std::net::TcpListener::bind(addr).map_err(|e| serve::Error::Bind(addr, e))?;
-        let shown = listener.local_addr().unwrap_or(addr);
-        let controls = controls.clone();
+        let opts = socket::ListenOptions {
+            backlog: METRICS_BACKLOG,
+            reuse_port: false,
+        };
+        let listener = socket::listen(&addr, opts).map_err(|e| serve::Error::Bind(addr, e))?;
+        let shown = socket::local_addr(&listener).unwrap_or(addr);
+        let endpoint = proxy::metrics::endpoint(listener, controls.clone())
+            .map_err(|e| serve::Error::Setup("starting the metrics endpoint", e))?;
         std::thread::Builder::new()
             .name("metrics".into())
-            .spawn(move || proxy::metrics::serve(listener, controls))
+            .spawn(move || {
+                if let Err(e) = endpoint.run() {
+                    eprintln!("proxy: the metrics endpoint stopped: {e}");
+                }
+            })
             .map_err(|e| serve::Error::Setup("starting the metrics thread", e))?;
         eprintln!("metrics on http://{shown}/metrics");
     }

@@ -8,6 +8,7 @@ mod cli;
 mod half_close;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod proxy_protocol;
 mod relay;
 mod reset_flush;
