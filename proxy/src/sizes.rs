@@ -114,20 +114,9 @@ impl Plan {
     }
 }
 
-/// A byte count the way a person reads it: `61.1 GiB`.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} bytes")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
+/// A byte count in whole MiB, rounded up: `62501 MiB`.
+pub fn mib(bytes: u64) -> String {
+    format!("{} MiB", bytes.div_ceil(1 << 20))
 }
 
 /// Checks `plan` against `mem`: the reason it does not fit, if it does not.
@@ -141,9 +130,9 @@ pub fn check(plan: &Plan, mem: &Memory) -> Result<(), String> {
     }
     Err(format!(
         "needs {} of memory ({}), more than {name} ({})",
-        human(need),
+        mib(need),
         plan.describe(),
-        human(limit)
+        mib(limit)
     ))
 }
 
@@ -187,7 +176,7 @@ mod tests {
             },
         )
         .expect_err("16 TiB");
-        assert!(e.contains("16.0 TiB") && e.contains("MemTotal"), "{e}");
+        assert!(e.contains("16777225 MiB") && e.contains("MemTotal"), "{e}");
         assert!(check(&huge, &Memory::default()).is_ok(), "no limit known");
     }
 
