@@ -27,24 +27,26 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
     mode: Mode,
     /// Event-loop workers sharing the port via SO_REUSEPORT
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = positive)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = positive, allow_hyphen_values = true)]
     workers: usize,
     /// Seed of the stream source mode writes
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        allow_negative_numbers = true
+    )]
     seed: u64,
     /// Connections held at once over all workers (at least one a worker);
     /// more wait in the backlog [default: derived from RLIMIT_NOFILE]
-    #[arg(long, value_name = "N", value_parser = positive)]
+    #[arg(long, value_name = "N", value_parser = positive, allow_hyphen_values = true)]
     max_connections: Option<usize>,
 }
 
-/// A count that must be at least 1.
+/// A count that must be at least 1 (a negative one, too, is named with
+/// its option rather than taken for an unknown flag).
 fn positive(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
+    netio::cli::number(s, 1, usize::MAX)
 }
 
 /// What went wrong, by the step that failed.

@@ -34,6 +34,15 @@ pub fn connections(nofile: u64, workers: u64, pipes: u64) -> u64 {
     (nofile.saturating_sub(fixed) / PER_CONNECTION).max(1)
 }
 
+/// Pipes per worker when the user gave no count: `wanted`, unless the
+/// open-files limit is small, where pipes give way to connections: all
+/// workers' pipes together take at most a quarter of the descriptors left
+/// after the fixed costs (so none when that is tiny).
+pub fn pipes(nofile: u64, workers: u64, wanted: u64) -> u64 {
+    let spare = nofile.saturating_sub(workers * PER_WORKER + HEADROOM);
+    wanted.min(spare / 4 / (2 * workers.max(1)))
+}
+
 /// Worker `i`'s share of `total` connections split over `workers`: the
 /// shares differ by at most one and add up to exactly `total`.
 pub fn share(total: usize, workers: usize, i: usize) -> usize {
@@ -54,6 +63,17 @@ mod tests {
         }
         assert_eq!(connections(20_000, 1, 16), 9_964);
         assert_eq!(connections(10, 1, 16), 1, "never zero");
+    }
+
+    #[test]
+    fn pipes_give_way_to_connections_at_a_small_limit() {
+        assert_eq!(pipes(20_000, 1, 16), 16, "the default where there is room");
+        assert_eq!(pipes(20_000, 4, 16), 16);
+        // 64 - 40 fixed = 24 left: a quarter is 6 descriptors, 3 pipes.
+        assert_eq!(pipes(64, 1, 16), 3);
+        assert_eq!(connections(64, 1, pipes(64, 1, 16)), 9);
+        assert_eq!(pipes(44, 1, 16), 0, "none when the budget is tiny");
+        assert_eq!(pipes(10, 1, 16), 0);
     }
 
     #[test]

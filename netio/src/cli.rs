@@ -50,11 +50,37 @@ pub fn abort_on_panic() {
     }));
 }
 
+/// Parses a whole number for an option that allows `lo..=hi`, for the
+/// binaries' option checks: the error (what is wrong, without the option's
+/// name, which the caller adds) always says what is allowed. Underscores
+/// are allowed as digit separators (`1_000_000`).
+pub fn number<T>(value: &str, lo: T, hi: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let text = value.trim().replace('_', "");
+    let allowed = format!("must be {lo}..={hi}");
+    let whole = !text.is_empty()
+        && text
+            .trim_start_matches('-')
+            .bytes()
+            .all(|b| b.is_ascii_digit());
+    match text.parse::<T>() {
+        Ok(v) if v >= lo && v <= hi => Ok(v),
+        // Negative, too large for the type, or outside the range.
+        _ if whole => Err(allowed),
+        _ => Err(format!("not a whole number; {allowed}")),
+    }
+}
+
 /// Parses a duration: a number and a unit, `ns`, `us` (or `µs`), `ms`,
 /// `s` (or `sec`, `secs`), `m` (or `min`) or `h`; a bare number is
 /// seconds. E.g. `250us`, `500ms`, `1.5s`, `2m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
+    if t.starts_with('-') {
+        return Err("must not be negative (0 or more, e.g. 500ms, 10s)".into());
+    }
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
@@ -84,7 +110,35 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::one_line;
+    use super::{number, one_line, parse_duration};
+
+    #[test]
+    fn numbers_say_what_is_allowed() {
+        assert_eq!(number::<usize>("1_000", 1, 5000), Ok(1000));
+        assert_eq!(number::<usize>("-1", 1, 256), Err("must be 1..=256".into()));
+        assert_eq!(
+            number::<u16>("70000", 0, 65535),
+            Err("must be 0..=65535".into())
+        );
+        assert_eq!(
+            number::<usize>("99999999999999999999999", 1, 9),
+            Err("must be 1..=9".into())
+        );
+        assert_eq!(
+            number::<usize>("lots", 0, 9),
+            Err("not a whole number; must be 0..=9".into())
+        );
+        assert_eq!(
+            number::<usize>("", 0, 9),
+            Err("not a whole number; must be 0..=9".into())
+        );
+    }
+
+    #[test]
+    fn negative_durations_say_so() {
+        let e = parse_duration("-1s").expect_err("negative");
+        assert!(e.contains("negative"), "{e}");
+    }
 
     #[test]
     fn clap_errors_become_one_line_with_their_possible_values() {

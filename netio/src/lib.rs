@@ -17,6 +17,7 @@
 pub mod again;
 pub mod budget;
 pub mod cli;
+pub mod mem;
 pub mod outcome;
 pub mod ready;
 pub mod serve;

@@ -2,11 +2,14 @@
 //! before anything is bound. Every mistake becomes one line naming the
 //! option and the value.
 
+use crate::config_file::{FileConfig, OneOrMany};
+use crate::sizes;
 use clap::Parser;
 pub use netio::cli::parse_duration;
 use serde::Deserialize;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::fmt::Display;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Everything the proxy needs to run, validated.
@@ -38,6 +41,9 @@ pub struct Config {
     pub backlog: i32,
     pub acl: crate::acl::Acl,
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
+    /// The open-files limit, when the connection count or the pipe count
+    /// was derived from it (neither given), for the start-up line.
+    pub derived_from: Option<u64>,
 }
 
 /// How a new client picks its backend.
@@ -67,14 +73,14 @@ pub struct Cli {
     #[arg(short = 'l', long, value_name = "ADDR")]
     pub listen: Option<String>,
     /// Listen port; 0 picks any free port [default: 8080]
-    #[arg(short = 'p', long, value_name = "PORT")]
+    #[arg(short = 'p', long, value_name = "PORT", allow_hyphen_values = true)]
     pub port: Option<String>,
     /// Backend address, with or without a port (e.g. 10.0.0.5, [::1]:9000,
     /// localhost:8081); repeat for several [default: 127.0.0.1]
     #[arg(short = 'b', long = "backend", value_name = "ADDR[:PORT]")]
     pub backends: Vec<String>,
     /// Port for backends given without one [default: 8081]
-    #[arg(short = 'P', long, value_name = "PORT")]
+    #[arg(short = 'P', long, value_name = "PORT", allow_hyphen_values = true)]
     pub backend_port: Option<String>,
     /// TOML config file; command-line options override it
     #[arg(short = 'c', long, value_name = "FILE")]
@@ -82,33 +88,33 @@ pub struct Cli {
     /// Client connections held at once over all workers, each worker
     /// holding its share [default: what the open-files limit allows: (limit
     /// - 32 - workers x (8 + 2 x pipes)) / 2, two descriptors a connection]
-    #[arg(long, value_name = "N")]
-    pub max_connections: Option<usize>,
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub max_connections: Option<String>,
     /// Bytes per buffer; each direction of a busy connection holds one [default: 8192]
-    #[arg(long, value_name = "BYTES")]
-    pub buffer_size: Option<usize>,
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub buffer_size: Option<String>,
     /// Buffers in the pool, shared by a worker's connections; memory is only
     /// touched as buffers are used [default: 2 x max-connections]
-    #[arg(long, value_name = "N")]
-    pub buffers: Option<usize>,
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub buffers: Option<String>,
     /// Large buffers per worker, lent to directions that stream (a read
     /// filled the buffer); 0 turns them off [default: 16]
-    #[arg(long, value_name = "N")]
-    pub large_buffers: Option<usize>,
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub large_buffers: Option<String>,
     /// Bytes per large buffer [default: 65536]
-    #[arg(long, value_name = "BYTES")]
-    pub large_buffer_size: Option<usize>,
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub large_buffer_size: Option<String>,
     /// Pipes per worker, lent to directions that stream: their bytes then
     /// move with splice(2), never copied through the proxy; each pipe
     /// costs two descriptors; 0 turns splicing off [default: 16]
-    #[arg(long, value_name = "N")]
-    pub pipes: Option<usize>,
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pipes: Option<String>,
     /// Capacity asked for each pipe, at most /proc/sys/fs/pipe-max-size [default: 262144]
-    #[arg(long, value_name = "BYTES")]
-    pub pipe_size: Option<usize>,
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub pipe_size: Option<String>,
     /// Event-loop workers sharing the port via SO_REUSEPORT [default: 1]
-    #[arg(long, value_name = "N")]
-    pub workers: Option<usize>,
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub workers: Option<String>,
     /// Serve Prometheus text metrics at http://ADDR:PORT/metrics
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
@@ -116,24 +122,24 @@ pub struct Cli {
     #[arg(long, value_enum)]
     pub balance: Option<Balance>,
     /// On SIGTERM, how long open connections may take to finish, e.g. 10s, 500ms [default: 10s]
-    #[arg(long, value_name = "DUR")]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
     pub drain_timeout: Option<String>,
     /// When one side resets, deliver what was already received from it to
     /// the other side for up to DUR (until that side's kernel send queue is
     /// empty), then pass the reset on; 0 passes it on at once [default: 10s]
-    #[arg(long, value_name = "DUR")]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
     pub reset_flush_timeout: Option<String>,
     /// Give up on a backend connect after DUR and reset the client; 0 waits
     /// as long as the kernel does [default: 5s]
-    #[arg(long, value_name = "DUR")]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
     pub connect_timeout: Option<String>,
     /// Close a connection with no traffic either way for DUR (off unless set)
-    #[arg(long, value_name = "DUR")]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
     pub idle_timeout: Option<String>,
     /// After traffic, keep polling without sleeping for DUR (e.g. 50us)
     /// before blocking: lower latency for a core's worth of CPU while
     /// busy; an idle proxy still sleeps (off unless set)
-    #[arg(long, value_name = "DUR")]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
     pub busy_poll: Option<String>,
     /// Print one line per closed connection
     #[arg(long)]
@@ -148,249 +154,338 @@ pub struct Cli {
     #[arg(long, value_enum, value_name = "v1|v2")]
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
     /// Listen backlog [default: 1024]
-    #[arg(long, value_name = "N")]
-    pub backlog: Option<i32>,
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub backlog: Option<String>,
     /// Print help
     #[arg(short = 'h', long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
 }
 
-/// The config file: the same settings as the long options.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct FileConfig {
-    pub listen: Option<String>,
-    pub port: Option<u16>,
-    pub backend: Option<OneOrMany>,
-    pub backend_port: Option<u16>,
-    pub max_connections: Option<usize>,
-    pub buffer_size: Option<usize>,
-    pub buffers: Option<usize>,
-    pub large_buffers: Option<usize>,
-    pub large_buffer_size: Option<usize>,
-    pub pipes: Option<usize>,
-    pub pipe_size: Option<usize>,
-    pub workers: Option<usize>,
-    pub metrics: Option<String>,
-    pub balance: Option<Balance>,
-    pub drain_timeout: Option<String>,
-    pub reset_flush_timeout: Option<String>,
-    pub connect_timeout: Option<String>,
-    pub idle_timeout: Option<String>,
-    pub busy_poll: Option<String>,
-    pub log_connections: Option<bool>,
-    pub backlog: Option<i32>,
-    pub allow: Option<Vec<String>>,
-    pub deny: Option<Vec<String>>,
-    pub proxy_protocol: Option<crate::proxy_protocol::Version>,
+/// Names a setting in an error line the way the user gave it: the option,
+/// or the key in the config file.
+struct Names<'a> {
+    file: Option<&'a Path>,
 }
 
-/// `backend = "a"` or `backend = ["a", "b"]`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
+impl Names<'_> {
+    /// `invalid --NAME "VALUE": WHY`, or for a value from the config file
+    /// `invalid config "FILE": key NAME "VALUE": WHY`.
+    fn bad(&self, name: &str, from_cli: bool, value: impl Display, why: impl Display) -> String {
+        match self.file {
+            Some(path) if !from_cli => format!(
+                "invalid config \"{}\": key {name} \"{value}\": {why}",
+                path.display()
+            ),
+            _ => format!("invalid --{name} \"{value}\": {why}"),
+        }
+    }
+
+    /// A number from the command line (text) or the config file (typed),
+    /// in `lo..=hi`; `None` if neither gave it. Also says where it came from.
+    fn number<T>(
+        &self,
+        name: &str,
+        cli: &Option<String>,
+        file: Option<T>,
+        lo: T,
+        hi: T,
+    ) -> Result<Option<(T, bool)>, String>
+    where
+        T: std::str::FromStr + PartialOrd + Display + Copy,
+    {
+        if let Some(s) = cli {
+            let v = netio::cli::number(s, lo, hi).map_err(|why| self.bad(name, true, s, why))?;
+            return Ok(Some((v, true)));
+        }
+        match file {
+            Some(v) if v < lo || v > hi => {
+                Err(self.bad(name, false, v, format!("must be {lo}..={hi}")))
+            }
+            v => Ok(v.map(|v| (v, false))),
+        }
+    }
+
+    /// A duration from the command line or the config file.
+    fn duration(
+        &self,
+        name: &str,
+        cli: &Option<String>,
+        file: &Option<String>,
+    ) -> Result<Option<(Duration, String, bool)>, String> {
+        let Some((s, from_cli)) = text(cli, file) else {
+            return Ok(None);
+        };
+        let d = parse_duration(s).map_err(|why| self.bad(name, from_cli, s, why))?;
+        Ok(Some((d, s.to_string(), from_cli)))
+    }
 }
+
+/// The command line's value, else the file's, and whether it came from
+/// the command line.
+fn text<'a>(cli: &'a Option<String>, file: &'a Option<String>) -> Option<(&'a str, bool)> {
+    match (cli, file) {
+        (Some(s), _) => Some((s, true)),
+        (None, Some(s)) => Some((s, false)),
+        (None, None) => None,
+    }
+}
+
+/// Pipes per worker when `--pipes` is not given (fewer under a small
+/// open-files limit; see [`netio::budget::pipes`]).
+pub const DEFAULT_PIPES: usize = 16;
 
 /// Builds the validated config. `nofile` is the soft open-files limit
-/// (already raised), used for the default connection budget.
+/// (already raised), used for the default connection budget and to refuse
+/// a table the descriptors cannot hold; memory limits are read here.
 pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
+    resolve_within(cli, nofile, &sizes::Memory::of_this_process())
+}
+
+/// [`resolve`] against the memory limits `mem`.
+pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Config, String> {
     let file = match &cli.config {
-        Some(path) => load_file(path)?,
+        Some(path) => crate::config_file::load(path)?,
         None => FileConfig::default(),
     };
-    let listen_ip = match cli.listen.as_deref().or(file.listen.as_deref()) {
-        Some(s) => parse_ip(s).map_err(|e| format!("invalid --listen \"{s}\": {e}"))?,
+    let names = Names {
+        file: cli.config.as_deref(),
+    };
+    let listen_ip = match text(&cli.listen, &file.listen) {
+        Some((s, from_cli)) => parse_ip(s).map_err(|e| names.bad("listen", from_cli, s, e))?,
         None => IpAddr::from([0, 0, 0, 0]),
     };
-    let port = match &cli.port {
-        Some(s) => parse_port("--port", s)?,
-        None => file.port.unwrap_or(8080),
-    };
-    let backend_port = match &cli.backend_port {
-        Some(s) => parse_port("--backend-port", s)?,
-        None => file.backend_port.unwrap_or(8081),
-    };
-    let backend_specs: Vec<String> = if !cli.backends.is_empty() {
-        cli.backends.clone()
+    let port = names.number("port", &cli.port, file.port, 0, u16::MAX)?;
+    let port = port.map_or(8080, |p| p.0);
+    // A backend on port 0 cannot be connected to.
+    let backend_port = names.number(
+        "backend-port",
+        &cli.backend_port,
+        file.backend_port,
+        1,
+        u16::MAX,
+    )?;
+    let backend_port = backend_port.map_or(8081, |p| p.0);
+    let (backend_specs, from_cli): (Vec<String>, bool) = if !cli.backends.is_empty() {
+        (cli.backends.clone(), true)
     } else {
         match file.backend {
-            Some(OneOrMany::One(s)) => vec![s],
-            Some(OneOrMany::Many(v)) => v,
-            None => vec!["127.0.0.1".into()],
+            Some(OneOrMany::One(s)) => (vec![s], false),
+            Some(OneOrMany::Many(v)) => (v, false),
+            None => (vec!["127.0.0.1".into()], true),
         }
     };
     if backend_specs.is_empty() {
-        return Err("no backend given".into());
+        return Err(names.bad("backend", from_cli, "[]", "no backend given"));
     }
     let backends = backend_specs
         .iter()
-        .map(|s| {
-            parse_backend(s, backend_port).map_err(|e| format!("invalid --backend \"{s}\": {e}"))
-        })
+        .map(|s| parse_backend(s, backend_port).map_err(|e| names.bad("backend", from_cli, s, e)))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let workers = cli.workers.or(file.workers).unwrap_or(1);
-    if !(1..=256).contains(&workers) {
-        return Err(format!("invalid --workers \"{workers}\": must be 1..=256"));
-    }
-    let pipes = cli.pipes.or(file.pipes).unwrap_or(16);
-    if pipes > 4096 {
-        return Err(format!("invalid --pipes \"{pipes}\": must be at most 4096"));
-    }
-    let pipe_size = cli.pipe_size.or(file.pipe_size).unwrap_or(262_144);
-    if !(4096..=(64 << 20)).contains(&pipe_size) {
-        return Err(format!(
-            "invalid --pipe-size \"{pipe_size}\": must be 4096..=67108864"
-        ));
-    }
+    let workers_given = names.number("workers", &cli.workers, file.workers, 1, 256)?;
+    let workers = workers_given.map_or(1, |w| w.0);
+    let pipes_given = names.number("pipes", &cli.pipes, file.pipes, 0, 4096)?;
+    // Pipes are an optimisation: under a small open-files limit they give
+    // way to connections unless the user asked for them.
+    let pipes = match pipes_given {
+        Some((n, _)) => n,
+        None => netio::budget::pipes(nofile, workers as u64, DEFAULT_PIPES as u64) as usize,
+    };
+    let pipe_size = names.number("pipe-size", &cli.pipe_size, file.pipe_size, 4096, 64 << 20)?;
+    let pipe_size = pipe_size.map_or(262_144, |p| p.0);
     let budget = netio::budget::connections(nofile, workers as u64, pipes as u64);
-    let max_connections = match cli.max_connections.or(file.max_connections) {
-        Some(0) => return Err("invalid --max-connections \"0\": must be at least 1".into()),
+    let max_given = names.number(
+        "max-connections",
+        &cli.max_connections,
+        file.max_connections,
+        1,
+        u32::MAX as usize,
+    )?;
+    let max_connections = match max_given {
         // Each worker holds its share; a worker with none would leave the
         // clients the kernel hands its listener waiting forever.
-        Some(n) if n < workers => {
-            return Err(format!(
-                "invalid --max-connections \"{n}\": must be at least --workers ({workers})"
+        Some((n, from_cli)) if n < workers => {
+            return Err(names.bad(
+                "max-connections",
+                from_cli,
+                n,
+                format!("must be at least --workers ({workers})"),
             ))
         }
-        Some(n) => n,
+        Some((n, _)) => n,
         None => usize::try_from(budget).unwrap_or(usize::MAX).max(workers),
     };
-    let buffer_size = cli.buffer_size.or(file.buffer_size).unwrap_or(8192);
-    if !(64..=(16 << 20)).contains(&buffer_size) {
-        return Err(format!(
-            "invalid --buffer-size \"{buffer_size}\": must be 64..=16777216"
+    let fd_need = netio::budget::needed(max_connections as u64, workers as u64, pipes as u64);
+    if fd_need > nofile {
+        let (name, from_cli, value) = match (max_given, pipes_given) {
+            (Some((n, c)), _) => ("max-connections", c, n),
+            (None, Some((n, c))) => ("pipes", c, n),
+            (None, None) => ("workers", workers_given.is_none_or(|w| w.1), workers),
+        };
+        return Err(names.bad(
+            name,
+            from_cli,
+            value,
+            format!(
+                "the open-files limit {nofile} allows at most {budget} connections with \
+                 {workers} worker{} and {pipes} pipes (2 descriptors each); \
+                 raise the limit (ulimit -n) or ask for fewer",
+                if workers == 1 { "" } else { "s" }
+            ),
         ));
     }
+    let buffer_size = names.number(
+        "buffer-size",
+        &cli.buffer_size,
+        file.buffer_size,
+        64,
+        16 << 20,
+    )?;
+    let (buffer_size, buffer_size_given) = (buffer_size.map_or(8192, |b| b.0), buffer_size);
     // The largest worker's share (see `share`).
     let per_worker = netio::budget::share(max_connections, workers, 0);
-    let buffers = cli.buffers.or(file.buffers).unwrap_or(2 * per_worker);
+    let buffers_given =
+        names.number("buffers", &cli.buffers, file.buffers, 0, u32::MAX as usize)?;
+    let buffers = buffers_given.map_or(2 * per_worker, |b| b.0);
     // Fewer than two buffers a connection lets directions of different
     // connections wait on each other: a backend that writes before it
     // reads can then stall the pool for good. Untouched buffers cost
     // address space, not memory, so the floor is free.
-    if buffers < 2 * per_worker {
-        return Err(format!(
-            "invalid --buffers \"{buffers}\": must be at least 2 per connection of a worker ({}); \
-             unused buffers take no memory",
-            2 * per_worker
+    if let Some((b, from_cli)) = buffers_given.filter(|b| b.0 < 2 * per_worker) {
+        return Err(names.bad(
+            "buffers",
+            from_cli,
+            b,
+            format!(
+                "must be at least 2 per connection of a worker ({}); unused buffers take no memory",
+                2 * per_worker
+            ),
         ));
     }
-    if buffers
-        .checked_mul(buffer_size)
-        .is_none_or(|b| b > (64usize << 30))
-    {
-        return Err(format!(
-            "invalid --buffers \"{buffers}\": {buffers} x {buffer_size} bytes is more than 64 GiB"
-        ));
+    let large_given = names.number(
+        "large-buffers",
+        &cli.large_buffers,
+        file.large_buffers,
+        0,
+        1 << 20,
+    )?;
+    let large_buffers = large_given.map_or(16, |l| l.0);
+    let large_size_given = names.number(
+        "large-buffer-size",
+        &cli.large_buffer_size,
+        file.large_buffer_size,
+        64,
+        16 << 20,
+    )?;
+    let large_buffer_size = large_size_given.map_or(65536, |l| l.0);
+    let plan = sizes::Plan {
+        workers,
+        connections: per_worker,
+        buffers,
+        buffer_size,
+        large_buffers,
+        large_buffer_size,
+    };
+    if let Err(why) = sizes::check(&plan, mem) {
+        // Blame what the user gave, biggest contributor first.
+        let given = [
+            ("large-buffers", large_given),
+            ("large-buffer-size", large_size_given),
+            ("buffers", buffers_given),
+            ("max-connections", max_given),
+            ("buffer-size", buffer_size_given),
+            ("workers", workers_given),
+        ];
+        let large_share = (large_buffers as u64).saturating_mul(large_buffer_size as u64);
+        let small_share = (buffers as u64).saturating_mul(buffer_size as u64);
+        let order: Vec<_> = if large_share > small_share {
+            given.iter().collect()
+        } else {
+            given[2..].iter().chain(&given[..2]).collect()
+        };
+        return Err(match order.into_iter().find_map(|(n, g)| g.map(|g| (*n, g))) {
+            Some((name, (v, from_cli))) => names.bad(name, from_cli, v, why),
+            None => format!("the open-files limit {nofile} allows {max_connections} connections, but that {why}; set a smaller --max-connections"),
+        });
     }
-    let large_buffers = cli.large_buffers.or(file.large_buffers).unwrap_or(16);
-    let large_buffer_size = cli
-        .large_buffer_size
-        .or(file.large_buffer_size)
-        .unwrap_or(65536);
-    if !(64..=(16 << 20)).contains(&large_buffer_size) {
-        return Err(format!(
-            "invalid --large-buffer-size \"{large_buffer_size}\": must be 64..=16777216"
-        ));
-    }
-    if large_buffers > 1 << 20 {
-        return Err(format!(
-            "invalid --large-buffers \"{large_buffers}\": must be at most 1048576"
-        ));
-    }
-    let metrics = match cli.metrics.as_deref().or(file.metrics.as_deref()) {
-        Some(s) => Some(s.parse::<SocketAddr>().map_err(|_| {
-            format!("invalid --metrics \"{s}\": expected ADDR:PORT, e.g. 127.0.0.1:9100")
+    let metrics = match text(&cli.metrics, &file.metrics) {
+        Some((s, from_cli)) => Some(s.parse::<SocketAddr>().map_err(|_| {
+            names.bad(
+                "metrics",
+                from_cli,
+                s,
+                "expected ADDR:PORT, e.g. 127.0.0.1:9100 or [::1]:9100",
+            )
         })?),
         None => None,
     };
-    let drain_timeout = match cli
-        .drain_timeout
-        .as_deref()
-        .or(file.drain_timeout.as_deref())
+    let drain_timeout = names
+        .duration("drain-timeout", &cli.drain_timeout, &file.drain_timeout)?
+        .map_or(Duration::from_secs(10), |d| d.0);
+    let reset_flush_timeout = names
+        .duration(
+            "reset-flush-timeout",
+            &cli.reset_flush_timeout,
+            &file.reset_flush_timeout,
+        )?
+        .map_or(Duration::from_secs(10), |d| d.0);
+    let timeout = |name: &str, cli: &Option<String>, file: &Option<String>, default| match names
+        .duration(name, cli, file)?
     {
-        Some(s) => {
-            parse_duration(s).map_err(|e| format!("invalid --drain-timeout \"{s}\": {e}"))?
+        Some((d, _, _)) if d.is_zero() => Ok::<_, String>(None),
+        Some((d, s, from_cli)) if d < Duration::from_millis(10) => {
+            Err(names.bad(name, from_cli, s, "must be at least 10ms (or 0 for none)"))
         }
-        None => Duration::from_secs(10),
-    };
-    let reset_flush_timeout = match cli
-        .reset_flush_timeout
-        .as_deref()
-        .or(file.reset_flush_timeout.as_deref())
-    {
-        Some(s) => {
-            parse_duration(s).map_err(|e| format!("invalid --reset-flush-timeout \"{s}\": {e}"))?
-        }
-        None => Duration::from_secs(10),
-    };
-    let timeout = |opt: &str, v: Option<&str>, default: Option<Duration>| match v {
-        Some(s) => match parse_duration(s).map_err(|e| format!("invalid {opt} \"{s}\": {e}"))? {
-            d if d.is_zero() => Ok::<_, String>(None),
-            d if d < Duration::from_millis(10) => Err(format!(
-                "invalid {opt} \"{s}\": must be at least 10ms (or 0 for none)"
-            )),
-            d => Ok(Some(d)),
-        },
+        Some((d, _, _)) => Ok(Some(d)),
         None => Ok(default),
     };
     let connect_timeout = timeout(
-        "--connect-timeout",
-        cli.connect_timeout
-            .as_deref()
-            .or(file.connect_timeout.as_deref()),
+        "connect-timeout",
+        &cli.connect_timeout,
+        &file.connect_timeout,
         Some(Duration::from_secs(5)),
     )?;
-    let idle_timeout = timeout(
-        "--idle-timeout",
-        cli.idle_timeout.as_deref().or(file.idle_timeout.as_deref()),
-        None,
-    )?;
-    let busy_poll = match cli.busy_poll.as_deref().or(file.busy_poll.as_deref()) {
-        Some(s) => {
-            match parse_duration(s).map_err(|e| format!("invalid --busy-poll \"{s}\": {e}"))? {
-                d if d.is_zero() => None,
-                d if d < Duration::from_micros(1) => {
-                    return Err(format!("invalid --busy-poll \"{s}\": must be at least 1us"))
-                }
-                d if d > Duration::from_secs(1) => {
-                    return Err(format!("invalid --busy-poll \"{s}\": must be at most 1s"))
-                }
-                d => Some(d),
-            }
+    let idle_timeout = timeout("idle-timeout", &cli.idle_timeout, &file.idle_timeout, None)?;
+    let busy_poll = match names.duration("busy-poll", &cli.busy_poll, &file.busy_poll)? {
+        Some((d, _, _)) if d.is_zero() => None,
+        Some((d, s, from_cli)) if d < Duration::from_micros(1) => {
+            return Err(names.bad("busy-poll", from_cli, s, "must be at least 1us"))
         }
+        Some((d, s, from_cli)) if d > Duration::from_secs(1) => {
+            return Err(names.bad("busy-poll", from_cli, s, "must be at most 1s"))
+        }
+        Some((d, _, _)) => Some(d),
         None => None,
     };
-    let cidrs = |opt: &str, cli: &[String], file: &Option<Vec<String>>| {
-        let list = if cli.is_empty() {
-            file.clone().unwrap_or_default()
+    let cidrs = |name: &str, cli: &[String], file: &Option<Vec<String>>| {
+        let (list, from_cli) = if cli.is_empty() {
+            (file.clone().unwrap_or_default(), false)
         } else {
-            cli.to_vec()
+            (cli.to_vec(), true)
         };
         list.iter()
-            .map(|c| crate::acl::Cidr::parse(c).map_err(|e| format!("invalid {opt} \"{c}\": {e}")))
+            .map(|c| crate::acl::Cidr::parse(c).map_err(|e| names.bad(name, from_cli, c, e)))
             .collect::<Result<Vec<_>, _>>()
     };
     let acl = crate::acl::Acl {
-        allow: cidrs("--allow", &cli.allow, &file.allow)?,
-        deny: cidrs("--deny", &cli.deny, &file.deny)?,
+        allow: cidrs("allow", &cli.allow, &file.allow)?,
+        deny: cidrs("deny", &cli.deny, &file.deny)?,
     };
     let proxy_protocol = cli.proxy_protocol.or(file.proxy_protocol);
     if proxy_protocol.is_some() && buffer_size < crate::proxy_protocol::MAX_LEN {
-        return Err(format!(
-            "invalid --buffer-size \"{buffer_size}\": --proxy-protocol needs at least {}",
-            crate::proxy_protocol::MAX_LEN
+        let from_cli = buffer_size_given.is_none_or(|b| b.1);
+        return Err(names.bad(
+            "buffer-size",
+            from_cli,
+            buffer_size,
+            format!(
+                "--proxy-protocol needs at least {}",
+                crate::proxy_protocol::MAX_LEN
+            ),
         ));
     }
-    let backlog = cli.backlog.or(file.backlog).unwrap_or(1024);
-    if backlog < 1 {
-        return Err(format!(
-            "invalid --backlog \"{backlog}\": must be at least 1"
-        ));
-    }
+    let backlog = names.number("backlog", &cli.backlog, file.backlog, 1, i32::MAX)?;
+    let backlog = backlog.map_or(1024, |b| b.0);
     Ok(Config {
         listen: SocketAddr::new(listen_ip, port),
         backends,
@@ -413,28 +508,16 @@ pub fn resolve(cli: Cli, nofile: u64) -> Result<Config, String> {
         backlog,
         acl,
         proxy_protocol,
+        derived_from: (max_given.is_none() || pipes_given.is_none()).then_some(nofile),
     })
-}
-
-fn load_file(path: &std::path::Path) -> Result<FileConfig, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config \"{}\": {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| {
-        let msg = e.message().replace('\n', " ");
-        let line = e
-            .span()
-            .map(|s| format!(" (line {})", text[..s.start].matches('\n').count() + 1))
-            .unwrap_or_default();
-        format!("invalid config \"{}\"{line}: {msg}", path.display())
-    })
-}
-
-fn parse_port(opt: &str, s: &str) -> Result<u16, String> {
-    s.parse::<u16>()
-        .map_err(|_| format!("invalid {opt} \"{s}\": must be 0..=65535"))
 }
 
 fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    if let Some((_, port)) = port_like_tail(s) {
+        return Err(format!(
+            "takes no port: give it with --port {port}, or write \"[{s}]\" for the IPv6 address {s}"
+        ));
+    }
     let bare = s
         .strip_prefix('[')
         .and_then(|r| r.strip_suffix(']'))
@@ -448,9 +531,35 @@ fn parse_ip(s: &str) -> Result<IpAddr, String> {
     Err("not an IPv4 or IPv6 address".into())
 }
 
+/// A bare IPv6 address whose last group reads as a port, such as
+/// `::1:9000`: both `[::1]:9000` and the address `::1:9000` are meant by
+/// someone, so it is refused. Returns the address before the last colon
+/// and the port-like group.
+fn port_like_tail(s: &str) -> Option<(&str, &str)> {
+    let (head, tail) = s.rsplit_once(':')?;
+    let digits = !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit());
+    (digits && s.parse::<Ipv6Addr>().is_ok() && head.parse::<Ipv6Addr>().is_ok())
+        .then_some((head, tail))
+}
+
 /// `ADDR`, `ADDR:PORT`, `[V6]`, `[V6]:PORT`, `V6`, or `HOST[:PORT]`
-/// (resolved once, now).
+/// (resolved once, now). An IPv6 address with a port needs brackets, and
+/// the port must not be 0.
 pub fn parse_backend(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+    let addr = backend_addr(s, default_port)?;
+    if addr.port() == 0 {
+        return Err("port 0 cannot be connected to: must be 1..=65535".into());
+    }
+    Ok(addr)
+}
+
+fn backend_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+    if let Some((addr, port)) = port_like_tail(s) {
+        return Err(format!(
+            "an IPv6 address with a port needs brackets: \"[{addr}]:{port}\" \
+             (or \"[{s}]\" for the address {s} on the default port)"
+        ));
+    }
     if let Ok(sa) = s.parse::<SocketAddr>() {
         return Ok(sa);
     }
@@ -463,8 +572,7 @@ pub fn parse_backend(s: &str, default_port: u16) -> Result<SocketAddr, String> {
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') => (
             h,
-            p.parse::<u16>()
-                .map_err(|_| format!("port \"{p}\" must be 0..=65535"))?,
+            netio::cli::number(p, 1, u16::MAX).map_err(|e| format!("port \"{p}\": {e}"))?,
         ),
         _ => (s, default_port),
     };

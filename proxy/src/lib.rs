@@ -11,13 +11,15 @@
 //! - [`pool`] and [`pipes`]: the buffers and pipes lent to directions in
 //!   flight; [`balance`]: choosing a backend; [`timers`]: connect and idle
 //!   timeouts, the drain, busy polling; [`acl`], [`proxy_protocol`].
-//! - [`config`]: the command line and config file; [`stats`] and
+//! - [`config`]: the command line and config file ([`config_file`]),
+//!   every size checked at start ([`sizes`]); [`stats`] and
 //!   [`metrics`]: the counters and their endpoint.
 
 pub mod accept;
 pub mod acl;
 pub mod balance;
 pub mod config;
+pub mod config_file;
 pub mod conn;
 pub mod metrics;
 pub mod pipes;
@@ -26,6 +28,7 @@ pub mod proxy_protocol;
 pub mod relay;
 #[cfg(test)]
 mod relay_model;
+pub mod sizes;
 pub mod sockets;
 pub mod stats;
 pub mod table;

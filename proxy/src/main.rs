@@ -57,18 +57,6 @@ fn try_main(cli: Cli) -> Result<(), Error> {
     // Before any thread starts: all inherit the blocked signals.
     let (limit, signals) = serve::prepare()?;
     let cfg = config::resolve(cli, limit.soft).map_err(Error::Config)?;
-    let fd_need = netio::budget::needed(
-        cfg.max_connections as u64,
-        cfg.workers as u64,
-        cfg.pipes as u64,
-    );
-    if fd_need > limit.soft {
-        eprintln!(
-            "proxy: warning: --max-connections {} needs about {fd_need} descriptors but the limit is {}; \
-             clients beyond it wait in the backlog",
-            cfg.max_connections, limit.soft
-        );
-    }
     let (workers, bound) = build_workers(&cfg)?;
     let controls: Vec<Arc<Control>> = workers.iter().map(Worker::control).collect();
 
@@ -93,6 +81,9 @@ fn try_main(cli: Cli) -> Result<(), Error> {
     }
 
     let running: Running<Control> = serve::start("proxy", workers)?;
+    if let Some(limit) = cfg.derived_from {
+        eprintln!("proxy: {}", derived(&cfg, limit));
+    }
     eprintln!("listening on {bound}");
     running.until_terminated(&signals, |c| eprintln!("{}", summary(c)))?;
     eprintln!(
@@ -102,6 +93,19 @@ fn try_main(cli: Cli) -> Result<(), Error> {
     let controls = running.stop()?;
     eprintln!("{}", summary(&controls));
     Ok(())
+}
+
+/// What was derived from the open-files limit, e.g. `1 worker, 9
+/// connections, 3 pipes a worker: from the open-files limit 64`. Its own
+/// line: `listening on ADDR` stays exactly that, for the tools that parse it.
+fn derived(cfg: &Config, limit: u64) -> String {
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "{}, {}, {} a worker: from the open-files limit {limit}",
+        plural(cfg.workers, "worker"),
+        plural(cfg.max_connections, "connection"),
+        plural(cfg.pipes, "pipe"),
+    )
 }
 
 fn summary(controls: &[Arc<Control>]) -> String {

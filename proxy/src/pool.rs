@@ -7,6 +7,8 @@
 //! buffers are reused under light load. An empty pool is an ordinary
 //! outcome ([`Pool::checkout`] returns `None`), never a panic.
 
+use std::io;
+
 /// A buffer on loan from a [`Pool`]: its index and the live byte range
 /// `start..end` within it.
 #[derive(Debug)]
@@ -75,28 +77,46 @@ impl Pool {
     ///
     /// # Panics
     /// If `size` is zero or larger than `u32::MAX`, or `capacity` does not
-    /// fit in `u32` (the configuration layer rejects those values first).
+    /// fit in `u32` (the configuration layer rejects those values first),
+    /// or the memory cannot be had: sizes from the user go through
+    /// [`Pool::try_new`].
     pub fn new(capacity: usize, size: usize) -> Pool {
-        Self::with_kind(capacity, size, false)
+        Self::try_new(capacity, size, false).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A pool whose buffers say [`Buf::is_large`], so that a caller with
     /// two pools knows where each buffer goes back.
     pub fn new_large(capacity: usize, size: usize) -> Pool {
-        Self::with_kind(capacity, size, true)
+        Self::try_new(capacity, size, true).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn with_kind(capacity: usize, size: usize, large: bool) -> Pool {
+    /// [`Pool::new`] (or, `large`, [`Pool::new_large`]) that reports an
+    /// allocation the system refuses as an error instead of aborting.
+    ///
+    /// # Panics
+    /// On the sizes [`Pool::new`] panics on.
+    pub fn try_new(capacity: usize, size: usize, large: bool) -> io::Result<Pool> {
         assert!(
             size > 0 && size <= u32::MAX as usize,
             "buffer size out of range"
         );
         assert!(capacity <= u32::MAX as usize, "pool capacity out of range");
+        let bytes = capacity.checked_mul(size).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::OutOfMemory, "buffer pool size overflows")
+        })?;
         // A zeroed allocation of this size comes straight from mmap, so
         // untouched buffers cost address space but no memory.
-        let mem = vec![0u8; capacity * size].into_boxed_slice();
-        let free = (0..capacity as u32).rev().collect();
-        Pool {
+        let mem = netio::mem::try_zeroed(bytes).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!("cannot allocate a buffer pool of {bytes} bytes"),
+            )
+        })?;
+        let mut free = Vec::new();
+        free.try_reserve_exact(capacity)
+            .map_err(|e| no_memory("the buffer pool's free list", e))?;
+        free.extend((0..capacity as u32).rev());
+        Ok(Pool {
             mem,
             size,
             capacity,
@@ -105,7 +125,7 @@ impl Pool {
             large,
             #[cfg(debug_assertions)]
             lent_map: vec![false; capacity],
-        }
+        })
     }
 
     /// How many buffers the pool holds in all.
@@ -234,6 +254,14 @@ impl Pools {
     pub fn spare(&mut self, buf: &Buf) -> &mut [u8] {
         self.of(buf).spare(buf)
     }
+}
+
+/// The error for an allocation of `what` the system refused.
+pub fn no_memory(what: &str, e: std::collections::TryReserveError) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        format!("allocating {what}: {e}"),
+    )
 }
 
 #[cfg(test)]

@@ -141,7 +141,11 @@ impl Table {
         stats.pool_capacity.set(bufs.small.capacity() as u64);
         stats.large_pool_capacity.set(bufs.large.capacity() as u64);
         stats.pipes_capacity.set(pipes.capacity() as u64);
-        let mut conns = Vec::with_capacity(capacity);
+        // Sized from the user's --max-connections: a refusal is an error.
+        let mut conns = Vec::new();
+        conns
+            .try_reserve_exact(capacity)
+            .map_err(|e| crate::pool::no_memory("the connection table", e))?;
         conns.resize_with(capacity, Conn::new);
         Ok(Table {
             conns,

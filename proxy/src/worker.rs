@@ -77,8 +77,8 @@ impl Worker {
         epoll.add(&listener, epoll::IN | epoll::ET, Token::LISTENER)?;
         epoll.add(&control.waker, epoll::IN | epoll::ET, Token::CONTROL)?;
         let bufs = Pools::new(
-            Pool::new(cfg.buffers, cfg.buffer_size),
-            Pool::new_large(cfg.large_buffers, cfg.large_buffer_size),
+            Pool::try_new(cfg.buffers, cfg.buffer_size, false)?,
+            Pool::try_new(cfg.large_buffers, cfg.large_buffer_size, true)?,
         );
         let (pipes, pipe_size) = make_pipes(cfg.pipes, cfg.pipe_size);
         let table = Table::new(

@@ -59,6 +59,14 @@ fn zero_workers_is_one_line_and_failure() {
 }
 
 #[test]
+fn negative_counts_name_their_option() {
+    for opt in ["--workers", "--max-connections"] {
+        let line = fails_with_one_line(&[opt, "-1"]);
+        assert!(line.contains(opt) && line.contains("-1"), "{line}");
+    }
+}
+
+#[test]
 fn a_port_in_use_is_one_line_and_failure() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();

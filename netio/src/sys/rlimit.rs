@@ -1,4 +1,5 @@
-//! `RLIMIT_NOFILE`: how many descriptors this process may hold.
+//! Resource limits: `RLIMIT_NOFILE` (how many descriptors this process may
+//! hold) and `RLIMIT_AS` (how much address space it may map).
 
 use super::cvt;
 use std::io;
@@ -36,4 +37,17 @@ pub fn raise_nofile() -> io::Result<NoFile> {
         cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })?;
     }
     nofile()
+}
+
+/// The soft `RLIMIT_AS` (the most address space this process may map),
+/// or `None` when unlimited: start-up checks compare planned allocations
+/// with it, so that an oversized setting is refused rather than aborting.
+pub fn address_space() -> io::Result<Option<u64>> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) })?;
+    Ok((lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur))
 }

@@ -19,7 +19,7 @@ fn proxy() -> Command {
 /// run until the timeout. Checks for a non-zero exit and exactly one line
 /// on stderr that starts with `proxy:` and mentions every `needle`;
 /// returns that line.
-fn rejects(args: &[&str], needles: &[&str]) -> String {
+pub(crate) fn rejects(args: &[&str], needles: &[&str]) -> String {
     let mut all: Vec<&str> = Vec::new();
     if !args.iter().any(|a| *a == "-l" || *a == "--listen") {
         all.extend(["-l", "127.0.0.1"]);
@@ -28,8 +28,13 @@ fn rejects(args: &[&str], needles: &[&str]) -> String {
         all.extend(["-p", "0"]);
     }
     all.extend_from_slice(args);
+    rejects_exactly(&all, needles)
+}
+
+/// [`rejects`] with exactly `all` as the arguments.
+pub(crate) fn rejects_exactly(all: &[&str], needles: &[&str]) -> String {
     let out = proxy()
-        .args(&all)
+        .args(all)
         .output()
         .unwrap_or_else(|e| panic!("proxy {all:?} did not exit: {e}"));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -53,7 +58,7 @@ fn rejects(args: &[&str], needles: &[&str]) -> String {
 }
 
 /// Writes `text` to a config file in a fresh temporary directory.
-fn config_file(text: &str) -> (tempfile::TempDir, String) {
+pub(crate) fn config_file(text: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("proxy.toml");
     std::fs::File::create(&path)

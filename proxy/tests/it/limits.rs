@@ -195,8 +195,9 @@ fn leave_spare_fds(proxy: &Proxy, spare: usize) {
     );
 }
 
-/// Starts the proxy under `prlimit --nofile=40:40` with room for exactly
-/// `SERVED` connections, points 40 clients at it, and checks that some are
+/// Starts the proxy with a table of 1000 (the limit it starts under fits
+/// it: a larger table is refused), lowers its limit to leave room for
+/// exactly `SERVED` connections, points 40 clients at it, and checks that some are
 /// served, the rest are turned away cleanly one per pause, the worker does
 /// not spin while saturated, and new clients are served once it recovers.
 fn run_out_of_descriptors(runs_out: RunsOut) {
@@ -205,7 +206,7 @@ fn run_out_of_descriptors(runs_out: RunsOut) {
     let backend = Backend::echo();
     let b = backend.addr.to_string();
     let mut cmd = Command::new("prlimit");
-    cmd.args(["--nofile=40:40", env!("CARGO_BIN_EXE_proxy")]);
+    cmd.args(["--nofile=2048:2048", env!("CARGO_BIN_EXE_proxy")]);
     // Descriptors run out long before the connection table does.
     let mut proxy = Proxy::start_with(
         cmd,

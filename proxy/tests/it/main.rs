@@ -4,6 +4,7 @@
 
 mod access;
 mod accounting;
+mod bad_input;
 mod cli;
 mod half_close;
 mod lifecycle;
