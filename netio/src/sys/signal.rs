@@ -43,6 +43,31 @@ pub fn ignore_sigpipe() -> io::Result<()> {
     Ok(())
 }
 
+/// Runs `f` (which starts a thread) with every signal blocked in the
+/// calling thread, then restores its mask: the new thread starts with all
+/// of them blocked, so that no signal meant for the signalfd can ever be
+/// delivered to it, even before it could block them itself.
+pub fn with_all_blocked<T>(f: impl FnOnce() -> T) -> io::Result<T> {
+    let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigfillset initialises `all`; pthread_sigmask reads `all`
+    // and fills `old` with the current mask.
+    let rc = unsafe {
+        libc::sigfillset(all.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_BLOCK, all.as_ptr(), old.as_mut_ptr())
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    let out = f();
+    // SAFETY: `old` was filled by the successful call above.
+    let rc =
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), std::ptr::null_mut()) };
+    // Setting a mask read back from the kernel cannot fail.
+    debug_assert_eq!(rc, 0, "restoring the signal mask");
+    Ok(out)
+}
+
 impl SignalFd {
     /// Blocks the signals in the calling thread (threads spawned afterwards
     /// inherit the mask) and opens a blocking signalfd for them.
