@@ -103,7 +103,8 @@ pub fn start<W: Worker>(prog: &'static str, workers: Vec<W>) -> Result<Running<W
             .name(format!("worker-{i}"))
             .spawn(move || {
                 if let Err(e) = w.run() {
-                    eprintln!("{prog}: worker {i} failed: {e}");
+                    crate::log!("{prog}: worker {i} failed: {e}");
+                    crate::log::flush(crate::log::FLUSH);
                     std::process::exit(1);
                 }
             })

@@ -15,11 +15,11 @@ pub fn serve(listener: TcpListener, controls: Vec<Arc<Control>>) {
         match stream {
             Ok(s) => {
                 if let Err(e) = answer(s, &controls) {
-                    eprintln!("proxy: metrics request failed: {e}");
+                    netio::log!("proxy: metrics request failed: {e}");
                 }
             }
             Err(e) => {
-                eprintln!("proxy: metrics accept failed: {e}");
+                netio::log!("proxy: metrics accept failed: {e}");
                 std::thread::sleep(Duration::from_millis(100));
             }
         }

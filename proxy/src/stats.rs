@@ -133,6 +133,9 @@ stats! {
     sys_sockopt: "counter",
     /// pipe2(2) and fcntl(2) calls renewing a pipe closed with bytes in it.
     sys_pipe: "counter",
+    /// Log lines dropped because stderr was full, stalled or closed
+    /// (process-wide: no worker counts it; the total reads it).
+    log_dropped: "counter",
 }
 
 impl Snapshot {
@@ -142,6 +145,7 @@ impl Snapshot {
         for w in workers {
             s.add(w);
         }
+        s.log_dropped = netio::log::dropped();
         s
     }
 

@@ -445,7 +445,7 @@ impl Table {
         io.close(slot, abort);
         if self.opts.log_connections {
             let ms = c.started.map_or(0, |t| t.elapsed().as_millis());
-            eprintln!(
+            netio::log!(
                 "conn {} -> {} closed ({}): {} bytes up, {} bytes down, {ms} ms",
                 c.peer.map_or_else(|| "?".into(), |p| p.to_string()),
                 self.balancer.addr(c.backend),
@@ -470,7 +470,7 @@ impl Table {
 /// backend, for which client, and why.
 pub fn log_backend_failure(backend: SocketAddr, peer: Option<SocketAddr>, why: &str) {
     let who = peer.map_or_else(String::new, |p| format!(" for client {p}"));
-    eprintln!("proxy: backend {backend} failed{who}: {why}");
+    netio::log!("proxy: backend {backend} failed{who}: {why}");
 }
 
 #[cfg(test)]

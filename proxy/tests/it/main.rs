@@ -11,5 +11,6 @@ mod limits;
 mod proxy_protocol;
 mod relay;
 mod resets;
+mod signals;
 mod timeouts;
 mod util;
