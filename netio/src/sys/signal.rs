@@ -1,5 +1,6 @@
-//! Signals as a descriptor: block SIGTERM, SIGINT and SIGUSR1 and read them
-//! from a `signalfd`, so that no handler ever runs inside the relay.
+//! Signals as a descriptor: block SIGTERM, SIGINT, SIGUSR1, SIGHUP and
+//! SIGUSR2 and read them from a `signalfd`, so that no handler ever runs
+//! inside the relay (and none of them can end the process by default).
 
 use super::{cvt, cvt_retry, owned};
 use std::io;
@@ -13,9 +14,24 @@ pub enum Signal {
     Terminate,
     /// SIGUSR1: print the stats and keep going.
     Stats,
+    /// SIGHUP: reload the configuration (not supported yet: logged and
+    /// ignored, and never fatal).
+    Reload,
+    /// SIGUSR2: hand over to a new binary (not supported yet: logged and
+    /// ignored).
+    Upgrade,
 }
 
-/// A blocking `signalfd` for SIGTERM, SIGINT and SIGUSR1.
+/// The signals of [`Signal`], as read from the signalfd.
+const SIGNALS: [(i32, Signal); 5] = [
+    (libc::SIGTERM, Signal::Terminate),
+    (libc::SIGINT, Signal::Terminate),
+    (libc::SIGUSR1, Signal::Stats),
+    (libc::SIGHUP, Signal::Reload),
+    (libc::SIGUSR2, Signal::Upgrade),
+];
+
+/// A blocking `signalfd` for the signals of [`SIGNALS`].
 #[derive(Debug)]
 pub struct SignalFd {
     fd: OwnedFd,
@@ -26,7 +42,7 @@ fn mask() -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set; sigaddset takes valid signals.
     unsafe {
         libc::sigemptyset(set.as_mut_ptr());
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1] {
+        for (sig, _) in SIGNALS {
             libc::sigaddset(set.as_mut_ptr(), sig);
         }
         set.assume_init()
@@ -102,11 +118,11 @@ impl SignalFd {
         // SAFETY: the kernel filled the whole struct.
         let info = unsafe { info.assume_init() };
         // Only the signals of `mask()` are blocked and read here.
-        Ok(if info.ssi_signo as i32 == libc::SIGUSR1 {
-            Signal::Stats
-        } else {
-            Signal::Terminate
-        })
+        let signo = info.ssi_signo as i32;
+        Ok(SIGNALS
+            .iter()
+            .find(|&&(sig, _)| sig == signo)
+            .map_or(Signal::Terminate, |&(_, s)| s))
     }
 }
 

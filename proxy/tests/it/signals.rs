@@ -204,6 +204,26 @@ fn leaves_connections_intact(workers: u32, sig: &str, logged: Option<&str>) {
 }
 
 #[test]
+fn sighup_is_logged_and_every_connection_goes_on() {
+    leaves_connections_intact(1, "HUP", Some("SIGHUP"));
+}
+
+#[test]
+fn sighup_is_logged_and_every_connection_goes_on_with_two_workers() {
+    leaves_connections_intact(2, "HUP", Some("SIGHUP"));
+}
+
+#[test]
+fn sigusr2_is_logged_and_every_connection_goes_on() {
+    leaves_connections_intact(1, "USR2", Some("SIGUSR2"));
+}
+
+#[test]
+fn sigusr2_is_logged_and_every_connection_goes_on_with_two_workers() {
+    leaves_connections_intact(2, "USR2", Some("SIGUSR2"));
+}
+
+#[test]
 fn sigpipe_is_ignored_and_every_connection_goes_on() {
     leaves_connections_intact(1, "PIPE", None);
 }
