@@ -78,13 +78,18 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    match try_main(cli) {
+    netio::log::start("echo-backend");
+    let code = match try_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("echo-backend: {e}");
+            netio::log!("echo-backend: {e}");
             ExitCode::from(1)
         }
-    }
+    };
+    // The final summary reaches a working stderr; a stalled one cannot
+    // hold up the exit.
+    netio::log::flush(netio::log::FLUSH);
+    code
 }
 
 fn try_main(cli: Cli) -> Result<(), Error> {
@@ -117,10 +122,10 @@ fn try_main(cli: Cli) -> Result<(), Error> {
     }
 
     let running: Running<Control> = serve::start("echo-backend", built)?;
-    eprintln!("listening on {addr}");
-    running.until_terminated(&signals, |c| eprintln!("{}", summary(c)))?;
+    netio::log!("listening on {addr}");
+    running.until_terminated(&signals, |c| netio::log!("{}", summary(c)))?;
     let controls = running.stop()?;
-    eprintln!("{}", summary(&controls));
+    netio::log!("{}", summary(&controls));
     Ok(())
 }
 

@@ -16,7 +16,12 @@ pub fn parse<T: clap::Parser>(name: &str) -> Result<T, ExitCode> {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        eprintln!("{name}: {} (see --help)", one_line(&e.to_string()));
+        // Nothing runs yet that a stalled stderr could hold up, and a
+        // closed one must not turn a usage error into a panic.
+        crate::log::direct(format_args!(
+            "{name}: {} (see --help)",
+            one_line(&e.to_string())
+        ));
         ExitCode::from(2)
     })
 }

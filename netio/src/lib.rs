@@ -12,11 +12,13 @@
 //! - [`again`]: the de-duplicating "run again" queue for fairness;
 //! - [`serve`]: N `SO_REUSEPORT` workers, the signalfd and the drain;
 //! - [`cli`]: command-line plumbing and the duration syntax;
+//! - [`log`]: the log, which a bad stderr can neither stall nor kill;
 //! - [`budget`]: how many connections a descriptor limit allows.
 
 pub mod again;
 pub mod budget;
 pub mod cli;
+pub mod log;
 pub mod mem;
 pub mod outcome;
 pub mod ready;

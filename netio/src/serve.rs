@@ -2,7 +2,8 @@
 //! listener (`SO_REUSEPORT` when there are several), while the main
 //! thread waits for signals on a signalfd: SIGUSR1 asks for the stats,
 //! SIGTERM or SIGINT stops every worker (each drains as it sees fit) and
-//! waits for them.
+//! waits for them; SIGHUP and SIGUSR2 (reload and upgrade, not supported
+//! yet) are logged and change nothing.
 //!
 //! The order matters and is kept here once: block the signals before any
 //! thread starts (so every thread inherits the mask and no handler ever
@@ -88,6 +89,7 @@ pub fn listeners(
 
 /// Workers running on their own threads (`worker-0`, `worker-1`, …).
 pub struct Running<C> {
+    prog: &'static str,
     controls: Vec<Arc<C>>,
     handles: Vec<JoinHandle<()>>,
 }
@@ -103,14 +105,19 @@ pub fn start<W: Worker>(prog: &'static str, workers: Vec<W>) -> Result<Running<W
             .name(format!("worker-{i}"))
             .spawn(move || {
                 if let Err(e) = w.run() {
-                    eprintln!("{prog}: worker {i} failed: {e}");
+                    crate::log!("{prog}: worker {i} failed: {e}");
+                    crate::log::flush(crate::log::FLUSH);
                     std::process::exit(1);
                 }
             })
             .map_err(|e| Error::Setup("starting a worker thread", e))?;
         handles.push(h);
     }
-    Ok(Running { controls, handles })
+    Ok(Running {
+        prog,
+        controls,
+        handles,
+    })
 }
 
 impl<C: Stop> Running<C> {
@@ -120,7 +127,8 @@ impl<C: Stop> Running<C> {
     }
 
     /// Reads signals until SIGTERM or SIGINT, calling `on_stats` for each
-    /// SIGUSR1.
+    /// SIGUSR1 and logging one line for each SIGHUP or SIGUSR2, which
+    /// leave everything as it was.
     pub fn until_terminated(
         &self,
         signals: &SignalFd,
@@ -133,6 +141,16 @@ impl<C: Stop> Running<C> {
             {
                 Signal::Stats => on_stats(&self.controls),
                 Signal::Terminate => return Ok(()),
+                Signal::Reload => {
+                    crate::log!(
+                        "{}: SIGHUP: reload is not supported yet; ignored",
+                        self.prog
+                    );
+                }
+                Signal::Upgrade => crate::log!(
+                    "{}: SIGUSR2: binary upgrade is not supported yet; ignored",
+                    self.prog
+                ),
             }
         }
     }

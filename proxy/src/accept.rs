@@ -86,7 +86,7 @@ impl Worker {
                         return;
                     }
                     _ => {
-                        eprintln!("proxy: accept failed: {e}");
+                        netio::log!("proxy: accept failed: {e}");
                         self.pause_accept(Some(Instant::now() + ACCEPT_RETRY));
                         return;
                     }
@@ -191,7 +191,7 @@ impl Worker {
                 )
             });
         if let Err(e) = reg {
-            eprintln!("proxy: cannot register client {peer}: {e}");
+            netio::log!("proxy: cannot register client {peer}: {e}");
             self.table.put_back(slot);
             stats.errors.inc();
             stats.sys_close.add(2);

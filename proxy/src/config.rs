@@ -65,7 +65,11 @@ pub enum Balance {
         Relays every byte between each client and a backend, with backpressure \
         and half-close. Prints `listening on ADDR:PORT` once bound. SIGTERM or \
         SIGINT stops accepting, lets open connections finish (up to \
-        --drain-timeout), prints stats and exits 0; SIGUSR1 prints stats.",
+        --drain-timeout), prints stats and exits 0; SIGUSR1 prints stats; \
+        SIGHUP (reload) and SIGUSR2 (binary upgrade) are not supported yet: \
+        each is logged and ignored, and every connection goes on. Logging \
+        never holds up the relay: lines a full or closed stderr cannot take \
+        are dropped and counted (log_dropped).",
     disable_help_flag = true
 )]
 pub struct Cli {

@@ -44,13 +44,18 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    match try_main(cli) {
+    netio::log::start("proxy");
+    let code = match try_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("proxy: {e}");
+            netio::log!("proxy: {e}");
             ExitCode::from(1)
         }
-    }
+    };
+    // The last lines (the final stats) reach a working stderr; a stalled
+    // one cannot hold up the exit.
+    netio::log::flush(netio::log::FLUSH);
+    code
 }
 
 fn try_main(cli: Cli) -> Result<(), Error> {
@@ -73,25 +78,25 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             .name("metrics".into())
             .spawn(move || {
                 if let Err(e) = endpoint.run() {
-                    eprintln!("proxy: the metrics endpoint stopped: {e}");
+                    netio::log!("proxy: the metrics endpoint stopped: {e}");
                 }
             })
             .map_err(|e| serve::Error::Setup("starting the metrics thread", e))?;
-        eprintln!("metrics on http://{shown}/metrics");
+        netio::log!("metrics on http://{shown}/metrics");
     }
 
     let running: Running<Control> = serve::start("proxy", workers)?;
     if let Some(limit) = cfg.derived_from {
-        eprintln!("proxy: {}", derived(&cfg, limit));
+        netio::log!("proxy: {}", derived(&cfg, limit));
     }
-    eprintln!("listening on {bound}");
-    running.until_terminated(&signals, |c| eprintln!("{}", summary(c)))?;
-    eprintln!(
+    netio::log!("listening on {bound}");
+    running.until_terminated(&signals, |c| netio::log!("{}", summary(c)))?;
+    netio::log!(
         "proxy: shutting down: no new connections; draining for up to {:?}",
         cfg.drain_timeout
     );
     let controls = running.stop()?;
-    eprintln!("{}", summary(&controls));
+    netio::log!("{}", summary(&controls));
     Ok(())
 }
 

@@ -143,6 +143,9 @@ stats! {
     sys_pipe: "counter",
     /// ioctl(2) calls reading a send queue (after a reset, until it drains).
     sys_ioctl: "counter",
+    /// Log lines dropped because stderr was full, stalled or closed
+    /// (process-wide: no worker counts it; the total reads it).
+    log_dropped: "counter",
 }
 
 impl Snapshot {
@@ -152,6 +155,7 @@ impl Snapshot {
         for w in workers {
             s.add(w);
         }
+        s.log_dropped = netio::log::dropped();
         s
     }
 

@@ -639,7 +639,7 @@ impl Table {
                 }
                 _ => reason.describe().to_string(),
             };
-            eprintln!(
+            netio::log!(
                 "conn {} -> {} closed ({why}): {} bytes up, {} bytes down, {ms} ms",
                 c.peer.map_or_else(|| "?".into(), |p| p.to_string()),
                 self.balancer.addr(c.backend),
@@ -674,7 +674,7 @@ fn renew(io: &mut impl Sockets, pipes: &mut PipePool, stats: &Stats, dirty: Pipe
 /// backend, for which client, and why.
 pub fn log_backend_failure(backend: SocketAddr, peer: Option<SocketAddr>, why: &str) {
     let who = peer.map_or_else(String::new, |p| format!(" for client {p}"));
-    eprintln!("proxy: backend {backend} failed{who}: {why}");
+    netio::log!("proxy: backend {backend} failed{who}: {why}");
 }
 
 #[cfg(test)]

@@ -205,7 +205,7 @@ fn make_pipes(n: usize, size: usize) -> (Vec<Pipe>, usize) {
                 pipes.push(p);
             }
             Err(e) => {
-                eprintln!(
+                netio::log!(
                     "proxy: warning: only {} of {n} pipes for splicing: {e}",
                     pipes.len()
                 );

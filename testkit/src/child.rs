@@ -17,6 +17,19 @@ const TAIL_LINES: usize = 20;
 /// How often a wait looks whether the child is still alive.
 const POLL: Duration = Duration::from_millis(20);
 
+/// What the stderr reader does once the child has printed its
+/// `listening on` line: the tests of a proxy whose log pipe has gone bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterListening {
+    /// Keeps reading every line (what [`Child::spawn`] does).
+    Read,
+    /// Closes the read end: every later write to stderr fails with `EPIPE`.
+    Close,
+    /// Keeps the pipe open but never reads it again: once its buffer is
+    /// full, every later write to stderr blocks.
+    Stall,
+}
+
 /// A running child, killed on drop together with its own children.
 pub struct Child {
     /// The process, for what this type does not wrap.
@@ -26,6 +39,8 @@ pub struct Child {
     lines: Receiver<String>,
     log: Arc<Mutex<Vec<String>>>,
     reader: JoinHandle<()>,
+    /// Dropped with the child: lets a stalled reader go.
+    _release: mpsc::Sender<()>,
 }
 
 impl Child {
@@ -39,6 +54,28 @@ impl Child {
     /// the caller set it (the workbench pipes loadgen's JSON report).
     /// `wait` bounds the waits that take no timeout of their own.
     pub fn try_spawn(name: &str, cmd: &mut Command, wait: Duration) -> Result<Child, String> {
+        Child::try_spawn_then(name, cmd, wait, AfterListening::Read)
+    }
+
+    /// Like [`Child::spawn`], but what happens to stderr after the
+    /// `listening on` line is `after`. Lines after it are not collected
+    /// (unless `after` is [`AfterListening::Read`]).
+    pub fn spawn_then(
+        name: &str,
+        cmd: &mut Command,
+        wait: Duration,
+        after: AfterListening,
+    ) -> Child {
+        Child::try_spawn_then(name, cmd.stdout(Stdio::null()), wait, after)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_spawn_then(
+        name: &str,
+        cmd: &mut Command,
+        wait: Duration,
+        after: AfterListening,
+    ) -> Result<Child, String> {
         let mut child = cmd
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
@@ -50,15 +87,26 @@ impl Child {
             return Err(format!("{name}: no stderr pipe"));
         };
         let (tx, lines) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
         let log = Arc::new(Mutex::new(Vec::new()));
         let log2 = Arc::clone(&log);
         let reader = thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut stderr = BufReader::new(stderr);
+            for line in stderr.by_ref().lines().map_while(Result::ok) {
+                let last = after != AfterListening::Read && line.starts_with("listening on ");
                 log2.lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .push(line.clone());
                 // Nobody may be listening any more; keep collecting the log.
                 let _ = tx.send(line);
+                if last {
+                    break;
+                }
+            }
+            drop(tx);
+            if after == AfterListening::Stall {
+                // Holds the pipe open, unread, until the child is dropped.
+                let _ = released.recv();
             }
         });
         Ok(Child {
@@ -68,6 +116,7 @@ impl Child {
             lines,
             log,
             reader,
+            _release: release,
         })
     }
 

@@ -14,7 +14,7 @@ mod child;
 pub mod proc;
 pub mod workspace;
 
-pub use child::Child;
+pub use child::{AfterListening, Child};
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! End-to-end tests of the process itself: signals and bad arguments.
 
-use crate::util::{Backend, WAIT};
+use crate::util::{read_to_eof, Backend, WAIT};
 use assert_cmd::Command;
 use std::io::Write;
 
@@ -27,6 +27,26 @@ fn sigterm_exits_zero_with_connections_open() {
     let mut b = Backend::start(&["--mode", "echo"]);
     let mut open: Vec<_> = (0..3).map(|_| b.connect()).collect();
     open[0].write_all(b"in flight").expect("write");
+    b.signal("TERM");
+    let status = b.wait_exit();
+    assert!(status.success(), "{status:?}; stderr: {:?}", b.log());
+}
+
+#[test]
+fn sighup_and_sigusr2_are_logged_and_every_connection_goes_on() {
+    let mut b = Backend::start(&["--mode", "echo"]);
+    let mut held = b.connect();
+    held.write_all(b"before ").expect("write");
+    for (sig, name) in [("HUP", "SIGHUP"), ("USR2", "SIGUSR2")] {
+        b.signal(sig);
+        let line = b
+            .wait_line(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no line for {name}; stderr: {:?}", b.log()));
+        assert!(line.starts_with("echo-backend: "), "{line:?}");
+    }
+    held.write_all(b"after").expect("write");
+    held.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    assert_eq!(read_to_eof(&mut held), b"before after");
     b.signal("TERM");
     let status = b.wait_exit();
     assert!(status.success(), "{status:?}; stderr: {:?}", b.log());

@@ -13,6 +13,7 @@ pub mod pipe;
 pub mod rlimit;
 pub mod signal;
 pub mod socket;
+pub mod stderr;
 pub mod thread;
 
 use std::io;

@@ -1,5 +1,6 @@
-//! Signals as a descriptor: block SIGTERM, SIGINT and SIGUSR1 and read them
-//! from a `signalfd`, so that no handler ever runs inside the relay.
+//! Signals as a descriptor: block SIGTERM, SIGINT, SIGUSR1, SIGHUP and
+//! SIGUSR2 and read them from a `signalfd`, so that no handler ever runs
+//! inside the relay (and none of them can end the process by default).
 
 use super::{cvt, cvt_retry, owned};
 use std::io;
@@ -13,9 +14,24 @@ pub enum Signal {
     Terminate,
     /// SIGUSR1: print the stats and keep going.
     Stats,
+    /// SIGHUP: reload the configuration (not supported yet: logged and
+    /// ignored, and never fatal).
+    Reload,
+    /// SIGUSR2: hand over to a new binary (not supported yet: logged and
+    /// ignored).
+    Upgrade,
 }
 
-/// A blocking `signalfd` for SIGTERM, SIGINT and SIGUSR1.
+/// The signals of [`Signal`], as read from the signalfd.
+const SIGNALS: [(i32, Signal); 5] = [
+    (libc::SIGTERM, Signal::Terminate),
+    (libc::SIGINT, Signal::Terminate),
+    (libc::SIGUSR1, Signal::Stats),
+    (libc::SIGHUP, Signal::Reload),
+    (libc::SIGUSR2, Signal::Upgrade),
+];
+
+/// A blocking `signalfd` for the signals of [`SIGNALS`].
 #[derive(Debug)]
 pub struct SignalFd {
     fd: OwnedFd,
@@ -26,7 +42,7 @@ fn mask() -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set; sigaddset takes valid signals.
     unsafe {
         libc::sigemptyset(set.as_mut_ptr());
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1] {
+        for (sig, _) in SIGNALS {
             libc::sigaddset(set.as_mut_ptr(), sig);
         }
         set.assume_init()
@@ -41,6 +57,31 @@ pub fn ignore_sigpipe() -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Runs `f` (which starts a thread) with every signal blocked in the
+/// calling thread, then restores its mask: the new thread starts with all
+/// of them blocked, so that no signal meant for the signalfd can ever be
+/// delivered to it, even before it could block them itself.
+pub fn with_all_blocked<T>(f: impl FnOnce() -> T) -> io::Result<T> {
+    let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigfillset initialises `all`; pthread_sigmask reads `all`
+    // and fills `old` with the current mask.
+    let rc = unsafe {
+        libc::sigfillset(all.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_BLOCK, all.as_ptr(), old.as_mut_ptr())
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    let out = f();
+    // SAFETY: `old` was filled by the successful call above.
+    let rc =
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), std::ptr::null_mut()) };
+    // Setting a mask read back from the kernel cannot fail.
+    debug_assert_eq!(rc, 0, "restoring the signal mask");
+    Ok(out)
 }
 
 impl SignalFd {
@@ -77,11 +118,11 @@ impl SignalFd {
         // SAFETY: the kernel filled the whole struct.
         let info = unsafe { info.assume_init() };
         // Only the signals of `mask()` are blocked and read here.
-        Ok(if info.ssi_signo as i32 == libc::SIGUSR1 {
-            Signal::Stats
-        } else {
-            Signal::Terminate
-        })
+        let signo = info.ssi_signo as i32;
+        Ok(SIGNALS
+            .iter()
+            .find(|&&(sig, _)| sig == signo)
+            .map_or(Signal::Terminate, |&(_, s)| s))
     }
 }
 

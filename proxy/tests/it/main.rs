@@ -14,5 +14,6 @@ mod proxy_protocol;
 mod relay;
 mod reset_flush;
 mod resets;
+mod signals;
 mod timeouts;
 mod util;

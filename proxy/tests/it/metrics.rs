@@ -18,17 +18,8 @@ const PROMPT: Duration = Duration::from_secs(3);
 fn proxy_with_metrics() -> (Backend, Proxy, SocketAddr) {
     let backend = Backend::echo();
     let proxy = Proxy::start_to(backend.addr, &["--metrics", "127.0.0.1:0"]);
-    let addr = metrics_addr(&proxy);
+    let addr = proxy.metrics_addr();
     (backend, proxy, addr)
-}
-
-/// The metrics address from the proxy's `metrics on http://…` line.
-pub fn metrics_addr(proxy: &Proxy) -> SocketAddr {
-    let line = proxy.wait_logged(|l| l.starts_with("metrics on http://"));
-    line.trim_start_matches("metrics on http://")
-        .trim_end_matches("/metrics")
-        .parse()
-        .unwrap_or_else(|e| panic!("metrics address in {line:?}: {e}"))
 }
 
 /// A response as the client saw it.

@@ -50,10 +50,33 @@ impl Proxy {
 
     /// Starts the proxy on 127.0.0.1 port 0 in front of `backend`.
     pub fn start_to(backend: SocketAddr, extra: &[&str]) -> Proxy {
+        Self::start_to_then(backend, extra, testkit::AfterListening::Read)
+    }
+
+    /// Like [`Proxy::start_to`], but after the `listening on` line the
+    /// proxy's stderr is closed or never read again, as `after` says.
+    pub fn start_to_then(
+        backend: SocketAddr,
+        extra: &[&str],
+        after: testkit::AfterListening,
+    ) -> Proxy {
         let b = backend.to_string();
         let mut args = vec!["-l", "127.0.0.1", "-p", "0", "-b", b.as_str()];
         args.extend_from_slice(extra);
-        Self::start(&args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
+        let mut proc = testkit::Child::spawn_then("proxy", cmd.args(&args), WAIT, after);
+        let addr = proc.wait_listening();
+        Proxy { proc, addr }
+    }
+
+    /// The address of the metrics endpoint, from the `metrics on` line
+    /// (printed before `listening on`).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        let line = self.wait_logged(|l| l.starts_with("metrics on http://"));
+        line.trim_start_matches("metrics on http://")
+            .trim_end_matches("/metrics")
+            .parse()
+            .unwrap_or_else(|e| panic!("metrics address in {line:?}: {e}"))
     }
 
     /// The proxy's counters, asked for with SIGUSR1.
