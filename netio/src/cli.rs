@@ -44,13 +44,17 @@ pub fn one_line(text: &str) -> String {
     }
 }
 
-/// Makes a panic on any thread abort the process after the usual
-/// message: a worker that died must not leave a half-alive server behind
+/// Makes a panic on any thread abort the process after logging the usual
+/// message (waiting at most [`crate::log::FLUSH`] for it): a worker that died must not leave a half-alive server behind
 /// (the main thread sleeps in its signalfd and would never notice).
 pub fn abort_on_panic() {
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default_hook(info);
+    std::panic::set_hook(Box::new(|info| {
+        // Through the log, never straight to stderr: a stalled stderr
+        // must not keep a panicking process from aborting.
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        crate::log!("thread '{name}' {info}");
+        crate::log::flush(crate::log::FLUSH);
         std::process::abort();
     }));
 }
