@@ -13,18 +13,23 @@
 //!   timeouts, the drain, busy polling; [`acl`], [`proxy_protocol`].
 //! - [`config`]: the command line and config file; [`stats`] and
 //!   [`metrics`]: the counters and their endpoint.
+//! - `fuzz`: the fuzz targets as plain functions (`fuzz/` runs them).
 
 pub mod accept;
 pub mod acl;
 pub mod balance;
 pub mod config;
 pub mod conn;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod metrics;
 pub mod pipes;
 pub mod pool;
 pub mod proxy_protocol;
 pub mod relay;
-#[cfg(test)]
+// Also built by the `fuzzing` feature, for `fuzz/`'s relay_model target.
+#[cfg(any(test, feature = "fuzzing"))]
+#[cfg_attr(not(test), allow(dead_code))]
 mod relay_model;
 pub mod sockets;
 pub mod stats;
