@@ -7,7 +7,7 @@ use crate::gate;
 use crate::peers::{Kind, START_TIMEOUT};
 use crate::report::{self, Curve, Figure, Run, ScenarioReport, Skipped};
 use crate::spec::{self, Body, Scenario};
-use crate::{hold, load};
+use crate::{hold, load, soak};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -93,14 +93,15 @@ pub struct Measured {
     pub skipped: Vec<Skipped>,
 }
 
-/// Runs `scenarios` through `kinds` (the primary first) and returns the
-/// whole run. Peers that cannot run here are skipped with a line, or,
+/// Runs `scenarios` through `kinds` (the primary first), for `duration`
+/// if given (`--duration`), and returns the whole run. Peers that cannot run here are skipped with a line, or,
 /// under `CI=true`, fail the run before anything is built.
 pub fn run_all(
     paths: &Paths,
     scenarios: &[Scenario],
     kinds: &[Kind],
     quick: bool,
+    duration: Option<std::time::Duration>,
 ) -> Result<Run, String> {
     let gate::Runnable {
         run: usable,
@@ -132,11 +133,12 @@ pub fn run_all(
                 .collect(),
             ..Measured::default()
         };
-        let result = match sc.body(quick) {
+        let result = match sc.body(quick).with_duration(duration) {
             Body::Load(l) => load::run(sc, &l, &usable, &ctx, &mut m),
             Body::Hold(h) => usable
                 .iter()
                 .try_for_each(|&k| hold::run(sc, &h, k, &ctx, &mut m)),
+            Body::Soak(s) => soak::run(sc, &s, &usable, &ctx, &mut m),
         };
         if let Err(e) = &result {
             eprintln!("xtask: scenario {} failed: {e}", sc.name);
