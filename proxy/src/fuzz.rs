@@ -222,13 +222,9 @@ fn ip_from(b: &[u8]) -> IpAddr {
     }
 }
 
+/// An IPv4-mapped address as the IPv4 address it is (std's reading).
 fn unmapped(a: SocketAddr) -> SocketAddr {
-    match a.ip() {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(a, |v4| SocketAddr::new(IpAddr::V4(v4), a.port())),
-        IpAddr::V4(_) => a,
-    }
+    SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
 /// The addresses a header carries: `None` for v1's UNKNOWN or v2's LOCAL.

@@ -4,7 +4,7 @@
 
 use crate::figures::{self, Better, Class, VS_BEST_PEER};
 use crate::gate;
-use crate::peers::{Kind, START_TIMEOUT};
+use crate::peers::{self, Kind, Subject, START_TIMEOUT};
 use crate::report::{self, Curve, Figure, Run, ScenarioReport, Skipped};
 use crate::spec::{self, Body, Scenario};
 use crate::{hold, load, soak};
@@ -248,6 +248,24 @@ pub fn start_backend(sc: &Scenario, ctx: &Ctx) -> Result<(Child, SocketAddr), St
     let mut b = Child::try_spawn("echo-backend", &mut cmd, START_TIMEOUT)?;
     let addr = b.try_wait_listening()?;
     Ok((b, addr))
+}
+
+/// Starts the scenario's echo-backend and `kind` (a proxy) in front of
+/// it; returns the backend, its address and the proxy.
+pub fn start_proxied(
+    sc: &Scenario,
+    kind: Kind,
+    ctx: &Ctx,
+) -> Result<(Child, SocketAddr, Subject), String> {
+    let (backend, backend_addr) = start_backend(sc, ctx)?;
+    let subject = peers::start(
+        kind,
+        backend_addr,
+        &sc.proxy.args,
+        &ctx.root,
+        &ctx.subject_dir(sc, kind)?,
+    )?;
+    Ok((backend, backend_addr, subject))
 }
 
 /// Builds the binaries the workbench runs, in release.

@@ -43,14 +43,7 @@ pub fn run(
     if kind == Kind::Direct {
         return Ok(());
     }
-    let (mut backend, backend_addr) = run::start_backend(sc, ctx)?;
-    let mut subject = peers::start(
-        kind,
-        backend_addr,
-        &sc.proxy.args,
-        &ctx.root,
-        &ctx.subject_dir(sc, kind)?,
-    )?;
+    let (mut backend, backend_addr, mut subject) = run::start_proxied(sc, kind, ctx)?;
     let pid = subject.pid().ok_or("subject has no process")?;
     let owned = Owned {
         listen: subject.addr,
