@@ -168,6 +168,16 @@ pub struct Cli {
         default_value = "1"
     )]
     pub threads: String,
+    /// Close this fraction of messages' connections (0..=1) with a reset
+    /// (SO_LINGER 0) as soon as the message is written, before its reply:
+    /// churn with resets in flight; echo, http and connect modes
+    #[arg(
+        allow_hyphen_values = true,
+        long,
+        value_name = "FRACTION",
+        default_value = "0"
+    )]
+    pub reset_ratio: String,
     /// With several targets: how long each target's window lasts
     #[arg(
         allow_hyphen_values = true,
@@ -199,6 +209,9 @@ pub struct Config {
     pub http_path: String,
     pub threads: usize,
     pub window: Duration,
+    /// The fraction of messages whose connection is reset once the
+    /// message is written (`--reset-ratio`).
+    pub reset_ratio: f64,
 }
 
 impl Config {
@@ -304,6 +317,26 @@ pub fn resolve(cli: Cli) -> Result<Config, String> {
         ));
     }
     let seed = number("--seed", &cli.seed, 0u64, u64::MAX)?;
+    let reset_ratio = cli
+        .reset_ratio
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| (0.0..=1.0).contains(r))
+        .ok_or_else(|| {
+            bad(
+                "--reset-ratio",
+                &cli.reset_ratio,
+                "expected a fraction 0..=1",
+            )
+        })?;
+    if reset_ratio > 0.0 && cli.mode == Mode::Bulk {
+        return Err(bad(
+            "--reset-ratio",
+            &cli.reset_ratio,
+            "bulk mode has no messages to cut; --reset-ratio applies to echo, http and connect",
+        ));
+    }
     let connect_rate = number("--connect-rate", &cli.connect_rate, 1u64, 10_000_000)?;
     let threads = number("--threads", &cli.threads, 1usize, 256)?;
     if threads > connections {
@@ -374,6 +407,7 @@ pub fn resolve(cli: Cli) -> Result<Config, String> {
         http_path: cli.http_path,
         threads,
         window,
+        reset_ratio,
     })
 }
 
@@ -423,6 +457,22 @@ mod tests {
         let e = cfg(&["--target", "127.0.0.1:9", "--mode", "bulk", "--rate", "5"])
             .expect_err("must be rejected");
         assert!(e.contains("--rate"), "{e}");
+        for bad in ["1.5", "-0.1", "x", "NaN"] {
+            let e = cfg(&["--target", "127.0.0.1:9", "--reset-ratio", bad]).expect_err(bad);
+            assert!(e.contains(&format!("--reset-ratio \"{bad}\"")), "{e}");
+        }
+        let e = cfg(&[
+            "--target",
+            "127.0.0.1:9",
+            "-m",
+            "bulk",
+            "--reset-ratio",
+            "0.1",
+        ])
+        .expect_err("bulk has no messages");
+        assert!(e.contains("--reset-ratio"), "{e}");
+        let c = cfg(&["--target", "127.0.0.1:9", "--reset-ratio", "0.25"]).expect("config");
+        assert_eq!(c.reset_ratio, 0.25);
     }
 
     #[test]

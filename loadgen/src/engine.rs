@@ -88,6 +88,9 @@ pub struct Worker<P> {
     pub(crate) done_messages: u64,
     pub(crate) done_errors: u64,
     pub(crate) done_bytes: u64,
+    /// `--reset-ratio` accumulated over the messages started: each time
+    /// it reaches one, that message's connection is reset.
+    reset_credit: f64,
 }
 
 impl<P: Protocol> Worker<P> {
@@ -156,6 +159,7 @@ impl<P: Protocol> Worker<P> {
             done_messages: 0,
             done_errors: 0,
             done_bytes: 0,
+            reset_credit: 0.0,
         })
     }
 
@@ -373,6 +377,12 @@ impl<P: Protocol> Worker<P> {
             now
         };
         c.busy = true;
+        // Exactly `--reset-ratio` of the messages, evenly spread.
+        self.reset_credit += self.cfg.reset_ratio;
+        c.abort = self.reset_credit >= 1.0;
+        if c.abort {
+            self.reset_credit -= 1.0;
+        }
         c.measured = t_start >= t.measure_from;
         if c.measured && self.cfg.open_loop() {
             schedule::record_lag(&mut t.tally, now, t_start);

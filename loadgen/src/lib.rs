@@ -75,7 +75,9 @@
 //!     "send_lag_us": null | {...},  // open loop: like latency_us, for how
 //!                                // late each message was sent after it was
 //!                                // due (a busy connection or a late wake-up)
-//!     "first_error": null | "text"
+//!     "first_error": null | "text",
+//!     "resets_sent": N           // connections reset on purpose
+//!                                // (--reset-ratio), whole run
 //!   }, ...],
 //!   "bulk_direction": null | "up" | "down" | "both",
 //!   "interrupted": false         // true: stopped early by Ctrl-C/SIGTERM

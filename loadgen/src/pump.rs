@@ -67,6 +67,10 @@ impl<P: Protocol> Worker<P> {
                 return Ok(Pump::Blocked);
             }
             let t = &self.targets[c.group as usize];
+            if c.abort && self.proto.output(c, t).is_empty() {
+                self.abort(slot);
+                return Ok(Pump::Blocked);
+            }
             if c.ready.readable && self.proto.may_read(t) {
                 self.read_once(slot)?;
                 continue;

@@ -62,6 +62,8 @@ pub struct TargetReport {
     pub send_lag_us: Option<Latency>,
     /// What the first error was, if any.
     pub first_error: Option<String>,
+    /// Connections reset on purpose (`--reset-ratio`), whole run.
+    pub resets_sent: u64,
 }
 
 /// Latency figures in microseconds.
@@ -148,6 +150,7 @@ impl TargetReport {
             duration_s: round3(secs),
             send_lag_us: cfg.open_loop().then(|| Latency::of(&t.send_lag)),
             first_error: t.first_error.clone(),
+            resets_sent: t.resets_sent,
         }
     }
 }
@@ -204,6 +207,9 @@ impl Report {
                 "  connects    {:>12}   {:>12.1} /s",
                 t.connects, t.connect_rate
             );
+            if t.resets_sent > 0 {
+                let _ = writeln!(s, "  resets sent {:>12}", t.resets_sent);
+            }
             let l = &t.latency_us;
             if l.count > 0 {
                 let _ = writeln!(

@@ -134,6 +134,9 @@ pub struct Tally {
     pub bytes_received: u64,
     /// Connections established during the measured time.
     pub connects: u64,
+    /// Connections loadgen itself reset (`--reset-ratio`), over the
+    /// whole run; not errors.
+    pub resets_sent: u64,
     /// Errors over the whole run (set-up and warm-up included: a failure
     /// is never discarded).
     pub errors: Errors,
@@ -156,6 +159,7 @@ impl Tally {
             bytes_sent: 0,
             bytes_received: 0,
             connects: 0,
+            resets_sent: 0,
             errors: Errors::default(),
             first_error: None,
         }
@@ -186,6 +190,7 @@ impl Tally {
         self.bytes_sent += o.bytes_sent;
         self.bytes_received += o.bytes_received;
         self.connects += o.connects;
+        self.resets_sent += o.resets_sent;
         self.errors.merge(&o.errors);
         if self.first_error.is_none() {
             self.first_error.clone_from(&o.first_error);

@@ -73,6 +73,9 @@ pub struct Conn {
     pub busy: bool,
     /// The outstanding message counts (it was not issued during warm-up).
     pub measured: bool,
+    /// The outstanding message's connection is to be reset once the
+    /// message is written (`--reset-ratio`).
+    pub abort: bool,
     /// Latency origin of the outstanding message: when it was sent (closed
     /// loop) or due (open loop).
     pub t_start: Instant,
@@ -99,6 +102,7 @@ impl Conn {
             settled: false,
             busy: false,
             measured: false,
+            abort: false,
             t_start: now,
             t_sent: now,
             t_connect: now,
@@ -255,10 +259,30 @@ impl<P: Protocol> Worker<P> {
         c.reset(self.thread, slot);
     }
 
+    /// Resets `slot` on purpose (SO_LINGER 0, then close) with its
+    /// message written and its reply still on the way, counts it, and
+    /// goes on as after a message: the next one opens a fresh connection
+    /// (a connection per message), or it is re-opened (kept).
+    pub(crate) fn abort(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        if let Some(fd) = c.fd.as_ref() {
+            let _ = socket::set_linger_zero(fd);
+        }
+        c.busy = false;
+        c.abort = false;
+        self.targets[c.group as usize].tally.resets_sent += 1;
+        self.close(slot);
+        match P::LIFECYCLE {
+            Lifecycle::PerMessage => self.kick(slot),
+            Lifecycle::Kept => self.queue_connect(slot, self.now),
+        }
+    }
+
     /// Counts an error on `slot`, closes it and queues a fresh connection.
     pub(crate) fn fail(&mut self, slot: usize, kind: ErrorKind, what: String) {
         let c = &mut self.conns[slot];
         c.busy = false;
+        c.abort = false;
         if !c.settled {
             c.settled = true;
             self.settled += 1;

@@ -31,6 +31,17 @@ impl Cidr {
                 .ok_or_else(|| format!("prefix \"/{p}\" must be 0..={max}"))?,
             None => max,
         };
+        // Clients are matched as IPv4 when they are IPv4-mapped, so a
+        // network inside `::ffff:0:0/96` is kept as the IPv4 network it
+        // is; kept as IPv6 it would never match the clients it names.
+        if let IpAddr::V6(v6) = net {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix >= 96) {
+                return Ok(Cidr {
+                    net: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                });
+            }
+        }
         Ok(Cidr { net, prefix })
     }
 
@@ -106,6 +117,19 @@ mod tests {
         assert!(Cidr::parse("127.0.0.0/8")
             .expect("cidr")
             .contains(ip("::ffff:127.0.0.1")));
+    }
+
+    /// The defect the fuzz target found: `::ffff:10.0.0.0/104` was kept
+    /// as an IPv6 network while mapped clients are matched as IPv4, so it
+    /// matched no client at all, not even its own address.
+    #[test]
+    fn ipv4_mapped_networks_match_the_clients_they_name() {
+        let c = Cidr::parse("::ffff:10.0.0.0/104").expect("cidr");
+        assert!(c.contains(ip("::ffff:10.1.2.3")) && c.contains(ip("10.1.2.3")));
+        assert!(!c.contains(ip("11.0.0.1")) && !c.contains(ip("::1")));
+        let host = Cidr::parse("::ffff:192.0.2.1").expect("host");
+        assert!(host.contains(ip("192.0.2.1")) && !host.contains(ip("192.0.2.2")));
+        assert_eq!(Cidr::parse("::ffff:0.0.0.0/96"), Cidr::parse("0.0.0.0/0"));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`config`]: the command line and config file ([`config_file`]),
 //!   every size checked at start ([`sizes`]); [`stats`] and
 //!   [`metrics`]: the counters and their endpoint.
+//! - `fuzz`: the fuzz targets as plain functions (`fuzz/` runs them).
 
 pub mod accept;
 pub mod acl;
@@ -21,12 +22,16 @@ pub mod balance;
 pub mod config;
 pub mod config_file;
 pub mod conn;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod metrics;
 pub mod pipes;
 pub mod pool;
 pub mod proxy_protocol;
 pub mod relay;
-#[cfg(test)]
+// Also built by the `fuzzing` feature, for `fuzz/`'s relay_model target.
+#[cfg(any(test, feature = "fuzzing"))]
+#[cfg_attr(not(test), allow(dead_code))]
 mod relay_model;
 pub mod sizes;
 pub mod sockets;

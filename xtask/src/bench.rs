@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 pub fn run(paths: &Paths, with: &With) -> Result<ExitCode, String> {
     let all = paths.scenarios()?;
-    let run = run::run_all(paths, &all, &with.kinds(), with.quick)?;
+    let run = run::run_all(paths, &all, &with.kinds(), with.quick, with.duration)?;
     run::report(&run, paths)?;
     Ok(gate::conclude(gate::misses(&run)))
 }

@@ -15,7 +15,7 @@ pub const SUBJECTS: [Kind; 2] = [Kind::SelfProxy, Kind::Haproxy];
 
 pub fn run(paths: &Paths, flags: &flags::Ci) -> Result<ExitCode, String> {
     let all = paths.scenarios()?;
-    let run = run::run_all(paths, &all, &SUBJECTS, true)?;
+    let run = run::run_all(paths, &all, &SUBJECTS, true, None)?;
     run::report(&run, paths)?;
     let mut failures = gate::misses(&run);
     let path = paths.scenarios.join("baseline.json");

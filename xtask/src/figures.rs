@@ -9,7 +9,8 @@
 //! - **count**: an exact count, kept by the processes themselves or by
 //!   the kernel (`errors`, `verify_failures`, `read_write_per_message`,
 //!   `syscalls_per_message`, `epoll_ctl_per_connection`, `idle_wakeups`,
-//!   `fd_leak`, `connections_held`, RSS bytes per connection). A count
+//!   `fd_leak`, `connections_held`, RSS bytes per connection, the soak's
+//!   RSS growth and its descriptor and socket-state deltas). A count
 //!   does not follow the machine's speed, so its target gates, and `cargo
 //!   xtask ci` holds it to `scenarios/baseline.json` within the room
 //!   given here (wider where a count depends on batching).
@@ -62,10 +63,25 @@ pub enum Better {
 pub enum Producer {
     Load,
     Hold,
-    /// Load and hold scenarios alike.
+    /// A soak scenario: the proxy's own figures before and after a long
+    /// churning load.
+    Soak,
+    /// Load and soak scenarios alike: what loadgen reports.
+    Traffic,
+    /// Every kind of scenario.
     Any,
     /// A hold scenario, once for each connection count N, as `NAME@N`.
     HoldPerCount,
+}
+
+impl Producer {
+    /// Whether a figure of this producer is one a scenario of kind
+    /// `scenario` produces.
+    pub fn serves(self, scenario: Producer) -> bool {
+        self == scenario
+            || self == Any
+            || (self == Traffic && matches!(scenario, Load | Producer::Soak))
+    }
 }
 
 /// How far a baselined figure may move the wrong way before `cargo xtask
@@ -138,7 +154,7 @@ const fn room(tolerance: f64, slack: f64) -> Room {
 }
 
 use Better::{Higher, Lower};
-use Producer::{Any, Hold, HoldPerCount, Load};
+use Producer::{Any, Hold, HoldPerCount, Load, Traffic};
 
 /// Room of the same-run peer ratios of rates (messages and connections
 /// per second): over runs here beside other agents' builds, and beside
@@ -169,7 +185,7 @@ pub const TABLE: &[Def] = &[
     wall("added_p50_us", "µs", Lower, Load),
     wall("added_p99_us", "µs", Lower, Load),
     count("errors", "count", Lower, Any, NONE),
-    count("verify_failures", "count", Lower, Load, NONE),
+    count("verify_failures", "count", Lower, Traffic, NONE),
     // Reads and writes per message are 4 for an echo (one each, each way)
     // plus each connection's setup and close amortised over its messages:
     // 4.00 at 100 connections, 4.12 at "max" (7 messages a connection in
@@ -201,6 +217,28 @@ pub const TABLE: &[Def] = &[
     count("idle_wakeups", "count", Lower, Hold, NONE),
     wall("idle_cpu_percent", "%", Lower, Hold),
     count("fd_leak", "count", Lower, Hold, NONE),
+    // The soak: the proxy at rest after a warm-up at peak concurrency
+    // (start) and after the soak's load (end). RSS may grow by what a
+    // long run's allocator settles at, 1 MiB; descriptors and the states
+    // of the sockets the proxy owns must come back exactly.
+    count("rss_growth_kib", "KiB", Lower, Producer::Soak, room(0.0, 1024.0)),
+    count("fd_delta", "count", Lower, Producer::Soak, NONE),
+    count("close_wait_delta", "count", Lower, Producer::Soak, NONE),
+    count("fin_wait2_delta", "count", Lower, Producer::Soak, NONE),
+    wall("rss_start_kib", "KiB", Lower, Producer::Soak),
+    wall("rss_end_kib", "KiB", Lower, Producer::Soak),
+    wall("fds_start", "count", Lower, Producer::Soak),
+    wall("fds_end", "count", Lower, Producer::Soak),
+    wall("close_wait_start", "count", Lower, Producer::Soak),
+    wall("close_wait_end", "count", Lower, Producer::Soak),
+    wall("fin_wait2_start", "count", Lower, Producer::Soak),
+    wall("fin_wait2_end", "count", Lower, Producer::Soak),
+    wall("peak_connections", "count", Higher, Producer::Soak),
+    wall("connections_churned", "count", Higher, Producer::Soak),
+    wall("resets_sent", "count", Higher, Producer::Soak),
+    wall("messages", "count", Higher, Producer::Soak),
+    wall("streamed_bytes", "bytes", Higher, Producer::Soak),
+    wall("soak_seconds", "s", Higher, Producer::Soak),
 ];
 
 /// What a figure name means: a row of the table, or one derived from a
@@ -269,7 +307,7 @@ pub fn split_vs_peer(name: &str) -> Option<(&str, Kind)> {
 /// The figures a kind of scenario can name in its targets, for messages.
 pub fn produced_by(kind: Producer) -> Vec<String> {
     let mut out = Vec::new();
-    for d in TABLE.iter().filter(|d| d.from == kind || d.from == Any) {
+    for d in TABLE.iter().filter(|d| d.from.serves(kind)) {
         out.push(d.name.to_string());
         if d.vs_peer.is_some() {
             out.push(format!("{}_vs_PEER", d.name));
@@ -327,7 +365,11 @@ mod tests {
                 "rss_per_conn_bytes",
                 "rss_per_conn_bytes_at_max",
                 "idle_wakeups",
-                "fd_leak"
+                "fd_leak",
+                "rss_growth_kib",
+                "fd_delta",
+                "close_wait_delta",
+                "fin_wait2_delta"
             ]
         );
         let direct = spec("ratio_to_direct").expect("known");
@@ -381,5 +423,10 @@ mod tests {
         assert!(load.iter().any(|f| f == "rate_vs_PEER") && !load.iter().any(|f| f == "fd_leak"));
         assert!(hold.iter().any(|f| f == "rss_per_conn_bytes_vs_PEER"));
         assert!(load.iter().any(|f| f == "errors") && hold.iter().any(|f| f == "errors"));
+        let soak = produced_by(Producer::Soak);
+        assert!(
+            soak.iter().any(|f| f == "fd_delta") && soak.iter().any(|f| f == "verify_failures")
+        );
+        assert!(!soak.iter().any(|f| f == "rate") && !hold.iter().any(|f| f == "verify_failures"));
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::peers::Kind;
 use clap::{Args, Parser, Subcommand};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +47,18 @@ pub struct With {
     /// Short durations and smaller counts.
     #[arg(long)]
     pub quick: bool,
+    /// The measured time of load and soak scenarios, e.g. 10m (after
+    /// --quick, which it overrides)
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub duration: Option<Duration>,
+}
+
+/// `--duration`: the binaries' syntax, and more than nothing.
+fn duration(s: &str) -> Result<Duration, String> {
+    match netio::cli::parse_duration(s)? {
+        d if d.is_zero() => Err("must be more than 0".into()),
+        d => Ok(d),
+    }
 }
 
 impl With {
@@ -85,6 +98,21 @@ mod tests {
             panic!("bench parses")
         };
         assert_eq!(w.kinds(), [Kind::SelfProxy, Kind::Haproxy, Kind::Nginx]);
+    }
+
+    #[test]
+    fn a_duration_by_hand_parses_and_must_be_more_than_nothing() {
+        let Ok(Xtask {
+            cmd: Cmd::Scenario(s),
+        }) = parse(&["scenario", "soak", "--duration", "10m"])
+        else {
+            panic!("scenario parses")
+        };
+        assert_eq!(s.with.duration, Some(Duration::from_secs(600)));
+        let e = parse(&["scenario", "soak", "--duration", "0s"])
+            .err()
+            .expect("refused");
+        assert!(e.contains("--duration") && e.contains("more than 0"), "{e}");
     }
 
     #[test]

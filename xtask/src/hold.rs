@@ -27,14 +27,7 @@ pub fn run(
         });
         return Ok(());
     }
-    let (mut backend, backend_addr) = run::start_backend(sc, ctx)?;
-    let mut subject = peers::start(
-        kind,
-        backend_addr,
-        &sc.proxy.args,
-        &ctx.root,
-        &ctx.subject_dir(sc, kind)?,
-    )?;
+    let (mut backend, _, mut subject) = run::start_proxied(sc, kind, ctx)?;
     let pid = subject.pid().ok_or("subject has no process")?;
     let name = kind.name();
     let values = &mut m.values;

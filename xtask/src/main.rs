@@ -17,6 +17,7 @@ mod procs;
 mod report;
 mod run;
 mod scenario;
+mod soak;
 mod spec;
 
 use flags::{Cmd, Xtask};

@@ -4,10 +4,10 @@
 
 use crate::figures::{self, Better, Class, VS_BEST_PEER};
 use crate::gate;
-use crate::peers::{Kind, START_TIMEOUT};
+use crate::peers::{self, Kind, Subject, START_TIMEOUT};
 use crate::report::{self, Curve, Figure, Run, ScenarioReport, Skipped};
 use crate::spec::{self, Body, Scenario};
-use crate::{hold, load};
+use crate::{hold, load, soak};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -93,14 +93,15 @@ pub struct Measured {
     pub skipped: Vec<Skipped>,
 }
 
-/// Runs `scenarios` through `kinds` (the primary first) and returns the
-/// whole run. Peers that cannot run here are skipped with a line, or,
+/// Runs `scenarios` through `kinds` (the primary first), for `duration`
+/// if given (`--duration`), and returns the whole run. Peers that cannot run here are skipped with a line, or,
 /// under `CI=true`, fail the run before anything is built.
 pub fn run_all(
     paths: &Paths,
     scenarios: &[Scenario],
     kinds: &[Kind],
     quick: bool,
+    duration: Option<std::time::Duration>,
 ) -> Result<Run, String> {
     let gate::Runnable {
         run: usable,
@@ -132,11 +133,12 @@ pub fn run_all(
                 .collect(),
             ..Measured::default()
         };
-        let result = match sc.body(quick) {
+        let result = match sc.body(quick).with_duration(duration) {
             Body::Load(l) => load::run(sc, &l, &usable, &ctx, &mut m),
             Body::Hold(h) => usable
                 .iter()
                 .try_for_each(|&k| hold::run(sc, &h, k, &ctx, &mut m)),
+            Body::Soak(s) => soak::run(sc, &s, &usable, &ctx, &mut m),
         };
         if let Err(e) = &result {
             eprintln!("xtask: scenario {} failed: {e}", sc.name);
@@ -246,6 +248,24 @@ pub fn start_backend(sc: &Scenario, ctx: &Ctx) -> Result<(Child, SocketAddr), St
     let mut b = Child::try_spawn("echo-backend", &mut cmd, START_TIMEOUT)?;
     let addr = b.try_wait_listening()?;
     Ok((b, addr))
+}
+
+/// Starts the scenario's echo-backend and `kind` (a proxy) in front of
+/// it; returns the backend, its address and the proxy.
+pub fn start_proxied(
+    sc: &Scenario,
+    kind: Kind,
+    ctx: &Ctx,
+) -> Result<(Child, SocketAddr, Subject), String> {
+    let (backend, backend_addr) = start_backend(sc, ctx)?;
+    let subject = peers::start(
+        kind,
+        backend_addr,
+        &sc.proxy.args,
+        &ctx.root,
+        &ctx.subject_dir(sc, kind)?,
+    )?;
+    Ok((backend, backend_addr, subject))
 }
 
 /// Builds the binaries the workbench runs, in release.

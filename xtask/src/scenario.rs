@@ -21,6 +21,7 @@ pub fn run(paths: &Paths, flags: &flags::Scenario) -> Result<ExitCode, String> {
         std::slice::from_ref(sc),
         &flags.with.kinds(),
         flags.with.quick,
+        flags.with.duration,
     )?;
     run::report(&run, paths)?;
     Ok(gate::conclude(gate::misses(&run)))

@@ -45,10 +45,13 @@ struct File {
     /// Extra arguments for our proxy (peers get equivalent configs).
     #[serde(default)]
     proxy: ProxySpec,
-    /// A load run by loadgen; exactly one of `load` and `hold`.
+    /// A load run by loadgen; exactly one of `load`, `hold` and `soak`.
     load: Option<Load>,
     /// Connections held by the workbench itself for memory and idle figures.
     hold: Option<Hold>,
+    /// A long churning load, judged by the proxy's own figures at rest
+    /// before and after it.
+    soak: Option<Soak>,
     /// Overrides for `--quick` (and `cargo xtask ci`).
     #[serde(default)]
     quick: Quick,
@@ -127,11 +130,57 @@ pub struct Hold {
     pub quiet: Dur,
 }
 
+/// A soak: three loads at once through the judged proxy, each open loop
+/// at its own rate, so that the machine is never saturated — churn (a
+/// connection per exchange, some cut by a client reset once the request
+/// is written, with the echo in flight), kept connections exchanging
+/// small messages, and long streams of large messages. First a warm-up
+/// of the same loads reaches peak concurrency; at rest after it the
+/// start figures are read, then the soak runs for `duration`, and at
+/// rest after it the end figures.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Soak {
+    /// How long the soak's load runs (after the warm-up).
+    pub duration: Dur,
+    /// How long the warm-up load runs.
+    #[serde(default = "five_seconds")]
+    pub warmup: Dur,
+    /// How long the proxy may take to come to rest after a load: every
+    /// connection closed and its descriptors stable.
+    #[serde(default = "ten_seconds")]
+    pub settle: Dur,
+    /// Churn: concurrent connect-mode clients, and their total
+    /// exchanges (connections) per second (open loop, as all three).
+    pub churn_connections: usize,
+    pub churn_rate: u64,
+    /// The share of the churn's exchanges cut by a reset.
+    #[serde(default)]
+    pub reset_ratio: f64,
+    /// Kept connections exchanging `message_size` echoes, in all
+    /// `echo_rate` per second; 0 for none.
+    #[serde(default)]
+    pub echo_connections: usize,
+    #[serde(default = "hundred")]
+    pub echo_rate: u64,
+    #[serde(default = "default_message_size")]
+    pub message_size: usize,
+    /// Kept connections streaming `stream_message_size` echoes, in all
+    /// `stream_rate` per second; 0 for none.
+    #[serde(default)]
+    pub stream_connections: usize,
+    #[serde(default = "one_mib")]
+    pub stream_message_size: usize,
+    #[serde(default = "two")]
+    pub stream_rate: u64,
+}
+
 /// What a scenario does, with `--quick` applied.
 #[derive(Debug, Clone)]
 pub enum Body {
     Load(Load),
     Hold(Hold),
+    Soak(Soak),
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -166,6 +215,18 @@ fn one_second() -> Dur {
 fn five_seconds() -> Dur {
     Dur(Duration::from_secs(5))
 }
+fn ten_seconds() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn hundred() -> u64 {
+    100
+}
+fn two() -> u64 {
+    2
+}
+fn one_mib() -> usize {
+    1 << 20
+}
 
 impl Scenario {
     /// Reads and validates `path`; the scenario is named after the file.
@@ -191,15 +252,21 @@ impl Scenario {
             .and_then(|n| n.to_str())
             .ok_or_else(|| format!("{file}: file name is not UTF-8"))?
             .to_string();
-        let body = match (f.load, f.hold) {
-            (Some(_), Some(_)) => {
+        let body = match (f.load, f.hold, f.soak) {
+            (Some(l), None, None) => Body::Load(l),
+            (None, Some(h), None) => Body::Hold(h),
+            (None, None, Some(s)) => Body::Soak(s),
+            (None, None, None) => {
                 return Err(format!(
-                    "{file}: has both [load] and [hold]; a scenario is one or the other"
+                    "{file}: missing field `load` (or `hold`, or `soak`)"
                 ))
             }
-            (None, None) => return Err(format!("{file}: missing field `load` (or `hold`)")),
-            (Some(l), None) => Body::Load(l),
-            (None, Some(h)) => Body::Hold(h),
+            _ => {
+                return Err(format!(
+                    "{file}: has more than one of [load], [hold] and [soak]; a scenario is one \
+                     of them"
+                ))
+            }
         };
         let s = Scenario {
             name,
@@ -220,6 +287,7 @@ impl Scenario {
         match self.body {
             Body::Load(_) => Producer::Load,
             Body::Hold(_) => Producer::Hold,
+            Body::Soak(_) => Producer::Soak,
         }
     }
 
@@ -249,6 +317,29 @@ impl Scenario {
                     return Err("hold.connections: counts must be at least 1".into());
                 }
             }
+            Body::Soak(s) => {
+                if s.duration.0.is_zero() {
+                    return Err("soak.duration: must be more than 0".into());
+                }
+                if s.churn_connections + s.echo_connections + s.stream_connections == 0 {
+                    return Err("soak: give churn, echo or stream connections".into());
+                }
+                for (key, rate, conns) in [
+                    ("soak.churn_rate", s.churn_rate, s.churn_connections),
+                    ("soak.echo_rate", s.echo_rate, s.echo_connections),
+                    ("soak.stream_rate", s.stream_rate, s.stream_connections),
+                ] {
+                    if conns > 0 && rate == 0 {
+                        return Err(format!("{key}: must be at least 1"));
+                    }
+                }
+                if !(0.0..=1.0).contains(&s.reset_ratio) {
+                    return Err(format!(
+                        "soak.reset_ratio: {} is not a fraction 0..=1",
+                        s.reset_ratio
+                    ));
+                }
+            }
         }
         let produced = figures::produced_by(self.producer());
         let unknown = |table: &str, name: &str| {
@@ -259,7 +350,7 @@ impl Scenario {
         };
         for (name, bound) in &self.targets {
             let spec = figures::spec(name)
-                .filter(|s| s.from == self.producer() || s.from == Producer::Any)
+                .filter(|s| s.from.serves(self.producer()))
                 .ok_or_else(|| match figures::split_vs_peer(name) {
                     Some((base, _)) if figures::spec(base).is_some() => format!(
                         "targets.{name}: {base} has no same-run peer ratio (those that do: {})",
@@ -287,7 +378,7 @@ impl Scenario {
         }
         for (name, bound) in &self.peer_targets {
             figures::def(name)
-                .filter(|d| d.from == self.producer() || d.from == Producer::Any)
+                .filter(|d| d.from.serves(self.producer()))
                 .ok_or_else(|| unknown("peer_targets", name))?;
             match (bound.min, bound.max, bound.gate, bound.baseline) {
                 (None, None, ..) => {
@@ -333,6 +424,27 @@ impl Scenario {
                 }
                 Body::Hold(h)
             }
+            Body::Soak(s) => {
+                let mut s = s.clone();
+                s.duration = q.duration.unwrap_or(s.duration);
+                s.warmup = q.warmup.unwrap_or(s.warmup);
+                Body::Soak(s)
+            }
+        }
+    }
+}
+
+impl Body {
+    /// With `--duration`: the measured time of a load or a soak set by
+    /// hand (a hold's quiet window is not a duration to stretch).
+    pub fn with_duration(self, duration: Option<Duration>) -> Body {
+        let Some(d) = duration.map(Dur) else {
+            return self;
+        };
+        match self {
+            Body::Load(l) => Body::Load(Load { duration: d, ..l }),
+            Body::Soak(s) => Body::Soak(Soak { duration: d, ..s }),
+            Body::Hold(h) => Body::Hold(h),
         }
     }
 }

@@ -414,3 +414,72 @@ fn several_threads_split_the_connections_and_merge_their_figures() {
     assert!((570..=600).contains(&msgs), "{r}");
     assert!(r["send_lag_us"]["count"].as_u64().expect("lag") > 0, "{r}");
 }
+
+/// `--reset-ratio 0.5`: every other connection reaches the server as a
+/// reset (not a FIN) after its message, counted in `resets_sent`, and no
+/// error is counted for them.
+#[test]
+fn reset_ratio_resets_that_share_of_connections_after_their_message() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    // Accepted, ended by a FIN, ended by a reset.
+    let ends: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
+    let e = Arc::clone(&ends);
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            e[0].fetch_add(1, Ordering::SeqCst);
+            let e = Arc::clone(&e);
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let end = loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => break 1,
+                        Ok(n) if s.write_all(&buf[..n]).is_ok() => {}
+                        _ => break 2,
+                    }
+                };
+                e[end].fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    let t = addr.to_string();
+    let run = loadgen(&args(
+        &t,
+        &[
+            "--mode",
+            "connect",
+            "--connections",
+            "2",
+            "--reset-ratio",
+            "0.5",
+        ],
+    ));
+    assert_eq!(run.status, Some(0), "stderr: {}", run.stderr);
+    let r = run.target(0);
+    assert_eq!(total_errors(&r), 0, "a reset sent is not an error: {r}");
+    let sent = r["resets_sent"].as_u64().expect("resets_sent");
+    // Every connection the server accepted has ended, one way or the other.
+    let [accepted, fins, resets] = (0..100)
+        .map(|_| {
+            thread::sleep(Duration::from_millis(50));
+            ends.each_ref().map(|a| a.load(Ordering::SeqCst))
+        })
+        .find(|[a, f, r]| f + r == *a)
+        .expect("the server saw every connection end");
+    assert!(sent > 10 && fins > 10, "{r}: {accepted} {fins} {resets}");
+    // The last connections may be cut when loadgen exits with a reply
+    // unread (the kernel then resets them too): at most one a connection.
+    assert!(
+        resets >= sent && resets <= sent + 2,
+        "{sent} sent, {resets} seen"
+    );
+    assert!(
+        (2 * sent).abs_diff(accepted) <= 3,
+        "half of {accepted} connections, {sent} reset"
+    );
+}

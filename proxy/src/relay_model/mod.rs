@@ -487,7 +487,7 @@ impl Model {
 }
 
 /// Runs the schedule of `seed`; returns what it saw.
-fn run_case(seed: u64) -> Result<BTreeMap<String, u64>, String> {
+pub(crate) fn run_case(seed: u64) -> Result<BTreeMap<String, u64>, String> {
     let mut draw = StdRng::seed_from_u64(seed);
     let params = Params::draw(&mut draw);
     let mut m = Model::new(draw.gen(), &params);

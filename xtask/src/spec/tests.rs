@@ -22,7 +22,7 @@ errors = { max = 0 }
 fn load(s: &Scenario, quick: bool) -> Load {
     match s.body(quick) {
         Body::Load(l) => l,
-        Body::Hold(_) => panic!("a load scenario"),
+        _ => panic!("a load scenario"),
     }
 }
 
@@ -288,4 +288,79 @@ fn durations_print_as_the_binaries_parse_them() {
         assert_eq!(d.to_string(), shown);
         assert_eq!(netio::cli::parse_duration(shown), Ok(d.0));
     }
+}
+
+const SOAK: &str = r#"
+description = "soak"
+[soak]
+duration = "10m"
+churn_connections = 20
+churn_rate = 200
+reset_ratio = 0.1
+stream_connections = 2
+[quick]
+duration = "20s"
+warmup = "2s"
+[targets]
+fd_delta = { min = 0, max = 0 }
+verify_failures = { max = 0 }
+"#;
+
+fn soak(s: &Scenario, quick: bool, by_hand: Option<Duration>) -> Soak {
+    match s.body(quick).with_duration(by_hand) {
+        Body::Soak(s) => s,
+        _ => panic!("a soak scenario"),
+    }
+}
+
+#[test]
+fn a_soak_parses_with_its_defaults_quick_and_a_duration_by_hand() {
+    let s = parse(SOAK).expect("soak");
+    let full = soak(&s, false, None);
+    assert_eq!(full.duration.0, Duration::from_secs(600));
+    assert_eq!(
+        (full.warmup.0, full.settle.0),
+        (Duration::from_secs(5), Duration::from_secs(10))
+    );
+    assert_eq!(
+        (
+            full.echo_connections,
+            full.stream_rate,
+            full.stream_message_size
+        ),
+        (0, 2, 1 << 20)
+    );
+    let quick = soak(&s, true, None);
+    assert_eq!(
+        (quick.duration.0, quick.warmup.0),
+        (Duration::from_secs(20), Duration::from_secs(2))
+    );
+    let by_hand = soak(&s, true, Some(Duration::from_secs(900)));
+    assert_eq!(
+        by_hand.duration.0,
+        Duration::from_secs(900),
+        "--duration wins over --quick"
+    );
+}
+
+#[test]
+fn a_soak_is_refused_with_the_key_that_is_wrong() {
+    let bad = |from: &str, to: &str| parse(&SOAK.replace(from, to)).expect_err(to);
+    assert!(bad("reset_ratio = 0.1", "reset_ratio = 1.5").contains("soak.reset_ratio: 1.5"));
+    assert!(
+        bad("churn_rate = 200", "churn_rate = 0").contains("soak.churn_rate: must be at least 1")
+    );
+    let none = SOAK
+        .replace("churn_connections = 20", "churn_connections = 0")
+        .replace("stream_connections = 2", "");
+    assert!(parse(&none)
+        .expect_err("no load")
+        .contains("soak: give churn"));
+    assert!(
+        bad("[targets]", "[targets]\nrate = { min = 1 }").contains("targets.rate: not a figure")
+    );
+    let both = format!("{SOAK}\n[hold]\nconnections = [1]\n");
+    assert!(parse(&both)
+        .expect_err("both")
+        .contains("more than one of [load], [hold] and [soak]"));
 }

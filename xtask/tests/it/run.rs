@@ -51,3 +51,47 @@ fn a_hold_scenario_measures_memory_wakeups_and_descriptors() {
     assert!(value(&latest, 0, "idle_wakeups", "self").is_some());
     assert!(value(&latest, 0, "rss_per_conn_bytes", "self").is_some());
 }
+
+/// A short soak: the figures at rest before and after are read and
+/// gated, and `--duration` sets how long the soak ran.
+#[test]
+fn a_soak_reads_the_proxy_at_rest_before_and_after_and_gates_on_it() {
+    let b = Bench::new();
+    b.scenario(
+        "soaked",
+        r#"description = "soaked"
+[soak]
+duration = "5s"
+warmup = "500ms"
+settle = "5s"
+churn_connections = 2
+churn_rate = 50
+reset_ratio = 0.5
+echo_connections = 2
+echo_rate = 20
+stream_connections = 1
+stream_message_size = 262144
+stream_rate = 2
+[targets]
+rss_growth_kib = { max = 1024 }
+fd_delta = { min = 0, max = 0 }
+close_wait_delta = { min = 0, max = 0 }
+fin_wait2_delta = { min = 0, max = 0 }
+errors = { max = 0 }
+verify_failures = { max = 0 }
+"#,
+    );
+    let r = b.xtask(&["scenario", "soaked", "--duration", "1500ms"]);
+    assert_eq!(r.code, Some(0), "{r}");
+    let latest = b.latest();
+    let get = |name: &str| {
+        value(&latest, 0, name, "self").unwrap_or_else(|| panic!("no {name} in {latest}"))
+    };
+    assert_eq!(get("soak_seconds"), 1.5, "--duration wins");
+    for exact in ["fd_delta", "close_wait_delta", "fin_wait2_delta", "errors"] {
+        assert_eq!(get(exact), 0.0, "{exact}: {latest}");
+    }
+    assert_eq!(get("fds_start"), get("fds_end"));
+    assert!(get("resets_sent") > 0.0 && get("connections_churned") > get("resets_sent"));
+    assert!(get("streamed_bytes") > 0.0 && get("peak_connections") >= 4.0);
+}
