@@ -16,7 +16,8 @@
 //!   (needs `cfg(test)` or the `fuzzing` feature, as the model does).
 
 use crate::acl::Cidr;
-use crate::config::{self, Cli, FileConfig, OneOrMany};
+use crate::config::{self, Cli};
+use crate::config_file::{FileConfig, OneOrMany};
 use crate::proxy_protocol::{self, Version};
 use clap::Parser;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
