@@ -162,12 +162,7 @@ fn metrics_endpoint_serves_counters_that_match_the_traffic() {
     const SENT: usize = 100_000;
     let backend = Backend::echo();
     let proxy = Proxy::start_to(backend.addr, &["--metrics", "127.0.0.1:0"]);
-    let line = proxy.wait_logged(|l| l.starts_with("metrics on http://"));
-    let addr: std::net::SocketAddr = line
-        .trim_start_matches("metrics on http://")
-        .trim_end_matches("/metrics")
-        .parse()
-        .unwrap_or_else(|e| panic!("metrics address in {line:?}: {e}"));
+    let addr = proxy.metrics_addr();
     assert_ne!(addr.port(), 0, "the metrics line shows port 0");
 
     let data = pattern(5, SENT);

@@ -5,11 +5,13 @@
 mod access;
 mod accounting;
 mod cli;
+mod faults;
 mod half_close;
 mod lifecycle;
 mod limits;
 mod proxy_protocol;
 mod relay;
 mod resets;
+mod rig;
 mod timeouts;
 mod util;

@@ -81,6 +81,15 @@ impl Proxy {
         }
     }
 
+    /// The address of the metrics endpoint, from its `metrics on` line.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        let line = self.wait_logged(|l| l.starts_with("metrics on http://"));
+        line.trim_start_matches("metrics on http://")
+            .trim_end_matches("/metrics")
+            .parse()
+            .unwrap_or_else(|e| panic!("metrics address in {line:?}: {e}"))
+    }
+
     /// Resident memory from `/proc/PID/smaps_rollup`, in KiB.
     pub fn rss_kib(&self) -> u64 {
         self.usage().rss_kib
