@@ -5,6 +5,7 @@
 mod access;
 mod accounting;
 mod cli;
+mod exhaustion;
 mod faults;
 mod half_close;
 mod lifecycle;
