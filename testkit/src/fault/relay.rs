@@ -121,8 +121,8 @@ fn pass(from: &TcpStream, to: &TcpStream, shape: Shape, cutting: &AtomicBool, li
         thread::sleep(Duration::from_micros(
             rng.below(shape.jitter.as_micros() as u64 + 1),
         ));
-        if shape.rate > 0 {
-            let due = start + Duration::from_micros(passed as u64 * 1_000_000 / shape.rate);
+        if let Some(us) = (passed as u64 * 1_000_000).checked_div(shape.rate) {
+            let due = start + Duration::from_micros(us);
             thread::sleep(due.saturating_duration_since(Instant::now()));
         }
         if (&*to).write_all(&buf[..n]).is_err() || start.elapsed() > limit {
