@@ -234,7 +234,11 @@ fn reset_after_3mb_to_a_1mb_per_s_reader(at: At) {
     const N: usize = 3_000_000;
     let (fs, os) = seeds(at);
     let resetting = Script::new(fs, N, WAIT).then(Then::Reset);
-    let slow = Script::new(os, 0, WAIT).reading(Reading::Rate(1_000_000));
+    // A small receive buffer, so that the bytes wait in the proxy rather
+    // than in the reader's kernel.
+    let slow = Script::new(os, 0, WAIT)
+        .reading(Reading::Rate(1_000_000))
+        .recv_buffer(64 << 10);
     let ends = play(at, resetting, slow, &[]);
     assert_eq!(
         ends.faulty.unacked, 0,
@@ -306,16 +310,16 @@ fn refused_and_blackholed_backends_leave_nothing_behind() {
     if hole.is_none() {
         eprintln!("skipping the blackhole: this kernel completes handshakes to a full queue");
     }
-    let mut backends = vec![refusing_addr()];
-    backends.extend(hole.as_ref().map(|h| h.addr));
-    for backend in backends {
+    let mut backends = vec![("refusing", refusing_addr())];
+    backends.extend(hole.as_ref().map(|h| ("blackholed", h.addr)));
+    for (kind, backend) in backends {
         let rig = Rig::start(backend, &["--connect-timeout", "300ms"]);
         for i in 0..5 {
             let seen = Client::start(rig.proxy.addr, plain(i, 1000)).join();
             assert_eq!(
                 (seen.received.len(), seen.end),
                 (0, End::Reset),
-                "backend {backend}"
+                "{kind} backend {backend}, client {i}"
             );
         }
         rig.assert_settled();

@@ -38,6 +38,10 @@ pub struct Script {
     pub read: Reading,
     /// What it does once it has sent everything.
     pub then: Then,
+    /// Its socket's receive buffer (`SO_RCVBUF`), so that what it has not
+    /// read waits on the other side of the connection; 0 leaves the
+    /// kernel's autotuned default.
+    pub recv_buffer: usize,
     /// Longest the whole script may take; at this point it closes and
     /// reports [`End::GaveUp`] (a stalled reader's normal end).
     pub limit: Duration,
@@ -134,6 +138,7 @@ impl Script {
             write: Writing::default(),
             read: Reading::Normal,
             then: Then::Keep,
+            recv_buffer: 0,
             limit,
         }
     }
@@ -154,6 +159,11 @@ impl Script {
 
     pub fn reading(mut self, r: Reading) -> Script {
         self.read = r;
+        self
+    }
+
+    pub fn recv_buffer(mut self, bytes: usize) -> Script {
+        self.recv_buffer = bytes;
         self
     }
 

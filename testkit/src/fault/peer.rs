@@ -59,6 +59,10 @@ struct Peer<'a> {
 impl<'a> Peer<'a> {
     fn new(stream: TcpStream, script: &'a Script) -> Peer<'a> {
         let start = Instant::now();
+        if script.recv_buffer > 0 {
+            netio::sys::socket::set_recv_buffer(&stream, script.recv_buffer)
+                .unwrap_or_else(|e| panic!("SO_RCVBUF {}: {e}", script.recv_buffer));
+        }
         Peer {
             stream: stream.set_nonblocking(true).ok().map(|()| stream),
             script,
@@ -145,6 +149,12 @@ impl<'a> Peer<'a> {
             Err(e) => {
                 self.seen.write_error = Some(e.kind());
                 self.sending = false;
+                // The kernel reports a reset once: to this write. A read
+                // after it would see a plain end of stream.
+                if e.kind() == ErrorKind::ConnectionReset {
+                    self.seen.end = End::Reset;
+                    self.reading = false;
+                }
                 false
             }
         }
