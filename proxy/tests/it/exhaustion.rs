@@ -34,6 +34,18 @@ impl CpuWindow {
         let cpu = (cpu_ticks(self.pid) - self.ticks) as f64 / testkit::proc::TICKS_PER_SEC;
         cpu / self.at.elapsed().as_secs_f64()
     }
+
+    /// Fails if the proxy used half a CPU or more since the start, `while_`
+    /// saying what it was doing.
+    fn assert_no_spin(&self, while_: &str) {
+        let ratio = self.ratio();
+        eprintln!("proxy CPU {ratio:.3} of the wall time {while_}");
+        assert!(
+            ratio < 0.5,
+            "the proxy used {:.0}% of a CPU {while_}: it spins",
+            ratio * 100.0
+        );
+    }
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -85,13 +97,8 @@ fn at_a_small_descriptor_limit_waiting_clients_are_served_in_turn_without_spinni
     );
     let saturated = CpuWindow::start(rig.proxy.pid());
     thread::sleep(Duration::from_secs(1));
-    let ratio = saturated.ratio();
-    eprintln!("{full} of {CLIENTS} clients at once; saturated CPU {ratio:.3}");
-    assert!(
-        ratio < 0.5,
-        "the saturated proxy used {:.0}% of a CPU while nothing moved: it spins",
-        ratio * 100.0
-    );
+    eprintln!("{full} of {CLIENTS} clients at once");
+    saturated.assert_no_spin("while saturated and nothing moved");
 
     // Each served client leaves at once; the waiting ones get their turn.
     let deadline = Instant::now() + WAIT;
@@ -117,13 +124,7 @@ fn at_a_small_descriptor_limit_waiting_clients_are_served_in_turn_without_spinni
         thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(served, CLIENTS);
-    let ratio = whole.ratio();
-    eprintln!("CPU over the whole test {ratio:.3}");
-    assert!(
-        ratio < 0.5,
-        "the proxy used {:.0}% of a CPU serving {CLIENTS} one-byte clients",
-        ratio * 100.0
-    );
+    whole.assert_no_spin("serving one-byte clients in turn");
     rig.assert_settled();
 }
 

@@ -11,47 +11,73 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+/// A listener on 127.0.0.1:0 whose thread hands every connection it
+/// accepts to a handler, until dropped.
+pub(super) struct Acceptor {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Acceptor {
+    pub(super) fn spawn(mut handle: impl FnMut(TcpStream) + Send + 'static) -> Acceptor {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a fault listener");
+        let addr = listener.local_addr().expect("its address");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => handle(s),
+                    Err(_) => thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Acceptor {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A listener on 127.0.0.1:0 that plays a script on every connection it
 /// accepts, each on its own thread, and reports what each saw. Stops
 /// accepting when dropped.
 pub struct Backend {
     pub addr: SocketAddr,
     seen: Receiver<Seen>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _acceptor: Acceptor,
 }
 
 impl Backend {
     /// `script(i)` is played on the `i`-th connection accepted (from 0).
     pub fn spawn(script: impl Fn(usize) -> Script + Send + 'static) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a fault backend");
-        let addr = listener.local_addr().expect("its address");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let stop = Arc::new(AtomicBool::new(false));
         let (tx, seen) = mpsc::channel();
-        let stop2 = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            let mut i = 0;
-            while !stop2.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((s, _)) => {
-                        let (sc, tx) = (script(i), tx.clone());
-                        i += 1;
-                        thread::spawn(move || {
-                            let _ = tx.send(run(s, &sc));
-                        });
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(2)),
-                }
-            }
+        let mut i = 0;
+        let acceptor = Acceptor::spawn(move |s| {
+            let (sc, tx) = (script(i), tx.clone());
+            i += 1;
+            thread::spawn(move || {
+                let _ = tx.send(run(s, &sc));
+            });
         });
         Backend {
-            addr,
+            addr: acceptor.addr,
             seen,
-            stop,
-            thread: Some(thread),
+            _acceptor: acceptor,
         }
     }
 
@@ -61,15 +87,6 @@ impl Backend {
         self.seen
             .recv_timeout(wait)
             .unwrap_or_else(|e| panic!("no backend connection finished in {wait:?}: {e}"))
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

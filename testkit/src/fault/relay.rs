@@ -4,12 +4,13 @@
 //! after a number of bytes. A FIN is passed on as a FIN, a reset as a
 //! reset. Threads and blocking sockets; every read has a timeout.
 
+use super::listen::Acceptor;
 use super::peer::Rng;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// What the relay does to one direction of the stream.
@@ -32,8 +33,7 @@ pub struct Shape {
 /// after `limit`.
 pub struct Relay {
     pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _acceptor: Acceptor,
 }
 
 impl Relay {
@@ -45,47 +45,23 @@ impl Relay {
         to_downstream: Shape,
         limit: Duration,
     ) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the relay");
-        let addr = listener.local_addr().expect("its address");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                let Ok((down, _)) = listener.accept() else {
-                    thread::sleep(Duration::from_millis(2));
-                    continue;
-                };
-                let Ok(up) = TcpStream::connect(upstream) else {
-                    cut(&down, &down, &AtomicBool::new(false));
-                    continue;
-                };
-                let (down, up) = (Arc::new(down), Arc::new(up));
-                let cut = Arc::new(AtomicBool::new(false));
-                for (from, to, shape) in [
-                    (Arc::clone(&down), Arc::clone(&up), to_upstream),
-                    (Arc::clone(&up), Arc::clone(&down), to_downstream),
-                ] {
-                    let cut = Arc::clone(&cut);
-                    thread::spawn(move || pass(&from, &to, shape, &cut, limit));
-                }
+        let acceptor = Acceptor::spawn(move |down| {
+            let Ok(up) = TcpStream::connect(upstream) else {
+                return cut(&down, &down, &AtomicBool::new(false));
+            };
+            let (down, up) = (Arc::new(down), Arc::new(up));
+            let cut = Arc::new(AtomicBool::new(false));
+            for (from, to, shape) in [
+                (Arc::clone(&down), Arc::clone(&up), to_upstream),
+                (Arc::clone(&up), Arc::clone(&down), to_downstream),
+            ] {
+                let cut = Arc::clone(&cut);
+                thread::spawn(move || pass(&from, &to, shape, &cut, limit));
             }
         });
         Relay {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            addr: acceptor.addr,
+            _acceptor: acceptor,
         }
     }
 }
