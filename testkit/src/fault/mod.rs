@@ -107,7 +107,8 @@ pub struct Seen {
     /// The error that stopped its writing, if one did.
     pub write_error: Option<ErrorKind>,
     /// Bytes of `sent` not yet acknowledged when it closed (0 after a
-    /// [`Then::Reset`] that waited successfully).
+    /// [`Then::Reset`] that waited successfully; `u64::MAX` if
+    /// `/proc/net/tcp` did not say).
     pub unacked: u64,
 }
 
@@ -196,3 +197,6 @@ impl Seen {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

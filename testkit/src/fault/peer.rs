@@ -105,7 +105,7 @@ impl<'a> Peer<'a> {
             }
         }
         if let Some(s) = self.stream.take() {
-            self.seen.unacked = unacked(&s);
+            self.seen.unacked = unacked(&s).unwrap_or(u64::MAX);
         }
         self.seen
     }
@@ -173,8 +173,9 @@ impl<'a> Peer<'a> {
             }
             Then::Close => self.close(false),
             Then::Reset => {
-                wait_acked(s, self.deadline);
+                let left = wait_acked(s, self.deadline);
                 self.close(true);
+                self.seen.unacked = left;
             }
             Then::ResetNow => self.close(true),
         }
@@ -183,7 +184,7 @@ impl<'a> Peer<'a> {
     /// Closes the socket, with a reset if `reset`.
     fn close(&mut self, reset: bool) {
         if let Some(s) = self.stream.take() {
-            self.seen.unacked = unacked(&s);
+            self.seen.unacked = unacked(&s).unwrap_or(u64::MAX);
             if reset {
                 let _ = netio::sys::socket::set_linger_zero(&s);
             }
@@ -256,18 +257,25 @@ fn allowance(rate: u64, elapsed: Duration, done: usize) -> usize {
 }
 
 /// Bytes the socket's kernel still holds unacknowledged, from
-/// `/proc/net/tcp` (0 if the connection is not found there).
-fn unacked(s: &TcpStream) -> u64 {
-    match (s.local_addr(), s.peer_addr()) {
-        (Ok(l), Ok(r)) => proc::tcp_socket(l, r).map_or(0, |t| t.tx_queue),
-        _ => 0,
-    }
+/// `/proc/net/tcp`; `None` if the connection is not found there (the
+/// table is read without a lock and may skip a line while sockets come
+/// and go, so a miss is tried again twice).
+fn unacked(s: &TcpStream) -> Option<u64> {
+    let (Ok(l), Ok(r)) = (s.local_addr(), s.peer_addr()) else {
+        return None;
+    };
+    (0..3).find_map(|_| proc::tcp_socket(l, r).map(|t| t.tx_queue))
 }
 
 /// Waits until the other side has acknowledged every byte written on `s`,
-/// or until `deadline`.
-fn wait_acked(s: &TcpStream, deadline: Instant) {
-    while unacked(s) > 0 && Instant::now() < deadline {
+/// or until `deadline`; returns what is still unacknowledged then
+/// (`u64::MAX` if unknown).
+fn wait_acked(s: &TcpStream, deadline: Instant) -> u64 {
+    loop {
+        let left = unacked(s).unwrap_or(u64::MAX);
+        if left == 0 || Instant::now() >= deadline {
+            return left;
+        }
         thread::sleep(Duration::from_millis(5));
     }
 }
