@@ -215,6 +215,49 @@ pub struct TcpSocket {
 /// Every TCP socket in the network namespace of `pid` (`"self"` for the
 /// calling process), IPv4 and IPv6.
 pub fn tcp_sockets(pid: &str) -> Result<Vec<TcpSocket>, String> {
+    tcp_sockets_where(pid, |_| true)
+}
+
+/// The TCP sockets `pid` holds open: the entries of [`tcp_sockets`]
+/// whose inode is one of its descriptors.
+pub fn owned_tcp_sockets(pid: u32) -> Result<Vec<TcpSocket>, String> {
+    let dir = format!("/proc/{pid}/fd");
+    let inodes: Vec<String> = fs::read_dir(&dir)
+        .map_err(|e| format!("{dir}: {e}"))?
+        .flatten()
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_str()?;
+            Some(format!(
+                " {} ",
+                t.strip_prefix("socket:[")?.strip_suffix(']')?
+            ))
+        })
+        .collect();
+    let mine = tcp_sockets_where(&pid.to_string(), |line| {
+        inodes.iter().any(|i| line.contains(i.as_str()))
+    })?;
+    // The text match may also hit another column: check the inode itself.
+    Ok(mine
+        .into_iter()
+        .filter(|s| inodes.contains(&format!(" {} ", s.inode)))
+        .collect())
+}
+
+/// The calling process's view of the connection from `local` to `remote`
+/// (not in TIME_WAIT).
+pub fn tcp_socket(local: SocketAddr, remote: SocketAddr) -> Option<TcpSocket> {
+    let pair = format!(" {} {} ", hex_addr(local), hex_addr(remote));
+    tcp_sockets_where("self", |line| line.contains(pair.as_str()))
+        .ok()?
+        .into_iter()
+        .find(|s| s.state != TcpState::TimeWait)
+}
+
+/// The lines of [`tcp_sockets`] that pass `keep`, parsed. With tens of
+/// thousands of sockets on the machine a full parse is slow, and a peer
+/// polls [`tcp_socket`] while it waits: a text match comes first.
+fn tcp_sockets_where(pid: &str, keep: impl Fn(&str) -> bool) -> Result<Vec<TcpSocket>, String> {
     let mut out = Vec::new();
     for table in ["tcp", "tcp6"] {
         let path = format!("/proc/{pid}/net/{table}");
@@ -225,38 +268,11 @@ pub fn tcp_sockets(pid: &str) -> Result<Vec<TcpSocket>, String> {
             }
             continue;
         };
-        for line in text.lines().skip(1) {
+        for line in text.lines().skip(1).filter(|l| keep(l)) {
             out.push(parse_tcp_line(line).ok_or_else(|| format!("{path}: bad line {line:?}"))?);
         }
     }
     Ok(out)
-}
-
-/// The TCP sockets `pid` holds open: the entries of [`tcp_sockets`]
-/// whose inode is one of its descriptors.
-pub fn owned_tcp_sockets(pid: u32) -> Result<Vec<TcpSocket>, String> {
-    let dir = format!("/proc/{pid}/fd");
-    let inodes: Vec<u64> = fs::read_dir(&dir)
-        .map_err(|e| format!("{dir}: {e}"))?
-        .flatten()
-        .filter_map(|e| fs::read_link(e.path()).ok())
-        .filter_map(|target| {
-            let t = target.to_str()?;
-            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
-        })
-        .collect();
-    Ok(tcp_sockets(&pid.to_string())?
-        .into_iter()
-        .filter(|s| inodes.contains(&s.inode))
-        .collect())
-}
-
-/// The calling process's view of the connection from `local` to `remote`.
-pub fn tcp_socket(local: SocketAddr, remote: SocketAddr) -> Option<TcpSocket> {
-    tcp_sockets("self")
-        .ok()?
-        .into_iter()
-        .find(|s| s.local == local && s.remote == remote && s.state != TcpState::TimeWait)
 }
 
 /// Fields: sl, local_address, rem_address, st, tx_queue:rx_queue, tr:tm,
@@ -300,8 +316,7 @@ fn parse_hex_addr(s: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// The address as `/proc/net/tcp` writes it, for [`parse_hex_addr`]'s test.
-#[cfg(test)]
+/// The address as `/proc/net/tcp` writes it: [`parse_hex_addr`] undone.
 fn hex_addr(a: SocketAddr) -> String {
     match a.ip() {
         IpAddr::V4(ip) => format!("{:08X}:{:04X}", u32::from_le_bytes(ip.octets()), a.port()),

@@ -257,19 +257,19 @@ fn allowance(rate: u64, elapsed: Duration, done: usize) -> usize {
 }
 
 /// Bytes the socket's kernel still holds unacknowledged, from
-/// `/proc/net/tcp`; `None` if the connection is not found there (the
-/// table is read without a lock and may skip a line while sockets come
-/// and go, so a miss is tried again twice).
+/// `/proc/net/tcp`; `None` if the connection is not found there (it is
+/// gone after a reset; and the table is read without a lock, so a line
+/// may be skipped while sockets come and go).
 fn unacked(s: &TcpStream) -> Option<u64> {
     let (Ok(l), Ok(r)) = (s.local_addr(), s.peer_addr()) else {
         return None;
     };
-    (0..3).find_map(|_| proc::tcp_socket(l, r).map(|t| t.tx_queue))
+    proc::tcp_socket(l, r).map(|t| t.tx_queue)
 }
 
 /// Waits until the other side has acknowledged every byte written on `s`,
 /// or until `deadline`; returns what is still unacknowledged then
-/// (`u64::MAX` if unknown).
+/// (`u64::MAX` if unknown). A miss in the table is tried again.
 fn wait_acked(s: &TcpStream, deadline: Instant) -> u64 {
     loop {
         let left = unacked(s).unwrap_or(u64::MAX);
