@@ -2,8 +2,9 @@
 //! a real child process whose stderr is collected line by line (for its
 //! `listening on ADDR` line, its logs and its stats) and which takes its
 //! own children down with it when dropped; readings of a process from
-//! `/proc`; another package's binary, built for a test; and sockets with
-//! timeouts. Every wait is bounded, so a hang
+//! `/proc` (its TCP sockets too); another package's binary, built for a
+//! test; sockets with timeouts; and misbehaving peers and a
+//! fault-injecting relay ([`fault`]). Every wait is bounded, so a hang
 //! fails fast.
 //!
 //! Tests call the panicking methods (`spawn`, `wait_listening`, …); the
@@ -11,6 +12,7 @@
 //! never panic.
 
 mod child;
+pub mod fault;
 pub mod proc;
 pub mod workspace;
 

@@ -250,6 +250,15 @@ pub fn unacked(fd: impl AsFd) -> io::Result<usize> {
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
+/// Sets `SO_RCVBUF` (the kernel doubles it for its bookkeeping) and with
+/// it turns off receive-buffer autotuning: a test's slow reader then
+/// holds little in its kernel, and the bytes it has not read wait with
+/// the sender.
+pub fn set_recv_buffer(fd: impl AsFd, bytes: usize) -> io::Result<()> {
+    let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes)
+}
+
 /// One `read(2)`. `Ok(0)` is end of stream.
 #[inline]
 pub fn read(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {

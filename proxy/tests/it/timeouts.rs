@@ -3,36 +3,15 @@
 
 use crate::util::{connect, echo_byte, is_timeout, Backend, Proxy};
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
 use std::time::Duration;
-
-/// A listener whose accept queue is full, so that the kernel drops every
-/// further SYN: a connect to it hangs until the connector gives up.
-fn black_hole() -> (OwnedFd, SocketAddr, Vec<TcpStream>) {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = probe.local_addr().expect("addr");
-    drop(probe);
-    let opts = netio::sys::socket::ListenOptions {
-        backlog: 0,
-        reuse_port: false,
-    };
-    let fd = netio::sys::socket::listen(&addr, opts).expect("listen with a backlog of 0");
-    // Fill the accept queue; later SYNs are dropped.
-    let fillers: Vec<TcpStream> = (0..3)
-        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok())
-        .collect();
-    assert!(!fillers.is_empty(), "could not fill the accept queue");
-    (fd, addr, fillers)
-}
 
 #[test]
 fn a_backend_that_never_answers_is_given_up_after_the_connect_timeout() {
-    let (_listener, addr, _fillers) = black_hole();
-    if TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok() {
+    let Some(hole) = testkit::fault::Blackhole::new() else {
         eprintln!("skipping: this kernel still completes handshakes to a full accept queue");
         return;
-    }
+    };
+    let addr = hole.addr;
     let mut proxy = Proxy::start_to(addr, &["--connect-timeout", "300ms"]);
     let mut client = connect(proxy.addr);
     let who = client.local_addr().expect("client address");

@@ -293,12 +293,7 @@ impl Proxy {
     }
 }
 
-/// An address on 127.0.0.1 where nothing listens: a port the kernel just
-/// handed out and that was closed again at once.
-pub fn dead_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
+pub use testkit::fault::refusing_addr as dead_addr;
 
 /// Closes `s` with a reset instead of a FIN (`SO_LINGER` on, timeout 0).
 pub fn reset(s: TcpStream) {
@@ -402,31 +397,10 @@ pub fn switches_of(pid: u32, name: &str) -> u64 {
 
 /// Whether a socket listens on `addr`, from `/proc/net/tcp` (or `tcp6`).
 pub fn is_listening(addr: SocketAddr) -> bool {
-    let (table, local) = match addr {
-        SocketAddr::V4(a) => (
-            "/proc/net/tcp",
-            format!(
-                "{:08X}:{:04X}",
-                u32::from_le_bytes(a.ip().octets()),
-                a.port()
-            ),
-        ),
-        SocketAddr::V6(a) => {
-            let hex: String = a
-                .ip()
-                .octets()
-                .chunks(4)
-                .map(|w| format!("{:08X}", u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
-                .collect();
-            ("/proc/net/tcp6", format!("{hex}:{:04X}", a.port()))
-        }
-    };
-    let text = std::fs::read_to_string(table).expect("proc net tcp");
-    text.lines().skip(1).any(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        // Fields: sl, local_address, rem_address, st (0A is LISTEN), ...
-        f.len() > 3 && f[1] == local && f[3] == "0A"
-    })
+    testkit::proc::tcp_sockets("self")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .any(|s| s.local == addr && s.state == testkit::proc::TcpState::Listen)
 }
 
 /// `GET path` over HTTP/1.1 with `Connection: close`; returns the status
