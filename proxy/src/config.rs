@@ -110,7 +110,9 @@ pub struct Cli {
     pub large_buffer_size: Option<String>,
     /// Pipes per worker, lent to directions that stream: their bytes then
     /// move with splice(2), never copied through the proxy; each pipe
-    /// costs two descriptors; 0 turns splicing off [default: 16]
+    /// costs two descriptors; 0 turns splicing off [default: 16, fewer
+    /// under a small open-files limit: pipes take at most a quarter of the
+    /// descriptors, connections come first]
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub pipes: Option<String>,
     /// Capacity asked for each pipe, at most /proc/sys/fs/pipe-max-size [default: 262144]
