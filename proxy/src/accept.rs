@@ -149,34 +149,53 @@ impl Worker {
         let Some((slot, gen)) = self.table.take_slot() else {
             return;
         };
-        let (b, addr) = self.table.pick_backend(&peer);
+        let Some((mut b, mut addr)) = self.table.pick_backend(&peer, 0) else {
+            self.table.put_back(slot);
+            self.reset(client);
+            return;
+        };
+        let (mut tried, mut tries) = (crate::balance::add(0, b), 1);
         let stats = &self.control.stats;
-        let (backend, done) = match socket::connect(&addr) {
-            Ok(pair) => {
-                stats.sys_connect.add(2);
-                pair
-            }
-            Err(e) => {
-                self.table.put_back(slot);
-                if netio::outcome::fault(&e) == Fault::NoDescriptors {
-                    // socket() itself failed: no connect was attempted.
-                    stats.sys_connect.inc();
-                    stats.rejected.inc();
-                    self.pause_accept(Some(Instant::now() + ACCEPT_RETRY));
-                } else {
+        let (backend, done) = loop {
+            let e = match socket::connect(&addr) {
+                Ok(pair) => {
                     stats.sys_connect.add(2);
-                    stats.sys_close.inc(); // the backend socket
-                    stats.refused.inc();
-                    table::log_backend_failure(addr, Some(peer), &e.to_string());
+                    break pair;
                 }
+                Err(e) => e,
+            };
+            if netio::outcome::fault(&e) == Fault::NoDescriptors {
+                // socket() itself failed: no connect was attempted.
+                self.table.put_back(slot);
+                stats.sys_connect.inc();
+                stats.rejected.inc();
+                self.pause_accept(Some(Instant::now() + ACCEPT_RETRY));
                 self.reset(client);
                 return;
             }
+            stats.sys_connect.add(2);
+            stats.sys_close.inc(); // the backend socket
+            self.table.backend_failed(b);
+            let next = self.table.next_backend(&peer, tried, tries);
+            table::log_backend_failure(addr, Some(peer), &e.to_string(), next.map(|n| n.1));
+            let stats = &self.control.stats;
+            let Some(n) = next else {
+                self.table.put_back(slot);
+                stats.refused.inc();
+                self.reset(client);
+                return;
+            };
+            stats.retries.inc();
+            (b, addr) = n;
+            tried = crate::balance::add(tried, b);
+            tries += 1;
         };
+        let stats = &self.control.stats;
         stats.sys_sockopt.inc();
         let _ = socket::set_nodelay(&backend);
         stats.sys_epoll_ctl.add(2);
         let reg = self
+            .sockets
             .epoll
             .add(
                 &client,
@@ -184,7 +203,7 @@ impl Worker {
                 Token::new(slot, gen, Side::Client).encode(),
             )
             .and_then(|_| {
-                self.epoll.add(
+                self.sockets.epoll.add(
                     &backend,
                     epoll::SOCKET,
                     Token::new(slot, gen, Side::Backend).encode(),
@@ -208,6 +227,8 @@ impl Worker {
             local,
             backend: b,
             connected: done,
+            tried,
+            tries,
         };
         match self.table.open(slot, opening) {
             Ok(()) => self.sockets.attach(slot, client, backend),

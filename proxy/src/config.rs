@@ -29,6 +29,11 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     pub balance: Balance,
     pub drain_timeout: Duration,
+    /// Backends tried for one client, the first included.
+    pub connect_retries: u32,
+    /// Passive health: failures in a row that mark a backend down, and
+    /// for how long.
+    pub health: crate::balance::Health,
     /// After one side resets, how long the other may take to receive what
     /// was already read from the first before the reset is passed on;
     /// zero passes it on at once.
@@ -159,6 +164,21 @@ pub struct Cli {
     /// Send a PROXY protocol header (v1 text, v2 binary) to backends
     #[arg(long, value_enum, value_name = "v1|v2")]
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
+    /// Backends tried for one client before it is reset, the first
+    /// included: a refused, reset or timed-out connect (or a reset before
+    /// any byte reached the backend) moves the client, and the bytes it
+    /// sent meanwhile, to the next backend up [default: 3]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub connect_retries: Option<String>,
+    /// Connect failures in a row that mark a backend down: it then gets no
+    /// new clients until --fail-timeout has passed; 0 never marks one down
+    /// [default: 3]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub fall: Option<String>,
+    /// How long a backend marked down stays out before it is tried again
+    /// (one success brings it back) [default: 10s]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
+    pub fail_timeout: Option<String>,
     /// Listen backlog [default: 1024]
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub backlog: Option<String>,
@@ -490,6 +510,21 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
             ),
         ));
     }
+    let connect_retries = names
+        .number(
+            "connect-retries",
+            &cli.connect_retries,
+            file.connect_retries,
+            1,
+            64,
+        )?
+        .map_or(3, |n| n.0);
+    let fall = names
+        .number("fall", &cli.fall, file.fall, 0, 1_000_000)?
+        .map_or(3, |n| n.0);
+    let fail_timeout = names
+        .duration("fail-timeout", &cli.fail_timeout, &file.fail_timeout)?
+        .map_or(Duration::from_secs(10), |d| d.0);
     let backlog = names.number("backlog", &cli.backlog, file.backlog, 1, i32::MAX)?;
     let backlog = backlog.map_or(1024, |b| b.0);
     Ok(Config {
@@ -506,6 +541,8 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
         metrics,
         balance: cli.balance.or(file.balance).unwrap_or(Balance::RoundRobin),
         drain_timeout,
+        connect_retries,
+        health: crate::balance::Health { fall, fail_timeout },
         reset_flush_timeout,
         connect_timeout,
         idle_timeout,

@@ -91,6 +91,9 @@ pub struct Conn {
     pub waiting: bool,
     /// The backend it was sent to (an index into the backends).
     pub backend: u32,
+    /// The backends tried for it (a set), and how many tries so far.
+    pub tried: crate::balance::Tried,
+    pub tries: u32,
     /// Worker clock (ms) when the pair opened, and of its last event:
     /// kept only when a connect or idle timeout is set.
     pub opened_ms: u32,
@@ -119,6 +122,8 @@ impl Conn {
             flows: [Flow::new(Side::Client), Flow::new(Side::Backend)],
             waiting: false,
             backend: 0,
+            tried: 0,
+            tries: 0,
             opened_ms: 0,
             active_ms: 0,
             peer: None,

@@ -123,9 +123,11 @@ fn summary(controls: &[Arc<Control>]) -> String {
 fn build_workers(cfg: &Config) -> Result<(Vec<Worker>, SocketAddr), Error> {
     let (listeners, addr) = serve::listeners(cfg.listen, cfg.workers, cfg.backlog)?;
     let mut workers = Vec::with_capacity(cfg.workers);
+    // One health state and one count per backend, shared by the workers.
+    let backends = proxy::balance::Backends::new(cfg.backends.clone(), cfg.health);
     for (i, listener) in listeners.into_iter().enumerate() {
         let share = netio::budget::share(cfg.max_connections, cfg.workers, i);
-        let worker = Worker::new(cfg, listener, share)
+        let worker = Worker::new(cfg, &backends, listener, share)
             .map_err(|e| serve::Error::Setup("creating a worker", e))?;
         workers.push(worker);
     }

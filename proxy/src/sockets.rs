@@ -6,14 +6,18 @@ use crate::pipes::PipeId;
 use crate::relay;
 use crate::stats::Stats;
 use crate::table::Sockets;
+use netio::sys::epoll::{self, Epoll};
 use netio::sys::pipe::{self, Pipe};
 use netio::sys::socket;
-use netio::{Errno, Outcome, Side};
+use netio::{Errno, Outcome, Side, Token};
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-/// Descriptors by slot (client, backend), and the pipes by id.
+/// The epoll instance, descriptors by slot (client, backend), and the
+/// pipes by id.
 pub struct SysSockets {
+    pub(crate) epoll: Epoll,
     fds: Vec<[Option<OwnedFd>; 2]>,
     pipes: Vec<Option<Pipe>>,
     /// The capacity asked for each pipe.
@@ -23,10 +27,17 @@ pub struct SysSockets {
 
 impl SysSockets {
     /// Room for `capacity` pairs, and `pipes` made at start-up.
-    pub fn new(capacity: usize, pipes: Vec<Pipe>, pipe_size: usize, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        epoll: Epoll,
+        capacity: usize,
+        pipes: Vec<Pipe>,
+        pipe_size: usize,
+        stats: Arc<Stats>,
+    ) -> Self {
         let mut fds = Vec::with_capacity(capacity);
         fds.resize_with(capacity, || [None, None]);
         SysSockets {
+            epoll,
             fds,
             pipes: pipes.into_iter().map(Some).collect(),
             pipe_size,
@@ -137,6 +148,33 @@ impl Sockets for SysSockets {
             self.stats.sys_close.inc();
             drop(fd);
         }
+    }
+
+    fn reconnect(&mut self, slot: usize, gen: u32, addr: SocketAddr) -> Result<bool, Errno> {
+        let stats = &self.stats;
+        if let Some(old) = self.fds[slot][Side::Backend.index()].take() {
+            stats.sys_sockopt.inc();
+            let _ = socket::set_linger_zero(&old);
+            stats.sys_close.inc();
+            drop(old);
+        }
+        let (fd, done) = socket::connect(&addr).map_err(|e| {
+            // socket(2) and connect(2), and the close of the socket.
+            stats.sys_connect.add(2);
+            stats.sys_close.inc();
+            Errno::of(&e)
+        })?;
+        stats.sys_connect.add(2);
+        stats.sys_sockopt.inc();
+        let _ = socket::set_nodelay(&fd);
+        stats.sys_epoll_ctl.inc();
+        let token = Token::new(slot, gen, Side::Backend).encode();
+        if let Err(e) = self.epoll.add(&fd, epoll::SOCKET, token) {
+            stats.sys_close.inc();
+            return Err(Errno::of(&e));
+        }
+        self.fds[slot][Side::Backend.index()] = Some(fd);
+        Ok(done)
     }
 
     fn unacked(&mut self, slot: usize, side: Side) -> Option<usize> {

@@ -79,8 +79,14 @@ stats! {
     active: "gauge",
     /// Most client connections open at once (in any one worker).
     peak_active: "peak",
-    /// Clients closed because no backend connection could be made.
+    /// Clients closed because no backend connection could be made (every
+    /// try failed).
     refused: "counter",
+    /// Backend connects that failed (refused, unreachable, timed out, or
+    /// reset before any byte), each try counted.
+    connect_failures: "counter",
+    /// Clients moved to another backend after a failed connect.
+    retries: "counter",
     /// Clients turned away by --allow / --deny.
     denied: "counter",
     /// Clients turned away because the process was out of descriptors.

@@ -20,7 +20,7 @@
 //! passed on. `--reset-flush-timeout` bounds it; nothing more goes to the
 //! side that reset.
 
-use crate::balance::Balancer;
+use crate::balance::{self, Balancer, Marked};
 use crate::conn::{Conn, Reason, Side, Stage};
 use crate::pipes::{PipeId, PipePool};
 use crate::pool::Pools;
@@ -52,6 +52,10 @@ pub trait Sockets {
     /// Bytes written to `side` of `slot` that its peer has not yet
     /// acknowledged (`None` if that cannot be known).
     fn unacked(&mut self, slot: usize, side: Side) -> Option<usize>;
+    /// Drops `slot`'s backend socket (with a reset: it was given up on)
+    /// and starts a connect to `addr` in its place, registered for the
+    /// pair's generation `gen`. True if it completed at once.
+    fn reconnect(&mut self, slot: usize, gen: u32, addr: SocketAddr) -> Result<bool, Errno>;
 }
 
 /// The longest pause between two looks at a flushing pair's send queue.
@@ -70,6 +74,9 @@ pub struct Options {
     pub proxy_protocol: Option<Version>,
     /// `--reset-flush-timeout` in ms; 0 passes a reset on at once.
     pub reset_flush_ms: u32,
+    /// `--connect-retries`: backends tried for one client, the first
+    /// included (0 counts as 1).
+    pub connect_retries: u32,
 }
 
 /// A new pair, as the driver set it up.
@@ -83,6 +90,10 @@ pub struct Opening {
     pub backend: u32,
     /// The backend connect completed at once.
     pub connected: bool,
+    /// The backends tried for it so far (the chosen one included), and
+    /// how many.
+    pub tried: balance::Tried,
+    pub tries: u32,
 }
 
 /// Why a new pair could not be opened.
@@ -190,10 +201,53 @@ impl Table {
         self.opts.proxy_protocol.is_some()
     }
 
-    /// The backend for a client at `peer`, and its address.
-    pub fn pick_backend(&mut self, peer: &SocketAddr) -> (u32, SocketAddr) {
-        let b = self.balancer.pick(peer);
-        (b, self.balancer.addr(b))
+    /// The backend for a client at `peer` that has tried those in
+    /// `tried`, and its address; `None` once every backend was tried.
+    pub fn pick_backend(
+        &mut self,
+        peer: &SocketAddr,
+        tried: balance::Tried,
+    ) -> Option<(u32, SocketAddr)> {
+        let b = self.balancer.pick(peer, tried)?;
+        Some((b, self.balancer.addr(b)))
+    }
+
+    /// The next backend for a client whose connect to one failed, if it
+    /// may try another.
+    pub fn next_backend(
+        &mut self,
+        peer: &SocketAddr,
+        tried: balance::Tried,
+        tries: u32,
+    ) -> Option<(u32, SocketAddr)> {
+        if tries >= self.opts.connect_retries {
+            return None;
+        }
+        self.pick_backend(peer, tried)
+    }
+
+    /// Passive health: a connect to backend `b` failed (logged once when
+    /// that marks it down).
+    pub fn backend_failed(&self, b: u32) {
+        self.stats.connect_failures.inc();
+        let backends = self.balancer.backends();
+        if let Marked::Down { fails } = backends.failed(b) {
+            netio::log!(
+                "proxy: backend {} is down after {fails} failed connects in a row; \
+                 tried again in {:?}",
+                backends.addr(b),
+                backends.fail_timeout()
+            );
+        }
+    }
+
+    /// A connect to backend `b` completed (logged once when that brings it
+    /// back up).
+    fn backend_succeeded(&self, b: u32) {
+        let backends = self.balancer.backends();
+        if backends.succeeded(b) {
+            netio::log!("proxy: backend {} is up again", backends.addr(b));
+        }
     }
 
     /// Takes a free slot for a new pair: its index and generation (for the
@@ -237,6 +291,8 @@ impl Table {
         c.opened_ms = self.now_ms;
         c.active_ms = self.now_ms;
         c.backend = o.backend;
+        c.tried = o.tried;
+        c.tries = o.tries;
         c.peer = Some(o.peer);
         c.started = self.opts.log_connections.then(Instant::now);
         self.balancer.opened(o.backend);
@@ -270,6 +326,8 @@ impl Table {
             if bits & epoll::OUT != 0 {
                 c.stage = Stage::Relaying;
                 self.connecting -= 1;
+                let b = c.backend;
+                self.backend_succeeded(b);
             }
         }
         self.pump(io, slot);
@@ -283,12 +341,83 @@ impl Table {
     }
 
     fn connect_failed(&mut self, io: &mut impl Sockets, slot: usize) {
-        self.stats.refused.inc();
         let err = io.connect_error(slot);
-        let c = &self.conns[slot];
         let why = err.map_or_else(|| "connection failed".to_string(), |e| e.to_string());
-        log_backend_failure(self.balancer.addr(c.backend), c.peer, &why);
-        self.close_later(slot, Reason::Refused);
+        if !self.fail_over(io, slot, &why) {
+            self.close_later(slot, Reason::Refused);
+        }
+    }
+
+    /// The backend connect of `slot` failed for `why`: logs it, counts it
+    /// against the backend, and moves the pair to the next backend up, with what the
+    /// client sent meanwhile still held for it. False when no backend is
+    /// left to try (the caller closes the pair; `refused` is counted).
+    fn fail_over(&mut self, io: &mut impl Sockets, slot: usize, why: &str) -> bool {
+        let peer = self.conns[slot].peer;
+        let mut why = why.to_string();
+        loop {
+            let c = &self.conns[slot];
+            let (failed, tried, tries, gen) = (c.backend, c.tried, c.tries, c.gen);
+            self.backend_failed(failed);
+            let next = match peer {
+                Some(p) => self.next_backend(&p, tried, tries),
+                None => None,
+            };
+            log_backend_failure(self.balancer.addr(failed), peer, &why, next.map(|n| n.1));
+            let Some((b, addr)) = next else {
+                self.stats.refused.inc();
+                return false;
+            };
+            let c = &mut self.conns[slot];
+            c.tried = balance::add(tried, b);
+            c.tries = tries + 1;
+            self.stats.retries.inc();
+            let got = io.reconnect(slot, gen, addr);
+            self.switch_backend(slot, b);
+            match got {
+                Ok(done) => {
+                    self.move_to(slot, done);
+                    if done {
+                        self.pump(io, slot);
+                    }
+                    return true;
+                }
+                // Failed at once: count it, and try the next.
+                Err(e) => why = e.to_string(),
+            }
+        }
+    }
+
+    /// `slot`'s pair is sent to backend `b` instead (for balancing).
+    fn switch_backend(&mut self, slot: usize, b: u32) {
+        let c = &mut self.conns[slot];
+        self.balancer.closed(c.backend);
+        self.balancer.opened(b);
+        c.backend = b;
+    }
+
+    /// `slot`'s pair now has a new backend socket, connecting (or
+    /// connected if `done`), with nothing received from or sent to any
+    /// backend yet.
+    fn move_to(&mut self, slot: usize, done: bool) {
+        let c = &mut self.conns[slot];
+        let b = c.backend;
+        let was_connecting = c.stage == Stage::Connecting;
+        c.ready[Side::Backend.index()] = netio::Ready::default();
+        c.opened_ms = self.now_ms;
+        c.stage = if done {
+            Stage::Relaying
+        } else {
+            Stage::Connecting
+        };
+        match (was_connecting, done) {
+            (true, true) => self.connecting -= 1,
+            (false, false) => self.connecting += 1,
+            _ => {}
+        }
+        if done {
+            self.backend_succeeded(b);
+        }
     }
 
     /// Moves whatever can move in both directions of `slot`.
@@ -537,8 +666,9 @@ impl Table {
     }
 
     /// Marks the pairs past a timeout to be closed: a backend connect older
-    /// than `connect_ms`, or no event on either socket for `idle_ms`.
-    pub fn expire(&mut self, connect_ms: Option<u32>, idle_ms: Option<u32>) {
+    /// than `connect_ms` (unless another backend may be tried), or no
+    /// event on either socket for `idle_ms`.
+    pub fn expire(&mut self, io: &mut impl Sockets, connect_ms: Option<u32>, idle_ms: Option<u32>) {
         let now_ms = self.now_ms;
         let expired =
             |since: u32, limit: Option<u32>| limit.is_some_and(|l| now_ms.wrapping_sub(since) >= l);
@@ -555,9 +685,8 @@ impl Table {
                 }
                 _ => continue,
             };
-            if reason == Reason::ConnectTimeout {
-                self.stats.refused.inc();
-                log_backend_failure(self.balancer.addr(c.backend), c.peer, "connect timed out");
+            if reason == Reason::ConnectTimeout && self.fail_over(io, slot, "connect timed out") {
+                continue;
             }
             self.close_later(slot, reason);
         }
@@ -671,10 +800,16 @@ fn renew(io: &mut impl Sockets, pipes: &mut PipePool, stats: &Stats, dirty: Pipe
 }
 
 /// One line for a backend connect that failed, at once or later: which
-/// backend, for which client, and why.
-pub fn log_backend_failure(backend: SocketAddr, peer: Option<SocketAddr>, why: &str) {
+/// backend, for which client, why, and the backend tried next (if any).
+pub fn log_backend_failure(
+    backend: SocketAddr,
+    peer: Option<SocketAddr>,
+    why: &str,
+    next: Option<SocketAddr>,
+) {
     let who = peer.map_or_else(String::new, |p| format!(" for client {p}"));
-    netio::log!("proxy: backend {backend} failed{who}: {why}");
+    let then = next.map_or_else(String::new, |n| format!("; trying {n}"));
+    netio::log!("proxy: backend {backend} failed{who}: {why}{then}");
 }
 
 // The relay model uses `Table::check` from here; `fuzzing` builds it for `fuzz/`.

@@ -43,11 +43,12 @@ fn table(capacity: usize, buffers: usize, proxy_protocol: Option<Version>) -> io
         capacity,
         Pools::new(Pool::new(buffers, 256), Pool::new_large(0, 1024)),
         PipePool::new(0, 4096),
-        Balancer::new(vec![addr], Balance::RoundRobin),
+        Balancer::of(vec![addr], Balance::RoundRobin),
         Options {
             log_connections: false,
             proxy_protocol,
             reset_flush_ms: 0,
+            connect_retries: 1,
         },
         Arc::new(Stats::default()),
     )
@@ -71,6 +72,8 @@ fn every_pair_gets_its_proxy_header_even_with_the_table_full() {
             local: addr,
             backend: 0,
             connected: false,
+            tried: 1,
+            tries: 1,
         };
         t.open(slot, o).expect("a buffer for the header");
         assert!(

@@ -5,7 +5,7 @@
 //! for good, so an idle proxy never wakes up.
 
 use crate::config::Config;
-use crate::table::Table;
+use crate::table::{Sockets, Table};
 use netio::sys::epoll;
 use std::time::{Duration, Instant};
 
@@ -82,14 +82,14 @@ impl Timers {
     /// due (the caller settles the table afterwards), and schedules the
     /// next sweep only while one could fire: with no pair connecting and
     /// no idle timeout, none is scheduled. Returns whether it swept.
-    pub fn sweep(&mut self, now: Instant, table: &mut Table) -> bool {
+    pub fn sweep(&mut self, now: Instant, table: &mut Table, io: &mut impl Sockets) -> bool {
         if !self.timeouts_on() {
             return false;
         }
         let due = self.next_sweep.is_some_and(|t| now >= t);
         if due {
             table.now_ms = millis(self.epoch.elapsed());
-            table.expire(self.connect_ms, self.idle_ms);
+            table.expire(io, self.connect_ms, self.idle_ms);
             self.next_sweep = None;
         }
         let wanted = [

@@ -12,7 +12,7 @@
 //! the timers' rules and the PROXY header do not depend on it.
 
 use crate::accept::Accepting;
-use crate::balance::Balancer;
+use crate::balance::{Backends, Balancer};
 use crate::config::Config;
 use crate::conn::Reason;
 use crate::pipes::PipePool;
@@ -52,7 +52,6 @@ impl netio::serve::Stop for Control {
 
 /// One event loop with its listener, table and sockets.
 pub struct Worker {
-    pub(crate) epoll: Epoll,
     /// Taken (closed) when the drain starts.
     pub(crate) listener: Option<OwnedFd>,
     pub(crate) control: Arc<Control>,
@@ -66,7 +65,12 @@ impl Worker {
     /// Builds a worker for `capacity` pairs around an already bound
     /// listener. Everything is allocated here, so the relay allocates
     /// nothing. Fails if `cfg` gives fewer than two buffers a pair.
-    pub fn new(cfg: &Config, listener: OwnedFd, capacity: usize) -> io::Result<Worker> {
+    pub fn new(
+        cfg: &Config,
+        backends: &Arc<Backends>,
+        listener: OwnedFd,
+        capacity: usize,
+    ) -> io::Result<Worker> {
         let epoll = Epoll::new()?;
         let stats = Arc::new(Stats::default());
         let control = Arc::new(Control {
@@ -85,20 +89,20 @@ impl Worker {
             capacity,
             bufs,
             PipePool::new(pipes.len(), pipe_size),
-            Balancer::new(cfg.backends.clone(), cfg.balance),
+            Balancer::new(Arc::clone(backends), cfg.balance),
             table::Options {
                 log_connections: cfg.log_connections,
                 proxy_protocol: cfg.proxy_protocol,
                 reset_flush_ms: crate::timers::millis(cfg.reset_flush_timeout),
+                connect_retries: cfg.connect_retries,
             },
             Arc::clone(&stats),
         )?;
         Ok(Worker {
-            epoll,
             listener: Some(listener),
             control,
             table,
-            sockets: SysSockets::new(capacity, pipes, cfg.pipe_size, stats),
+            sockets: SysSockets::new(epoll, capacity, pipes, cfg.pipe_size, stats),
             accepting: Accepting::new(cfg.acl.clone()),
             timers: Timers::new(cfg),
         })
@@ -116,7 +120,7 @@ impl Worker {
         loop {
             let timeout = self.timers.timeout_ms(&self.table, self.accepting.retry());
             self.control.stats.sys_epoll_wait.inc();
-            let n = self.epoll.wait(&mut events, timeout)?;
+            let n = self.sockets.epoll.wait(&mut events, timeout)?;
             self.timers.after_wait(n, &mut self.table);
             for (tok, bits) in events.iter() {
                 match Source::of(tok) {
@@ -132,7 +136,7 @@ impl Worker {
                 self.resume_accept();
                 self.settle();
             }
-            if self.timers.sweep(now, &mut self.table) {
+            if self.timers.sweep(now, &mut self.table, &mut self.sockets) {
                 self.settle();
             }
             if self.timers.flush_due(now, &mut self.table) {
@@ -233,8 +237,9 @@ mod tests {
             };
             netio::sys::socket::listen(&"127.0.0.1:0".parse().expect("addr"), opts).expect("listen")
         };
-        assert!(Worker::new(&cfg, listen(), 4).is_ok());
-        let e = Worker::new(&cfg, listen(), 5)
+        let backends = Backends::new(cfg.backends.clone(), cfg.health);
+        assert!(Worker::new(&cfg, &backends, listen(), 4).is_ok());
+        let e = Worker::new(&cfg, &backends, listen(), 5)
             .err()
             .expect("8 buffers for 5 connections");
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);

@@ -16,6 +16,7 @@ use netio::{Errno, Outcome, Side, Token};
 use rand::rngs::StdRng;
 use rand::Rng;
 use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 
 /// One socket of a pair, seen from both ends.
 #[derive(Debug, Default)]
@@ -96,6 +97,9 @@ pub struct FakeNet {
     pub flush_on: bool,
     /// Slots the table is closing because their flush timed out.
     pub flush_timed_out: Vec<usize>,
+    /// Backend tokens whose socket a retry replaced (their old edges are
+    /// gone with it).
+    pub replaced: Vec<u64>,
 }
 
 impl FakeNet {
@@ -114,6 +118,7 @@ impl FakeNet {
             cause: "events",
             flush_on: false,
             flush_timed_out: Vec::new(),
+            replaced: Vec::new(),
         }
     }
 
@@ -521,6 +526,56 @@ impl Sockets for FakeNet {
         p.closed_by = self.cause;
         self.closed.push(p);
         self.flush_timed_out.retain(|&s| s != slot);
+    }
+
+    fn reconnect(&mut self, slot: usize, gen: u32, _addr: SocketAddr) -> Result<bool, Errno> {
+        self.io_calls += 1;
+        let token = Token::new(slot, gen, Side::Backend).encode();
+        let Some(p) = self.pairs[slot].as_mut().filter(|p| p.gen == gen) else {
+            self.violation(format!("slot {slot}: a retry for a pair that is not there"));
+            return Err(Errno::BAD_DESCRIPTOR);
+        };
+        let old = &p.socks[Side::Backend.index()];
+        if !old.to_peer.is_empty() || old.taken > 0 {
+            let what = format!(
+                "slot {slot}: retried on another backend after {} bytes went to the first and {} \
+                 came from it",
+                old.to_peer.len(),
+                old.taken
+            );
+            self.violation(what);
+        }
+        let mut s = Sock {
+            room: self.rng.gen_range(0..=8192),
+            ..Sock::default()
+        };
+        self.queue.retain(|&(t, _)| t != token);
+        self.replaced.push(token);
+        let got = match self.rng.gen_range(0..10) {
+            0..=1 => {
+                s.refused = true;
+                Err(Errno::of(&std::io::Error::from(
+                    std::io::ErrorKind::ConnectionRefused,
+                )))
+            }
+            2 => {
+                s.connected = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        };
+        if let Some(p) = self.pairs[slot].as_mut() {
+            p.socks[Side::Backend.index()] = s;
+        }
+        if got == Ok(true) {
+            self.edge(slot, Side::Backend, OUT);
+        }
+        self.see(match got {
+            Ok(true) => "reconnect:at_once",
+            Ok(false) => "reconnect:pending",
+            Err(_) => "reconnect:failed",
+        });
+        got
     }
 
     fn unacked(&mut self, slot: usize, side: Side) -> Option<usize> {

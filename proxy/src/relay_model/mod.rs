@@ -114,6 +114,9 @@ const REQUIRED: &[&str] = &[
     "unacked:some",
     "flush:delivered",
     "flush:timed_out",
+    "reconnect:pending",
+    "reconnect:at_once",
+    "reconnect:failed",
 ];
 
 /// The sizes one schedule runs with.
@@ -127,6 +130,9 @@ struct Params {
     steps: usize,
     /// `--reset-flush-timeout` in ms (0: resets passed on at once).
     reset_flush_ms: u32,
+    /// Backends, and how many a client may try.
+    backends: u16,
+    connect_retries: u32,
 }
 
 impl Params {
@@ -139,6 +145,8 @@ impl Params {
             pipe_size: [4096, 16384, 65536][rng.gen_range(0..3)],
             steps: rng.gen_range(50..400),
             reset_flush_ms: [0, 50, 1000, 10_000][rng.gen_range(0..4)],
+            backends: rng.gen_range(1..=3),
+            connect_retries: rng.gen_range(1..=3),
         }
     }
 }
@@ -168,9 +176,15 @@ impl Model {
             p.slots,
             bufs,
             PipePool::new(p.pipes, p.pipe_size),
-            Balancer::new(vec![addr()], Balance::RoundRobin),
+            Balancer::of(
+                (0..p.backends)
+                    .map(|i| SocketAddr::from(([127, 0, 0, 1], 9000 + i)))
+                    .collect(),
+                Balance::RoundRobin,
+            ),
             table::Options {
                 reset_flush_ms: p.reset_flush_ms,
+                connect_retries: p.connect_retries,
                 ..table::Options::default()
             },
             Arc::new(Stats::default()),
@@ -209,6 +223,8 @@ impl Model {
             local: addr(),
             backend: 0,
             connected,
+            tried: crate::balance::add(0, 0),
+            tries: 1,
         };
         self.table.open(slot, o).expect("a buffer for the new pair");
         self.net.open(slot, gen, connected);
@@ -283,6 +299,10 @@ impl Model {
     fn settle(&mut self) {
         while self.table.settle(&mut self.net) {}
         self.table.publish();
+        // A backend socket replaced by a retry gets no more of the old
+        // one's edges, late or not.
+        let replaced = std::mem::take(&mut self.net.replaced);
+        self.history.retain(|(t, _)| !replaced.contains(t));
     }
 
     /// One random step of the schedule.
@@ -340,7 +360,7 @@ impl Model {
                 self.net.cause = "timeouts";
                 self.table.now_ms += self.rng.gen_range(0..3000);
                 let limit = self.rng.gen_range(100..2000);
-                self.table.expire(Some(limit), Some(limit));
+                self.table.expire(&mut self.net, Some(limit), Some(limit));
                 self.settle();
                 self.net.cause = "events";
             }

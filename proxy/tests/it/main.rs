@@ -7,6 +7,7 @@ mod accounting;
 mod bad_input;
 mod cli;
 mod exhaustion;
+mod failover;
 mod faults;
 mod half_close;
 mod lifecycle;

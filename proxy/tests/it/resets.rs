@@ -134,6 +134,12 @@ fn refused_backend_does_not_disturb_the_next_connection() {
         &live_addr,
         "--balance",
         "round-robin",
+        // No failover and no passive health: the dead backend's clients
+        // are refused, every time.
+        "--connect-retries",
+        "1",
+        "--fall",
+        "0",
     ]);
     for round in 0..ROUNDS {
         // The dead backend's turn: the client is turned away.

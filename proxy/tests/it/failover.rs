@@ -1,0 +1,298 @@
+//! Failover and passive health: a backend that refuses, cannot be reached
+//! or never answers the handshake costs no client — the client, and what
+//! it sent meanwhile (PROXY header included), moves to the next backend up
+//! (`--connect-retries`), and `--fall` failures in a row keep a backend out
+//! for `--fail-timeout`, after which it is tried again.
+
+use crate::util::{connect, is_timeout, read_to_end, Backend, Proxy, WAIT};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use testkit::fault::{refusing_addr, Blackhole};
+
+/// Sends `msg`, half-closes, and returns what came back, or the error.
+fn exchange(addr: SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = connect(addr);
+    s.write_all(msg)?;
+    s.shutdown(Shutdown::Write)?;
+    let mut got = Vec::new();
+    s.read_to_end(&mut got)?;
+    Ok(got)
+}
+
+/// `clients` exchanges through `proxy`, each of which must come back whole.
+fn all_served(proxy: &Proxy, clients: usize, what: &str) {
+    for i in 0..clients {
+        let msg = format!("client {i}");
+        match exchange(proxy.addr, msg.as_bytes()) {
+            Ok(got) => assert_eq!(got, msg.as_bytes(), "{what}: client {i} got {got:?}"),
+            Err(e) => panic!("{what}: client {i} failed: {e}"),
+        }
+    }
+}
+
+/// With one backend refusing, every balancing method serves every client:
+/// none is reset while a backend is up.
+#[test]
+fn a_refusing_backend_costs_no_client_with_any_balancing_method() {
+    let echo = Backend::echo();
+    let dead = refusing_addr();
+    for method in ["round-robin", "least-connections", "source-hash"] {
+        for order in [[dead, echo.addr], [echo.addr, dead]] {
+            let (a, b) = (order[0].to_string(), order[1].to_string());
+            let mut proxy = Proxy::start(&[
+                "-l",
+                "127.0.0.1",
+                "-p",
+                "0",
+                "-b",
+                &a,
+                "-b",
+                &b,
+                "--balance",
+                method,
+            ]);
+            all_served(&proxy, 20, method);
+            let st = proxy.wait_idle();
+            assert_eq!(st.get("refused"), 0, "{method}: {st:?}");
+            assert_eq!(st.get("errors"), 0, "{method}: {st:?}");
+            assert_eq!(st.get("accepted"), 20, "{method}: {st:?}");
+            // Every failed try moved its client on.
+            assert_eq!(st.get("retries"), st.get("connect_failures"), "{st:?}");
+        }
+    }
+}
+
+/// With every backend dead, each is tried once (up to --connect-retries)
+/// and the client is reset; each try is logged with the next one.
+#[test]
+fn with_every_backend_dead_the_client_is_reset_after_each_was_tried() {
+    let dead: Vec<String> = (0..3).map(|_| refusing_addr().to_string()).collect();
+    let mut args = vec!["-l", "127.0.0.1", "-p", "0"];
+    for d in &dead {
+        args.extend(["-b", d.as_str()]);
+    }
+    let mut proxy = Proxy::start(&args);
+    let mut s = connect(proxy.addr);
+    let mut b = [0u8; 1];
+    match s.read(&mut b) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("expected a reset, got {other:?}"),
+    }
+    let st = proxy.wait_stats("the client refused", |s| {
+        s.get("refused") == 1 && s.get("active") == 0
+    });
+    assert_eq!(st.get("connect_failures"), 3, "{st:?}");
+    assert_eq!(st.get("retries"), 2, "{st:?}");
+    let tries: Vec<String> = proxy
+        .log()
+        .into_iter()
+        .filter(|l| l.contains(" failed for client "))
+        .collect();
+    assert_eq!(tries.len(), 3, "{tries:?}");
+    assert_eq!(
+        tries.iter().filter(|l| l.contains("; trying ")).count(),
+        2,
+        "{tries:?}"
+    );
+}
+
+/// `--connect-retries 1` tries only the first backend.
+#[test]
+fn one_connect_try_means_no_failover() {
+    let echo = Backend::echo();
+    let dead = refusing_addr().to_string();
+    let e = echo.addr.to_string();
+    let mut proxy = Proxy::start(&[
+        "-l",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "-b",
+        &dead,
+        "-b",
+        &e,
+        "--connect-retries",
+        "1",
+    ]);
+    // Round-robin sends the first client to the dead backend.
+    assert!(
+        exchange(proxy.addr, b"x").map_or(true, |got| got.is_empty()),
+        "the first client should not have been served"
+    );
+    let st = proxy.wait_stats("refused", |s| s.get("refused") == 1 && s.get("active") == 0);
+    assert_eq!(st.get("retries"), 0, "{st:?}");
+}
+
+/// A backend that drops every SYN is given up after --connect-timeout,
+/// and its clients are served by the other backend.
+#[test]
+fn a_blackholed_backend_fails_over_after_the_connect_timeout() {
+    let Some(hole) = Blackhole::new() else {
+        eprintln!("skipping: this kernel still completes handshakes to a full accept queue");
+        return;
+    };
+    let echo = Backend::echo();
+    let (h, e) = (hole.addr.to_string(), echo.addr.to_string());
+    let mut proxy = Proxy::start(&[
+        "-l",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "-b",
+        &h,
+        "-b",
+        &e,
+        "--connect-timeout",
+        "300ms",
+    ]);
+    all_served(&proxy, 4, "blackhole");
+    let st = proxy.wait_idle();
+    assert_eq!(st.get("refused"), 0, "{st:?}");
+    assert!(st.get("retries") >= 1, "{st:?}");
+    let line = proxy.wait_logged(|l| l.contains("connect timed out"));
+    assert!(line.contains(&format!("; trying {e}")), "{line}");
+}
+
+/// What a client sends while its first backend is failing, and the PROXY
+/// header, reach the backend that answers exactly once.
+#[test]
+fn the_proxy_header_and_early_client_bytes_arrive_once_after_a_retry() {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let recorder = Backend::spawn(move |mut s| {
+        let got = read_to_end(&mut s);
+        let _ = s.write_all(b"ok");
+        let _ = tx.lock().expect("reporter").send(got);
+    });
+    let dead = refusing_addr().to_string();
+    let r = recorder.addr.to_string();
+    let mut proxy = Proxy::start(&[
+        "-l",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "-b",
+        &dead,
+        "-b",
+        &r,
+        "--proxy-protocol",
+        "v1",
+    ]);
+    let mut s = connect(proxy.addr);
+    s.write_all(b"early bytes").expect("write");
+    s.shutdown(Shutdown::Write).expect("FIN");
+    assert_eq!(read_to_end(&mut s), b"ok");
+    let got = rx.recv_timeout(WAIT).expect("the backend's report");
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(
+        text.starts_with("PROXY TCP4 127.0.0.1 127.0.0.1 "),
+        "{text:?}"
+    );
+    assert_eq!(text.matches("PROXY ").count(), 1, "{text:?}");
+    assert!(text.ends_with("\r\nearly bytes"), "{text:?}");
+    assert_eq!(text.matches("early bytes").count(), 1, "{text:?}");
+    let st = proxy.wait_idle();
+    assert_eq!(st.get("retries"), 1, "{st:?}");
+}
+
+/// `--fall 2` failures in a row mark the dead backend down (logged once):
+/// later clients are not sent to it at all, until `--fail-timeout` has
+/// passed and it is tried again — and, listening again, is back.
+#[test]
+fn a_backend_failing_fall_times_is_kept_out_then_tried_again() {
+    let echo = Backend::echo();
+    let dead = refusing_addr();
+    let (d, e) = (dead.to_string(), echo.addr.to_string());
+    let mut proxy = Proxy::start(&[
+        "-l",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "-b",
+        &d,
+        "-b",
+        &e,
+        "--fall",
+        "2",
+        "--fail-timeout",
+        "1s",
+    ]);
+    all_served(&proxy, 20, "marking");
+    let st = proxy.wait_idle();
+    assert_eq!(st.get("connect_failures"), 2, "down after two: {st:?}");
+    let line = proxy.wait_logged(|l| l.contains(" is down after "));
+    assert_eq!(
+        line,
+        format!(
+            "proxy: backend {dead} is down after 2 failed connects in a row; tried again in 1s"
+        )
+    );
+    // Back on its port; after the fail timeout it takes clients again.
+    let revived = TcpListener::bind(dead).expect("rebind the dead backend's port");
+    let accepted = std::thread::spawn(move || {
+        revived.set_nonblocking(false).expect("blocking");
+        let (mut s, _) = revived.accept().expect("a client after the fail timeout");
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        let _ = s.write_all(&buf);
+        buf
+    });
+    std::thread::sleep(Duration::from_millis(1100));
+    let deadline = Instant::now() + WAIT;
+    while !accepted.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the revived backend never got a client"
+        );
+        let _ = exchange(proxy.addr, b"again");
+    }
+    assert_eq!(accepted.join().expect("revived backend"), b"again");
+    proxy.wait_logged(|l| l == format!("proxy: backend {dead} is up again"));
+}
+
+/// Least-connections counts connections in progress: a backend whose
+/// connects hang does not look least loaded, so it is not sent every
+/// client.
+#[test]
+fn least_connections_counts_connects_in_progress() {
+    let Some(hole) = Blackhole::new() else {
+        eprintln!("skipping: this kernel still completes handshakes to a full accept queue");
+        return;
+    };
+    let echo = Backend::echo();
+    let (h, e) = (hole.addr.to_string(), echo.addr.to_string());
+    let mut proxy = Proxy::start(&[
+        "-l",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "-b",
+        &h,
+        "-b",
+        &e,
+        "--balance",
+        "least-connections",
+        "--connect-timeout",
+        "2s",
+    ]);
+    // Eight clients at once: the first to the hole hangs in its connect,
+    // so the rest go to the echo backend.
+    let clients: Vec<TcpStream> = (0..8).map(|_| connect(proxy.addr)).collect();
+    let mut served = 0;
+    for mut c in clients {
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        c.write_all(b"q").expect("write");
+        let mut b = [0u8; 1];
+        match c.read(&mut b) {
+            Ok(1) => served += 1,
+            Ok(_) => {}
+            Err(e) => assert!(is_timeout(&e) || e.kind() == std::io::ErrorKind::ConnectionReset),
+        }
+    }
+    assert!(served >= 7, "only {served} of 8 served at once");
+    drop(proxy.wait_idle());
+}
