@@ -75,6 +75,13 @@ const OPTIONS: &[(&[&str], &[&str])] = &[
     (&["--backlog", "-1"], &["--backlog", "-1"]),
     (&["--backlog", "0"], &["--backlog", "\"0\""]),
     (&["--backlog", "99999999999"], &["--backlog", "99999999999"]),
+    (&["--connect-retries", "0"], &["--connect-retries", "\"0\""]),
+    (&["--connect-retries", "65"], &["--connect-retries", "65"]),
+    (&["--connect-retries", "-1"], &["--connect-retries", "-1"]),
+    (&["--fall", "-3"], &["--fall", "-3"]),
+    (&["--fall", "many"], &["--fall", "many"]),
+    (&["--fail-timeout", "-1s"], &["--fail-timeout", "-1s"]),
+    (&["--fail-timeout", "later"], &["--fail-timeout", "later"]),
     // Durations: negative, no number, unknown unit, too short or long.
     (
         &["--drain-timeout", "-1s"],
@@ -167,6 +174,9 @@ const KEYS: &[(&str, &[&str])] = &[
         &["key large-buffers", "MemTotal"],
     ),
     ("pipes = 100000\n", &["key pipes", "100000"]),
+    ("connect-retries = 0\n", &["key connect-retries", "0"]),
+    ("fall = \"3\"\n", &["key fall", "3"]),
+    ("fail-timeout = 10\n", &["key fail-timeout", "10"]),
     ("pipe-size = \"big\"\n", &["key pipe-size", "big"]),
     ("drain-timeout = \"-1s\"\n", &["key drain-timeout", "-1s"]),
     ("drain-timeout = 5\n", &["key drain-timeout", "5"]),
