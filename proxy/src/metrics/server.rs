@@ -3,9 +3,13 @@
 //! function, each connection bounded in size and time.
 //!
 //! Lifecycle of a connection:
-//! 1. Accepted while fewer than [`Limits::connections`] are open; beyond
-//!    that the rest wait in the listener's backlog, taken as soon as a
-//!    connection closes (at the latest when its deadline passes).
+//! 1. Accepted while fewer than [`Limits::connections`] are open. With
+//!    every slot taken, a new client takes the slot of the oldest
+//!    connection that is not being answered (its request unfinished
+//!    [`IDLE_GRACE`] after its accept, or its answer already sent): idle
+//!    or slow clients can never keep a scrape waiting for long. Otherwise
+//!    new clients wait in the listener's backlog, taken as soon as a slot
+//!    frees or an open connection becomes idle.
 //! 2. Reading: the request head is read as it arrives, up to
 //!    [`Limits::head`] bytes (more gets a 431, a bad request line a 400).
 //! 3. Writing: the route's response is written as the socket takes it.
@@ -34,6 +38,9 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Bytes discarded after a response before the client counts as abusive
 /// and is closed at once.
 const DRAIN_LIMIT: usize = 64 * 1024;
+/// How long a new connection has to send its request before, with every
+/// slot taken, a newer client may take its slot.
+const IDLE_GRACE: Duration = Duration::from_millis(100);
 /// Events fetched per `epoll_wait`.
 const MAX_EVENTS: usize = 64;
 
@@ -99,6 +106,12 @@ impl Conn {
     /// Whether the connection of generation `gen` is still open here.
     fn is_open(&self, gen: u32) -> bool {
         self.gen == gen && self.fd.is_some()
+    }
+
+    /// Whether it is not being answered: its request still unfinished, or
+    /// its answer already sent.
+    fn is_waiting(&self) -> bool {
+        matches!(self.stage, Stage::Reading { .. } | Stage::Draining { .. })
     }
 }
 
@@ -190,11 +203,20 @@ impl<R: Fn(&Request<'_>) -> Response> Server<R> {
         }
     }
 
-    /// Accepts until the backlog is empty, every slot is taken, or the
-    /// process is out of descriptors.
+    /// Accepts until the backlog is empty, every slot is taken by a
+    /// connection being answered, or the process is out of descriptors.
     fn accept_all(&mut self) {
         self.accept = Accept::Open;
-        while self.active < self.limits.connections {
+        loop {
+            if self.active >= self.limits.connections && !self.evict_one() {
+                // Look again once the youngest waiting connection may have
+                // become idle.
+                if self.any_waiting() {
+                    self.accept = Accept::RetryAt(Instant::now() + IDLE_GRACE);
+                    return;
+                }
+                break;
+            }
             match socket::accept(&self.listener) {
                 Ok((fd, _peer)) => self.open(fd),
                 Err(e) => match netio::outcome::fault(&e) {
@@ -209,6 +231,31 @@ impl<R: Fn(&Request<'_>) -> Response> Server<R> {
             }
         }
         self.accept = Accept::Full;
+    }
+
+    /// Closes the oldest connection that is not being answered — still
+    /// reading its request, or draining after its answer — to make room
+    /// for a new client. False if every one is being answered.
+    fn evict_one(&mut self) -> bool {
+        let now = Instant::now();
+        let life = self.limits.deadline;
+        let idle = self.deadlines.iter().find(|&&(slot, gen, at)| {
+            let c = &self.conns[slot];
+            let accepted = at.checked_sub(life).unwrap_or(at);
+            c.is_open(gen) && c.is_waiting() && now >= accepted + IDLE_GRACE
+        });
+        match idle {
+            Some(&(slot, _, _)) => {
+                self.close(slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether some open connection is not being answered.
+    fn any_waiting(&self) -> bool {
+        self.conns.iter().any(|c| c.fd.is_some() && c.is_waiting())
     }
 
     /// Registers a new connection in a free slot, its deadline starting now.

@@ -44,6 +44,16 @@ fn get(addr: SocketAddr, path: &str) -> TcpStream {
     s
 }
 
+/// A request for [`BIG`] whose response is never read: its connection
+/// stays busy being answered.
+fn slow_big(addr: SocketAddr) -> TcpStream {
+    let s = get(addr, "/big");
+    // Wait until the server has started answering (it then fills our
+    // receive buffer and blocks).
+    std::thread::sleep(Duration::from_millis(50));
+    s
+}
+
 /// The body of the response read to EOF from `s`, and the length its
 /// head announced.
 fn body(s: &mut TcpStream) -> (Vec<u8>, usize) {
@@ -89,7 +99,8 @@ fn a_reader_too_slow_for_the_deadline_is_cut_off_visibly() {
 #[test]
 fn connections_beyond_the_limit_wait_in_the_backlog_until_a_slot_frees() {
     let addr = start(2, Duration::from_secs(60));
-    let idle = [testkit::connect(addr, WAIT), testkit::connect(addr, WAIT)];
+    // Both slots busy answering: two slow readers of a large response.
+    let idle = [slow_big(addr), slow_big(addr)];
     let mut waiting = get(addr, "/small");
     waiting
         .set_read_timeout(Some(Duration::from_millis(300)))
@@ -102,4 +113,19 @@ fn connections_beyond_the_limit_wait_in_the_backlog_until_a_slot_frees() {
     waiting.set_read_timeout(Some(WAIT)).expect("read timeout");
     let (small, _) = body(&mut waiting);
     assert_eq!(small, b"small\n");
+}
+
+#[test]
+fn with_every_slot_idle_a_new_client_takes_the_oldest_idle_slot() {
+    let addr = start(2, Duration::from_secs(60));
+    let mut idle = [testkit::connect(addr, WAIT), testkit::connect(addr, WAIT)];
+    std::thread::sleep(Duration::from_millis(50));
+    let mut waiting = get(addr, "/small");
+    let (small, _) = body(&mut waiting);
+    assert_eq!(small, b"small\n", "served at once, both slots idle");
+    // The oldest idle connection made room: it is closed, not answered.
+    let mut got = Vec::new();
+    idle[0].read_to_end(&mut got).expect("closed");
+    assert!(got.is_empty(), "{got:?}");
+    let _ = idle[1].set_nonblocking(true);
 }
