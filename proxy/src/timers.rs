@@ -9,9 +9,20 @@ use crate::table::{Sockets, Table};
 use netio::sys::epoll;
 use std::time::{Duration, Instant};
 
-/// A duration in whole milliseconds, saturating at `u32::MAX`.
+/// The longest wait the worker clock measures: 2^30 ms, about 12.4 days.
+/// The clock is a u32 of ms that wraps (every 49.7 days), and deadlines
+/// are compared by wrapping difference, so a wait must stay well under
+/// half its range; a longer timeout is taken as this long.
+pub const MAX_WAIT_MS: u32 = 1 << 30;
+
+/// A timeout in whole milliseconds, at most [`MAX_WAIT_MS`].
 pub fn millis(d: Duration) -> u32 {
-    d.as_millis().min(u128::from(u32::MAX)) as u32
+    d.as_millis().min(u128::from(MAX_WAIT_MS)) as u32
+}
+
+/// The worker clock at `since` after its epoch: whole ms, wrapping.
+fn clock(since: Duration) -> u32 {
+    since.as_millis() as u32
 }
 
 /// The deadlines of one worker.
@@ -22,6 +33,8 @@ pub struct Timers {
     /// The worker's clock runs from here, in ms (read once a loop turn,
     /// only when a timeout is set).
     epoch: Instant,
+    /// When the table's clock was last set.
+    clock_read: Instant,
     next_sweep: Option<Instant>,
     drain_timeout: Duration,
     /// Set at shutdown: open pairs are cut off at this instant.
@@ -37,6 +50,7 @@ impl Timers {
             connect_ms: cfg.connect_timeout.map(millis),
             idle_ms: cfg.idle_timeout.map(millis),
             epoch: Instant::now(),
+            clock_read: Instant::now(),
             next_sweep: None,
             drain_timeout: cfg.drain_timeout,
             drain_deadline: None,
@@ -50,19 +64,29 @@ impl Timers {
         self.connect_ms.is_some() || self.idle_ms.is_some()
     }
 
-    /// When the table next wants to look at its flushing pairs.
+    /// Sets the table's clock to `now`.
+    fn set_clock(&mut self, table: &mut Table, now: Instant) {
+        table.now_ms = clock(now.duration_since(self.epoch));
+        self.clock_read = now;
+    }
+
+    /// When the table next wants to look at its flushing pairs: its clock's
+    /// deadline, counted from when the clock was last read (the clock
+    /// wraps, so never from the epoch).
     fn flush_deadline(&self, table: &Table) -> Option<Instant> {
         let ms = table.next_flush_ms()?;
-        Some(self.epoch + Duration::from_millis(u64::from(ms)))
+        let ahead = ms.wrapping_sub(table.now_ms) as i32;
+        let ahead = u64::try_from(ahead).unwrap_or(0);
+        Some(self.clock_read + Duration::from_millis(ahead))
     }
 
     /// Whether the flushing pairs are due a look at `now`; if so the
     /// table's clock is brought up to date for it.
-    pub fn flush_due(&self, now: Instant, table: &mut Table) -> bool {
+    pub fn flush_due(&mut self, now: Instant, table: &mut Table) -> bool {
         if self.flush_deadline(table).is_none_or(|t| now < t) {
             return false;
         }
-        table.now_ms = millis(now.duration_since(self.epoch));
+        self.set_clock(table, now);
         true
     }
 
@@ -74,7 +98,7 @@ impl Timers {
         }
         // A pair whose side resets takes the time from the clock.
         if self.timeouts_on() || table.flushes_resets() {
-            table.now_ms = millis(self.epoch.elapsed());
+            self.set_clock(table, Instant::now());
         }
     }
 
@@ -88,7 +112,7 @@ impl Timers {
         }
         let due = self.next_sweep.is_some_and(|t| now >= t);
         if due {
-            table.now_ms = millis(self.epoch.elapsed());
+            self.set_clock(table, now);
             table.expire(io, self.connect_ms, self.idle_ms);
             self.next_sweep = None;
         }
@@ -133,5 +157,21 @@ impl Timers {
             .flatten()
             .min();
         epoll::sleep_ms(false, next, Instant::now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_wraps_and_long_timeouts_stay_comparable() {
+        assert_eq!(clock(Duration::from_millis((1 << 32) + 5)), 5);
+        assert_eq!(millis(Duration::from_secs(1_000_000_000)), MAX_WAIT_MS);
+        assert_eq!(millis(Duration::from_millis(1500)), 1500);
+        // A deadline MAX_WAIT_MS ahead, across the wrap, is still ahead.
+        let now = u32::MAX - 10;
+        let due = now.wrapping_add(MAX_WAIT_MS);
+        assert!((due.wrapping_sub(now) as i32) > 0);
     }
 }

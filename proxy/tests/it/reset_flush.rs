@@ -217,3 +217,34 @@ fn a_zero_reset_flush_timeout_passes_the_reset_on_at_once() {
     assert_eq!(got[..], data[..got.len()], "what arrived is a prefix");
     assert_settled(&mut proxy, 0, 0);
 }
+
+/// A flush timeout longer than the worker clock can measure (here about
+/// 31 years) means "wait as long as it takes" (up to about 12 days), not
+/// "already past": the pair goes on flushing, and once the receiver reads
+/// everything the reset is passed on.
+#[test]
+fn a_huge_reset_flush_timeout_waits_for_the_receiver() {
+    let backend = Backend::spawn(|mut s| {
+        s.set_write_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        let chunk = pattern(37, 64 << 10);
+        while s.write_all(&chunk).is_ok() {}
+        reset(s);
+    });
+    let mut proxy = Proxy::start_to(backend.addr, &["--reset-flush-timeout", "1000000000s"]);
+    let mut client = connect(proxy.addr);
+    let (_, end) = read_slowly(&mut client, RATE, 64 << 10);
+    assert_eq!(end, End::Stopped);
+    proxy.wait_stats("the pair flushing", |s| s.get("flushing") == 1);
+    thread::sleep(Duration::from_millis(300));
+    let st = proxy.stats();
+    assert_eq!(st.get("reset_flush_timeouts"), 0, "cut off at once: {st:?}");
+    assert_eq!(st.get("flushing"), 1, "{st:?}");
+    let (_, end) = read_slowly(&mut client, 64 * RATE, usize::MAX);
+    assert_eq!(
+        end,
+        End::Reset,
+        "the reset must be passed on once all was read"
+    );
+    assert_settled(&mut proxy, 1, 0);
+}
