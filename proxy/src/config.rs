@@ -343,22 +343,32 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
     };
     let fd_need = netio::budget::needed(max_connections as u64, workers as u64, pipes as u64);
     if fd_need > nofile {
-        let (name, from_cli, value) = match (max_given, pipes_given) {
-            (Some((n, c)), _) => ("max-connections", c, n),
-            (None, Some((n, c))) => ("pipes", c, n),
-            (None, None) => ("workers", workers_given.is_none_or(|w| w.1), workers),
-        };
-        return Err(names.bad(
-            name,
-            from_cli,
-            value,
+        // What the limit really allows (`budget` is at least 1, for the
+        // default), and what the smallest proxy would need.
+        let fixed = netio::budget::needed(0, workers as u64, pipes as u64);
+        let fits = nofile.saturating_sub(fixed) / 2;
+        let least = netio::budget::needed(workers as u64, workers as u64, pipes as u64);
+        let setup = format!(
+            "{workers} worker{} and {pipes} pipes a worker",
+            if workers == 1 { "" } else { "s" }
+        );
+        let allows = if fits == 0 {
             format!(
-                "the open-files limit {nofile} allows at most {budget} connections with \
-                 {workers} worker{} and {pipes} pipes (2 descriptors each); \
-                 raise the limit (ulimit -n) or ask for fewer",
-                if workers == 1 { "" } else { "s" }
-            ),
-        ));
+                "the open-files limit {nofile} is too small for any connection with {setup} \
+                 (at least {least} descriptors are needed); raise it (ulimit -n)"
+            )
+        } else {
+            format!(
+                "the open-files limit {nofile} allows at most {fits} connections with {setup} \
+                 (2 descriptors each); raise the limit (ulimit -n) or ask for fewer"
+            )
+        };
+        return Err(match (max_given, pipes_given) {
+            (Some((n, c)), _) => names.bad("max-connections", c, n, allows),
+            (None, Some((n, c))) => names.bad("pipes", c, n, allows),
+            // Nothing the user gave is to blame.
+            (None, None) => allows,
+        });
     }
     let buffer_size = names.number(
         "buffer-size",

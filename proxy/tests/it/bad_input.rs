@@ -270,3 +270,32 @@ fn a_small_open_files_limit_gives_connections_before_pipes() {
     let s = proxy.stats();
     assert_eq!(s.get("pipes_capacity"), 3, "{s:?}");
 }
+
+/// An open-files limit too small for even one connection says so, with
+/// what would be needed, and blames no option the user did not give; one
+/// the user gave is named.
+#[test]
+fn an_open_files_limit_too_small_for_any_connection_blames_no_default() {
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::new("prlimit");
+        cmd.args(["--nofile=40:40", env!("CARGO_BIN_EXE_proxy")])
+            .args(["-l", "127.0.0.1", "-p", "0", "-b", "127.0.0.1:9"])
+            .args(extra);
+        let out = cmd.output().expect("prlimit runs");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).trim().to_string()
+    };
+    let line = run(&[]);
+    assert_eq!(
+        line,
+        "proxy: the open-files limit 40 is too small for any connection with 1 worker and \
+         0 pipes a worker (at least 42 descriptors are needed); raise it (ulimit -n)"
+    );
+    let line = run(&["--max-connections", "1"]);
+    assert!(
+        line.starts_with(
+            "proxy: invalid --max-connections \"1\": the open-files limit 40 is too small"
+        ),
+        "{line}"
+    );
+}
