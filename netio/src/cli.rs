@@ -112,7 +112,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|_| "expected a number with a unit, e.g. 500ms, 10s, 1m".to_string())?;
     let secs = n * scale;
     if !secs.is_finite() || secs > 1e9 {
-        return Err("too large".into());
+        return Err("too large: at most 1000000000s".into());
     }
     Ok(Duration::from_secs_f64(secs))
 }

@@ -124,7 +124,7 @@ fn write_lines(rx: Receiver<String>) {
         if dropped > reported {
             let prog = PROG.get().copied().unwrap_or("log");
             let note = format!(
-                "{prog}: {} log lines dropped: stderr was full or failing\n",
+                "{prog}: {} log lines dropped: the log queue was full or stderr failing\n",
                 dropped - reported
             );
             if stderr::write_all(note.as_bytes()).is_ok() {

@@ -15,9 +15,16 @@ use std::time::{Duration, Instant};
 /// half its range; a longer timeout is taken as this long.
 pub const MAX_WAIT_MS: u32 = 1 << 30;
 
-/// A timeout in whole milliseconds, at most [`MAX_WAIT_MS`].
+/// A timeout in whole milliseconds, at most [`MAX_WAIT_MS`]; a timeout
+/// under a millisecond is one (never zero, which means "none" or "at
+/// once").
 pub fn millis(d: Duration) -> u32 {
-    d.as_millis().min(u128::from(MAX_WAIT_MS)) as u32
+    let ms = d.as_millis().min(u128::from(MAX_WAIT_MS)) as u32;
+    if ms == 0 && !d.is_zero() {
+        1
+    } else {
+        ms
+    }
 }
 
 /// The worker clock at `since` after its epoch: whole ms, wrapping.
@@ -169,6 +176,12 @@ mod tests {
         assert_eq!(clock(Duration::from_millis((1 << 32) + 5)), 5);
         assert_eq!(millis(Duration::from_secs(1_000_000_000)), MAX_WAIT_MS);
         assert_eq!(millis(Duration::from_millis(1500)), 1500);
+        assert_eq!(
+            millis(Duration::from_micros(500)),
+            1,
+            "never rounded to zero"
+        );
+        assert_eq!(millis(Duration::ZERO), 0);
         // A deadline MAX_WAIT_MS ahead, across the wrap, is still ahead.
         let now = u32::MAX - 10;
         let due = now.wrapping_add(MAX_WAIT_MS);
