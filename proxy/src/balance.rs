@@ -1,6 +1,6 @@
-//! Choosing a backend for a new client — round-robin, least connections,
-//! or a hash of the client's address — among the backends that are up,
-//! and passive health: `--fall` connect failures in a row mark a backend
+//! Choosing a backend for a new client — smooth weighted round-robin,
+//! weighted least connections, or a hash of the client's address — among
+//! the backends that are up, primaries before backups, and passive health: `--fall` connect failures in a row mark a backend
 //! down for `--fail-timeout`, after which it is tried again (one success
 //! brings it back). The health and the connection counts live in
 //! [`Backends`], shared by every worker (atomics), so that N workers see
@@ -9,6 +9,12 @@
 //! When every backend is down, new clients still go to the one that has
 //! been down longest (the least recently failed): a backend that came back
 //! early serves them, where refusing them at once would lose them all.
+//!
+//! Backup backends take clients only while no primary is up; among
+//! themselves they are balanced by the same method. Round-robin is
+//! nginx's smooth weighted round-robin (weights 5, 1, 1 give a, a, b, a,
+//! c, a, a), least connections picks the lowest active/weight and breaks
+//! ties by the same smooth turn, and the source hash ignores weights.
 
 use crate::config::Balance;
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +40,28 @@ impl Default for Health {
     }
 }
 
+/// One backend as configured: where it is, its share, and whether it
+/// only stands in for the primaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendSpec {
+    pub addr: SocketAddr,
+    /// Its share of the clients, relative to the others' (1..=1000).
+    pub weight: u32,
+    /// Used only while no primary (non-backup) backend is up.
+    pub backup: bool,
+}
+
+impl BackendSpec {
+    /// A primary backend of weight 1, as `-b` gives.
+    pub fn plain(addr: SocketAddr) -> BackendSpec {
+        BackendSpec {
+            addr,
+            weight: 1,
+            backup: false,
+        }
+    }
+}
+
 /// One backend's shared state.
 #[derive(Debug, Default)]
 struct State {
@@ -49,7 +77,7 @@ struct State {
 /// The backends, their addresses and shared state.
 #[derive(Debug)]
 pub struct Backends {
-    addrs: Vec<SocketAddr>,
+    specs: Vec<BackendSpec>,
     states: Vec<State>,
     health: Health,
     epoch: Instant,
@@ -66,28 +94,28 @@ pub enum Marked {
 
 impl Backends {
     /// # Panics
-    /// If `addrs` is empty (the configuration refuses that first).
-    pub fn new(addrs: Vec<SocketAddr>, health: Health) -> Arc<Backends> {
-        assert!(!addrs.is_empty(), "no backend");
+    /// If `specs` is empty (the configuration refuses that first).
+    pub fn new(specs: Vec<BackendSpec>, health: Health) -> Arc<Backends> {
+        assert!(!specs.is_empty(), "no backend");
         Arc::new(Backends {
-            states: addrs.iter().map(|_| State::default()).collect(),
-            addrs,
+            states: specs.iter().map(|_| State::default()).collect(),
+            specs,
             health,
             epoch: Instant::now(),
         })
     }
 
     pub fn len(&self) -> usize {
-        self.addrs.len()
+        self.specs.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.addrs.is_empty()
+        self.specs.is_empty()
     }
 
     /// The address of backend `i`.
     pub fn addr(&self, i: u32) -> SocketAddr {
-        self.addrs[i as usize]
+        self.specs[i as usize].addr
     }
 
     /// Pairs open to backend `i` over all workers.
@@ -102,8 +130,13 @@ impl Backends {
     /// Whether backend `i` takes new clients now: up, or down for longer
     /// than the fail timeout (then it is tried again).
     pub fn is_up(&self, i: u32) -> bool {
-        let until = self.states[i as usize].down_until.load(Relaxed);
-        until == 0 || self.now_ms() + 1 >= until
+        self.is_up_at(i as usize, self.now_ms())
+    }
+
+    /// [`Backends::is_up`] at `now` (ms on the shared clock).
+    fn is_up_at(&self, i: usize, now: u64) -> bool {
+        let until = self.states[i].down_until.load(Relaxed);
+        until == 0 || now + 1 >= until
     }
 
     /// A connect to backend `i` completed: it is up.
@@ -137,12 +170,17 @@ impl Backends {
     }
 }
 
-/// One worker's view: the shared backends and its own turn.
+/// One worker's view: the shared backends and its own smooth turn.
 #[derive(Debug)]
 pub struct Balancer {
     backends: Arc<Backends>,
     method: Balance,
-    next: usize,
+    /// Smooth weighted round-robin's current value per backend: this
+    /// worker's own, so each worker is smooth by itself.
+    current: Vec<i64>,
+    /// Least connections' snapshot of the active counts, kept to be
+    /// reused.
+    loads: Vec<u64>,
 }
 
 /// Backend indices as a set, for the ones a client has tried (backends
@@ -164,16 +202,20 @@ pub fn add(set: Tried, i: u32) -> Tried {
 
 impl Balancer {
     pub fn new(backends: Arc<Backends>, method: Balance) -> Balancer {
+        let n = backends.len();
         Balancer {
             backends,
             method,
-            next: 0,
+            current: vec![0; n],
+            loads: vec![0; n],
         }
     }
 
-    /// A balancer over `addrs` alone, with default health (for tests).
+    /// A balancer over `addrs` alone, primaries of weight 1 with default
+    /// health (for tests).
     pub fn of(addrs: Vec<SocketAddr>, method: Balance) -> Balancer {
-        Balancer::new(Backends::new(addrs, Health::default()), method)
+        let specs = addrs.into_iter().map(BackendSpec::plain).collect();
+        Balancer::new(Backends::new(specs, Health::default()), method)
     }
 
     /// The shared backends.
@@ -187,39 +229,39 @@ impl Balancer {
     }
 
     /// The backend for a client at `peer` that has not tried those in
-    /// `tried`: one that is up, by the method; if none is up, the one
-    /// down longest. `None` when every backend has been tried.
+    /// `tried`: a primary that is up, by the method; else a backup that
+    /// is up, by the method; if none is up, the one down longest, backup
+    /// or not. `None` when every backend has been tried.
     pub fn pick(&mut self, peer: &SocketAddr, tried_set: Tried) -> Option<u32> {
-        let n = self.backends.len();
-        let start = match self.method {
-            Balance::SourceHash => (fnv1a(&peer.ip()) % n as u64) as usize,
-            _ => self.turn() % n,
-        };
-        let b = &*self.backends;
+        let Balancer {
+            backends,
+            method,
+            current,
+            loads,
+        } = self;
+        let b = &**backends;
+        let now = b.now_ms();
         let fresh = |i: usize| !tried(tried_set, i);
-        let up = |i: usize| fresh(i) && b.is_up(i as u32);
-        let order = (0..n).map(|k| (start + k) % n);
-        let choice = match self.method {
-            Balance::LeastConnections => order
-                .filter(|&i| up(i))
-                .min_by_key(|&i| b.states[i].active.load(Relaxed)),
-            // Round-robin takes the next one up; source hash keeps a
-            // client's backend while it is up, and moves on from it when
-            // it is not.
-            Balance::RoundRobin | Balance::SourceHash => order.clone().find(|&i| up(i)),
-        };
-        let choice = choice.or_else(|| {
-            (0..n)
-                .filter(|&i| fresh(i))
-                .min_by_key(|&i| b.states[i].down_until.load(Relaxed))
-        });
-        choice.map(|i| i as u32)
-    }
-
-    fn turn(&mut self) -> usize {
-        let t = self.next;
-        self.next = self.next.wrapping_add(1);
-        t
+        if *method == Balance::LeastConnections {
+            for (i, load) in loads.iter_mut().enumerate() {
+                *load = u64::from(b.states[i].active.load(Relaxed));
+            }
+        }
+        for backup in [false, true] {
+            let eligible = |i: usize| b.specs[i].backup == backup && fresh(i) && b.is_up_at(i, now);
+            let choice = match *method {
+                Balance::RoundRobin => smooth(current, &b.specs, eligible),
+                Balance::LeastConnections => least(current, loads, &b.specs, eligible),
+                Balance::SourceHash => hashed(peer, &b.specs, backup, eligible),
+            };
+            if let Some(i) = choice {
+                return Some(i as u32);
+            }
+        }
+        (0..b.len())
+            .filter(|&i| fresh(i))
+            .min_by_key(|&i| b.states[i].down_until.load(Relaxed))
+            .map(|i| i as u32)
     }
 
     /// A pair was sent to backend `i` (its connect starts).
@@ -235,6 +277,77 @@ impl Balancer {
             .active
             .fetch_sub(1, Relaxed);
     }
+}
+
+/// nginx's smooth weighted round-robin over the `eligible` backends: each
+/// adds its weight to its current value, the highest (the first of equals)
+/// is picked and gives back the total. Over a whole cycle each is picked
+/// exactly its weight's times, spread out rather than in runs.
+fn smooth(
+    current: &mut [i64],
+    specs: &[BackendSpec],
+    eligible: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let mut total = 0;
+    let mut best: Option<usize> = None;
+    for (i, spec) in specs.iter().enumerate() {
+        if !eligible(i) {
+            continue;
+        }
+        let w = i64::from(spec.weight);
+        current[i] += w;
+        total += w;
+        if best.is_none_or(|b| current[i] > current[b]) {
+            best = Some(i);
+        }
+    }
+    if let Some(b) = best {
+        current[b] -= total;
+    }
+    best
+}
+
+/// The `eligible` backend with the fewest active connections for its
+/// weight (`loads`); among equals, the smooth weighted turn decides, so
+/// that idle backends still share clients by weight.
+fn least(
+    current: &mut [i64],
+    loads: &[u64],
+    specs: &[BackendSpec],
+    eligible: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let weight = |i: usize| u64::from(specs[i].weight.max(1));
+    // `a` carries less than `b` for its weight: a/wa < b/wb.
+    let lighter = |a: usize, b: usize| loads[a] * weight(b) < loads[b] * weight(a);
+    let min =
+        (0..specs.len())
+            .filter(|&i| eligible(i))
+            .reduce(|m, i| if lighter(i, m) { i } else { m })?;
+    let tied = |i: usize| eligible(i) && !lighter(min, i);
+    // Another worker may mark a backend down between the two passes.
+    smooth(current, specs, tied).or(Some(min))
+}
+
+/// The client's own backend among the primaries (or the backups) by a
+/// hash of its address, or the next `eligible` one after it; weights play
+/// no part.
+fn hashed(
+    peer: &SocketAddr,
+    specs: &[BackendSpec],
+    backup: bool,
+    eligible: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let tier = specs.iter().filter(|s| s.backup == backup).count();
+    if tier == 0 {
+        return None;
+    }
+    let start = (fnv1a(&peer.ip()) % tier as u64) as usize;
+    let members = (0..specs.len()).filter(|&i| specs[i].backup == backup);
+    members
+        .clone()
+        .skip(start)
+        .chain(members.take(start))
+        .find(|&i| eligible(i))
 }
 
 /// FNV-1a over the address bytes.

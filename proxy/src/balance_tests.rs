@@ -8,6 +8,10 @@ fn addrs(n: u16) -> Vec<SocketAddr> {
         .collect()
 }
 
+fn specs(n: u16) -> Vec<BackendSpec> {
+    addrs(n).into_iter().map(BackendSpec::plain).collect()
+}
+
 fn peer() -> SocketAddr {
     SocketAddr::from(([10, 0, 0, 1], 1))
 }
@@ -75,7 +79,7 @@ fn fall_failures_in_a_row_mark_a_backend_down_and_a_success_brings_it_back() {
             fall: 2,
             fail_timeout: Duration::from_secs(60),
         };
-        let mut b = Balancer::new(Backends::new(addrs(2), health), method);
+        let mut b = Balancer::new(Backends::new(specs(2), health), method);
         let shared = Arc::clone(&b.backends);
         assert_eq!(shared.failed(0), Marked::Nothing);
         assert_eq!(shared.failed(0), Marked::Down { fails: 2 });
@@ -103,7 +107,7 @@ fn a_zero_fall_never_marks_a_backend_down() {
         fall: 0,
         fail_timeout: Duration::from_secs(60),
     };
-    let shared = Backends::new(addrs(1), health);
+    let shared = Backends::new(specs(1), health);
     for _ in 0..10 {
         assert_eq!(shared.failed(0), Marked::Nothing);
     }
@@ -116,7 +120,175 @@ fn a_down_backend_is_tried_again_after_the_fail_timeout() {
         fall: 1,
         fail_timeout: Duration::ZERO,
     };
-    let shared = Backends::new(addrs(1), health);
+    let shared = Backends::new(specs(1), health);
     assert_eq!(shared.failed(0), Marked::Down { fails: 1 });
     assert!(shared.is_up(0), "a zero fail timeout retries at once");
+}
+
+fn weighted(weights: &[u32], backups: &[bool], method: Balance) -> Balancer {
+    let specs = addrs(weights.len() as u16)
+        .into_iter()
+        .zip(weights.iter().zip(backups))
+        .map(|(addr, (&weight, &backup))| BackendSpec {
+            addr,
+            weight,
+            backup,
+        })
+        .collect();
+    let health = Health {
+        fall: 1,
+        fail_timeout: Duration::from_secs(60),
+    };
+    Balancer::new(Backends::new(specs, health), method)
+}
+
+#[test]
+fn weights_5_1_1_give_nginx_s_smooth_sequence() {
+    let mut b = weighted(&[5, 1, 1], &[false; 3], Balance::RoundRobin);
+    let picks: Vec<Option<u32>> = (0..7).map(|_| b.pick(&peer(), 0)).collect();
+    let want: Vec<Option<u32>> = [0, 0, 1, 0, 2, 0, 0].into_iter().map(Some).collect();
+    assert_eq!(picks, want);
+}
+
+#[test]
+fn weighted_round_robin_is_exact_in_proportion_and_smooth() {
+    let weights = [5, 1, 1];
+    let mut b = weighted(&weights, &[false; 3], Balance::RoundRobin);
+    let picks: Vec<usize> = (0..7000)
+        .map(|_| b.pick(&peer(), 0).expect("a backend") as usize)
+        .collect();
+    let mut counts = [0; 3];
+    for &p in &picks {
+        counts[p] += 1;
+    }
+    assert_eq!(counts, [5000, 1000, 1000]);
+    // In every window, none is picked more than its share rounded up:
+    // no runs.
+    for window in [2, 3, 7, 10, 70] {
+        for w in picks.windows(window) {
+            for (i, &weight) in weights.iter().enumerate() {
+                let got = w.iter().filter(|&&p| p == i).count();
+                let share = (weight as usize * window).div_ceil(7);
+                assert!(got <= share, "backend {i}: {got} of {window} {w:?}");
+            }
+        }
+    }
+    // The light backends never come twice in a row.
+    assert!(picks.windows(2).all(|w| w[0] == 0 || w[0] != w[1]));
+}
+
+#[test]
+fn a_down_backend_leaves_the_weights_of_the_others_in_proportion() {
+    let mut b = weighted(&[3, 1, 2], &[false; 3], Balance::RoundRobin);
+    assert_eq!(b.backends().failed(0), Marked::Down { fails: 1 });
+    let mut counts = [0; 3];
+    for _ in 0..300 {
+        counts[b.pick(&peer(), 0).expect("a backend") as usize] += 1;
+    }
+    assert_eq!(counts, [0, 100, 200]);
+}
+
+#[test]
+fn backups_are_never_picked_while_a_primary_is_up() {
+    for method in [
+        Balance::RoundRobin,
+        Balance::LeastConnections,
+        Balance::SourceHash,
+    ] {
+        let mut b = weighted(&[1, 1, 1], &[true, false, true], method);
+        for k in 0..50u8 {
+            let client = SocketAddr::from(([10, 0, 0, k], 1));
+            assert_eq!(b.pick(&client, 0), Some(1), "{method:?}");
+            b.opened(1);
+        }
+    }
+}
+
+#[test]
+fn backups_take_the_clients_when_every_primary_is_down() {
+    for method in [
+        Balance::RoundRobin,
+        Balance::LeastConnections,
+        Balance::SourceHash,
+    ] {
+        let mut b = weighted(&[1, 1, 1, 1], &[false, true, false, true], method);
+        b.backends().failed(0);
+        b.backends().failed(2);
+        let mut seen = [0; 4];
+        for k in 0..40u8 {
+            let client = SocketAddr::from(([10, 0, 0, k], 1));
+            let i = b.pick(&client, 0).expect("a backup");
+            seen[i as usize] += 1;
+        }
+        assert_eq!((seen[0], seen[2]), (0, 0), "{method:?}: {seen:?}");
+        // Both backups share the clients.
+        assert!(seen[1] > 0 && seen[3] > 0, "{method:?}: {seen:?}");
+        // A primary back up takes them again.
+        b.backends().succeeded(2);
+        assert_eq!(b.pick(&peer(), 0), Some(2), "{method:?}");
+    }
+}
+
+#[test]
+fn a_retry_tries_every_primary_before_any_backup_and_none_twice() {
+    for method in [
+        Balance::RoundRobin,
+        Balance::LeastConnections,
+        Balance::SourceHash,
+    ] {
+        let mut b = weighted(&[1, 3, 1, 2], &[true, false, true, false], method);
+        let mut set = 0;
+        let mut order = Vec::new();
+        while let Some(i) = b.pick(&peer(), set) {
+            assert!(!tried(set, i as usize), "{method:?} picked {i} twice");
+            order.push(i);
+            set = add(set, i);
+        }
+        assert_eq!(order.len(), 4, "{method:?}");
+        let primaries: Vec<u32> = order[..2].to_vec();
+        assert!(
+            primaries.contains(&1) && primaries.contains(&3),
+            "{method:?}: {order:?}"
+        );
+    }
+}
+
+#[test]
+fn with_every_backend_down_the_least_recently_failed_is_tried_backups_included() {
+    let mut b = weighted(&[1, 1], &[false, true], Balance::RoundRobin);
+    b.backends().failed(1);
+    std::thread::sleep(Duration::from_millis(5));
+    b.backends().failed(0);
+    assert_eq!(b.pick(&peer(), 0), Some(1), "the backup failed first");
+    assert_eq!(b.pick(&peer(), add(0, 1)), Some(0));
+}
+
+#[test]
+fn least_connections_counts_active_per_unit_of_weight() {
+    let mut b = weighted(&[3, 1], &[false, false], Balance::LeastConnections);
+    // Held connections fill the backends 3:1.
+    let mut held = [0; 2];
+    for _ in 0..40 {
+        let i = b.pick(&peer(), 0).expect("a backend");
+        b.opened(i);
+        held[i as usize] += 1;
+    }
+    assert_eq!(held, [30, 10]);
+    // 30/3 against 11/1: the heavy one is lighter.
+    b.opened(1);
+    assert_eq!(b.pick(&peer(), 0), Some(0));
+}
+
+#[test]
+fn least_connections_shares_idle_backends_by_weight() {
+    let mut b = weighted(&[3, 1], &[false, false], Balance::LeastConnections);
+    let mut counts = [0; 2];
+    for _ in 0..40 {
+        // Each closes before the next arrives: every pick is a tie.
+        let i = b.pick(&peer(), 0).expect("a backend");
+        b.opened(i);
+        b.closed(i);
+        counts[i as usize] += 1;
+    }
+    assert_eq!(counts, [30, 10]);
 }

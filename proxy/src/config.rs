@@ -2,7 +2,7 @@
 //! before anything is bound. Every mistake becomes one line naming the
 //! option and the value.
 
-use crate::config_file::{FileConfig, OneOrMany};
+use crate::config_file::FileConfig;
 use crate::sizes;
 use clap::Parser;
 pub use netio::cli::parse_duration;
@@ -16,7 +16,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub backends: Vec<SocketAddr>,
+    /// At least one, and at least one of them not a backup.
+    pub backends: Vec<crate::balance::BackendSpec>,
     pub max_connections: usize,
     pub buffer_size: usize,
     pub buffers: usize,
@@ -291,22 +292,7 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
         u16::MAX,
     )?;
     let backend_port = backend_port.map_or(8081, |p| p.0);
-    let (backend_specs, from_cli): (Vec<String>, bool) = if !cli.backends.is_empty() {
-        (cli.backends.clone(), true)
-    } else {
-        match file.backend {
-            Some(OneOrMany::One(s)) => (vec![s], false),
-            Some(OneOrMany::Many(v)) => (v, false),
-            None => (vec!["127.0.0.1".into()], true),
-        }
-    };
-    if backend_specs.is_empty() {
-        return Err(names.bad("backend", from_cli, "[]", "no backend given"));
-    }
-    let backends = backend_specs
-        .iter()
-        .map(|s| parse_backend(s, backend_port).map_err(|e| names.bad("backend", from_cli, s, e)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let backends = backends::resolve(&cli.backends, file.backend, &names, backend_port)?;
 
     let workers_given = names.number("workers", &cli.workers, file.workers, 1, 256)?;
     let workers = workers_given.map_or(1, |w| w.0);
@@ -635,6 +621,10 @@ fn backend_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
         .next()
         .ok_or_else(|| format!("\"{host}\" has no address"))
 }
+
+#[path = "config_backends.rs"]
+mod backends;
+pub use backends::WEIGHTS;
 
 #[cfg(test)]
 #[path = "config_tests.rs"]

@@ -2,7 +2,7 @@
 //! [`FileConfig`]. Every mistake is one line naming the file, the line and
 //! the key: `invalid config "p.toml" (line 5): key workers: …`.
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
 use std::path::Path;
@@ -13,7 +13,7 @@ use std::path::Path;
 pub struct FileConfig {
     pub listen: Option<String>,
     pub port: Option<u16>,
-    pub backend: Option<OneOrMany>,
+    pub backend: Option<FileBackends>,
     pub backend_port: Option<u16>,
     pub max_connections: Option<usize>,
     pub buffer_size: Option<usize>,
@@ -40,32 +40,76 @@ pub struct FileConfig {
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
 }
 
-/// `backend = "a"` or `backend = ["a", "b"]`.
-#[derive(Debug)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
+/// The backends: `backend = "a"`, `backend = ["a", "b"]`, or `[[backend]]`
+/// tables (a list may also mix addresses and inline tables).
+#[derive(Debug, Default)]
+pub struct FileBackends(pub Vec<BackendEntry>);
+
+/// One backend of the file: an address alone, or a `[[backend]]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendEntry {
+    /// The address, as `--backend` takes it.
+    pub address: String,
+    pub weight: Option<u32>,
+    pub backup: Option<bool>,
+    /// Whether it was a table (its errors then name `backend[N].KEY`).
+    #[serde(skip)]
+    pub table: bool,
 }
 
-impl<'de> Deserialize<'de> for OneOrMany {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<OneOrMany, D::Error> {
-        /// Says what is allowed when neither form fits (an untagged enum
+impl BackendEntry {
+    fn address(address: &str) -> BackendEntry {
+        BackendEntry {
+            address: address.to_string(),
+            ..BackendEntry::default()
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FileBackends {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<FileBackends, D::Error> {
+        /// Says what is allowed when no form fits (an untagged enum
         /// would only say that no variant matched).
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = FileBackends;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an address string, a list of them, or [[backend]] tables")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<FileBackends, E> {
+                Ok(FileBackends(vec![BackendEntry::address(s)]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FileBackends, A::Error> {
+                let mut all = Vec::new();
+                while let Some(Entry(e)) = seq.next_element()? {
+                    all.push(e);
+                }
+                Ok(FileBackends(all))
+            }
+        }
+        d.deserialize_any(Any)
+    }
+}
+
+/// One element of a backend list: an address or a table.
+struct Entry(BackendEntry);
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Entry, D::Error> {
         struct Either;
         impl<'de> Visitor<'de> for Either {
-            type Value = OneOrMany;
+            type Value = Entry;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an address string or a list of them")
+                f.write_str("an address string or a table with an address")
             }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<OneOrMany, E> {
-                Ok(OneOrMany::One(s.to_string()))
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Entry, E> {
+                Ok(Entry(BackendEntry::address(s)))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
-                let mut all = Vec::new();
-                while let Some(s) = seq.next_element::<String>()? {
-                    all.push(s);
-                }
-                Ok(OneOrMany::Many(all))
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Entry, A::Error> {
+                let mut e = BackendEntry::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                e.table = true;
+                Ok(Entry(e))
             }
         }
         d.deserialize_any(Either)
@@ -83,7 +127,11 @@ pub fn load(path: &Path) -> Result<FileConfig, String> {
         if let Some(span) = e.span() {
             let at = span.start.min(text.len());
             line = format!(" (line {})", text[..at].matches('\n').count() + 1);
-            if let Some(key) = key_at(&text, at) {
+            if both_backend_forms(&text) {
+                // TOML's own words would be a duplicate key or a bad header.
+                msg = "key backend and [[backend]] tables both give the backends: use one or the other"
+                    .into();
+            } else if let Some(key) = key_at(&text, at) {
                 if !msg.contains(&format!("`{key}`")) {
                     msg = format!("key {key}: {msg}");
                 }
@@ -94,23 +142,61 @@ pub fn load(path: &Path) -> Result<FileConfig, String> {
 }
 
 /// The key whose value holds byte `at`: the nearest `key =` at the start
-/// of its line or a line above (a list may span several lines).
-fn key_at(text: &str, at: usize) -> Option<&str> {
+/// of its line or a line above (a list may span several lines). In the
+/// `N`th `[[name]]` table (counting from 1) it is `name[N].key`, or
+/// `name[N]` for the table itself.
+fn key_at(text: &str, at: usize) -> Option<String> {
     let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
-    for line in text[..end].lines().rev() {
+    let above: Vec<&str> = text[..end].lines().collect();
+    let mut key = None;
+    for (k, line) in above.iter().enumerate().rev() {
         let line = line.trim_start();
-        if line.starts_with('[') && !line.starts_with("[[") && line.ends_with(']') {
-            return None;
+        if let Some(name) = array_header(line) {
+            let n = above[..=k]
+                .iter()
+                .filter(|l| array_header(l.trim_start()) == Some(name))
+                .count();
+            return Some(match key {
+                Some(key) => format!("{name}[{n}].{key}"),
+                None => format!("{name}[{n}]"),
+            });
         }
-        if let Some((key, _)) = line.split_once('=') {
-            let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
-            let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-            if !key.is_empty() && key.chars().all(plain) {
-                return Some(key);
-            }
+        if line.starts_with('[') && line.ends_with(']') {
+            return key.map(String::from);
+        }
+        key = key.or_else(|| key_of(line));
+    }
+    key.map(String::from)
+}
+
+/// The key a `key = value` line sets.
+fn key_of(line: &str) -> Option<&str> {
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    (!key.is_empty() && key.chars().all(plain)).then_some(key)
+}
+
+/// The name of a `[[name]]` header line (a comment may follow it).
+fn array_header(line: &str) -> Option<&str> {
+    let line = line.split('#').next().unwrap_or(line).trim_end();
+    let name = line.strip_prefix("[[")?.strip_suffix("]]")?.trim();
+    Some(name.trim_matches(|c| c == '"' || c == '\''))
+}
+
+/// Whether `text` sets `backend = …` at the top and also has a
+/// `[[backend]]` table, which TOML refuses as a duplicate key.
+fn both_backend_forms(text: &str) -> bool {
+    let (mut top, mut key, mut table) = (true, false, false);
+    for line in text.lines().map(str::trim_start) {
+        if line.starts_with('[') {
+            top = false;
+            table |= array_header(line) == Some("backend");
+        } else if top && key_of(line) == Some("backend") {
+            key = true;
         }
     }
-    None
+    key && table
 }
 
 /// serde names the Rust type it wanted (`expected usize`); says what a
@@ -118,6 +204,7 @@ fn key_at(text: &str, at: usize) -> Option<&str> {
 fn in_words(msg: &str) -> String {
     msg.replace("expected usize", "expected a whole number, 0 or more")
         .replace("expected u16", "expected a whole number 0..=65535")
+        .replace("expected u32", "expected a whole number, 0 or more")
         .replace("expected i32", "expected a whole number")
         .replace("expected a sequence", "expected a list")
 }

@@ -10,7 +10,8 @@ fn cli(args: &[&str]) -> Cli {
 fn defaults_match_the_original_design() {
     let c = resolve(cli(&[]), 20_000).expect("resolve");
     assert_eq!(c.listen, "0.0.0.0:8080".parse().expect("addr"));
-    assert_eq!(c.backends, vec!["127.0.0.1:8081".parse().expect("addr")]);
+    let local = crate::balance::BackendSpec::plain("127.0.0.1:8081".parse().expect("addr"));
+    assert_eq!(c.backends, vec![local]);
     assert_eq!(c.buffer_size, 8192);
     assert_eq!(c.max_connections, (20_000 - 32 - 8 - 2 * 16) / 2);
     assert_eq!(
@@ -106,4 +107,30 @@ fn config_file_is_overridden_by_flags_and_rejects_unknown_keys() {
         e.contains("unknown field `bogus`") && e.contains("line 2"),
         "{e}"
     );
+}
+
+#[test]
+fn backend_tables_give_weights_and_backups_and_minus_b_replaces_them() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        "backend-port = 7\n\
+         [[backend]]\naddress = \"127.0.0.1:1\"\nweight = 3\n\n\
+         [[backend]]\naddress = \"[::1]\"\nbackup = true\n",
+    )
+    .expect("write");
+    let file = path.to_str().expect("utf8");
+    let c = resolve(cli(&["-c", file]), 1024).expect("ok");
+    let spec = |a: &str, weight, backup| crate::balance::BackendSpec {
+        addr: a.parse().expect("addr"),
+        weight,
+        backup,
+    };
+    assert_eq!(
+        c.backends,
+        vec![spec("127.0.0.1:1", 3, false), spec("[::1]:7", 1, true)]
+    );
+    let c = resolve(cli(&["-c", file, "-b", "127.0.0.1:2"]), 1024).expect("ok");
+    assert_eq!(c.backends, vec![spec("127.0.0.1:2", 1, false)]);
 }

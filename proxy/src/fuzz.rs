@@ -17,7 +17,7 @@
 
 use crate::acl::Cidr;
 use crate::config::{self, Cli};
-use crate::config_file::{FileConfig, OneOrMany};
+use crate::config_file::FileConfig;
 use crate::proxy_protocol::{self, Version};
 use clap::Parser;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -48,12 +48,8 @@ pub fn config(data: &[u8]) {
     // The file as the proxy would read it: a parse error is fine.
     let text = String::from_utf8_lossy(file);
     if let Ok(parsed) = toml::from_str::<FileConfig>(&text) {
-        let file_backends = match &parsed.backend {
-            Some(OneOrMany::One(s)) => vec![s.clone()],
-            Some(OneOrMany::Many(v)) => v.clone(),
-            None => Vec::new(),
-        };
-        if cli.backends.is_empty() && !file_backends.iter().all(|b| literal(b)) {
+        let file_backends = parsed.backend.map(|b| b.0).unwrap_or_default();
+        if cli.backends.is_empty() && !file_backends.iter().all(|b| literal(&b.address)) {
             // The command line overrides the file's backends.
             cli.backends = vec!["127.0.0.1".into()];
         }
@@ -67,6 +63,15 @@ pub fn config(data: &[u8]) {
     let _ = std::fs::remove_file(&path);
     let Ok(c) = resolved else { return };
     assert!(!c.backends.is_empty(), "resolved without a backend: {c:?}");
+    assert!(
+        c.backends.iter().any(|b| !b.backup),
+        "resolved without a primary backend: {c:?}"
+    );
+    let (lo, hi) = crate::config::WEIGHTS;
+    assert!(
+        c.backends.iter().all(|b| (lo..=hi).contains(&b.weight)),
+        "a weight out of range: {c:?}"
+    );
     assert!(
         c.workers >= 1 && c.max_connections >= c.workers,
         "a worker without a connection: {c:?}"

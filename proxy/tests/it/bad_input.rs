@@ -149,7 +149,7 @@ const KEYS: &[(&str, &[&str])] = &[
     ),
     (
         "backend = 5\n",
-        &["key backend", "an address string or a list of them"],
+        &["key backend", "an address string, a list of them, or [[backend]] tables"],
     ),
     ("backend = [5]\n", &["key backend", "5"]),
     ("backend = []\n", &["backend", "no backend"]),
@@ -162,6 +162,56 @@ const KEYS: &[(&str, &[&str])] = &[
         &["key backend", "x.invalid"],
     ),
     ("backend-port = 0\n", &["key backend-port", "\"0\""]),
+    // `[[backend]]` tables: each mistake names backend[N].KEY (from 1).
+    (
+        "[[backend]]\naddress = \"127.0.0.1:1\"\nweight = 0\n",
+        &["key backend[1].weight", "\"0\"", "1..=1000"],
+    ),
+    (
+        "[[backend]]\naddress = \"127.0.0.1:1\"\n[[backend]]\naddress = \"127.0.0.1:2\"\nweight = 1001\n",
+        &["key backend[2].weight", "1001", "1..=1000"],
+    ),
+    (
+        "[[backend]]\naddress = \"127.0.0.1:1\"\nweight = -1\n",
+        &["key backend[1].weight", "-1", "line 3"],
+    ),
+    (
+        "[[backend]]\naddress = \"127.0.0.1:1\"\n\n[[backend]]\naddress = \"127.0.0.1:2\"\nweight = \"heavy\"\n",
+        &["key backend[2].weight", "heavy", "line 6"],
+    ),
+    (
+        "[[backend]]\naddress = \"127.0.0.1:1\"\nbackup = \"yes\"\n",
+        &["key backend[1].backup", "yes", "a boolean"],
+    ),
+    (
+        "[[backend]]\naddress = \"::1:9000\"\n",
+        &["key backend[1].address", "::1:9000", "[::1]:9000"],
+    ),
+    (
+        "[[backend]]\naddress = \"x.invalid\"\n",
+        &["key backend[1].address", "x.invalid"],
+    ),
+    (
+        "[[backend]]\naddress = \"127.0.0.1:1\"\n[[backend]]\nweight = 2\n",
+        &["key backend[2]", "missing field `address`", "line 3"],
+    ),
+    (
+        "[[backend]]\naddress = \"127.0.0.1:1\"\nwieght = 2\n",
+        &["key backend[1].wieght", "unknown field", "`weight`"],
+    ),
+    (
+        "[[backend]]\naddress = \"127.0.0.1:1\"\nbackup = true\n",
+        &["key backend[1].backup", "every backend is a backup"],
+    ),
+    (
+        "backend = \"127.0.0.1:1\"\n[[backend]]\naddress = \"127.0.0.1:2\"\n",
+        &["key backend and [[backend]]", "one or the other", "line 2"],
+    ),
+    (
+        "backend = [{ address = \"127.0.0.1:1\", weight = 0 }]\n",
+        &["key backend[1].weight", "\"0\""],
+    ),
+
     ("listen = \"\"\n", &["key listen"]),
     ("listen = 127\n", &["key listen", "127"]),
     ("workers = 0\n", &["key workers", "\"0\"", "1..=256"]),
