@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use testkit::fault::{refusing_addr, Blackhole};
 
 /// Sends `msg`, half-closes, and returns what came back, or the error.
-fn exchange(addr: SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u8>> {
+pub(crate) fn exchange(addr: SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut s = connect(addr);
     s.write_all(msg)?;
     s.shutdown(Shutdown::Write)?;
@@ -23,7 +23,7 @@ fn exchange(addr: SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// `clients` exchanges through `proxy`, each of which must come back whole.
-fn all_served(proxy: &Proxy, clients: usize, what: &str) {
+pub(crate) fn all_served(proxy: &Proxy, clients: usize, what: &str) {
     for i in 0..clients {
         let msg = format!("client {i}");
         match exchange(proxy.addr, msg.as_bytes()) {

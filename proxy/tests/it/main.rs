@@ -21,3 +21,4 @@ mod rig;
 mod signals;
 mod timeouts;
 mod util;
+mod weights;
