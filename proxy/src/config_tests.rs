@@ -134,3 +134,56 @@ fn backend_tables_give_weights_and_backups_and_minus_b_replaces_them() {
     let c = resolve(cli(&["-c", file, "-b", "127.0.0.1:2"]), 1024).expect("ok");
     assert_eq!(c.backends, vec![spec("127.0.0.1:2", 1, false)]);
 }
+
+/// The repository's annotated example config.
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/example.toml");
+
+/// Whether `line` reads `key = value`, the key in lower case.
+fn sets_a_key(line: &str) -> bool {
+    line.split_once(" = ").is_some_and(|(key, _)| {
+        !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+    })
+}
+
+/// The example with its commented-out settings (`# key = value`) on.
+fn example_with_everything_on() -> String {
+    let text = std::fs::read_to_string(EXAMPLE).expect("example.toml");
+    let on = |l: &str| match l.strip_prefix("# ") {
+        Some(rest) if sets_a_key(rest) => rest.to_string(),
+        _ => l.to_string(),
+    };
+    text.lines().map(on).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn the_example_config_resolves_as_written_and_with_every_setting_on() {
+    let c = resolve(cli(&["-c", EXAMPLE]), 65_536).expect("example.toml resolves");
+    let weights: Vec<(u32, bool)> = c.backends.iter().map(|b| (b.weight, b.backup)).collect();
+    assert_eq!(weights, [(3, false), (1, false), (1, true)]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("all.toml");
+    std::fs::write(&path, example_with_everything_on()).expect("write");
+    let c = resolve(cli(&["-c", path.to_str().expect("utf8")]), 65_536)
+        .expect("example.toml with every setting on resolves");
+    assert!(c.proxy_protocol.is_some() && c.metrics.is_some(), "{c:?}");
+}
+
+#[test]
+fn the_example_config_shows_every_long_option_and_backend_key() {
+    use clap::CommandFactory;
+    let text = example_with_everything_on();
+    let table: toml::Table = text.parse().expect("toml");
+    let not_in_a_file = ["config", "help", "version"];
+    for arg in Cli::command().get_arguments() {
+        let Some(name) = arg.get_long() else { continue };
+        if !not_in_a_file.contains(&name) {
+            assert!(table.contains_key(name), "example.toml lacks {name}");
+        }
+    }
+    for key in ["address", "weight", "backup"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{key} = "))),
+            "example.toml lacks a [[backend]] {key}"
+        );
+    }
+}
