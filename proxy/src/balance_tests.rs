@@ -8,6 +8,28 @@ fn addrs(n: u16) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// Every balancing method.
+const METHODS: [Balance; 3] = [
+    Balance::RoundRobin,
+    Balance::LeastConnections,
+    Balance::SourceHash,
+];
+
+/// How many of `clients` picks in a row went to each backend; each pair
+/// is held open when `hold`, else closed before the next pick.
+fn tally(b: &mut Balancer, clients: usize, hold: bool) -> Vec<usize> {
+    let mut counts = vec![0; b.backends().len()];
+    for _ in 0..clients {
+        let i = b.pick(&peer(), 0).expect("a backend");
+        b.opened(i);
+        if !hold {
+            b.closed(i);
+        }
+        counts[i as usize] += 1;
+    }
+    counts
+}
+
 fn specs(n: u16) -> Vec<BackendSpec> {
     addrs(n).into_iter().map(BackendSpec::plain).collect()
 }
@@ -51,11 +73,7 @@ fn source_hash_keeps_a_client_on_one_backend() {
 
 #[test]
 fn a_retry_never_picks_a_backend_already_tried() {
-    for method in [
-        Balance::RoundRobin,
-        Balance::LeastConnections,
-        Balance::SourceHash,
-    ] {
+    for method in METHODS {
         let mut b = Balancer::of(addrs(3), method);
         let mut set = 0;
         let mut seen = Vec::new();
@@ -70,11 +88,7 @@ fn a_retry_never_picks_a_backend_already_tried() {
 
 #[test]
 fn fall_failures_in_a_row_mark_a_backend_down_and_a_success_brings_it_back() {
-    for method in [
-        Balance::RoundRobin,
-        Balance::LeastConnections,
-        Balance::SourceHash,
-    ] {
+    for method in METHODS {
         let health = Health {
             fall: 2,
             fail_timeout: Duration::from_secs(60),
@@ -181,20 +195,12 @@ fn weighted_round_robin_is_exact_in_proportion_and_smooth() {
 fn a_down_backend_leaves_the_weights_of_the_others_in_proportion() {
     let mut b = weighted(&[3, 1, 2], &[false; 3], Balance::RoundRobin);
     assert_eq!(b.backends().failed(0), Marked::Down { fails: 1 });
-    let mut counts = [0; 3];
-    for _ in 0..300 {
-        counts[b.pick(&peer(), 0).expect("a backend") as usize] += 1;
-    }
-    assert_eq!(counts, [0, 100, 200]);
+    assert_eq!(tally(&mut b, 300, false), [0, 100, 200]);
 }
 
 #[test]
 fn backups_are_never_picked_while_a_primary_is_up() {
-    for method in [
-        Balance::RoundRobin,
-        Balance::LeastConnections,
-        Balance::SourceHash,
-    ] {
+    for method in METHODS {
         let mut b = weighted(&[1, 1, 1], &[true, false, true], method);
         for k in 0..50u8 {
             let client = SocketAddr::from(([10, 0, 0, k], 1));
@@ -206,11 +212,7 @@ fn backups_are_never_picked_while_a_primary_is_up() {
 
 #[test]
 fn backups_take_the_clients_when_every_primary_is_down() {
-    for method in [
-        Balance::RoundRobin,
-        Balance::LeastConnections,
-        Balance::SourceHash,
-    ] {
+    for method in METHODS {
         let mut b = weighted(&[1, 1, 1, 1], &[false, true, false, true], method);
         b.backends().failed(0);
         b.backends().failed(2);
@@ -231,11 +233,7 @@ fn backups_take_the_clients_when_every_primary_is_down() {
 
 #[test]
 fn a_retry_tries_every_primary_before_any_backup_and_none_twice() {
-    for method in [
-        Balance::RoundRobin,
-        Balance::LeastConnections,
-        Balance::SourceHash,
-    ] {
+    for method in METHODS {
         let mut b = weighted(&[1, 3, 1, 2], &[true, false, true, false], method);
         let mut set = 0;
         let mut order = Vec::new();
@@ -267,13 +265,7 @@ fn with_every_backend_down_the_least_recently_failed_is_tried_backups_included()
 fn least_connections_counts_active_per_unit_of_weight() {
     let mut b = weighted(&[3, 1], &[false, false], Balance::LeastConnections);
     // Held connections fill the backends 3:1.
-    let mut held = [0; 2];
-    for _ in 0..40 {
-        let i = b.pick(&peer(), 0).expect("a backend");
-        b.opened(i);
-        held[i as usize] += 1;
-    }
-    assert_eq!(held, [30, 10]);
+    assert_eq!(tally(&mut b, 40, true), [30, 10]);
     // 30/3 against 11/1: the heavy one is lighter.
     b.opened(1);
     assert_eq!(b.pick(&peer(), 0), Some(0));
@@ -282,13 +274,6 @@ fn least_connections_counts_active_per_unit_of_weight() {
 #[test]
 fn least_connections_shares_idle_backends_by_weight() {
     let mut b = weighted(&[3, 1], &[false, false], Balance::LeastConnections);
-    let mut counts = [0; 2];
-    for _ in 0..40 {
-        // Each closes before the next arrives: every pick is a tie.
-        let i = b.pick(&peer(), 0).expect("a backend");
-        b.opened(i);
-        b.closed(i);
-        counts[i as usize] += 1;
-    }
-    assert_eq!(counts, [30, 10]);
+    // Each closes before the next arrives: every pick is a tie.
+    assert_eq!(tally(&mut b, 40, false), [30, 10]);
 }

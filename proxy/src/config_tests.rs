@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// `text` in a config file in a fresh directory, and the file's path.
+fn file(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, text).expect("write");
+    let path = path.to_str().expect("utf8").to_string();
+    (dir, path)
+}
+
 fn cli(args: &[&str]) -> Cli {
     Cli::try_parse_from(std::iter::once("proxy").chain(args.iter().copied())).expect("parse")
 }
@@ -86,23 +95,14 @@ fn durations_parse() {
 
 #[test]
 fn config_file_is_overridden_by_flags_and_rejects_unknown_keys() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let path = dir.path().join("p.toml");
-    std::fs::write(
-        &path,
-        "port = 9000\nbackend = [\"127.0.0.1:1\", \"[::1]:2\"]\nbuffer-size = 4096\n",
-    )
-    .expect("write");
-    let c = resolve(
-        cli(&["-c", path.to_str().expect("utf8"), "-p", "9001"]),
-        1024,
-    )
-    .expect("ok");
+    let (_dir, path) =
+        file("port = 9000\nbackend = [\"127.0.0.1:1\", \"[::1]:2\"]\nbuffer-size = 4096\n");
+    let c = resolve(cli(&["-c", &path, "-p", "9001"]), 1024).expect("ok");
     assert_eq!(c.listen.port(), 9001);
     assert_eq!(c.backends.len(), 2);
     assert_eq!(c.buffer_size, 4096);
-    std::fs::write(&path, "port = 9000\nbogus = 1\n").expect("write");
-    let e = resolve(cli(&["-c", path.to_str().expect("utf8")]), 1024).expect_err("unknown");
+    let (_dir, path) = file("port = 9000\nbogus = 1\n");
+    let e = resolve(cli(&["-c", &path]), 1024).expect_err("unknown");
     assert!(
         e.contains("unknown field `bogus`") && e.contains("line 2"),
         "{e}"
@@ -111,17 +111,12 @@ fn config_file_is_overridden_by_flags_and_rejects_unknown_keys() {
 
 #[test]
 fn backend_tables_give_weights_and_backups_and_minus_b_replaces_them() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let path = dir.path().join("p.toml");
-    std::fs::write(
-        &path,
+    let (_dir, path) = file(
         "backend-port = 7\n\
          [[backend]]\naddress = \"127.0.0.1:1\"\nweight = 3\n\n\
          [[backend]]\naddress = \"[::1]\"\nbackup = true\n",
-    )
-    .expect("write");
-    let file = path.to_str().expect("utf8");
-    let c = resolve(cli(&["-c", file]), 1024).expect("ok");
+    );
+    let c = resolve(cli(&["-c", &path]), 1024).expect("ok");
     let spec = |a: &str, weight, backup| crate::balance::BackendSpec {
         addr: a.parse().expect("addr"),
         weight,
@@ -131,7 +126,7 @@ fn backend_tables_give_weights_and_backups_and_minus_b_replaces_them() {
         c.backends,
         vec![spec("127.0.0.1:1", 3, false), spec("[::1]:7", 1, true)]
     );
-    let c = resolve(cli(&["-c", file, "-b", "127.0.0.1:2"]), 1024).expect("ok");
+    let c = resolve(cli(&["-c", &path, "-b", "127.0.0.1:2"]), 1024).expect("ok");
     assert_eq!(c.backends, vec![spec("127.0.0.1:2", 1, false)]);
 }
 
@@ -160,11 +155,9 @@ fn the_example_config_resolves_as_written_and_with_every_setting_on() {
     let c = resolve(cli(&["-c", EXAMPLE]), 65_536).expect("example.toml resolves");
     let weights: Vec<(u32, bool)> = c.backends.iter().map(|b| (b.weight, b.backup)).collect();
     assert_eq!(weights, [(3, false), (1, false), (1, true)]);
-    let dir = tempfile::tempdir().expect("tmp");
-    let path = dir.path().join("all.toml");
-    std::fs::write(&path, example_with_everything_on()).expect("write");
-    let c = resolve(cli(&["-c", path.to_str().expect("utf8")]), 65_536)
-        .expect("example.toml with every setting on resolves");
+    let (_dir, path) = file(&example_with_everything_on());
+    let c =
+        resolve(cli(&["-c", &path]), 65_536).expect("example.toml with every setting on resolves");
     assert!(c.proxy_protocol.is_some() && c.metrics.is_some(), "{c:?}");
 }
 
