@@ -80,7 +80,7 @@ fn start_subjects(
         .map(|&k| {
             peers::start(
                 k,
-                backend,
+                &peers::Upstream::one(backend),
                 &sc.proxy.args,
                 &ctx.root,
                 &ctx.subject_dir(sc, k)?,
@@ -176,13 +176,7 @@ fn run_loadgen(
         cmd.args(&args).stdout(Stdio::piped());
         let lg = Child::try_spawn("loadgen", &mut cmd, START_TIMEOUT)?;
         let budget = total + load.warmup.0 * (n + 1) + Duration::from_secs(60);
-        let (status, out) = lg.wait_output(budget)?;
-        let json: Value = serde_json::from_str(out.trim()).map_err(|e| {
-            format!(
-                "loadgen exited {status} without a JSON report ({e}); stdout: {}",
-                out.chars().take(300).collect::<String>()
-            )
-        })?;
+        let json = run::loadgen_report(lg, budget, "loadgen")?;
         backend.check_alive()?;
         for s in subjects.iter_mut() {
             s.check_alive()?;
@@ -281,10 +275,7 @@ fn target_figures(
                 values.put(fig, label, f(lat, key));
             }
         }
-        let errors: f64 = t["errors"]
-            .as_object()
-            .map_or(0.0, |e| e.values().filter_map(Value::as_f64).sum());
-        values.put("errors", label, errors);
+        values.put("errors", label, run::error_total(t));
         values.put("verify_failures", label, f(t, "verify_failures"));
         if let (Some(d), false) = (direct, label == Kind::Direct.name()) {
             values.put("ratio_to_direct", label, headline(t) / headline(d));

@@ -12,7 +12,6 @@ use crate::procs::{self, CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, LISTEN};
 use crate::report::Skipped;
 use crate::run::{self, Ctx, Measured};
 use crate::spec::{Scenario, Soak};
-use serde_json::Value;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -302,13 +301,11 @@ fn phase(
     }
     let mut t = Tally::default();
     for (name, lg) in running {
-        let (status, out) = lg.wait_output(duration + Duration::from_secs(60))?;
-        let json: Value = serde_json::from_str(out.trim()).map_err(|e| {
-            format!(
-                "loadgen ({name}) exited {status} without a JSON report ({e}); stdout: {}",
-                out.chars().take(300).collect::<String>()
-            )
-        })?;
+        let json = run::loadgen_report(
+            lg,
+            duration + Duration::from_secs(60),
+            &format!("loadgen ({name})"),
+        )?;
         let r = &json["targets"][0];
         let f = |k: &str| r[k].as_f64().unwrap_or(0.0);
         t.connects += f("connects");
@@ -317,9 +314,7 @@ fn phase(
         if name == "stream" {
             t.streamed_bytes += f("bytes_received");
         }
-        t.errors += r["errors"]
-            .as_object()
-            .map_or(0.0, |e| e.values().filter_map(Value::as_f64).sum());
+        t.errors += run::error_total(r);
         t.verify_failures += f("verify_failures");
     }
     Ok(t)

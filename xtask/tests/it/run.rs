@@ -95,3 +95,39 @@ verify_failures = { max = 0 }
     assert!(get("resets_sent") > 0.0 && get("connections_churned") > get("resets_sent"));
     assert!(get("streamed_bytes") > 0.0 && get("peak_connections") >= 4.0);
 }
+
+/// A short failover through our proxy: the second backend is killed and
+/// restarted while connect-mode load runs, no client sees an error, and
+/// the restarted backend takes traffic again.
+#[test]
+fn a_failover_kills_and_restarts_a_backend_with_no_client_error() {
+    let b = Bench::new();
+    b.scenario(
+        "failover",
+        r#"description = "failover"
+[proxy]
+args = ["--fail-timeout", "200ms"]
+[failover]
+duration = "3s"
+warmup = "300ms"
+connections = 4
+rate = 200
+[targets]
+client_errors = { max = 0 }
+"#,
+    );
+    let r = b.xtask(&["scenario", "failover", "--compare", "direct"]);
+    assert_eq!(r.code, Some(0), "{r}");
+    let latest = b.latest();
+    let get = |name: &str| {
+        value(&latest, 0, name, "self").unwrap_or_else(|| panic!("no {name} in {latest}"))
+    };
+    assert_eq!(get("client_errors"), 0.0, "{latest}");
+    assert!(get("cut_by_kill") >= 0.0 && get("exchange_rate") > 0.0);
+    assert!(
+        get("recovery_ms") >= 0.0,
+        "the restarted backend took traffic"
+    );
+    let skipped = latest["scenarios"][0]["skipped"].to_string();
+    assert!(skipped.contains("direct"), "{skipped}");
+}
