@@ -16,9 +16,7 @@ use crate::peers::{self, Kind, Upstream, START_TIMEOUT};
 use crate::report::Skipped;
 use crate::run::{self, Ctx, Measured};
 use crate::spec::{Failover, Scenario};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use testkit::Child;
 
 /// How often the restarted backend's read count is looked at.
 const POLL: Duration = Duration::from_millis(5);
@@ -114,11 +112,7 @@ fn through(
     .iter()
     .map(|a| a.to_string())
     .collect();
-    m.commands
-        .push(format!("loadgen ({name}) {}", args.join(" ")));
-    let mut cmd = Command::new(ctx.bin("loadgen"));
-    cmd.args(&args).stdout(Stdio::piped());
-    let lg = Child::try_spawn("loadgen", &mut cmd, START_TIMEOUT)?;
+    let lg = run::spawn_loadgen(ctx, &format!("loadgen ({name})"), &args, m)?;
     let started = Instant::now();
     let end = started + o.warmup.0 + o.duration.0;
     let (kill_at, restart_at) = o.kill_and_restart();

@@ -3,14 +3,13 @@
 //! its report, the subjects' CPU time and our proxy's own counters turned
 //! into figures.
 
-use crate::peers::{self, Kind, Shape, Subject, START_TIMEOUT};
+use crate::peers::{self, Kind, Shape, Subject};
 use crate::report::Curve;
 use crate::run::{self, Ctx, Measured, Values};
 use crate::spec::{Count, Load, LoadMode, Scenario};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use testkit::proc::{self, Usage, TICKS_PER_SEC};
 use testkit::Child;
@@ -171,10 +170,7 @@ fn run_loadgen(
         let n = group.len() as u32;
         let total = load.duration.0 * n;
         let args = loadgen_args(load, connections, total, group);
-        m.commands.push(format!("loadgen {}", args.join(" ")));
-        let mut cmd = Command::new(ctx.bin("loadgen"));
-        cmd.args(&args).stdout(Stdio::piped());
-        let lg = Child::try_spawn("loadgen", &mut cmd, START_TIMEOUT)?;
+        let lg = run::spawn_loadgen(ctx, "loadgen", &args, m)?;
         let budget = total + load.warmup.0 * (n + 1) + Duration::from_secs(60);
         let json = run::loadgen_report(lg, budget, "loadgen")?;
         backend.check_alive()?;

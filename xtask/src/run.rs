@@ -285,6 +285,20 @@ pub fn start_proxied(
     Ok((backend, backend_addr, subject))
 }
 
+/// Starts loadgen with `args` (its stdout piped, for the report), and
+/// notes the command under `label` (`loadgen (churn)`).
+pub fn spawn_loadgen(
+    ctx: &Ctx,
+    label: &str,
+    args: &[String],
+    m: &mut Measured,
+) -> Result<Child, String> {
+    m.commands.push(format!("{label} {}", args.join(" ")));
+    let mut cmd = Command::new(ctx.bin("loadgen"));
+    cmd.args(args).stdout(Stdio::piped());
+    Child::try_spawn(label, &mut cmd, START_TIMEOUT)
+}
+
 /// Waits (up to `budget`) for a loadgen run with `--json` and returns
 /// its report.
 pub fn loadgen_report(lg: Child, budget: Duration, name: &str) -> Result<Value, String> {

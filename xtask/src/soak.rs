@@ -7,16 +7,14 @@
 //! in CLOSE_WAIT and FIN_WAIT2 (orphans included, found by address),
 //! must be back exactly where they were.
 
-use crate::peers::{self, Kind, START_TIMEOUT};
+use crate::peers::{self, Kind};
 use crate::procs::{self, CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, LISTEN};
 use crate::report::Skipped;
 use crate::run::{self, Ctx, Measured};
 use crate::spec::{Scenario, Soak};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use testkit::proc::usage_with_children;
-use testkit::Child;
 
 /// How often the proxy is looked at while it comes to rest.
 const SETTLE_POLL: Duration = Duration::from_millis(250);
@@ -293,11 +291,8 @@ fn phase(
         .iter()
         .map(|a| a.to_string())
         .collect();
-        m.commands
-            .push(format!("loadgen ({}) {}", l.name, args.join(" ")));
-        let mut cmd = Command::new(ctx.bin("loadgen"));
-        cmd.args(&args).stdout(Stdio::piped());
-        running.push((l.name, Child::try_spawn(l.name, &mut cmd, START_TIMEOUT)?));
+        let label = format!("loadgen ({})", l.name);
+        running.push((l.name, run::spawn_loadgen(ctx, &label, &args, m)?));
     }
     let mut t = Tally::default();
     for (name, lg) in running {
