@@ -131,3 +131,30 @@ client_errors = { max = 0 }
     let skipped = latest["scenarios"][0]["skipped"].to_string();
     assert!(skipped.contains("direct"), "{skipped}");
 }
+
+/// The same failover through a proxy told not to fail over: the
+/// connections sent to the dead backend are client errors, and the gate
+/// fails.
+#[test]
+fn a_proxy_that_does_not_fail_over_misses_the_client_errors_target() {
+    let b = Bench::new();
+    b.scenario(
+        "failover",
+        r#"description = "no failover"
+[proxy]
+args = ["--connect-retries", "1", "--fall", "0"]
+[failover]
+duration = "1500ms"
+warmup = "200ms"
+connections = 4
+rate = 200
+[targets]
+client_errors = { max = 0 }
+"#,
+    );
+    let r = b.xtask(&["scenario", "failover"]);
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stdout.contains("GATE: failover.client_errors = "), "{r}");
+    let errors = value(&b.latest(), 0, "client_errors", "self").expect("client_errors");
+    assert!(errors > 0.0, "{r}");
+}
