@@ -120,11 +120,12 @@ fn through(
     sleep_until(started + kill_at);
     let from = unix_us();
     b.try_signal("KILL")?;
-    b.try_wait_exit(START_TIMEOUT)?;
+    exited(b.pid())?;
     let kill = Kill {
         from,
         to: unix_us(),
     };
+    b.try_wait_exit(START_TIMEOUT)?;
     sleep_until(started + restart_at);
     let (mut b, _) = run::start_backend_at(sc, ctx, b_addr)
         .map_err(|e| format!("restarting the killed backend on its port {b_addr}: {e}"))?;
@@ -160,8 +161,16 @@ fn through(
             "{name}: the restarted backend took no traffic before the load ended"
         )),
     }
+    m.commands.push(format!(
+        "{name}: backend {b_addr} killed {:?} into the load (gone after {} us), \
+         listening again at {:?}",
+        kill_at,
+        kill.to - kill.from,
+        restart_at
+    ));
     if let Some(first) = t["first_error"].as_str() {
-        m.commands.push(format!("{name}: first error: {first}"));
+        m.commands
+            .push(format!("{name}: first error (cut or not): {first}"));
     }
     Ok(())
 }
@@ -178,6 +187,27 @@ fn first_traffic(pid: u32, end: Instant) -> Result<Option<Duration>, String> {
         }
     }
     Ok(None)
+}
+
+/// Waits until `pid` has exited (a zombie, its sockets closed), looking
+/// far more often than a wait for its exit status would, so that the
+/// kill's span is short.
+fn exited(pid: u32) -> Result<(), String> {
+    let path = format!("/proc/{pid}/stat");
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        // The state follows the parenthesised command name.
+        let state = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.rsplit_once(") ")?.1.chars().next());
+        if matches!(state, None | Some('Z' | 'X')) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Err(format!(
+        "the killed backend {pid} was still running after {START_TIMEOUT:?}"
+    ))
 }
 
 /// Bytes `pid`'s threads have read with read(2) and its kin, sockets
