@@ -312,6 +312,7 @@ impl<P: Protocol> Worker<P> {
             if left > 0 {
                 let t = &mut self.targets[s.target];
                 t.tally.errors.add(ErrorKind::Timeout, u64::from(left));
+                t.tally.error_times_dropped += u64::from(left);
                 self.done_errors += u64::from(left);
                 if t.tally.first_error.is_none() {
                     t.tally.first_error = Some(format!(

@@ -76,8 +76,13 @@
 //!                                // late each message was sent after it was
 //!                                // due (a busy connection or a late wake-up)
 //!     "first_error": null | "text",
-//!     "resets_sent": N           // connections reset on purpose
+//!     "resets_sent": N,          // connections reset on purpose
 //!                                // (--reset-ratio), whole run
+//!     "error_times": [[started_us, failed_us], ...],  // each error's
+//!                                // connection: when its last connect
+//!                                // started and when it failed, Unix
+//!                                // microseconds, by failure; the first 10,000
+//!     "error_times_dropped": N   // errors counted without times
 //!   }, ...],
 //!   "bulk_direction": null | "up" | "down" | "both",
 //!   "interrupted": false         // true: stopped early by Ctrl-C/SIGTERM

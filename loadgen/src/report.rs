@@ -64,6 +64,10 @@ pub struct TargetReport {
     pub first_error: Option<String>,
     /// Connections reset on purpose (`--reset-ratio`), whole run.
     pub resets_sent: u64,
+    /// `[started, failed]` of each error, Unix microseconds, by failure.
+    pub error_times: Vec<[u64; 2]>,
+    /// Errors counted without times.
+    pub error_times_dropped: u64,
 }
 
 /// Latency figures in microseconds.
@@ -151,6 +155,12 @@ impl TargetReport {
             send_lag_us: cfg.open_loop().then(|| Latency::of(&t.send_lag)),
             first_error: t.first_error.clone(),
             resets_sent: t.resets_sent,
+            error_times: {
+                let mut v = t.error_times.clone();
+                v.sort_unstable_by_key(|&[_, failed]| failed);
+                v
+            },
+            error_times_dropped: t.error_times_dropped,
         }
     }
 }

@@ -6,12 +6,16 @@ use hdrhistogram::Histogram;
 use netio::Fault;
 use serde::Serialize;
 use std::io;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Highest latency the histogram holds: one hour, in nanoseconds. Larger
 /// values are clamped to it.
 const HIST_MAX_NS: u64 = 3_600_000_000_000;
 /// Significant decimal digits kept: 3 means within 0.1%.
 const HIST_SIGFIGS: u8 = 3;
+/// Most errors whose times a target keeps (over all threads); the rest
+/// are only counted, in `error_times_dropped`.
+pub const ERROR_TIMES_MAX: usize = 10_000;
 
 /// The kinds of error a run counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +146,15 @@ pub struct Tally {
     pub errors: Errors,
     /// The first error's description, for the report.
     pub first_error: Option<String>,
+    /// `[started, failed]` of each failed connection (the first
+    /// [`ERROR_TIMES_MAX`]), in microseconds since the Unix epoch: when
+    /// its last connect started and when it failed. A workbench that
+    /// breaks a server at a known time tells by them which failures its
+    /// break cut and which came after.
+    pub error_times: Vec<[u64; 2]>,
+    /// Errors counted without times: beyond the cap, or counted in bulk
+    /// (messages still queued after a window).
+    pub error_times_dropped: u64,
 }
 
 impl Default for Tally {
@@ -162,6 +175,8 @@ impl Tally {
             resets_sent: 0,
             errors: Errors::default(),
             first_error: None,
+            error_times: Vec::new(),
+            error_times_dropped: 0,
         }
     }
 
@@ -180,6 +195,22 @@ impl Tally {
         }
     }
 
+    /// Notes the times of an error counted with [`Tally::error`]: when
+    /// the failed connection's connect started, and now.
+    pub fn time_error(&mut self, started: Instant) {
+        if self.error_times.len() >= ERROR_TIMES_MAX {
+            self.error_times_dropped += 1;
+            return;
+        }
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let unix_us = |t: Instant| {
+            wall.checked_sub(now.saturating_duration_since(t))
+                .and_then(|w| w.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        };
+        self.error_times.push([unix_us(started), unix_us(now)]);
+    }
+
     /// Adds another thread's tally for the same target.
     pub fn merge(&mut self, o: &Tally) {
         // Both histograms have the same bounds, so adding cannot fail;
@@ -195,6 +226,10 @@ impl Tally {
         if self.first_error.is_none() {
             self.first_error.clone_from(&o.first_error);
         }
+        let room = ERROR_TIMES_MAX.saturating_sub(self.error_times.len());
+        let kept = o.error_times.len().min(room);
+        self.error_times.extend_from_slice(&o.error_times[..kept]);
+        self.error_times_dropped += o.error_times_dropped + (o.error_times.len() - kept) as u64;
     }
 }
 
@@ -222,7 +257,15 @@ mod tests {
         a.record(1_000);
         b.record(3_000);
         b.error(ErrorKind::Mismatch, || "bad byte".into());
+        b.time_error(Instant::now());
+        a.error_times_dropped = 1;
         a.merge(&b);
+        assert_eq!((a.error_times.len(), a.error_times_dropped), (1, 1));
+        let [started, failed] = a.error_times[0];
+        assert!(
+            started <= failed && started > 1_500_000_000_000_000,
+            "{started}"
+        );
         assert_eq!(a.messages, 2);
         assert_eq!(a.hist.len(), 2);
         assert_eq!(a.errors.verify_failures(), 1);

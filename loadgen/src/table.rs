@@ -289,6 +289,7 @@ impl<P: Protocol> Worker<P> {
         }
         let t = &mut self.targets[c.group as usize];
         t.tally.error(kind, || what);
+        t.tally.time_error(c.t_connect);
         self.done_errors += 1;
         self.close(slot);
         self.queue_connect(slot, self.now + RETRY);

@@ -10,7 +10,8 @@
 //!   the kernel (`errors`, `verify_failures`, `read_write_per_message`,
 //!   `syscalls_per_message`, `epoll_ctl_per_connection`, `idle_wakeups`,
 //!   `fd_leak`, `connections_held`, RSS bytes per connection, the soak's
-//!   RSS growth and its descriptor and socket-state deltas). A count
+//!   RSS growth and its descriptor and socket-state deltas, the failover
+//!   scenario's `client_errors`). A count
 //!   does not follow the machine's speed, so its target gates, and `cargo
 //!   xtask ci` holds it to `scenarios/baseline.json` within the room
 //!   given here (wider where a count depends on batching).
@@ -66,6 +67,9 @@ pub enum Producer {
     /// A soak scenario: the proxy's own figures before and after a long
     /// churning load.
     Soak,
+    /// A failover scenario: client-visible errors while one of two
+    /// backends is killed and restarted, and how soon it takes traffic.
+    Failover,
     /// Load and soak scenarios alike: what loadgen reports.
     Traffic,
     /// Every kind of scenario.
@@ -239,6 +243,14 @@ pub const TABLE: &[Def] = &[
     wall("messages", "count", Higher, Producer::Soak),
     wall("streamed_bytes", "bytes", Higher, Producer::Soak),
     wall("soak_seconds", "s", Higher, Producer::Soak),
+    // Failover: errors of the exchanges that were not in progress when
+    // the backend was killed (those, which no L4 proxy can replay, are
+    // `cut_by_kill`, reported apart), and the time from the restart to
+    // the restarted backend's first connection.
+    count("client_errors", "count", Lower, Producer::Failover, NONE),
+    wall("cut_by_kill", "count", Lower, Producer::Failover),
+    wall("recovery_ms", "ms", Lower, Producer::Failover),
+    wall("exchange_rate", "conn/s", Higher, Producer::Failover),
 ];
 
 /// What a figure name means: a row of the table, or one derived from a
@@ -369,7 +381,8 @@ mod tests {
                 "rss_growth_kib",
                 "fd_delta",
                 "close_wait_delta",
-                "fin_wait2_delta"
+                "fin_wait2_delta",
+                "client_errors"
             ]
         );
         let direct = spec("ratio_to_direct").expect("known");

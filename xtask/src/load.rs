@@ -3,14 +3,13 @@
 //! its report, the subjects' CPU time and our proxy's own counters turned
 //! into figures.
 
-use crate::peers::{self, Kind, Shape, Subject, START_TIMEOUT};
+use crate::peers::{self, Kind, Shape, Subject};
 use crate::report::Curve;
 use crate::run::{self, Ctx, Measured, Values};
 use crate::spec::{Count, Load, LoadMode, Scenario};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use testkit::proc::{self, Usage, TICKS_PER_SEC};
 use testkit::Child;
@@ -80,7 +79,7 @@ fn start_subjects(
         .map(|&k| {
             peers::start(
                 k,
-                backend,
+                &peers::Upstream::one(backend),
                 &sc.proxy.args,
                 &ctx.root,
                 &ctx.subject_dir(sc, k)?,
@@ -171,18 +170,9 @@ fn run_loadgen(
         let n = group.len() as u32;
         let total = load.duration.0 * n;
         let args = loadgen_args(load, connections, total, group);
-        m.commands.push(format!("loadgen {}", args.join(" ")));
-        let mut cmd = Command::new(ctx.bin("loadgen"));
-        cmd.args(&args).stdout(Stdio::piped());
-        let lg = Child::try_spawn("loadgen", &mut cmd, START_TIMEOUT)?;
+        let lg = run::spawn_loadgen(ctx, "loadgen", &args, m)?;
         let budget = total + load.warmup.0 * (n + 1) + Duration::from_secs(60);
-        let (status, out) = lg.wait_output(budget)?;
-        let json: Value = serde_json::from_str(out.trim()).map_err(|e| {
-            format!(
-                "loadgen exited {status} without a JSON report ({e}); stdout: {}",
-                out.chars().take(300).collect::<String>()
-            )
-        })?;
+        let json = run::loadgen_report(lg, budget, "loadgen")?;
         backend.check_alive()?;
         for s in subjects.iter_mut() {
             s.check_alive()?;
@@ -281,10 +271,7 @@ fn target_figures(
                 values.put(fig, label, f(lat, key));
             }
         }
-        let errors: f64 = t["errors"]
-            .as_object()
-            .map_or(0.0, |e| e.values().filter_map(Value::as_f64).sum());
-        values.put("errors", label, errors);
+        values.put("errors", label, run::error_total(t));
         values.put("verify_failures", label, f(t, "verify_failures"));
         if let (Some(d), false) = (direct, label == Kind::Direct.name()) {
             values.put("ratio_to_direct", label, headline(t) / headline(d));

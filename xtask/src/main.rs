@@ -5,6 +5,7 @@
 
 mod bench;
 mod ci;
+mod failover;
 mod figures;
 mod flags;
 mod gate;

@@ -120,26 +120,64 @@ impl Shape {
     }
 }
 
-/// Starts `kind` in front of `backend`. `dir` holds generated configs.
+/// What a subject is put in front of: its backends, and whether it is
+/// to fail over between them (the failover scenario), with health
+/// settings that match the scenario's `--fall 3 --fail-timeout 1s` for
+/// ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub backends: Vec<SocketAddr>,
+    pub failover: bool,
+}
+
+impl Upstream {
+    /// One backend, as every scenario but failover has.
+    pub fn one(backend: SocketAddr) -> Upstream {
+        Upstream {
+            backends: vec![backend],
+            failover: false,
+        }
+    }
+}
+
+/// HAProxy's failover settings: each server checked every 500 ms, down
+/// after 3 failures and up after 1 success; a failed connect retried up
+/// to 3 times, each retry on another server (`redispatch 1`), as ours
+/// tries the next backend at once.
+const HAPROXY_FAILOVER: &str = "    balance roundrobin\n    retries 3\n    option redispatch 1\n";
+const HAPROXY_CHECK: &str = " check inter 500ms fall 3 rise 1";
+/// nginx's: a server is left out for 1 s after 3 failures in 1 s, and a
+/// failed connect is tried on the next server, 3 servers at most.
+const NGINX_SERVER: &str = " max_fails=3 fail_timeout=1s";
+const NGINX_FAILOVER: &str = "proxy_next_upstream on;\n    proxy_next_upstream_tries 3;\n    ";
+
+/// Starts `kind` in front of `up`. `dir` holds generated configs.
 pub fn start(
     kind: Kind,
-    backend: SocketAddr,
+    up: &Upstream,
     proxy_args: &[String],
     root: &Path,
     dir: &Path,
 ) -> Result<Subject, String> {
     let shape = Shape::of(proxy_args);
+    let first = *up
+        .backends
+        .first()
+        .ok_or("no backend to start a proxy for")?;
     match kind {
         Kind::Direct => Ok(Subject {
             kind,
-            addr: backend,
+            addr: first,
             metrics: None,
             process: None,
         }),
         Kind::SelfProxy => {
             let mut cmd = Command::new(root.join("target/release/proxy"));
-            cmd.args(["-l", "127.0.0.1", "-p", "0", "-b", &backend.to_string()])
-                .args(["--metrics", "127.0.0.1:0"])
+            cmd.args(["-l", "127.0.0.1", "-p", "0"]);
+            for b in &up.backends {
+                cmd.args(["-b", &b.to_string()]);
+            }
+            cmd.args(["--metrics", "127.0.0.1:0"])
                 .args(proxy_args)
                 .stdout(Stdio::null());
             let mut p = Child::try_spawn("proxy", &mut cmd, START_TIMEOUT)?;
@@ -159,7 +197,7 @@ pub fn start(
         Kind::Haproxy => {
             let port = procs::free_port()?;
             let cfg = dir.join("haproxy.cfg");
-            write(&cfg, &haproxy_config(shape, backend, port))?;
+            write(&cfg, &haproxy_config(shape, up, port))?;
             let mut cmd = Command::new("haproxy");
             cmd.arg("-f").arg(&cfg).arg("-db");
             start_peer(kind, cmd, port)
@@ -168,7 +206,7 @@ pub fn start(
             let port = procs::free_port()?;
             let module = nginx_stream_module().ok_or("nginx stream module not found")?;
             let conf = dir.join("nginx.conf");
-            write(&conf, &nginx_config(shape, backend, port, &module, dir))?;
+            write(&conf, &nginx_config(shape, up, port, &module, dir))?;
             let mut cmd = Command::new("nginx");
             cmd.arg("-p").arg(dir).arg("-c").arg(&conf);
             cmd.arg("-e").arg("stderr");
@@ -178,7 +216,7 @@ pub fn start(
 }
 
 /// HAProxy in `mode tcp` with ours's threads, pipes and connections.
-fn haproxy_config(shape: Shape, backend: SocketAddr, port: u16) -> String {
+fn haproxy_config(shape: Shape, up: &Upstream, port: u16) -> String {
     let maxconn = shape.max_connections();
     let threads = shape.workers;
     // Ours splices streams unless told `--pipes 0`: so does HAProxy, with
@@ -189,6 +227,17 @@ fn haproxy_config(shape: Shape, backend: SocketAddr, port: u16) -> String {
     } else {
         ("", 0)
     };
+    let (failover, check) = if up.failover {
+        (HAPROXY_FAILOVER, HAPROXY_CHECK)
+    } else {
+        ("", "")
+    };
+    let servers: String = up
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| format!("    server s{} {b}{check}\n", i + 1))
+        .collect();
     // No `busy-polling` for --busy-poll: HAProxy's spins even with no
     // traffic, keeping a core awake through the other subjects' windows,
     // which speeds them all up and voids the comparison.
@@ -196,18 +245,34 @@ fn haproxy_config(shape: Shape, backend: SocketAddr, port: u16) -> String {
         "global\n    maxconn {maxconn}\n    nbthread {threads}\n    maxpipes {pipes}\n\
          defaults\n    mode tcp\n    maxconn {maxconn}\n{splice}    timeout connect 5s\n    timeout client 1h\n    timeout server 1h\n\
          frontend fe\n    bind 127.0.0.1:{port}\n    default_backend be\n\
-         backend be\n    server s1 {backend}\n"
+         backend be\n{failover}{servers}"
     )
 }
 
 /// nginx's `stream` module with ours's workers and connections; nginx
 /// counts the backend side of a connection as a connection too.
-fn nginx_config(shape: Shape, backend: SocketAddr, port: u16, module: &Path, dir: &Path) -> String {
+fn nginx_config(shape: Shape, up: &Upstream, port: u16, module: &Path, dir: &Path) -> String {
     let conns = shape.max_connections() * 2 + 64;
+    let (upstream, pass, failover) = match up.backends.as_slice() {
+        [one] if !up.failover => (String::new(), one.to_string(), ""),
+        all => {
+            let server = if up.failover { NGINX_SERVER } else { "" };
+            let servers: String = all
+                .iter()
+                .map(|b| format!(" server {b}{server};"))
+                .collect();
+            let failover = if up.failover { NGINX_FAILOVER } else { "" };
+            (
+                format!("  upstream be {{{servers} }}\n"),
+                "be".into(),
+                failover,
+            )
+        }
+    };
     format!(
         "load_module {module};\nworker_processes {workers};\ndaemon off;\npid {pid};\nerror_log stderr warn;\n\
          worker_rlimit_nofile {nofile};\nevents {{ worker_connections {conns}; }}\n\
-         stream {{\n  server {{\n    listen 127.0.0.1:{port};\n    proxy_pass {backend};\n    \
+         stream {{\n{upstream}  server {{\n    listen 127.0.0.1:{port};\n    proxy_pass {pass};\n    {failover}\
          proxy_connect_timeout 5s;\n    proxy_timeout 1h;\n    proxy_half_close on;\n  }}\n}}\n",
         module = module.display(),
         pid = dir.join("nginx.pid").display(),
@@ -306,7 +371,8 @@ mod tests {
             netio::budget::connections(procs::nofile_hard(), 1, 16),
             "the proxy's one formula"
         );
-        let h = haproxy_config(shape, backend, 7);
+        let one = Upstream::one(backend);
+        let h = haproxy_config(shape, &one, 7);
         assert!(
             h.contains(&format!("maxconn {max}\n")) && h.contains("maxpipes 16"),
             "{h}"
@@ -315,11 +381,11 @@ mod tests {
             h.contains("option splice-auto") && h.contains("bind 127.0.0.1:7"),
             "{h}"
         );
-        let h = haproxy_config(Shape::of(&args(&["--pipes", "0"])), backend, 7);
+        let h = haproxy_config(Shape::of(&args(&["--pipes", "0"])), &one, 7);
         assert!(!h.contains("splice") && h.contains("maxpipes 0"), "{h}");
         let n = nginx_config(
             Shape::of(&args(&["--workers", "2"])),
-            backend,
+            &one,
             7,
             Path::new("m.so"),
             Path::new("/d"),
@@ -329,6 +395,39 @@ mod tests {
             n.contains("worker_processes 2;")
                 && n.contains(&format!("worker_connections {conns};")),
             "{n}"
+        );
+    }
+
+    #[test]
+    fn a_failover_upstream_gets_health_checks_retries_and_next_upstream() {
+        let up = Upstream {
+            backends: vec![([127, 0, 0, 1], 9).into(), ([127, 0, 0, 1], 10).into()],
+            failover: true,
+        };
+        let h = haproxy_config(Shape::of(&[]), &up, 7);
+        assert!(
+            h.contains("retries 3\n") && h.contains("option redispatch 1\n"),
+            "{h}"
+        );
+        for s in [
+            "server s1 127.0.0.1:9 check inter 500ms fall 3 rise 1\n",
+            "server s2 127.0.0.1:10 check inter 500ms fall 3 rise 1\n",
+        ] {
+            assert!(h.contains(s), "{h}");
+        }
+        let n = nginx_config(Shape::of(&[]), &up, 7, Path::new("m.so"), Path::new("/d"));
+        assert!(
+            n.contains(
+                "upstream be { server 127.0.0.1:9 max_fails=3 fail_timeout=1s; server \
+                        127.0.0.1:10 max_fails=3 fail_timeout=1s; }"
+            ) && n.contains("proxy_pass be;")
+                && n.contains("proxy_next_upstream on;"),
+            "{n}"
+        );
+        let plain = haproxy_config(Shape::of(&[]), &Upstream::one(up.backends[0]), 7);
+        assert!(
+            !plain.contains("check") && !plain.contains("retries"),
+            "{plain}"
         );
     }
 

@@ -7,11 +7,13 @@ use crate::gate;
 use crate::peers::{self, Kind, Subject, START_TIMEOUT};
 use crate::report::{self, Curve, Figure, Run, ScenarioReport, Skipped};
 use crate::spec::{self, Body, Scenario};
-use crate::{hold, load, soak};
+use crate::{failover, hold, load, soak};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 use testkit::Child;
 
 /// Where things are: the project, its scenarios, the reports.
@@ -139,6 +141,7 @@ pub fn run_all(
                 .iter()
                 .try_for_each(|&k| hold::run(sc, &h, k, &ctx, &mut m)),
             Body::Soak(s) => soak::run(sc, &s, &usable, &ctx, &mut m),
+            Body::Failover(o) => failover::run(sc, &o, &usable, &ctx, &mut m),
         };
         if let Err(e) = &result {
             eprintln!("xtask: scenario {} failed: {e}", sc.name);
@@ -241,10 +244,24 @@ pub fn figures_of(sc: &Scenario, measured: &Values, primary: &str) -> Vec<Figure
 
 /// Starts the scenario's echo-backend on a free port.
 pub fn start_backend(sc: &Scenario, ctx: &Ctx) -> Result<(Child, SocketAddr), String> {
+    start_backend_at(sc, ctx, ([127, 0, 0, 1], 0).into())
+}
+
+/// Starts the scenario's echo-backend on `listen` (port 0: a free one).
+pub fn start_backend_at(
+    sc: &Scenario,
+    ctx: &Ctx,
+    listen: SocketAddr,
+) -> Result<(Child, SocketAddr), String> {
     let mut cmd = Command::new(ctx.bin("echo-backend"));
-    cmd.args(["--listen", "127.0.0.1:0", "--mode", sc.backend.mode.arg()])
-        .args(["--workers", &sc.backend.workers.to_string()])
-        .stdout(Stdio::null());
+    cmd.args([
+        "--listen",
+        &listen.to_string(),
+        "--mode",
+        sc.backend.mode.arg(),
+    ])
+    .args(["--workers", &sc.backend.workers.to_string()])
+    .stdout(Stdio::null());
     let mut b = Child::try_spawn("echo-backend", &mut cmd, START_TIMEOUT)?;
     let addr = b.try_wait_listening()?;
     Ok((b, addr))
@@ -260,12 +277,45 @@ pub fn start_proxied(
     let (backend, backend_addr) = start_backend(sc, ctx)?;
     let subject = peers::start(
         kind,
-        backend_addr,
+        &peers::Upstream::one(backend_addr),
         &sc.proxy.args,
         &ctx.root,
         &ctx.subject_dir(sc, kind)?,
     )?;
     Ok((backend, backend_addr, subject))
+}
+
+/// Starts loadgen with `args` (its stdout piped, for the report), and
+/// notes the command under `label` (`loadgen (churn)`).
+pub fn spawn_loadgen(
+    ctx: &Ctx,
+    label: &str,
+    args: &[String],
+    m: &mut Measured,
+) -> Result<Child, String> {
+    m.commands.push(format!("{label} {}", args.join(" ")));
+    let mut cmd = Command::new(ctx.bin("loadgen"));
+    cmd.args(args).stdout(Stdio::piped());
+    Child::try_spawn(label, &mut cmd, START_TIMEOUT)
+}
+
+/// Waits (up to `budget`) for a loadgen run with `--json` and returns
+/// its report.
+pub fn loadgen_report(lg: Child, budget: Duration, name: &str) -> Result<Value, String> {
+    let (status, out) = lg.wait_output(budget)?;
+    serde_json::from_str(out.trim()).map_err(|e| {
+        format!(
+            "{name} exited {status} without a JSON report ({e}); stdout: {}",
+            out.chars().take(300).collect::<String>()
+        )
+    })
+}
+
+/// All the errors of one target of a loadgen report, of every kind.
+pub fn error_total(target: &Value) -> f64 {
+    target["errors"]
+        .as_object()
+        .map_or(0.0, |e| e.values().filter_map(Value::as_f64).sum())
 }
 
 /// Builds the binaries the workbench runs, in release.

@@ -7,17 +7,14 @@
 //! in CLOSE_WAIT and FIN_WAIT2 (orphans included, found by address),
 //! must be back exactly where they were.
 
-use crate::peers::{self, Kind, START_TIMEOUT};
+use crate::peers::{self, Kind};
 use crate::procs::{self, CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, LISTEN};
 use crate::report::Skipped;
 use crate::run::{self, Ctx, Measured};
 use crate::spec::{Scenario, Soak};
-use serde_json::Value;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use testkit::proc::usage_with_children;
-use testkit::Child;
 
 /// How often the proxy is looked at while it comes to rest.
 const SETTLE_POLL: Duration = Duration::from_millis(250);
@@ -294,21 +291,16 @@ fn phase(
         .iter()
         .map(|a| a.to_string())
         .collect();
-        m.commands
-            .push(format!("loadgen ({}) {}", l.name, args.join(" ")));
-        let mut cmd = Command::new(ctx.bin("loadgen"));
-        cmd.args(&args).stdout(Stdio::piped());
-        running.push((l.name, Child::try_spawn(l.name, &mut cmd, START_TIMEOUT)?));
+        let label = format!("loadgen ({})", l.name);
+        running.push((l.name, run::spawn_loadgen(ctx, &label, &args, m)?));
     }
     let mut t = Tally::default();
     for (name, lg) in running {
-        let (status, out) = lg.wait_output(duration + Duration::from_secs(60))?;
-        let json: Value = serde_json::from_str(out.trim()).map_err(|e| {
-            format!(
-                "loadgen ({name}) exited {status} without a JSON report ({e}); stdout: {}",
-                out.chars().take(300).collect::<String>()
-            )
-        })?;
+        let json = run::loadgen_report(
+            lg,
+            duration + Duration::from_secs(60),
+            &format!("loadgen ({name})"),
+        )?;
         let r = &json["targets"][0];
         let f = |k: &str| r[k].as_f64().unwrap_or(0.0);
         t.connects += f("connects");
@@ -317,9 +309,7 @@ fn phase(
         if name == "stream" {
             t.streamed_bytes += f("bytes_received");
         }
-        t.errors += r["errors"]
-            .as_object()
-            .map_or(0.0, |e| e.values().filter_map(Value::as_f64).sum());
+        t.errors += run::error_total(r);
         t.verify_failures += f("verify_failures");
     }
     Ok(t)

@@ -3,8 +3,11 @@
 //! naming the file, the line, the key and the value) and validated before
 //! anything starts.
 
+mod failover;
+mod key;
 mod values;
 
+pub use failover::Failover;
 pub use values::{fmt_num, BackendMode, Bound, BulkDirection, Count, Dur, LoadMode};
 
 use crate::figures::{self, Class, Producer};
@@ -45,13 +48,16 @@ struct File {
     /// Extra arguments for our proxy (peers get equivalent configs).
     #[serde(default)]
     proxy: ProxySpec,
-    /// A load run by loadgen; exactly one of `load`, `hold` and `soak`.
+    /// A load run by loadgen; exactly one of `load`, `hold`, `soak` and
+    /// `failover`.
     load: Option<Load>,
     /// Connections held by the workbench itself for memory and idle figures.
     hold: Option<Hold>,
     /// A long churning load, judged by the proxy's own figures at rest
     /// before and after it.
     soak: Option<Soak>,
+    /// Connect-mode load while one of two backends is killed and restarted.
+    failover: Option<Failover>,
     /// Overrides for `--quick` (and `cargo xtask ci`).
     #[serde(default)]
     quick: Quick,
@@ -181,6 +187,7 @@ pub enum Body {
     Load(Load),
     Hold(Hold),
     Soak(Soak),
+    Failover(Failover),
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -239,7 +246,7 @@ impl Scenario {
             match e.span() {
                 Some(span) => {
                     let line = text[..span.start].matches('\n').count() + 1;
-                    match key_at(&text, span) {
+                    match key::at(&text, span) {
                         Some(key) => format!("{file}:{line}: {key}: {message}"),
                         None => format!("{file}:{line}: {message}"),
                     }
@@ -252,19 +259,20 @@ impl Scenario {
             .and_then(|n| n.to_str())
             .ok_or_else(|| format!("{file}: file name is not UTF-8"))?
             .to_string();
-        let body = match (f.load, f.hold, f.soak) {
-            (Some(l), None, None) => Body::Load(l),
-            (None, Some(h), None) => Body::Hold(h),
-            (None, None, Some(s)) => Body::Soak(s),
-            (None, None, None) => {
+        let body = match (f.load, f.hold, f.soak, f.failover) {
+            (Some(l), None, None, None) => Body::Load(l),
+            (None, Some(h), None, None) => Body::Hold(h),
+            (None, None, Some(s), None) => Body::Soak(s),
+            (None, None, None, Some(o)) => Body::Failover(o),
+            (None, None, None, None) => {
                 return Err(format!(
-                    "{file}: missing field `load` (or `hold`, or `soak`)"
+                    "{file}: missing field `load` (or `hold`, `soak` or `failover`)"
                 ))
             }
             _ => {
                 return Err(format!(
-                    "{file}: has more than one of [load], [hold] and [soak]; a scenario is one \
-                     of them"
+                    "{file}: has more than one of [load], [hold], [soak] and [failover]; a \
+                     scenario is one of them"
                 ))
             }
         };
@@ -288,6 +296,7 @@ impl Scenario {
             Body::Load(_) => Producer::Load,
             Body::Hold(_) => Producer::Hold,
             Body::Soak(_) => Producer::Soak,
+            Body::Failover(_) => Producer::Failover,
         }
     }
 
@@ -340,6 +349,7 @@ impl Scenario {
                     ));
                 }
             }
+            Body::Failover(o) => o.validate(self.quick.rate)?,
         }
         let produced = figures::produced_by(self.producer());
         let unknown = |table: &str, name: &str| {
@@ -430,12 +440,20 @@ impl Scenario {
                 s.warmup = q.warmup.unwrap_or(s.warmup);
                 Body::Soak(s)
             }
+            Body::Failover(o) => {
+                let mut o = o.clone();
+                o.duration = q.duration.unwrap_or(o.duration);
+                o.warmup = q.warmup.unwrap_or(o.warmup);
+                o.connections = q.connections.unwrap_or(o.connections);
+                o.rate = q.rate.unwrap_or(o.rate);
+                Body::Failover(o)
+            }
         }
     }
 }
 
 impl Body {
-    /// With `--duration`: the measured time of a load or a soak set by
+    /// With `--duration`: the measured time of a load, soak or failover set by
     /// hand (a hold's quiet window is not a duration to stretch).
     pub fn with_duration(self, duration: Option<Duration>) -> Body {
         let Some(d) = duration.map(Dur) else {
@@ -444,50 +462,10 @@ impl Body {
         match self {
             Body::Load(l) => Body::Load(Load { duration: d, ..l }),
             Body::Soak(s) => Body::Soak(Soak { duration: d, ..s }),
+            Body::Failover(o) => Body::Failover(Failover { duration: d, ..o }),
             Body::Hold(h) => Body::Hold(h),
         }
     }
-}
-
-/// The dotted key a parse error at `span` is about: the `[table]` above
-/// it, the key on its line, and the key inside an inline table on that
-/// line (`targets.rate.min`).
-fn key_at(text: &str, span: std::ops::Range<usize>) -> Option<String> {
-    let start = span.start.min(text.len());
-    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-    let line = &text[line_start..line_end];
-    let table = text[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    let before = &text[line_start..start];
-    let mut path: Vec<String> = table.into_iter().collect();
-    if line.trim_start().starts_with('[') {
-        // A table header: the error is about the table itself.
-        let header = line.trim().trim_matches(|c| c == '[' || c == ']').trim();
-        return Some(header.to_string());
-    }
-    match before.split_once('=') {
-        // The span is on the key itself (an unknown field).
-        None => path.push(
-            text[start..span.end.min(line_end).max(start)]
-                .trim()
-                .to_string(),
-        ),
-        Some((outer, rest)) => {
-            path.push(outer.trim().to_string());
-            if let Some(i) = rest.rfind(['{', ',']) {
-                if let Some((inner, _)) = rest[i + 1..].rsplit_once('=') {
-                    path.push(inner.trim().to_string());
-                }
-            }
-        }
-    }
-    path.retain(|p| !p.is_empty());
-    (!path.is_empty()).then(|| path.join("."))
 }
 
 /// Every scenario in `dir`, sorted by name. Fails on the first bad file.

@@ -305,6 +305,34 @@ fn a_refused_target_is_counted_and_fails_the_run() {
 }
 
 #[test]
+fn each_error_is_timed_from_its_connect_to_its_failure() {
+    let unix_us = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_micros() as u64
+    };
+    let t = util::closed_port().to_string();
+    let before = unix_us();
+    let run = loadgen(&args(&t, &["--connections", "2", "--mode", "connect"]));
+    let after = unix_us();
+    let r = run.target(0);
+    let times = r["error_times"].as_array().expect("error_times");
+    assert_eq!(times.len() as u64, total_errors(&r), "{r}");
+    assert_eq!(r["error_times_dropped"].as_u64(), Some(0), "{r}");
+    let mut last = 0;
+    for pair in times {
+        let (started, failed) = (pair[0].as_u64().expect("us"), pair[1].as_u64().expect("us"));
+        assert!(
+            before <= started && started <= failed && failed <= after,
+            "{pair}"
+        );
+        assert!(failed >= last, "sorted by failure: {r}");
+        last = failed;
+    }
+}
+
+#[test]
 fn a_silent_server_times_out() {
     let t = util::std_silent().to_string();
     let run = loadgen(&args(&t, &["--connections", "2", "--timeout", "200ms"]));

@@ -362,5 +362,83 @@ fn a_soak_is_refused_with_the_key_that_is_wrong() {
     let both = format!("{SOAK}\n[hold]\nconnections = [1]\n");
     assert!(parse(&both)
         .expect_err("both")
-        .contains("more than one of [load], [hold] and [soak]"));
+        .contains("more than one of [load], [hold], [soak] and [failover]"));
+}
+
+const FAILOVER: &str = r#"
+description = "failover"
+[proxy]
+args = ["--fail-timeout", "1s"]
+[failover]
+duration = "30s"
+connections = 20
+rate = 1000
+[quick]
+duration = "6s"
+warmup = "500ms"
+rate = 500
+[targets]
+client_errors = { max = 0 }
+"#;
+
+fn failover(s: &Scenario, quick: bool) -> Failover {
+    match s.body(quick) {
+        Body::Failover(o) => o,
+        _ => panic!("a failover scenario"),
+    }
+}
+
+#[test]
+fn a_failover_parses_with_its_timeline_and_quick_overrides() {
+    let s = parse(FAILOVER).expect("good");
+    assert_eq!(s.producer(), Producer::Failover);
+    let o = failover(&s, false);
+    assert_eq!((o.connections, o.message_size, o.rate), (20, 64, 1000.0));
+    let secs = Duration::from_secs;
+    assert_eq!(
+        o.kill_and_restart(),
+        (secs(11), secs(21)),
+        "1s warm-up default"
+    );
+    let q = failover(&s, true);
+    assert_eq!((q.duration.to_string(), q.rate), ("6s".into(), 500.0));
+    let ms = Duration::from_millis;
+    assert_eq!(q.kill_and_restart(), (ms(2500), ms(4500)));
+    let d = s.body(true).with_duration(Some(secs(9)));
+    let Body::Failover(d) = d else {
+        panic!("failover")
+    };
+    assert_eq!(
+        d.kill_and_restart(),
+        (ms(3500), ms(6500)),
+        "--duration wins"
+    );
+}
+
+#[test]
+fn a_bad_failover_is_one_line_naming_the_key() {
+    let e = parse(&FAILOVER.replace("connections = 20", "connections = 0")).expect_err("bad");
+    assert!(
+        e.contains("failover.connections: must be at least 1"),
+        "{e}"
+    );
+    let e =
+        parse(&FAILOVER.replace("duration = \"30s\"", "duration = \"100ms\"")).expect_err("bad");
+    assert!(e.contains("failover.duration: 100ms is too short"), "{e}");
+    let e = parse(&FAILOVER.replace("rate = 500", "rate = 0")).expect_err("bad");
+    assert!(e.contains("quick.rate: must be positive"), "{e}");
+    let e = parse(&FAILOVER.replace("client_errors", "fd_delta")).expect_err("bad");
+    assert!(
+        e.contains("targets.fd_delta: not a figure this scenario produces")
+            && e.contains("client_errors, cut_by_kill"),
+        "{e}"
+    );
+    let e = parse(&format!(
+        "{FAILOVER}[load]\nmode = \"echo\"\nconnections = 1\nduration = \"1s\"\n"
+    ))
+    .expect_err("bad");
+    assert!(
+        e.contains("more than one of [load], [hold], [soak] and [failover]"),
+        "{e}"
+    );
 }

@@ -95,3 +95,66 @@ verify_failures = { max = 0 }
     assert!(get("resets_sent") > 0.0 && get("connections_churned") > get("resets_sent"));
     assert!(get("streamed_bytes") > 0.0 && get("peak_connections") >= 4.0);
 }
+
+/// A short failover through our proxy: the second backend is killed and
+/// restarted while connect-mode load runs, no client sees an error, and
+/// the restarted backend takes traffic again.
+#[test]
+fn a_failover_kills_and_restarts_a_backend_with_no_client_error() {
+    let b = Bench::new();
+    b.scenario(
+        "failover",
+        r#"description = "failover"
+[proxy]
+args = ["--fail-timeout", "200ms"]
+[failover]
+duration = "3s"
+warmup = "300ms"
+connections = 4
+rate = 200
+[targets]
+client_errors = { max = 0 }
+"#,
+    );
+    let r = b.xtask(&["scenario", "failover", "--compare", "direct"]);
+    assert_eq!(r.code, Some(0), "{r}");
+    let latest = b.latest();
+    let get = |name: &str| {
+        value(&latest, 0, name, "self").unwrap_or_else(|| panic!("no {name} in {latest}"))
+    };
+    assert_eq!(get("client_errors"), 0.0, "{latest}");
+    assert!(get("cut_by_kill") >= 0.0 && get("exchange_rate") > 0.0);
+    assert!(
+        get("recovery_ms") >= 0.0,
+        "the restarted backend took traffic"
+    );
+    let skipped = latest["scenarios"][0]["skipped"].to_string();
+    assert!(skipped.contains("direct"), "{skipped}");
+}
+
+/// The same failover through a proxy told not to fail over: the
+/// connections sent to the dead backend are client errors, and the gate
+/// fails.
+#[test]
+fn a_proxy_that_does_not_fail_over_misses_the_client_errors_target() {
+    let b = Bench::new();
+    b.scenario(
+        "failover",
+        r#"description = "no failover"
+[proxy]
+args = ["--connect-retries", "1", "--fall", "0"]
+[failover]
+duration = "1500ms"
+warmup = "200ms"
+connections = 4
+rate = 200
+[targets]
+client_errors = { max = 0 }
+"#,
+    );
+    let r = b.xtask(&["scenario", "failover"]);
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stdout.contains("GATE: failover.client_errors = "), "{r}");
+    let errors = value(&b.latest(), 0, "client_errors", "self").expect("client_errors");
+    assert!(errors > 0.0, "{r}");
+}
