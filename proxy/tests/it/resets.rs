@@ -123,24 +123,19 @@ fn refused_backend_does_not_disturb_the_next_connection() {
     const ROUNDS: usize = 5;
     let live = Backend::echo();
     let (dead, live_addr) = (dead_addr().to_string(), live.addr.to_string());
-    let mut proxy = Proxy::start(&[
-        "-l",
-        "127.0.0.1",
-        "-p",
-        "0",
-        "-b",
-        &dead,
-        "-b",
-        &live_addr,
-        "--balance",
-        "round-robin",
-        // No failover and no passive health: the dead backend's clients
-        // are refused, every time.
-        "--connect-retries",
-        "1",
-        "--fall",
-        "0",
-    ]);
+    let mut proxy = Proxy::start_to_all(
+        &[&dead, &live_addr],
+        &[
+            "--balance",
+            "round-robin",
+            // No failover and no passive health: the dead backend's clients
+            // are refused, every time.
+            "--connect-retries",
+            "1",
+            "--fall",
+            "0",
+        ],
+    );
     for round in 0..ROUNDS {
         // The dead backend's turn: the client is turned away.
         let mut s = connect(proxy.addr);

@@ -53,6 +53,17 @@ impl Proxy {
         Self::start_to_then(backend, extra, testkit::AfterListening::Read)
     }
 
+    /// Starts the proxy on 127.0.0.1 port 0 in front of each of
+    /// `backends` (in `-b` form), in order.
+    pub fn start_to_all(backends: &[&str], extra: &[&str]) -> Proxy {
+        let mut args = vec!["-l", "127.0.0.1", "-p", "0"];
+        for b in backends {
+            args.extend(["-b", b]);
+        }
+        args.extend_from_slice(extra);
+        Self::start(&args)
+    }
+
     /// Like [`Proxy::start_to`], but after the `listening on` line the
     /// proxy's stderr is closed or never read again, as `after` says.
     pub fn start_to_then(
