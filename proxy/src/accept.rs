@@ -175,17 +175,14 @@ impl Worker {
             }
             stats.sys_connect.add(2);
             stats.sys_close.inc(); // the backend socket
-            self.table.backend_failed(b);
-            let next = self.table.next_backend(&peer, tried, tries);
-            table::log_backend_failure(addr, Some(peer), &e.to_string(), next.map(|n| n.1));
-            let stats = &self.control.stats;
+            let next = self
+                .table
+                .failed_try(b, Some(peer), &e.to_string(), tried, tries);
             let Some(n) = next else {
                 self.table.put_back(slot);
-                stats.refused.inc();
                 self.reset(client);
                 return;
             };
-            stats.retries.inc();
             (b, addr) = n;
             tried = crate::balance::add(tried, b);
             tries += 1;

@@ -1,8 +1,9 @@
 //! Choosing a backend for a new client — smooth weighted round-robin,
 //! weighted least connections, or a hash of the client's address — among
-//! the backends that are up, primaries before backups, and passive health: `--fall` connect failures in a row mark a backend
-//! down for `--fail-timeout`, after which it is tried again (one success
-//! brings it back). The health and the connection counts live in
+//! the backends that are up, primaries before backups; and passive health:
+//! `--fall` connect failures in a row mark a backend down for
+//! `--fail-timeout`, after which it is tried again (one success brings it
+//! back). The health and the connection counts live in
 //! [`Backends`], shared by every worker (atomics), so that N workers see
 //! one state; each worker's [`Balancer`] keeps only its own turn.
 //!
@@ -142,8 +143,12 @@ impl Backends {
     /// A connect to backend `i` completed: it is up.
     pub fn succeeded(&self, i: u32) -> bool {
         let s = &self.states[i as usize];
-        s.fails.store(0, Relaxed);
-        s.down_until.swap(0, Relaxed) != 0
+        // Read first: every connect to a healthy backend lands here, and a
+        // write would pull the line from the other workers' caches.
+        if s.fails.load(Relaxed) != 0 {
+            s.fails.store(0, Relaxed);
+        }
+        s.down_until.load(Relaxed) != 0 && s.down_until.swap(0, Relaxed) != 0
     }
 
     /// A connect to backend `i` failed.

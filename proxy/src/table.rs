@@ -212,23 +212,35 @@ impl Table {
         Some((b, self.balancer.addr(b)))
     }
 
-    /// The next backend for a client whose connect to one failed, if it
-    /// may try another.
-    pub fn next_backend(
+    /// A client at `peer` that has tried the backends in `tried` (`tries`
+    /// of them) failed to connect to backend `failed` for `why`: counts it
+    /// against that backend, and returns the next backend to try, if the
+    /// client may try another — logged with the failure, and counted as a
+    /// retry, or with none left as a refusal.
+    pub fn failed_try(
         &mut self,
-        peer: &SocketAddr,
+        failed: u32,
+        peer: Option<SocketAddr>,
+        why: &str,
         tried: balance::Tried,
         tries: u32,
     ) -> Option<(u32, SocketAddr)> {
-        if tries >= self.opts.connect_retries {
-            return None;
+        self.backend_failed(failed);
+        let next = match peer {
+            Some(p) if tries < self.opts.connect_retries => self.pick_backend(&p, tried),
+            _ => None,
+        };
+        log_backend_failure(self.balancer.addr(failed), peer, why, next.map(|n| n.1));
+        match next {
+            Some(_) => self.stats.retries.inc(),
+            None => self.stats.refused.inc(),
         }
-        self.pick_backend(peer, tried)
+        next
     }
 
     /// Passive health: a connect to backend `b` failed (logged once when
     /// that marks it down).
-    pub fn backend_failed(&self, b: u32) {
+    fn backend_failed(&self, b: u32) {
         self.stats.connect_failures.inc();
         let backends = self.balancer.backends();
         if let Marked::Down { fails } = backends.failed(b) {
@@ -349,29 +361,22 @@ impl Table {
     }
 
     /// The backend connect of `slot` failed for `why`: logs it, counts it
-    /// against the backend, and moves the pair to the next backend up, with what the
-    /// client sent meanwhile still held for it. False when no backend is
-    /// left to try (the caller closes the pair; `refused` is counted).
+    /// against the backend, and moves the pair to the next backend up, with
+    /// what the client sent meanwhile still held for it. False when no
+    /// backend is left to try (the caller closes the pair; `refused` is
+    /// counted).
     fn fail_over(&mut self, io: &mut impl Sockets, slot: usize, why: &str) -> bool {
         let peer = self.conns[slot].peer;
         let mut why = why.to_string();
         loop {
             let c = &self.conns[slot];
             let (failed, tried, tries, gen) = (c.backend, c.tried, c.tries, c.gen);
-            self.backend_failed(failed);
-            let next = match peer {
-                Some(p) => self.next_backend(&p, tried, tries),
-                None => None,
-            };
-            log_backend_failure(self.balancer.addr(failed), peer, &why, next.map(|n| n.1));
-            let Some((b, addr)) = next else {
-                self.stats.refused.inc();
+            let Some((b, addr)) = self.failed_try(failed, peer, &why, tried, tries) else {
                 return false;
             };
             let c = &mut self.conns[slot];
             c.tried = balance::add(tried, b);
             c.tries = tries + 1;
-            self.stats.retries.inc();
             let got = io.reconnect(slot, gen, addr);
             self.switch_backend(slot, b);
             match got {
