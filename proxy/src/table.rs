@@ -342,13 +342,26 @@ impl Table {
                 self.backend_succeeded(b);
             }
         }
-        self.pump(io, slot);
-        // A reset or error on a socket that the relay cannot reach right
-        // now (its direction is stalled on the other side) must still be
-        // seen: pump first, so that whatever it could still read is passed
-        // on, then treat it as a failure if the pump did not.
-        if bits & epoll::ERR != 0 {
-            self.failed(io, slot, t.side);
+        // A reset or error must be seen even when the relay cannot reach
+        // the socket right now (its direction is stalled on the other
+        // side), and even when this very pump ends the pair (the last FIN
+        // passed without a system call): it is passed on, never a FIN.
+        if bits & epoll::ERR == 0 {
+            self.pump(io, slot);
+        } else if self.opts.reset_flush_ms > 0 {
+            // The flush itself reads out and delivers what the side sent.
+            if self.failed(io, slot, t.side) {
+                self.pump(io, slot);
+            }
+        } else {
+            // Pump first, so that whatever can still be read is passed on.
+            self.pump(io, slot);
+            let c = &mut self.conns[slot];
+            if c.stage == Stage::Closing(Reason::Done) {
+                c.stage = Stage::Closing(Reason::Error(t.side));
+            } else {
+                self.failed(io, slot, t.side);
+            }
         }
     }
 
