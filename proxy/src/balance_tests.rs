@@ -1,6 +1,9 @@
 //! Unit tests of [`super`].
 
 use super::*;
+use crate::backends::Marked;
+use std::collections::HashSet;
+use std::time::Duration;
 
 fn addrs(n: u16) -> Vec<SocketAddr> {
     (0..n)
@@ -32,6 +35,10 @@ fn tally(b: &mut Balancer, clients: usize, hold: bool) -> Vec<usize> {
 
 fn specs(n: u16) -> Vec<BackendSpec> {
     addrs(n).into_iter().map(BackendSpec::plain).collect()
+}
+
+fn balancer(specs: Vec<BackendSpec>, health: Health, method: Balance) -> Balancer {
+    Balancer::new(Live::new(Backends::new(specs, health, method)))
 }
 
 fn peer() -> SocketAddr {
@@ -93,7 +100,7 @@ fn fall_failures_in_a_row_mark_a_backend_down_and_a_success_brings_it_back() {
             fall: 2,
             fail_timeout: Duration::from_secs(60),
         };
-        let mut b = Balancer::new(Backends::new(specs(2), health), method);
+        let mut b = balancer(specs(2), health, method);
         let shared = Arc::clone(&b.backends);
         assert_eq!(shared.failed(0), Marked::Nothing);
         assert_eq!(shared.failed(0), Marked::Down { fails: 2 });
@@ -121,7 +128,7 @@ fn a_zero_fall_never_marks_a_backend_down() {
         fall: 0,
         fail_timeout: Duration::from_secs(60),
     };
-    let shared = Backends::new(specs(1), health);
+    let shared = Backends::new(specs(1), health, Balance::RoundRobin);
     for _ in 0..10 {
         assert_eq!(shared.failed(0), Marked::Nothing);
     }
@@ -134,7 +141,7 @@ fn a_down_backend_is_tried_again_after_the_fail_timeout() {
         fall: 1,
         fail_timeout: Duration::ZERO,
     };
-    let shared = Backends::new(specs(1), health);
+    let shared = Backends::new(specs(1), health, Balance::RoundRobin);
     assert_eq!(shared.failed(0), Marked::Down { fails: 1 });
     assert!(shared.is_up(0), "a zero fail timeout retries at once");
 }
@@ -144,6 +151,7 @@ fn weighted(weights: &[u32], backups: &[bool], method: Balance) -> Balancer {
         .into_iter()
         .zip(weights.iter().zip(backups))
         .map(|(addr, (&weight, &backup))| BackendSpec {
+            name: addr.to_string(),
             addr,
             weight,
             backup,
@@ -153,7 +161,7 @@ fn weighted(weights: &[u32], backups: &[bool], method: Balance) -> Balancer {
         fall: 1,
         fail_timeout: Duration::from_secs(60),
     };
-    Balancer::new(Backends::new(specs, health), method)
+    balancer(specs, health, method)
 }
 
 #[test]
@@ -276,4 +284,36 @@ fn least_connections_shares_idle_backends_by_weight() {
     let mut b = weighted(&[3, 1], &[false, false], Balance::LeastConnections);
     // Each closes before the next arrives: every pick is a tie.
     assert_eq!(tally(&mut b, 40, false), [30, 10]);
+}
+
+#[test]
+fn a_published_generation_reaches_the_next_pick_and_keeps_indices() {
+    let live = Live::new(Backends::new(
+        specs(2),
+        Health::default(),
+        Balance::RoundRobin,
+    ));
+    let mut b = Balancer::new(Arc::clone(&live));
+    assert!(b.pick(&peer(), 0).is_some());
+    b.opened(0);
+    let all = specs(3);
+    // Backend 0 leaves, 2 is new, 1 stays: indices 0 and 1 keep their
+    // meaning, 2 is appended, and 0's count survives for its open pair.
+    live.publish(|cur| cur.next(all[1..].to_vec(), Health::default(), Balance::RoundRobin));
+    let seen: HashSet<u32> = (0..6).filter_map(|_| b.pick(&peer(), 0)).collect();
+    assert_eq!(
+        seen,
+        HashSet::from([1, 2]),
+        "a removed backend gets no client"
+    );
+    assert_eq!(b.backends().addr(2), all[2].addr);
+    assert!(b.backends().entry(0).removed);
+    assert_eq!(b.backends().active(0), 1);
+    b.closed(0);
+    // It comes back: matched by name, at its old index.
+    live.publish(|cur| cur.next(all.clone(), Health::default(), Balance::LeastConnections));
+    assert!(b.pick(&peer(), 0).is_some());
+    assert_eq!(b.backends().len(), 3);
+    assert!(!b.backends().entry(0).removed);
+    assert_eq!(b.backends().method(), Balance::LeastConnections);
 }

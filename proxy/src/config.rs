@@ -17,7 +17,7 @@ use std::time::Duration;
 pub struct Config {
     pub listen: SocketAddr,
     /// At least one, and at least one of them not a backup.
-    pub backends: Vec<crate::balance::BackendSpec>,
+    pub backends: Vec<crate::backends::BackendSpec>,
     pub max_connections: usize,
     pub buffer_size: usize,
     pub buffers: usize,
@@ -34,7 +34,7 @@ pub struct Config {
     pub connect_retries: u32,
     /// Passive health: failures in a row that mark a backend down, and
     /// for how long.
-    pub health: crate::balance::Health,
+    pub health: crate::backends::Health,
     /// After one side resets, how long the other may take to receive what
     /// was already read from the first before the reset is passed on;
     /// zero passes it on at once.
@@ -50,6 +50,13 @@ pub struct Config {
     /// The open-files limit, when the connection count or the pipe count
     /// was derived from it (neither given), for the start-up line.
     pub derived_from: Option<u64>,
+}
+
+impl Config {
+    /// The first generation of the backend set the workers share.
+    pub fn backend_set(&self) -> crate::backends::Backends {
+        crate::backends::Backends::new(self.backends.clone(), self.health, self.balance)
+    }
 }
 
 /// How a new client picks its backend.
@@ -538,7 +545,7 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
         balance: cli.balance.or(file.balance).unwrap_or(Balance::RoundRobin),
         drain_timeout,
         connect_retries,
-        health: crate::balance::Health { fall, fail_timeout },
+        health: crate::backends::Health { fall, fail_timeout },
         reset_flush_timeout,
         connect_timeout,
         idle_timeout,

@@ -1,10 +1,10 @@
 //! The backends of a [`super::Config`]: from `-b` (primaries of weight 1),
 //! or from the config file's `backend` key, whose `[[backend]]` tables also
-//! give a weight and a backup flag. A mistake in a table names
+//! give a name, a weight and a backup flag. A mistake in a table names
 //! `backend[N].KEY`, counting the tables from 1.
 
 use super::{parse_backend, Names};
-use crate::balance::BackendSpec;
+use crate::backends::BackendSpec;
 use crate::config_file::{BackendEntry, FileBackends};
 use std::net::SocketAddr;
 
@@ -20,14 +20,15 @@ pub(super) fn resolve(
     port: u16,
 ) -> Result<Vec<BackendSpec>, String> {
     if !cli.is_empty() {
-        return cli
+        let specs = cli
             .iter()
             .map(|s| {
                 parse_backend(s, port)
                     .map(BackendSpec::plain)
                     .map_err(|e| names.bad("backend", true, s, e))
             })
-            .collect();
+            .collect::<Result<Vec<_>, _>>()?;
+        return distinct(specs, |_| "backend".to_string(), names, true);
     }
     let Some(FileBackends(entries)) = file else {
         let localhost = SocketAddr::from(([127, 0, 0, 1], port));
@@ -41,6 +42,12 @@ pub(super) fn resolve(
         .enumerate()
         .map(|(i, e)| entry(e, i + 1, names, port))
         .collect::<Result<Vec<_>, _>>()?;
+    let key = |n: usize| match &entries[n] {
+        e if !e.table => "backend".to_string(),
+        e if e.name.is_some() => format!("backend[{}].name", n + 1),
+        _ => format!("backend[{}].address", n + 1),
+    };
+    let specs = distinct(specs, key, names, false)?;
     // Backups stand in for primaries that are down; with no primary at
     // all the flag would mean nothing, which is surely not what was meant.
     if specs.iter().all(|s| s.backup) {
@@ -69,9 +76,45 @@ fn entry(e: &BackendEntry, n: usize, names: &Names<'_>, port: u16) -> Result<Bac
     let weight = names
         .number(&key("weight"), &None, e.weight, lo, hi)?
         .map_or(1, |w| w.0);
+    let name = match &e.name {
+        Some(n) => valid_name(n).map_err(|why| names.bad(&key("name"), false, n, why))?,
+        None => addr.to_string(),
+    };
     Ok(BackendSpec {
+        name,
         addr,
         weight,
         backup: e.backup.unwrap_or(false),
     })
+}
+
+/// A backend name: what an admin command or a metric label names it by.
+fn valid_name(n: &str) -> Result<String, &'static str> {
+    let fine = |c: char| c.is_ascii_alphanumeric() || "-_.:[]".contains(c);
+    if n.is_empty() || n.len() > 64 || !n.chars().all(fine) {
+        return Err("a name is 1 to 64 of the characters A-Z a-z 0-9 - _ . : [ ]");
+    }
+    Ok(n.to_string())
+}
+
+/// `specs` if no two share a name (the address, when no name is given),
+/// since backends are told apart by name across a reload and in admin
+/// commands; else an error naming the second one's key (`key(index)`).
+fn distinct(
+    specs: Vec<BackendSpec>,
+    key: impl Fn(usize) -> String,
+    names: &Names<'_>,
+    from_cli: bool,
+) -> Result<Vec<BackendSpec>, String> {
+    for (i, s) in specs.iter().enumerate() {
+        if specs[..i].iter().any(|t| t.name == s.name) {
+            return Err(names.bad(
+                &key(i),
+                from_cli,
+                &s.name,
+                "given twice: each backend needs its own address or name",
+            ));
+        }
+    }
+    Ok(specs)
 }

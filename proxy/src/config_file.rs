@@ -51,6 +51,9 @@ pub struct FileBackends(pub Vec<BackendEntry>);
 pub struct BackendEntry {
     /// The address, as `--backend` takes it.
     pub address: String,
+    /// What logs, metrics and the admin socket call it, and how a reload
+    /// matches it; its address when not given.
+    pub name: Option<String>,
     pub weight: Option<u32>,
     pub backup: Option<bool>,
     /// Whether it was a table (its errors then name `backend[N].KEY`).

@@ -19,7 +19,7 @@ fn cli(args: &[&str]) -> Cli {
 fn defaults_match_the_original_design() {
     let c = resolve(cli(&[]), 20_000).expect("resolve");
     assert_eq!(c.listen, "0.0.0.0:8080".parse().expect("addr"));
-    let local = crate::balance::BackendSpec::plain("127.0.0.1:8081".parse().expect("addr"));
+    let local = crate::backends::BackendSpec::plain("127.0.0.1:8081".parse().expect("addr"));
     assert_eq!(c.backends, vec![local]);
     assert_eq!(c.buffer_size, 8192);
     assert_eq!(c.max_connections, (20_000 - 32 - 8 - 2 * 16) / 2);
@@ -117,10 +117,10 @@ fn backend_tables_give_weights_and_backups_and_minus_b_replaces_them() {
          [[backend]]\naddress = \"[::1]\"\nbackup = true\n",
     );
     let c = resolve(cli(&["-c", &path]), 1024).expect("ok");
-    let spec = |a: &str, weight, backup| crate::balance::BackendSpec {
-        addr: a.parse().expect("addr"),
+    let spec = |a: &str, weight, backup| crate::backends::BackendSpec {
         weight,
         backup,
+        ..crate::backends::BackendSpec::plain(a.parse().expect("addr"))
     };
     assert_eq!(
         c.backends,
@@ -128,6 +128,31 @@ fn backend_tables_give_weights_and_backups_and_minus_b_replaces_them() {
     );
     let c = resolve(cli(&["-c", &path, "-b", "127.0.0.1:2"]), 1024).expect("ok");
     assert_eq!(c.backends, vec![spec("127.0.0.1:2", 1, false)]);
+}
+
+#[test]
+fn backends_are_named_and_two_of_one_name_are_refused() {
+    let (_dir, path) = file(
+        "[[backend]]\naddress = \"127.0.0.1:1\"\nname = \"db-a\"\n\n\
+         [[backend]]\naddress = \"127.0.0.1:2\"\n",
+    );
+    let c = resolve(cli(&["-c", &path]), 1024).expect("ok");
+    let names: Vec<&str> = c.backends.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["db-a", "127.0.0.1:2"]);
+    let (_dir, path) = file(
+        "[[backend]]\naddress = \"127.0.0.1:1\"\nname = \"a\"\n\n\
+         [[backend]]\naddress = \"127.0.0.1:2\"\nname = \"a\"\n",
+    );
+    let e = resolve(cli(&["-c", &path]), 1024).expect_err("same name");
+    assert!(
+        e.contains("backend[2].name") && e.contains("given twice"),
+        "{e}"
+    );
+    let (_dir, path) = file("[[backend]]\naddress = \"127.0.0.1:1\"\nname = \"a b\"\n");
+    let e = resolve(cli(&["-c", &path]), 1024).expect_err("bad name");
+    assert!(e.contains("backend[1].name") && e.contains("a b"), "{e}");
+    let e = resolve(cli(&["-b", "127.0.0.1:1", "-b", "127.0.0.1:1"]), 1024).expect_err("twice");
+    assert!(e.contains("--backend") && e.contains("given twice"), "{e}");
 }
 
 /// The repository's annotated example config.

@@ -9,7 +9,8 @@
 //!   settling a batch, closing; [`conn`]: one pair and its stages;
 //!   [`relay`]: one direction's rules, written against a small I/O trait.
 //! - [`pool`] and [`pipes`]: the buffers and pipes lent to directions in
-//!   flight; [`balance`]: choosing a backend; [`timers`]: connect and idle
+//!   flight; [`backends`]: the backend set every worker shares, in
+//!   generations; [`balance`]: choosing a backend; [`timers`]: connect and idle
 //!   timeouts, the drain, busy polling; [`acl`], [`proxy_protocol`].
 //! - [`config`]: the command line and config file ([`config_file`]),
 //!   every size checked at start ([`sizes`]); [`stats`] and
@@ -18,6 +19,7 @@
 
 pub mod accept;
 pub mod acl;
+pub mod backends;
 pub mod balance;
 pub mod config;
 pub mod config_file;

@@ -124,7 +124,7 @@ fn build_workers(cfg: &Config) -> Result<(Vec<Worker>, SocketAddr), Error> {
     let (listeners, addr) = serve::listeners(cfg.listen, cfg.workers, cfg.backlog)?;
     let mut workers = Vec::with_capacity(cfg.workers);
     // One health state and one count per backend, shared by the workers.
-    let backends = proxy::balance::Backends::new(cfg.backends.clone(), cfg.health);
+    let backends = proxy::backends::Live::new(cfg.backend_set());
     for (i, listener) in listeners.into_iter().enumerate() {
         let share = netio::budget::share(cfg.max_connections, cfg.workers, i);
         let worker = Worker::new(cfg, &backends, listener, share)

@@ -20,7 +20,8 @@
 //! passed on. `--reset-flush-timeout` bounds it; nothing more goes to the
 //! side that reset.
 
-use crate::balance::{self, Balancer, Marked};
+use crate::backends::Marked;
+use crate::balance::{self, Balancer};
 use crate::conn::{Conn, Reason, Side, Stage};
 use crate::pipes::{PipeId, PipePool};
 use crate::pool::Pools;

@@ -12,7 +12,8 @@
 //! the timers' rules and the PROXY header do not depend on it.
 
 use crate::accept::Accepting;
-use crate::balance::{Backends, Balancer};
+use crate::backends::Live;
+use crate::balance::Balancer;
 use crate::config::Config;
 use crate::conn::Reason;
 use crate::pipes::PipePool;
@@ -67,7 +68,7 @@ impl Worker {
     /// nothing. Fails if `cfg` gives fewer than two buffers a pair.
     pub fn new(
         cfg: &Config,
-        backends: &Arc<Backends>,
+        backends: &Arc<Live>,
         listener: OwnedFd,
         capacity: usize,
     ) -> io::Result<Worker> {
@@ -89,7 +90,7 @@ impl Worker {
             capacity,
             bufs,
             PipePool::new(pipes.len(), pipe_size),
-            Balancer::new(Arc::clone(backends), cfg.balance),
+            Balancer::new(Arc::clone(backends)),
             table::Options {
                 log_connections: cfg.log_connections,
                 proxy_protocol: cfg.proxy_protocol,
@@ -237,7 +238,7 @@ mod tests {
             };
             netio::sys::socket::listen(&"127.0.0.1:0".parse().expect("addr"), opts).expect("listen")
         };
-        let backends = Backends::new(cfg.backends.clone(), cfg.health);
+        let backends = Live::new(cfg.backend_set());
         assert!(Worker::new(&cfg, &backends, listen(), 4).is_ok());
         let e = Worker::new(&cfg, &backends, listen(), 5)
             .err()
