@@ -209,11 +209,24 @@ impl Backends {
     /// Whether backend `i` takes new clients now: configured, and up or
     /// down for longer than the fail timeout (then it is tried again).
     pub fn is_up(&self, i: u32) -> bool {
-        self.is_up_at(i as usize, self.now_ms())
+        self.takes_clients(i as usize, self.now_ms())
     }
 
-    /// [`Backends::is_up`] at `now` (ms on the shared clock).
-    pub(crate) fn is_up_at(&self, i: usize, now: u64) -> bool {
+    /// Whether backend `i` is eligible for a new client at `now` (ms on
+    /// the shared clock): every rule that takes a backend out of the
+    /// balancing meets here.
+    pub(crate) fn takes_clients(&self, i: usize, now: u64) -> bool {
+        self.is_up_at(i, now)
+    }
+
+    /// Backend `i`'s weight for the balancing at `now`.
+    pub(crate) fn weight_at(&self, i: usize, _now: u64) -> u32 {
+        self.entries[i].spec.weight
+    }
+
+    /// Passive health and the configuration alone: not removed, and not
+    /// marked down by failures (or down past the fail timeout).
+    fn is_up_at(&self, i: usize, now: u64) -> bool {
         let e = &self.entries[i];
         let until = e.state.down_until.load(Relaxed);
         !e.removed && (until == 0 || now + 1 >= until)

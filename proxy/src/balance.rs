@@ -122,10 +122,10 @@ impl Balancer {
                 *load = u64::from(e.state.active.load(Relaxed));
             }
         }
-        let weight = |i: usize| entries[i].spec.weight;
+        let weight = |i: usize| b.weight_at(i, now);
         for backup in [false, true] {
             let tier = |i: usize| entries[i].spec.backup == backup;
-            let eligible = |i: usize| tier(i) && fresh(i) && b.is_up_at(i, now);
+            let eligible = |i: usize| tier(i) && fresh(i) && b.takes_clients(i, now);
             let choice = match method {
                 Balance::RoundRobin => smooth(current, weight, eligible),
                 Balance::LeastConnections => least(current, loads, weight, eligible),
