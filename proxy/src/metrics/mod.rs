@@ -13,7 +13,7 @@ pub mod server;
 use crate::stats::Snapshot;
 use crate::worker::Control;
 use http::{Request, Response, Status};
-use server::{Limits, Server};
+use server::{Http, Limits, Server};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -26,10 +26,10 @@ pub const PROMETHEUS: &str = "text/plain; version=0.0.4";
 pub fn endpoint(
     listener: OwnedFd,
     controls: Vec<Arc<Control>>,
-) -> io::Result<Server<impl Fn(&Request<'_>) -> Response + Send>> {
+) -> io::Result<Server<Http<impl Fn(&Request<'_>) -> Response + Send>>> {
     Server::new(
         listener,
-        move |req: &Request<'_>| route(req, &controls),
+        Http(move |req: &Request<'_>| route(req, &controls)),
         Limits::default(),
     )
 }
