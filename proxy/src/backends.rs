@@ -245,9 +245,14 @@ impl Backends {
     /// Passive health and the configuration alone: not removed, and not
     /// marked down by failures (or down past the fail timeout).
     fn is_up_at(&self, i: usize, now: u64) -> bool {
-        let e = &self.entries[i];
-        let until = e.state.down_until.load(Relaxed);
-        !e.removed && (until == 0 || now + 1 >= until)
+        !self.entries[i].removed && self.healthy_at(i, now)
+    }
+
+    /// Passive health alone: not marked down by failures, or down past
+    /// the fail timeout.
+    pub(crate) fn healthy_at(&self, i: usize, now: u64) -> bool {
+        let until = self.entries[i].state.down_until.load(Relaxed);
+        until == 0 || now + 1 >= until
     }
 
     /// A connect to backend `i` completed: it is up. True if it had been
