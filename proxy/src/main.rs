@@ -68,6 +68,15 @@ fn try_main(cli: Cli) -> Result<(), Error> {
     let live = Live::new(cfg.backend_set());
     let (workers, bound) = build_workers(&cfg, &live)?;
     let controls: Vec<Arc<Control>> = workers.iter().map(Worker::control).collect();
+    // Removed when this returns, however it does.
+    let _admin = match &cfg.admin_socket {
+        Some(path) => {
+            let socket = proxy::admin::start(path, Arc::clone(&live)).map_err(Error::Config)?;
+            netio::log!("admin socket on {}", path.display());
+            Some(socket)
+        }
+        None => None,
+    };
 
     if let Some(addr) = cfg.metrics {
         let opts = socket::ListenOptions {
