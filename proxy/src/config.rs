@@ -136,7 +136,8 @@ pub struct Cli {
     /// Event-loop workers sharing the port via SO_REUSEPORT [default: 1]
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub workers: Option<String>,
-    /// Serve Prometheus text metrics at http://ADDR:PORT/metrics
+    /// Serve Prometheus text metrics at http://ADDR:PORT/metrics, and the
+    /// backends at /backends (text) and /backends.json
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
     /// Change backends at runtime through a unix socket at PATH, mode
