@@ -103,132 +103,110 @@ pub fn json(b: &Backends) -> String {
 struct Family(&'static str, &'static str, &'static str);
 
 impl Family {
-    fn head(&self, out: &mut String) {
+    /// Writes the family's HELP and TYPE lines, then one sample for each
+    /// `(labels, value)`, unless there is none at all.
+    fn write(&self, out: &mut String, samples: impl IntoIterator<Item = (String, String)>) {
         let Family(name, kind, help) = self;
+        let mut samples = samples.into_iter().peekable();
+        if samples.peek().is_none() {
+            return;
+        }
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
     }
 }
 
 /// The per-backend series, `backend="NAME"` on each, in the exposition
-/// format's text (HELP and TYPE once a family).
+/// format's text (HELP and TYPE once a family). The check series are left
+/// out until some backend has had a check.
 pub fn prometheus(b: &Backends) -> String {
     let now = b.now_ms();
     let mut out = String::new();
     let n = b.len() as u32;
-    let label = |i: u32| escape(b.name(i));
-    let mut simple = |fam: Family, value: &dyn Fn(u32) -> String| {
-        fam.head(&mut out);
-        for i in 0..n {
-            let _ = writeln!(out, "{}{{backend=\"{}\"}} {}", fam.0, label(i), value(i));
-        }
+    let label = |i: u32| format!("backend=\"{}\"", escape(b.name(i)));
+    let each = |value: &dyn Fn(u32) -> String| -> Vec<(String, String)> {
+        (0..n).map(|i| (label(i), value(i))).collect()
     };
-    simple(
-        Family(
-            "proxy_backend_up",
-            "gauge",
-            "Whether the backend is healthy: 1, or 0 while failed connects or checks mark it down.",
-        ),
-        &|i| u8::from(b.healthy_at(i as usize, now)).to_string(),
+    Family(
+        "proxy_backend_up",
+        "gauge",
+        "Whether the backend is healthy: 1, or 0 while failed connects or checks mark it down.",
+    )
+    .write(
+        &mut out,
+        each(&|i| u8::from(b.healthy_at(i as usize, now)).to_string()),
     );
-    simple(
-        Family(
-            "proxy_backend_weight",
-            "gauge",
-            "The backend's balancing weight.",
-        ),
-        &|i| b.entry(i).spec.weight.to_string(),
-    );
-    simple(
-        Family(
-            "proxy_backend_active_connections",
-            "gauge",
-            "Client connections sent to the backend and not closed, connecting ones included.",
-        ),
-        &|i| b.active(i).to_string(),
-    );
-    simple(
-        Family(
-            "proxy_backend_queued_connections",
-            "gauge",
-            "Clients waiting for a connection to the backend.",
-        ),
-        &|i| b.queued(i).to_string(),
-    );
-    simple(
-        Family(
-            "proxy_backend_connections_total",
-            "counter",
-            "Connections sent to the backend, each connect try counted.",
-        ),
-        &|i| b.connections(i).to_string(),
-    );
+    Family(
+        "proxy_backend_weight",
+        "gauge",
+        "The backend's balancing weight.",
+    )
+    .write(&mut out, each(&|i| b.entry(i).spec.weight.to_string()));
+    Family(
+        "proxy_backend_active_connections",
+        "gauge",
+        "Client connections sent to the backend and not closed, connecting ones included.",
+    )
+    .write(&mut out, each(&|i| b.active(i).to_string()));
+    Family(
+        "proxy_backend_queued_connections",
+        "gauge",
+        "Clients waiting for a connection to the backend.",
+    )
+    .write(&mut out, each(&|i| b.queued(i).to_string()));
+    Family(
+        "proxy_backend_connections_total",
+        "counter",
+        "Connections sent to the backend, each connect try counted.",
+    )
+    .write(&mut out, each(&|i| b.connections(i).to_string()));
+    let states = (0..n).flat_map(|i| {
+        let admin = b.admin(i);
+        Admin::ALL.map(|a| {
+            let labels = format!("{},state=\"{}\"", label(i), a.name());
+            (labels, u8::from(a == admin).to_string())
+        })
+    });
     Family(
         "proxy_backend_admin_state",
         "gauge",
         "The admin state the operator set: 1 for the backend's state, 0 for the others.",
     )
-    .head(&mut out);
-    for i in 0..n {
-        let admin = b.admin(i);
-        for a in Admin::ALL {
-            let _ = writeln!(
-                out,
-                "proxy_backend_admin_state{{backend=\"{}\",state=\"{}\"}} {}",
-                label(i),
-                a.name(),
-                u8::from(a == admin)
-            );
-        }
-    }
+    .write(&mut out, states);
+    let errors = (0..n).flat_map(|i| {
+        let counts = b.connect_errors(i);
+        ConnectError::ALL.map(|k| {
+            let labels = format!("{},kind=\"{}\"", label(i), k.label());
+            (labels, counts[k as usize].to_string())
+        })
+    });
     Family(
         "proxy_backend_connect_errors_total",
         "counter",
         "Failed connects to the backend, by kind: refused, timeout, reset, unreachable, other.",
     )
-    .head(&mut out);
-    for i in 0..n {
-        for (k, v) in ConnectError::ALL.iter().zip(b.connect_errors(i)) {
-            let _ = writeln!(
-                out,
-                "proxy_backend_connect_errors_total{{backend=\"{}\",kind=\"{}\"}} {v}",
-                label(i),
-                k.label()
-            );
-        }
-    }
-    let checked: Vec<_> = (0..n)
-        .filter_map(|i| b.last_check(i).map(|c| (i, c)))
-        .collect();
-    if !checked.is_empty() {
-        Family(
-            "proxy_backend_check_success",
-            "gauge",
-            "Whether the backend's last health check passed.",
-        )
-        .head(&mut out);
-        for (i, c) in &checked {
-            let _ = writeln!(
-                out,
-                "proxy_backend_check_success{{backend=\"{}\"}} {}",
-                label(*i),
-                u8::from(c.ok)
-            );
-        }
-        Family(
-            "proxy_backend_check_duration_seconds",
-            "gauge",
-            "How long the backend's last health check took.",
-        )
-        .head(&mut out);
-        for (i, c) in &checked {
-            let _ = writeln!(
-                out,
-                "proxy_backend_check_duration_seconds{{backend=\"{}\"}} {}",
-                label(*i),
-                c.took.as_secs_f64()
-            );
-        }
-    }
+    .write(&mut out, errors);
+    let checks = || (0..n).filter_map(|i| b.last_check(i).map(|c| (label(i), c)));
+    Family(
+        "proxy_backend_check_success",
+        "gauge",
+        "Whether the backend's last health check passed.",
+    )
+    .write(
+        &mut out,
+        checks().map(|(l, c)| (l, u8::from(c.ok).to_string())),
+    );
+    Family(
+        "proxy_backend_check_duration_seconds",
+        "gauge",
+        "How long the backend's last health check took.",
+    )
+    .write(
+        &mut out,
+        checks().map(|(l, c)| (l, c.took.as_secs_f64().to_string())),
+    );
     out
 }
 
