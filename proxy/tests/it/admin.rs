@@ -273,3 +273,18 @@ fn a_stale_socket_is_replaced_and_a_live_one_never() {
         ],
     );
 }
+
+#[test]
+fn an_idle_admin_socket_costs_no_wake_up() {
+    let s = setup(&[]);
+    assert!(admin(&s.socket, "show backends").starts_with("a "));
+    let pid = s.proxy.pid();
+    let switches = crate::util::settled_switches(pid);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(
+        crate::util::voluntary_switches(pid),
+        switches,
+        "a thread woke up during a quiet second: {:?}",
+        crate::util::thread_switches(pid)
+    );
+}
