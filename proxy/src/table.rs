@@ -215,9 +215,9 @@ impl Table {
 
     /// A client at `peer` that has tried the backends in `tried` (`tries`
     /// of them) failed to connect to backend `failed` for `why` (of
-    /// `kind`): counts it against that backend, and returns the next backend to try, if the
-    /// client may try another — logged with the failure, and counted as a
-    /// retry, or with none left as a refusal.
+    /// `kind`): counts it against that backend, and returns the next
+    /// backend to try, if the client may try another — logged with the
+    /// failure, and counted as a retry, or with none left as a refusal.
     pub fn failed_try(
         &mut self,
         failed: u32,
