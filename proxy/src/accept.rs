@@ -5,6 +5,7 @@
 //! starting each client's backend connect.
 
 use crate::acl::Acl;
+use crate::backends::ConnectError;
 use crate::table::{self, Opening};
 use crate::worker::Worker;
 use netio::sys::{epoll, socket};
@@ -175,9 +176,8 @@ impl Worker {
             }
             stats.sys_connect.add(2);
             stats.sys_close.inc(); // the backend socket
-            let next = self
-                .table
-                .failed_try(b, Some(peer), &e.to_string(), tried, tries);
+            let why = (ConnectError::of(netio::outcome::fault(&e)), &*e.to_string());
+            let next = self.table.failed_try(b, Some(peer), why, tried, tries);
             let Some(n) = next else {
                 self.table.put_back(slot);
                 self.reset(client);

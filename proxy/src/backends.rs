@@ -21,6 +21,7 @@
 use crate::config::Balance;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Release;
+use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -80,7 +81,24 @@ pub struct State {
     fails: AtomicU32,
     /// Down until this time (ms on the shared clock, plus one; 0: up).
     pub(crate) down_until: AtomicU64,
+    /// Pairs ever sent to it, each connect try counted, over all workers.
+    pub(crate) connections: AtomicU64,
+    /// The operator's [`Admin`] state, as its number (0: ready).
+    pub(crate) admin: AtomicU8,
+    /// Clients waiting for a connection to it (the `max-connections`
+    /// queue); 0 until that queue exists.
+    pub(crate) queued: AtomicU32,
+    /// Failed connects by [`ConnectError`] kind, indexed by its number.
+    pub(crate) connect_errors: [AtomicU64; ConnectError::ALL.len()],
+    /// How long its last health check took, in µs plus one (0: none yet).
+    pub(crate) check_us: AtomicU64,
+    /// Whether its last health check passed.
+    pub(crate) check_ok: AtomicBool,
 }
+
+#[path = "backends_runtime.rs"]
+mod runtime;
+pub use runtime::{Admin, Check, ConnectError};
 
 /// A backend in a snapshot: its spec, its shared state, and whether the
 /// configuration still has it.
@@ -216,7 +234,7 @@ impl Backends {
     /// the shared clock): every rule that takes a backend out of the
     /// balancing meets here.
     pub(crate) fn takes_clients(&self, i: usize, now: u64) -> bool {
-        self.is_up_at(i, now)
+        self.is_up_at(i, now) && self.in_service(i)
     }
 
     /// Backend `i`'s weight for the balancing at `now`.
@@ -227,9 +245,14 @@ impl Backends {
     /// Passive health and the configuration alone: not removed, and not
     /// marked down by failures (or down past the fail timeout).
     fn is_up_at(&self, i: usize, now: u64) -> bool {
-        let e = &self.entries[i];
-        let until = e.state.down_until.load(Relaxed);
-        !e.removed && (until == 0 || now + 1 >= until)
+        !self.entries[i].removed && self.healthy_at(i, now)
+    }
+
+    /// Passive health alone: not marked down by failures, or down past
+    /// the fail timeout.
+    pub(crate) fn healthy_at(&self, i: usize, now: u64) -> bool {
+        let until = self.entries[i].state.down_until.load(Relaxed);
+        until == 0 || now + 1 >= until
     }
 
     /// A connect to backend `i` completed: it is up. True if it had been

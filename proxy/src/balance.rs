@@ -136,14 +136,16 @@ impl Balancer {
             }
         }
         (0..b.len())
-            .filter(|&i| fresh(i) && !entries[i].removed)
+            .filter(|&i| fresh(i) && b.in_service(i))
             .min_by_key(|&i| entries[i].state.down_until.load(Relaxed))
             .map(|i| i as u32)
     }
 
     /// A pair was sent to backend `i` (its connect starts).
     pub fn opened(&mut self, i: u32) {
-        self.backends.entry(i).state.active.fetch_add(1, Relaxed);
+        let s = &self.backends.entry(i).state;
+        s.active.fetch_add(1, Relaxed);
+        s.connections.fetch_add(1, Relaxed);
     }
 
     /// A pair sent to backend `i` closed, or moved to another backend.

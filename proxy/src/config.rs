@@ -28,6 +28,8 @@ pub struct Config {
     pub pipe_size: usize,
     pub workers: usize,
     pub metrics: Option<SocketAddr>,
+    /// The admin socket's path (`--admin-socket`), checked to be bindable.
+    pub admin_socket: Option<PathBuf>,
     pub balance: Balance,
     pub drain_timeout: Duration,
     /// Backends tried for one client, the first included.
@@ -134,9 +136,15 @@ pub struct Cli {
     /// Event-loop workers sharing the port via SO_REUSEPORT [default: 1]
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub workers: Option<String>,
-    /// Serve Prometheus text metrics at http://ADDR:PORT/metrics
+    /// Serve Prometheus text metrics at http://ADDR:PORT/metrics, and the
+    /// backends at /backends (text) and /backends.json
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
+    /// Change backends at runtime through a unix socket at PATH, mode
+    /// 0600: show backends, set backend NAME state ready|drain|maint, set
+    /// backend NAME weight N (off unless set)
+    #[arg(long, value_name = "PATH")]
+    pub admin_socket: Option<String>,
     /// How clients are spread over backends [default: round-robin]
     #[arg(long, value_enum)]
     pub balance: Option<Balance>,
@@ -448,6 +456,12 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
         })?),
         None => None,
     };
+    let admin_socket = match text(&cli.admin_socket, &file.admin_socket) {
+        Some((s, from_cli)) => Some(
+            crate::admin::check_path(s).map_err(|e| names.bad("admin-socket", from_cli, s, e))?,
+        ),
+        None => None,
+    };
     let drain_timeout = names
         .duration("drain-timeout", &cli.drain_timeout, &file.drain_timeout)?
         .map_or(Duration::from_secs(10), |d| d.0);
@@ -542,6 +556,7 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
         pipe_size,
         workers,
         metrics,
+        admin_socket,
         balance: cli.balance.or(file.balance).unwrap_or(Balance::RoundRobin),
         drain_timeout,
         connect_retries,

@@ -24,6 +24,7 @@ pub struct FileConfig {
     pub pipe_size: Option<usize>,
     pub workers: Option<usize>,
     pub metrics: Option<String>,
+    pub admin_socket: Option<String>,
     pub balance: Option<crate::config::Balance>,
     pub drain_timeout: Option<String>,
     pub reset_flush_timeout: Option<String>,

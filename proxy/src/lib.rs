@@ -12,6 +12,7 @@
 //!   flight; [`backends`]: the backend set every worker shares, in
 //!   generations; [`balance`]: choosing a backend; [`timers`]: connect and idle
 //!   timeouts, the drain, busy polling; [`acl`], [`proxy_protocol`].
+//! - [`admin`]: the admin socket, changing backends at runtime.
 //! - [`config`]: the command line and config file ([`config_file`]),
 //!   every size checked at start ([`sizes`]); [`stats`] and
 //!   [`metrics`]: the counters and their endpoint.
@@ -19,6 +20,7 @@
 
 pub mod accept;
 pub mod acl;
+pub mod admin;
 pub mod backends;
 pub mod balance;
 pub mod config;

@@ -3,6 +3,7 @@
 
 use netio::serve::{self, Running};
 use netio::sys::socket;
+use proxy::backends::Live;
 use proxy::config::{self, Cli, Config};
 use proxy::stats::Snapshot;
 use proxy::worker::{Control, Worker};
@@ -62,8 +63,20 @@ fn try_main(cli: Cli) -> Result<(), Error> {
     // Before any thread starts: all inherit the blocked signals.
     let (limit, signals) = serve::prepare()?;
     let cfg = config::resolve(cli, limit.soft).map_err(Error::Config)?;
-    let (workers, bound) = build_workers(&cfg)?;
+    // One health state and one count per backend, shared by the workers,
+    // the metrics endpoint and the admin socket.
+    let live = Live::new(cfg.backend_set());
+    let (workers, bound) = build_workers(&cfg, &live)?;
     let controls: Vec<Arc<Control>> = workers.iter().map(Worker::control).collect();
+    // Removed when this returns, however it does.
+    let _admin = match &cfg.admin_socket {
+        Some(path) => {
+            let socket = proxy::admin::start(path, Arc::clone(&live)).map_err(Error::Config)?;
+            netio::log!("admin socket on {}", path.display());
+            Some(socket)
+        }
+        None => None,
+    };
 
     if let Some(addr) = cfg.metrics {
         let opts = socket::ListenOptions {
@@ -72,7 +85,7 @@ fn try_main(cli: Cli) -> Result<(), Error> {
         };
         let listener = socket::listen(&addr, opts).map_err(|e| serve::Error::Bind(addr, e))?;
         let shown = socket::local_addr(&listener).unwrap_or(addr);
-        let endpoint = proxy::metrics::endpoint(listener, controls.clone())
+        let endpoint = proxy::metrics::endpoint(listener, controls.clone(), Arc::clone(&live))
             .map_err(|e| serve::Error::Setup("starting the metrics endpoint", e))?;
         std::thread::Builder::new()
             .name("metrics".into())
@@ -120,14 +133,12 @@ fn summary(controls: &[Arc<Control>]) -> String {
 /// Binds one listener per worker (sharing the port through SO_REUSEPORT
 /// when there are several) and builds the workers, each holding its share
 /// of `--max-connections`. Returns them with the address actually bound.
-fn build_workers(cfg: &Config) -> Result<(Vec<Worker>, SocketAddr), Error> {
+fn build_workers(cfg: &Config, backends: &Arc<Live>) -> Result<(Vec<Worker>, SocketAddr), Error> {
     let (listeners, addr) = serve::listeners(cfg.listen, cfg.workers, cfg.backlog)?;
     let mut workers = Vec::with_capacity(cfg.workers);
-    // One health state and one count per backend, shared by the workers.
-    let backends = proxy::backends::Live::new(cfg.backend_set());
     for (i, listener) in listeners.into_iter().enumerate() {
         let share = netio::budget::share(cfg.max_connections, cfg.workers, i);
-        let worker = Worker::new(cfg, &backends, listener, share)
+        let worker = Worker::new(cfg, backends, listener, share)
             .map_err(|e| serve::Error::Setup("creating a worker", e))?;
         workers.push(worker);
     }

@@ -20,7 +20,7 @@
 //! passed on. `--reset-flush-timeout` bounds it; nothing more goes to the
 //! side that reset.
 
-use crate::backends::Marked;
+use crate::backends::{ConnectError, Marked};
 use crate::balance::{self, Balancer};
 use crate::conn::{Conn, Reason, Side, Stage};
 use crate::pipes::{PipeId, PipePool};
@@ -214,19 +214,19 @@ impl Table {
     }
 
     /// A client at `peer` that has tried the backends in `tried` (`tries`
-    /// of them) failed to connect to backend `failed` for `why`: counts it
-    /// against that backend, and returns the next backend to try, if the
-    /// client may try another — logged with the failure, and counted as a
-    /// retry, or with none left as a refusal.
+    /// of them) failed to connect to backend `failed` for `why` (of
+    /// `kind`): counts it against that backend, and returns the next
+    /// backend to try, if the client may try another — logged with the
+    /// failure, and counted as a retry, or with none left as a refusal.
     pub fn failed_try(
         &mut self,
         failed: u32,
         peer: Option<SocketAddr>,
-        why: &str,
+        (kind, why): (ConnectError, &str),
         tried: balance::Tried,
         tries: u32,
     ) -> Option<(u32, SocketAddr)> {
-        self.backend_failed(failed);
+        self.backend_failed(failed, kind);
         let next = match peer {
             Some(p) if tries < self.opts.connect_retries => self.pick_backend(&p, tried),
             _ => None,
@@ -241,9 +241,10 @@ impl Table {
 
     /// Passive health: a connect to backend `b` failed (logged once when
     /// that marks it down).
-    fn backend_failed(&self, b: u32) {
+    fn backend_failed(&self, b: u32, kind: ConnectError) {
         self.stats.connect_failures.inc();
         let backends = self.balancer.backends();
+        backends.connect_error(b, kind);
         if let Marked::Down { fails } = backends.failed(b) {
             netio::log!(
                 "proxy: backend {} is down after {fails} failed connects in a row; \
@@ -369,7 +370,8 @@ impl Table {
     fn connect_failed(&mut self, io: &mut impl Sockets, slot: usize) {
         let err = io.connect_error(slot);
         let why = err.map_or_else(|| "connection failed".to_string(), |e| e.to_string());
-        if !self.fail_over(io, slot, &why) {
+        let kind = err.map_or(ConnectError::Other, |e| ConnectError::of(e.fault()));
+        if !self.fail_over(io, slot, kind, &why) {
             self.close_later(slot, Reason::Refused);
         }
     }
@@ -379,13 +381,20 @@ impl Table {
     /// what the client sent meanwhile still held for it. False when no
     /// backend is left to try (the caller closes the pair; `refused` is
     /// counted).
-    fn fail_over(&mut self, io: &mut impl Sockets, slot: usize, why: &str) -> bool {
+    fn fail_over(
+        &mut self,
+        io: &mut impl Sockets,
+        slot: usize,
+        kind: ConnectError,
+        why: &str,
+    ) -> bool {
         let peer = self.conns[slot].peer;
-        let mut why = why.to_string();
+        let (mut kind, mut why) = (kind, why.to_string());
         loop {
             let c = &self.conns[slot];
             let (failed, tried, tries, gen) = (c.backend, c.tried, c.tries, c.gen);
-            let Some((b, addr)) = self.failed_try(failed, peer, &why, tried, tries) else {
+            let next = self.failed_try(failed, peer, (kind, &why), tried, tries);
+            let Some((b, addr)) = next else {
                 return false;
             };
             let c = &mut self.conns[slot];
@@ -402,7 +411,7 @@ impl Table {
                     return true;
                 }
                 // Failed at once: count it, and try the next.
-                Err(e) => why = e.to_string(),
+                Err(e) => (kind, why) = (ConnectError::of(e.fault()), e.to_string()),
             }
         }
     }
@@ -704,7 +713,9 @@ impl Table {
                 }
                 _ => continue,
             };
-            if reason == Reason::ConnectTimeout && self.fail_over(io, slot, "connect timed out") {
+            if reason == Reason::ConnectTimeout
+                && self.fail_over(io, slot, ConnectError::Timeout, "connect timed out")
+            {
                 continue;
             }
             self.close_later(slot, reason);

@@ -1,19 +1,25 @@
-//! The `/metrics` endpoint: the workers' counters as Prometheus text,
-//! served by a small non-blocking HTTP server on its own thread, so that
-//! no client of it can hold up a scrape or touch the relay's timing.
+//! The `/metrics` endpoint: the workers' counters and the per-backend
+//! series as Prometheus text, and the backends' listing (`/backends`,
+//! `/backends.json`), served by a small non-blocking HTTP server on its
+//! own thread, so that no client of it can hold up a scrape or touch the
+//! relay's timing. Nothing here changes anything: changes go through the
+//! admin socket ([`crate::admin`]) alone.
 //!
 //! [`route`] maps a request's method and path to a response: the one
 //! place to hang more routes on. [`server`] is the loop (many connections
 //! at once, each bounded in size and time, no wake-ups while none is
-//! open); [`http`] is the little HTTP it speaks.
+//! open); [`http`] is the little HTTP it speaks; [`backends`] renders the
+//! backends.
 
+pub mod backends;
 pub mod http;
 pub mod server;
 
+use crate::backends::Live;
 use crate::stats::Snapshot;
 use crate::worker::Control;
 use http::{Request, Response, Status};
-use server::{Limits, Server};
+use server::{Http, Limits, Server};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -21,30 +27,48 @@ use std::sync::Arc;
 /// The content type of Prometheus's text exposition format.
 pub const PROMETHEUS: &str = "text/plain; version=0.0.4";
 
+/// The content type of the backends' listing.
+const TEXT: &str = "text/plain; charset=utf-8";
+
 /// The endpoint on `listener` (bound, non-blocking), reading the counters
-/// of `controls`' workers; call [`Server::run`] on its thread.
+/// of `controls`' workers and the backends of `live`; call
+/// [`Server::run`] on its thread.
 pub fn endpoint(
     listener: OwnedFd,
     controls: Vec<Arc<Control>>,
-) -> io::Result<Server<impl Fn(&Request<'_>) -> Response + Send>> {
+    live: Arc<Live>,
+) -> io::Result<Server<Http<impl Fn(&Request<'_>) -> Response + Send>>> {
     Server::new(
         listener,
-        move |req: &Request<'_>| route(req, &controls),
+        Http(move |req: &Request<'_>| route(req, &controls, &live)),
         Limits::default(),
     )
 }
 
 /// Answers one request: `GET` (or `HEAD`) `/metrics` or `/` gets the
-/// counters, another method 405, another path 404.
-pub fn route(req: &Request<'_>, controls: &[Arc<Control>]) -> Response {
+/// counters and the per-backend series, `/backends` the backends' listing
+/// as text, `/backends.json` as JSON; another method 405, another path
+/// 404.
+pub fn route(req: &Request<'_>, controls: &[Arc<Control>], live: &Live) -> Response {
+    if !matches!(req.path, "/metrics" | "/" | "/backends" | "/backends.json") {
+        let msg = "not found; try /metrics, /backends or /backends.json";
+        return Response::error(Status::NotFound, msg);
+    }
+    if !matches!(req.method, "GET" | "HEAD") {
+        return Response::not_allowed("GET, HEAD");
+    }
+    let set = live.snapshot();
     match req.path {
-        "/metrics" | "/" => match req.method {
-            "GET" | "HEAD" => {
-                let snap = Snapshot::total(controls.iter().map(|c| &*c.stats));
-                Response::ok(PROMETHEUS, snap.prometheus())
-            }
-            _ => Response::not_allowed("GET, HEAD"),
-        },
-        _ => Response::error(Status::NotFound, "not found; try /metrics"),
+        "/backends" => Response::ok(TEXT, backends::listing(&set)),
+        "/backends.json" => Response::ok(JSON, backends::json(&set)),
+        _ => {
+            let snap = Snapshot::total(controls.iter().map(|c| &*c.stats));
+            let mut text = snap.prometheus();
+            text.push_str(&backends::prometheus(&set));
+            Response::ok(PROMETHEUS, text)
+        }
     }
 }
+
+/// The content type of `/backends.json`.
+const JSON: &str = "application/json";

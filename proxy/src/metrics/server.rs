@@ -1,6 +1,9 @@
-//! A small non-blocking HTTP server: one edge-triggered epoll loop on its
-//! own thread, serving many short requests at once through a route
-//! function, each connection bounded in size and time.
+//! A small non-blocking request/answer server: one edge-triggered epoll
+//! loop on its own thread, serving many short requests at once, each
+//! connection bounded in size and time. What it speaks is a [`Protocol`]
+//! (HTTP through a route function, [`Http`], for `/metrics`; the admin
+//! socket's command lines), and what it accepts from a [`Listener`] (a
+//! TCP or a unix socket).
 //!
 //! Lifecycle of a connection:
 //! 1. Accepted while fewer than [`Limits::connections`] are open. With
@@ -10,9 +13,11 @@
 //!    or slow clients can never keep a scrape waiting for long. Otherwise
 //!    new clients wait in the listener's backlog, taken as soon as a slot
 //!    frees or an open connection becomes idle.
-//! 2. Reading: the request head is read as it arrives, up to
-//!    [`Limits::head`] bytes (more gets a 431, a bad request line a 400).
-//! 3. Writing: the route's response is written as the socket takes it.
+//! 2. Reading: the request is read as it arrives, up to [`Limits::head`]
+//!    bytes (more gets the protocol's [`Protocol::too_large`] answer); a
+//!    client that ends its side first gets [`Protocol::at_eof`]'s answer,
+//!    if any.
+//! 3. Writing: the protocol's answer is written as the socket takes it.
 //! 4. Draining: our FIN sent, whatever the client still sends is read and
 //!    discarded until its EOF, so that unread bytes do not turn our close
 //!    into a reset that could destroy the response in flight.
@@ -30,7 +35,7 @@ use netio::token::{Side, Source, Token};
 use netio::{Fault, Outcome, Ready};
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// How long accepting pauses after running out of descriptors or memory.
@@ -43,6 +48,60 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 const IDLE_GRACE: Duration = Duration::from_millis(100);
 /// Events fetched per `epoll_wait`.
 const MAX_EVENTS: usize = 64;
+
+/// What a server speaks: where a request ends, and what answers it. One
+/// request a connection; the connection closes after the answer.
+pub trait Protocol {
+    /// Where the request in `buf` ends, if it is complete, looking only at
+    /// what follows `from` (the length already searched).
+    fn end(&self, buf: &[u8], from: usize) -> Option<usize>;
+    /// The bytes that answer the complete request `request`.
+    fn answer(&self, request: &[u8]) -> Vec<u8>;
+    /// The answer to a request longer than `limit` bytes.
+    fn too_large(&self, limit: usize) -> Vec<u8>;
+    /// The answer to an unfinished request whose client has ended its
+    /// side, if it gets one (else the connection just closes).
+    fn at_eof(&self, _partial: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// HTTP/1.x through a route function: what `/metrics` speaks.
+pub struct Http<R>(pub R);
+
+impl<R: Fn(&Request<'_>) -> Response> Protocol for Http<R> {
+    fn end(&self, buf: &[u8], from: usize) -> Option<usize> {
+        http::head_end(buf, from)
+    }
+
+    fn answer(&self, head: &[u8]) -> Vec<u8> {
+        match Request::parse(head) {
+            Ok(req) => (self.0)(&req).encode(req.method == "HEAD"),
+            Err(status) => {
+                let msg = "expected a request line like GET /metrics HTTP/1.1";
+                Response::error(status, msg).encode(false)
+            }
+        }
+    }
+
+    fn too_large(&self, limit: usize) -> Vec<u8> {
+        let msg = format!("request head over {limit} bytes");
+        Response::error(Status::HeadTooLarge, &msg).encode(false)
+    }
+}
+
+/// A bound, non-blocking listening socket the server takes clients from.
+pub trait Listener: AsFd {
+    /// The next client, non-blocking and close-on-exec.
+    fn accept(&self) -> io::Result<OwnedFd>;
+}
+
+/// A TCP listener.
+impl Listener for OwnedFd {
+    fn accept(&self) -> io::Result<OwnedFd> {
+        socket::accept(self).map(|(fd, _peer)| fd)
+    }
+}
 
 /// What the server holds per connection and in time.
 #[derive(Debug, Clone, Copy)]
@@ -67,11 +126,12 @@ impl Default for Limits {
     }
 }
 
-/// The server: its listener, its connections and the route that answers.
-pub struct Server<R> {
+/// The server: its listener, its connections and the protocol that
+/// answers.
+pub struct Server<P, L = OwnedFd> {
     epoll: Epoll,
-    listener: OwnedFd,
-    route: R,
+    listener: L,
+    protocol: P,
     limits: Limits,
     conns: Vec<Conn>,
     free: Vec<usize>,
@@ -124,6 +184,8 @@ enum Stage {
     Writing {
         out: Vec<u8>,
         at: usize,
+        /// The client has already ended its side: close once written.
+        ended: bool,
     },
     Draining {
         left: usize,
@@ -140,7 +202,9 @@ enum Head {
     Complete(usize),
     /// It is longer than the limit.
     TooLarge,
-    /// The client ended or failed before finishing it.
+    /// The client ended its side before finishing it.
+    Ended,
+    /// The client failed before finishing it.
     Gone,
 }
 
@@ -151,15 +215,15 @@ enum Step {
     Close,
 }
 
-impl<R: Fn(&Request<'_>) -> Response> Server<R> {
+impl<P: Protocol, L: Listener> Server<P, L> {
     /// A server on an already bound, non-blocking `listener`.
-    pub fn new(listener: OwnedFd, route: R, limits: Limits) -> io::Result<Server<R>> {
+    pub fn new(listener: L, protocol: P, limits: Limits) -> io::Result<Server<P, L>> {
         let epoll = Epoll::new()?;
         epoll.add(&listener, epoll::IN | epoll::ET, Token::LISTENER)?;
         Ok(Server {
             epoll,
             listener,
-            route,
+            protocol,
             limits,
             conns: Vec::new(),
             free: Vec::new(),
@@ -217,8 +281,8 @@ impl<R: Fn(&Request<'_>) -> Response> Server<R> {
                 }
                 break;
             }
-            match socket::accept(&self.listener) {
-                Ok((fd, _peer)) => self.open(fd),
+            match self.listener.accept() {
+                Ok(fd) => self.open(fd),
                 Err(e) => match netio::outcome::fault(&e) {
                     Fault::WouldBlock => return,
                     // That one client is gone; the next may be fine.
@@ -301,7 +365,7 @@ impl<R: Fn(&Request<'_>) -> Response> Server<R> {
         let Server {
             conns,
             scratch,
-            route,
+            protocol,
             limits,
             ..
         } = self;
@@ -312,18 +376,20 @@ impl<R: Fn(&Request<'_>) -> Response> Server<R> {
         loop {
             match &mut c.stage {
                 Stage::Reading { head } => {
-                    let out = match read_head(fd, &mut c.ready, head, scratch, limits.head) {
+                    let read = read_head(fd, &mut c.ready, head, scratch, limits.head, protocol);
+                    let (out, ended) = match read {
                         Head::Partial => return Step::Wait,
                         Head::Gone => return Step::Close,
-                        Head::Complete(end) => respond(&head[..end], route),
-                        Head::TooLarge => {
-                            let msg = format!("request head over {} bytes", limits.head);
-                            Response::error(Status::HeadTooLarge, &msg).encode(false)
-                        }
+                        Head::Complete(end) => (protocol.answer(&head[..end]), false),
+                        Head::TooLarge => (protocol.too_large(limits.head), false),
+                        Head::Ended => match protocol.at_eof(head) {
+                            Some(out) => (out, true),
+                            None => return Step::Close,
+                        },
                     };
-                    c.stage = Stage::Writing { out, at: 0 };
+                    c.stage = Stage::Writing { out, at: 0, ended };
                 }
-                Stage::Writing { out, at } => {
+                Stage::Writing { out, at, ended } => {
                     while *at < out.len() {
                         if !c.ready.writable {
                             return Step::Wait;
@@ -336,7 +402,9 @@ impl<R: Fn(&Request<'_>) -> Response> Server<R> {
                             Outcome::Reset | Outcome::Error(_) => return Step::Close,
                         }
                     }
-                    if socket::shutdown_write(fd).is_err() {
+                    // Everything the client sent has been read: closing
+                    // now sends a FIN, not a reset.
+                    if *ended || socket::shutdown_write(fd).is_err() {
                         return Step::Close;
                     }
                     c.stage = Stage::Draining { left: DRAIN_LIMIT };
@@ -394,14 +462,15 @@ impl<R: Fn(&Request<'_>) -> Response> Server<R> {
     }
 }
 
-/// Reads what has arrived of a request head onto `head`, never past
-/// `limit` and one byte.
+/// Reads what has arrived of a request onto `head`, never past `limit`
+/// and one byte.
 fn read_head(
     fd: &OwnedFd,
     ready: &mut Ready,
     head: &mut Vec<u8>,
     scratch: &mut [u8],
     limit: usize,
+    protocol: &impl Protocol,
 ) -> Head {
     while ready.readable {
         let room = (limit + 1).saturating_sub(head.len()).min(scratch.len());
@@ -411,7 +480,7 @@ fn read_head(
             Outcome::Data(n) => {
                 let from = head.len();
                 head.extend_from_slice(&scratch[..n]);
-                match http::head_end(head, from) {
+                match protocol.end(head, from) {
                     Some(end) if end <= limit => return Head::Complete(end),
                     Some(_) => return Head::TooLarge,
                     None if head.len() > limit => return Head::TooLarge,
@@ -419,21 +488,11 @@ fn read_head(
                 }
             }
             Outcome::WouldBlock => {}
-            Outcome::Eof | Outcome::Reset | Outcome::Error(_) => return Head::Gone,
+            Outcome::Eof => return Head::Ended,
+            Outcome::Reset | Outcome::Error(_) => return Head::Gone,
         }
     }
     Head::Partial
-}
-
-/// The bytes that answer a complete request `head`.
-fn respond<R: Fn(&Request<'_>) -> Response>(head: &[u8], route: &R) -> Vec<u8> {
-    match Request::parse(head) {
-        Ok(req) => route(&req).encode(req.method == "HEAD"),
-        Err(status) => {
-            let msg = "expected a request line like GET /metrics HTTP/1.1";
-            Response::error(status, msg).encode(false)
-        }
-    }
 }
 
 #[cfg(test)]

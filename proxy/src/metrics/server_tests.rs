@@ -33,7 +33,7 @@ fn start(connections: usize, deadline: Duration) -> SocketAddr {
         "/big" => Response::ok("application/octet-stream", big.clone()),
         _ => Response::ok("text/plain", "small\n"),
     };
-    let server = Server::new(listener, route, limits).expect("server");
+    let server = Server::new(listener, Http(route), limits).expect("server");
     std::thread::spawn(move || server.run());
     addr
 }

@@ -4,6 +4,7 @@
 
 mod access;
 mod accounting;
+mod admin;
 mod bad_input;
 mod cli;
 mod exhaustion;
