@@ -27,6 +27,7 @@ pub mod conn;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod metrics;
+pub mod pattern;
 pub mod pipes;
 pub mod pool;
 pub mod proxy_protocol;
