@@ -24,6 +24,7 @@ pub mod balance;
 pub mod config;
 pub mod config_file;
 pub mod conn;
+pub mod health;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod metrics;
