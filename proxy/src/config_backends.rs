@@ -85,6 +85,7 @@ fn entry(e: &BackendEntry, n: usize, names: &Names<'_>, port: u16) -> Result<Bac
         addr,
         weight,
         backup: e.backup.unwrap_or(false),
+        check: None,
     })
 }
 
