@@ -287,7 +287,8 @@ impl Backends {
         if !passed {
             s.check_failures.fetch_add(1, Relaxed);
         }
-        s.last_check_result.store(if passed { 1 } else { 2 }, Relaxed);
+        s.last_check_result
+            .store(if passed { 1 } else { 2 }, Relaxed);
         s.last_check_us.store(latency_us, Relaxed);
         s.check_run.store(run, Relaxed);
         s.check_down.store(down, Relaxed);

@@ -28,7 +28,8 @@ fn regex(p: &str) -> Option<Expect> {
 fn connect_round(c: &mut Check, now: u64, ok: bool) -> Done {
     assert!(c.begin(now), "a round is due at {now}");
     if ok {
-        c.connected(now + 10).expect("a connect check ends on the connect")
+        c.connected(now + 10)
+            .expect("a connect check ends on the connect")
     } else {
         c.failed(now + 10, Failure::Connect(Fault::Refused))
             .expect("done")

@@ -24,9 +24,9 @@ pub mod balance;
 pub mod config;
 pub mod config_file;
 pub mod conn;
-pub mod health;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod health;
 pub mod metrics;
 pub mod pattern;
 pub mod pipes;
