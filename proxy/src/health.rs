@@ -145,8 +145,9 @@ fn fault_words(fault: Fault) -> &'static str {
 /// A state change a check result caused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
-    /// Now down after this many failures in a row.
-    Down { fails: u32 },
+    /// Now down after this many failures in a row; `first`: no check had
+    /// passed yet (one failure is then enough, as in HAProxy).
+    Down { fails: u32, first: bool },
     /// Now up after this many passes in a row.
     Up { passes: u32 },
 }
@@ -162,6 +163,8 @@ pub struct Tally {
     fall: u32,
     /// The current run of equal results, and whether they were passes.
     run: (u32, bool),
+    /// Whether any check has passed.
+    passed_once: bool,
 }
 
 impl Tally {
@@ -172,6 +175,7 @@ impl Tally {
             rise,
             fall,
             run: (0, true),
+            passed_once: false,
         }
     }
 
@@ -205,8 +209,13 @@ impl Tally {
                 self.health = 0;
             }
         }
+        let first = !self.passed_once;
+        self.passed_once |= passed;
         match (was_up, self.is_up()) {
-            (true, false) => Some(Change::Down { fails: self.run.0 }),
+            (true, false) => Some(Change::Down {
+                fails: self.run.0,
+                first,
+            }),
             (false, true) => Some(Change::Up { passes: self.run.0 }),
             _ => None,
         }

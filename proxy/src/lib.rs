@@ -12,6 +12,9 @@
 //!   flight; [`backends`]: the backend set every worker shares, in
 //!   generations; [`balance`]: choosing a backend; [`timers`]: connect and idle
 //!   timeouts, the drain, busy polling; [`acl`], [`proxy_protocol`].
+//! - [`health`]: the active health checks' state machine, engine-free,
+//!   and [`pattern`], the regex subset their replies are matched with;
+//!   [`checks_io`]: their sockets on the epoll engine.
 //! - [`config`]: the command line and config file ([`config_file`]),
 //!   every size checked at start ([`sizes`]); [`stats`] and
 //!   [`metrics`]: the counters and their endpoint.
@@ -21,6 +24,7 @@ pub mod accept;
 pub mod acl;
 pub mod backends;
 pub mod balance;
+pub mod checks_io;
 pub mod config;
 pub mod config_file;
 pub mod conn;
