@@ -180,10 +180,15 @@ fn the_example_config_resolves_as_written_and_with_every_setting_on() {
     let c = resolve(cli(&["-c", EXAMPLE]), 65_536).expect("example.toml resolves");
     let weights: Vec<(u32, bool)> = c.backends.iter().map(|b| (b.weight, b.backup)).collect();
     assert_eq!(weights, [(3, false), (1, false), (1, true)]);
+    let checked: Vec<bool> = c.backends.iter().map(|b| b.check.is_some()).collect();
+    assert_eq!(checked, [true, true, false]);
     let (_dir, path) = file(&example_with_everything_on());
     let c =
         resolve(cli(&["-c", &path]), 65_536).expect("example.toml with every setting on resolves");
     assert!(c.proxy_protocol.is_some() && c.metrics.is_some(), "{c:?}");
+    let second = c.backends[1].check.clone().expect("checked");
+    assert_eq!(second.send, b"HEAD / HTTP/1.0\r\n\r\n");
+    assert_eq!(c.backends[0].check.clone().expect("checked").send, b"PING\r\n");
 }
 
 #[test]
@@ -198,10 +203,13 @@ fn the_example_config_shows_every_long_option_and_backend_key() {
             assert!(table.contains_key(name), "example.toml lacks {name}");
         }
     }
-    for key in ["address", "weight", "backup"] {
+    let keys = ["address", "weight", "backup", "check", "check-interval"];
+    let check_keys = ["check-send", "check-expect-regex"];
+    let table_keys = ["interval", "timeout", "rise", "fall", "send", "expect"];
+    for key in keys.into_iter().chain(check_keys).chain(table_keys) {
         assert!(
             text.lines().any(|l| l.starts_with(&format!("{key} = "))),
-            "example.toml lacks a [[backend]] {key}"
+            "example.toml lacks a [[backend]] or [health-check] {key}"
         );
     }
 }
