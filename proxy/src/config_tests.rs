@@ -188,7 +188,10 @@ fn the_example_config_resolves_as_written_and_with_every_setting_on() {
     assert!(c.proxy_protocol.is_some() && c.metrics.is_some(), "{c:?}");
     let second = c.backends[1].check.clone().expect("checked");
     assert_eq!(second.send, b"HEAD / HTTP/1.0\r\n\r\n");
-    assert_eq!(c.backends[0].check.clone().expect("checked").send, b"PING\r\n");
+    assert_eq!(
+        c.backends[0].check.clone().expect("checked").send,
+        b"PING\r\n"
+    );
 }
 
 #[test]
