@@ -36,17 +36,15 @@ fn connect_round(c: &mut Check, now: u64, ok: bool) -> Done {
     }
 }
 
+fn down(fails: u32, first: bool) -> Option<Change> {
+    Some(Change::Down { fails, first })
+}
+
 #[test]
 fn tally_follows_haproxy_starting_up_but_one_failure_from_down() {
     let mut t = Tally::new(2, 3);
     assert!(t.is_up());
-    assert_eq!(
-        t.record(false),
-        Some(Change::Down {
-            fails: 1,
-            first: true
-        })
-    );
+    assert_eq!(t.record(false), down(1, true));
     assert_eq!(t.record(true), None);
     assert_eq!(t.record(false), None, "a failure restarts the rise");
     assert_eq!(t.record(true), None);
@@ -57,13 +55,7 @@ fn tally_follows_haproxy_starting_up_but_one_failure_from_down() {
     assert_eq!(t.record(true), None, "a pass refills the health");
     assert_eq!(t.record(false), None);
     assert_eq!(t.record(false), None);
-    assert_eq!(
-        t.record(false),
-        Some(Change::Down {
-            fails: 3,
-            first: false
-        })
-    );
+    assert_eq!(t.record(false), down(3, false));
     assert_eq!(t.run(), (3, false));
 }
 
@@ -73,22 +65,10 @@ fn tally_with_a_pass_first_needs_fall_failures() {
     assert_eq!(t.record(true), None);
     assert_eq!(t.record(false), None);
     assert_eq!(t.record(false), None);
-    assert_eq!(
-        t.record(false),
-        Some(Change::Down {
-            fails: 3,
-            first: false
-        })
-    );
+    assert_eq!(t.record(false), down(3, false));
     let mut one = Tally::new(1, 1);
     assert_eq!(one.record(true), None);
-    assert_eq!(
-        one.record(false),
-        Some(Change::Down {
-            fails: 1,
-            first: false
-        })
-    );
+    assert_eq!(one.record(false), down(1, false));
     assert_eq!(one.record(true), Some(Change::Up { passes: 1 }));
 }
 
@@ -123,13 +103,7 @@ fn a_connect_check_goes_down_after_fall_failures_and_up_after_rise_passes() {
     assert_eq!(round(&mut c, false).change, None);
     assert_eq!(round(&mut c, false).change, None);
     let d = round(&mut c, false);
-    assert_eq!(
-        d.change,
-        Some(Change::Down {
-            fails: 3,
-            first: false
-        })
-    );
+    assert_eq!(d.change, down(3, false));
     assert_eq!(
         Reason(d.failure.as_ref().expect("failed"), None).to_string(),
         "connect refused"
