@@ -28,6 +28,8 @@ pub struct Checks {
     items: Vec<Item>,
     /// The checks' clock (µs) runs from here.
     epoch: Instant,
+    /// The last round's number.
+    rounds: u32,
     stats: Arc<Stats>,
 }
 
@@ -36,8 +38,8 @@ struct Item {
     backend: u32,
     check: Check,
     fd: Option<OwnedFd>,
-    /// Bumped at every round, so that a late event of an old socket is
-    /// dropped.
+    /// This round's number among all of this worker's rounds, so that a
+    /// late event of an old socket is dropped.
     gen: u32,
 }
 
@@ -50,6 +52,7 @@ impl Checks {
             generation,
             items: Vec::new(),
             epoch: Instant::now(),
+            rounds: 0,
             stats,
         };
         checks.rebuild();
@@ -82,7 +85,10 @@ impl Checks {
 
     fn rebuild(&mut self) {
         let now = self.now_us(Instant::now());
-        let mut old = std::mem::take(&mut self.items);
+        let mut old: Vec<Option<Item>> = std::mem::take(&mut self.items)
+            .into_iter()
+            .map(Some)
+            .collect();
         let wanted: Vec<(u32, &crate::health::CheckSpec)> = self
             .backends
             .entries()
@@ -93,11 +99,24 @@ impl Checks {
             .collect();
         let n = wanted.len();
         for (k, (backend, spec)) in wanted.into_iter().enumerate() {
+            let same = |it: &Option<Item>| {
+                it.as_ref()
+                    .is_some_and(|it| it.backend == backend && it.check.spec == *spec)
+            };
             let kept = old
                 .iter()
-                .position(|it| it.backend == backend && it.check.spec == *spec);
+                .position(same)
+                .and_then(|at| Some((at, old[at].take()?)));
             let item = match kept {
-                Some(at) => old.swap_remove(at),
+                Some((at, mut item)) => {
+                    // A round under way has its socket's token at its old
+                    // place: it is dropped, and the next starts on time.
+                    if at != k && item.fd.is_some() {
+                        self.close(&mut item);
+                        item.check.abandon();
+                    }
+                    item
+                }
                 None => Item {
                     backend,
                     check: Check::new(spec.clone(), now + first_round(spec.interval, k, n)),
@@ -107,7 +126,7 @@ impl Checks {
             };
             self.items.push(item);
         }
-        for mut gone in old {
+        for mut gone in old.into_iter().flatten() {
             self.close(&mut gone);
         }
         if self.items.len() > netio::token::SIDE_SLOTS {
@@ -152,8 +171,9 @@ impl Checks {
     fn start(&mut self, k: usize, t: u64, ep: &Epoll) {
         let stats = Arc::clone(&self.stats);
         let addr = self.backends.addr(self.items[k].backend);
+        self.rounds = self.rounds.wrapping_add(1);
         let item = &mut self.items[k];
-        item.gen = item.gen.wrapping_add(1);
+        item.gen = self.rounds;
         stats.sys_connect.add(2);
         let (fd, done) = match socket::connect(&addr) {
             Ok(c) => c,
@@ -304,5 +324,81 @@ fn io_failure(o: Outcome) -> Failure {
     match o {
         Outcome::Error(errno) => Failure::Io(errno.fault()),
         _ => Failure::Io(netio::Fault::Reset),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::{BackendSpec, Health};
+    use crate::config::Balance;
+    use crate::health::CheckSpec;
+    use std::net::SocketAddr;
+
+    fn checked(port: u16, rise: u32) -> BackendSpec {
+        BackendSpec {
+            check: Some(CheckSpec {
+                rise,
+                ..CheckSpec::default()
+            }),
+            ..BackendSpec::plain(SocketAddr::from(([127, 0, 0, 1], port)))
+        }
+    }
+
+    #[test]
+    fn a_new_backend_set_keeps_unchanged_checks_and_spreads_new_ones() {
+        let specs = vec![
+            checked(1, 2),
+            BackendSpec::plain(([127, 0, 0, 1], 2).into()),
+            checked(3, 2),
+        ];
+        let live = Live::new(Backends::new(
+            specs.clone(),
+            Health::default(),
+            Balance::RoundRobin,
+        ));
+        let mut checks = Checks::new(Arc::clone(&live), Arc::default());
+        let backends: Vec<u32> = checks.items.iter().map(|it| it.backend).collect();
+        assert_eq!(backends, [0, 2], "only checked backends");
+        let firsts: Vec<u64> = checks.items.iter().map(|it| it.check.deadline()).collect();
+        assert!(
+            firsts[1] - firsts[0] >= 900_000,
+            "spread over the 2s interval: {firsts:?}"
+        );
+        checks.items[0].check.begin(u64::MAX / 2);
+        // The first changes its rise, the second stays, a fourth is new.
+        let next = vec![
+            checked(1, 5),
+            specs[1].clone(),
+            checked(3, 2),
+            checked(4, 2),
+        ];
+        live.publish(|cur| cur.next(next, Health::default(), Balance::RoundRobin));
+        let kept_deadline = checks.items[1].check.deadline();
+        checks.refresh();
+        let backends: Vec<u32> = checks.items.iter().map(|it| it.backend).collect();
+        assert_eq!(backends, [0, 2, 3]);
+        assert_eq!(checks.items[0].check.spec.rise, 5);
+        assert_eq!(
+            checks.items[0].check.phase(),
+            crate::health::Phase::Idle,
+            "started afresh"
+        );
+        assert_eq!(
+            checks.items[1].check.deadline(),
+            kept_deadline,
+            "kept as it was"
+        );
+        // With no backend checked there is nothing to wake up for.
+        live.publish(|cur| {
+            cur.next(
+                vec![specs[1].clone()],
+                Health::default(),
+                Balance::RoundRobin,
+            )
+        });
+        checks.refresh();
+        assert!(checks.is_empty());
+        assert_eq!(checks.deadline(), None);
     }
 }

@@ -399,6 +399,13 @@ impl Check {
         Some(self.finish(now, Some(why)))
     }
 
+    /// Drops the round under way, if any, without counting it (its socket
+    /// is gone for a reason of the engine's own, not the backend's).
+    pub fn abandon(&mut self) {
+        self.phase = Phase::Idle;
+        self.got.clear();
+    }
+
     /// Ends the round if its timeout has passed at `now`.
     pub fn tick(&mut self, now: u64) -> Option<Done> {
         if self.phase == Phase::Idle || now < self.deadline() {
