@@ -2,7 +2,8 @@
 //! killed and restarted echo-backend down and up by its fall and rise
 //! counts; send/expect checks (a prefix, a pattern) follow a scripted
 //! backend's right and wrong answers; a check that hangs times out; a
-//! backend down by its check gets no client with any balancing method;
+//! backend down by its check gets no client with any balancing method,
+//! from either of two workers (one of which checks);
 //! and with no check configured the proxy makes no check at all.
 
 use crate::cli::config_file;
@@ -201,7 +202,8 @@ fn a_backend_down_by_its_check_gets_no_client_with_any_balancing_method() {
             ),
             table("b", other.addr, ""),
         );
-        let (_dir, mut proxy) = proxy_with(&text, &["--balance", method]);
+        // Two workers: one checks, and both leave the backend out.
+        let (_dir, mut proxy) = proxy_with(&text, &["--balance", method, "--workers", "2"]);
         proxy.wait_logged(|l| l.contains("backend failing ") && l.contains(" is down"));
         let before = other.accepted();
         all_served(&proxy, 20, method);
@@ -210,6 +212,12 @@ fn a_backend_down_by_its_check_gets_no_client_with_any_balancing_method() {
         let st = proxy.wait_idle();
         assert_eq!(st.get("connect_failures"), 0, "{method}: {st:?}");
         assert!(st.get("check_failures") >= 1, "{method}: {st:?}");
+        let downs = proxy
+            .log()
+            .iter()
+            .filter(|l| l.contains(" is down"))
+            .count();
+        assert_eq!(downs, 1, "one worker checks: {:?}", proxy.log());
     }
 }
 
