@@ -53,6 +53,14 @@ pub struct Token {
 /// [`Token::CONTROL`], whatever its generation.
 pub const MAX_SLOTS: usize = 1 << 30;
 
+/// Slots at the top of the range kept for a loop's own sockets beside its
+/// table (the proxy's health checks): a table holds fewer than
+/// [`FIRST_SIDE_SLOT`] slots, so a token names one or the other.
+pub const SIDE_SLOTS: usize = 1 << 16;
+
+/// The first slot kept for a loop's own sockets (see [`SIDE_SLOTS`]).
+pub const FIRST_SIDE_SLOT: usize = MAX_SLOTS - SIDE_SLOTS;
+
 impl Token {
     /// The loop's listening socket.
     pub const LISTENER: u64 = u64::MAX;
@@ -73,6 +81,21 @@ impl Token {
     #[inline]
     pub fn index(self) -> usize {
         self.slot as usize
+    }
+
+    /// The token of the loop's own socket `k` (below [`SIDE_SLOTS`]) at
+    /// generation `gen`.
+    #[inline]
+    pub fn side_socket(k: usize, gen: u32) -> Token {
+        debug_assert!(k < SIDE_SLOTS, "side socket {k} does not fit a token");
+        Token::new(FIRST_SIDE_SLOT + k, gen, Side::Client)
+    }
+
+    /// Which of the loop's own sockets this token names, if it names one
+    /// rather than a table slot.
+    #[inline]
+    pub fn side_index(self) -> Option<usize> {
+        self.index().checked_sub(FIRST_SIDE_SLOT)
     }
 
     /// Generation in the high 32 bits, then the slot, then the side bit.
@@ -131,6 +154,22 @@ mod tests {
         }
         assert_eq!(Source::of(Token::LISTENER), Source::Listener);
         assert_eq!(Source::of(Token::CONTROL), Source::Control);
+    }
+
+    #[test]
+    fn side_sockets_are_told_apart_from_table_slots() {
+        let t = Token::side_socket(3, 9);
+        assert_eq!(Token::decode(t.encode()), t);
+        assert_eq!(t.side_index(), Some(3));
+        assert_eq!(
+            Token::side_socket(SIDE_SLOTS - 1, u32::MAX).side_index(),
+            Some(SIDE_SLOTS - 1)
+        );
+        assert_eq!(
+            Token::new(FIRST_SIDE_SLOT - 1, 0, Side::Backend).side_index(),
+            None
+        );
+        assert_eq!(Token::new(0, 0, Side::Client).side_index(), None);
     }
 
     #[test]

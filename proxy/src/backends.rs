@@ -21,8 +21,8 @@
 use crate::config::Balance;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Release;
-use std::sync::atomic::{AtomicBool, AtomicU8};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8};
+use std::sync::atomic::{Ordering::Acquire, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,8 @@ pub struct BackendSpec {
     pub weight: u32,
     /// Used only while no primary (non-backup) backend is up.
     pub backup: bool,
+    /// Its active health check, if it has one.
+    pub check: Option<crate::health::CheckSpec>,
 }
 
 impl BackendSpec {
@@ -66,6 +68,7 @@ impl BackendSpec {
             addr,
             weight: 1,
             backup: false,
+            check: None,
         }
     }
 }
@@ -90,10 +93,36 @@ pub struct State {
     pub(crate) queued: AtomicU32,
     /// Failed connects by [`ConnectError`] kind, indexed by its number.
     pub(crate) connect_errors: [AtomicU64; ConnectError::ALL.len()],
-    /// How long its last health check took, in µs plus one (0: none yet).
-    pub(crate) check_us: AtomicU64,
-    /// Whether its last health check passed.
-    pub(crate) check_ok: AtomicBool,
+    /// Down by its active health check: no new clients until it passes
+    /// `rise` checks in a row. Written by the one worker that checks.
+    pub(crate) check_down: AtomicBool,
+    /// Health checks done, and how many of them failed.
+    pub(crate) checks: AtomicU64,
+    pub(crate) check_failures: AtomicU64,
+    /// The last check's result: 0 none yet, 1 passed, 2 failed.
+    pub(crate) last_check_result: AtomicU8,
+    /// The last check's latency (connect to verdict), in µs.
+    pub(crate) last_check_us: AtomicU64,
+    /// Equal check results in a row (passes if the last passed).
+    pub(crate) check_run: AtomicU32,
+}
+
+/// What the health checks of one backend have found, for metrics and the
+/// admin interface ([`Backends::check_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CheckStatus {
+    /// Whether it has a check.
+    pub checked: bool,
+    /// Down by its check.
+    pub down: bool,
+    pub checks: u64,
+    pub failures: u64,
+    /// The last check's result: None before the first one.
+    pub last_passed: Option<bool>,
+    /// The last check's latency, in µs.
+    pub last_latency_us: u64,
+    /// Equal results in a row (passes if `last_passed`).
+    pub in_row: u32,
 }
 
 #[path = "backends_runtime.rs"]
@@ -237,22 +266,62 @@ impl Backends {
         self.is_up_at(i, now) && self.in_service(i)
     }
 
+    /// Whether backend `i`'s active check has it down (a backend without
+    /// a check never is).
+    fn is_check_down(&self, i: usize) -> bool {
+        let e = &self.entries[i];
+        e.spec.check.is_some() && e.state.check_down.load(Relaxed)
+    }
+
+    /// What backend `i`'s health checks have found.
+    pub fn check_status(&self, i: u32) -> CheckStatus {
+        let e = &self.entries[i as usize];
+        let s = &e.state;
+        CheckStatus {
+            checked: e.spec.check.is_some(),
+            down: s.check_down.load(Relaxed),
+            checks: s.checks.load(Relaxed),
+            failures: s.check_failures.load(Relaxed),
+            last_passed: match s.last_check_result.load(Relaxed) {
+                0 => None,
+                r => Some(r == 1),
+            },
+            last_latency_us: s.last_check_us.load(Relaxed),
+            in_row: s.check_run.load(Relaxed),
+        }
+    }
+
+    /// Records a finished check of backend `i` (only the checking worker
+    /// calls this): its result, its latency, its run of equal results,
+    /// and whether the check now has the backend down.
+    pub(crate) fn record_check(&self, i: u32, passed: bool, latency_us: u64, run: u32, down: bool) {
+        let s = &self.entries[i as usize].state;
+        s.checks.fetch_add(1, Relaxed);
+        if !passed {
+            s.check_failures.fetch_add(1, Relaxed);
+        }
+        s.last_check_result
+            .store(if passed { 1 } else { 2 }, Relaxed);
+        s.last_check_us.store(latency_us, Relaxed);
+        s.check_run.store(run, Relaxed);
+        s.check_down.store(down, Relaxed);
+    }
+
     /// Backend `i`'s weight for the balancing at `now`.
     pub(crate) fn weight_at(&self, i: usize, _now: u64) -> u32 {
         self.entries[i].spec.weight
     }
 
-    /// Passive health and the configuration alone: not removed, and not
-    /// marked down by failures (or down past the fail timeout).
+    /// Health and the configuration: not removed, and healthy.
     fn is_up_at(&self, i: usize, now: u64) -> bool {
         !self.entries[i].removed && self.healthy_at(i, now)
     }
 
-    /// Passive health alone: not marked down by failures, or down past
-    /// the fail timeout.
+    /// Health alone: not marked down by failures (or down past the fail
+    /// timeout), and not down by its active check.
     pub(crate) fn healthy_at(&self, i: usize, now: u64) -> bool {
         let until = self.entries[i].state.down_until.load(Relaxed);
-        until == 0 || now + 1 >= until
+        (until == 0 || now + 1 >= until) && !self.is_check_down(i)
     }
 
     /// A connect to backend `i` completed: it is up. True if it had been

@@ -167,22 +167,12 @@ impl Backends {
         self.state(i).queued.load(Relaxed)
     }
 
-    /// Records backend `i`'s latest health check, for the admin listing
-    /// and the metrics (the health checker calls this).
-    pub fn record_check(&self, i: u32, check: Check) {
-        let s = self.state(i);
-        let us = u64::try_from(check.took.as_micros()).unwrap_or(u64::MAX - 1);
-        s.check_ok.store(check.ok, Relaxed);
-        s.check_us.store(us + 1, Relaxed);
-    }
-
     /// Backend `i`'s latest health check, if it has had one.
     pub fn last_check(&self, i: u32) -> Option<Check> {
-        let s = self.state(i);
-        let us = s.check_us.load(Relaxed).checked_sub(1)?;
+        let status = self.check_status(i);
         Some(Check {
-            ok: s.check_ok.load(Relaxed),
-            took: Duration::from_micros(us),
+            ok: status.last_passed?,
+            took: Duration::from_micros(status.last_latency_us),
         })
     }
 
@@ -274,11 +264,11 @@ mod tests {
         b.closed(0);
         assert_eq!((shared.connections(0), shared.active(0)), (1, 0));
         assert_eq!(shared.last_check(0), None);
+        shared.record_check(0, false, 1500, 1, true);
         let check = Check {
             ok: false,
             took: Duration::from_micros(1500),
         };
-        shared.record_check(0, check);
         assert_eq!(shared.last_check(0), Some(check));
         assert_eq!(Admin::parse("maint"), Some(Admin::Maint));
         assert_eq!(Admin::parse("down"), None);

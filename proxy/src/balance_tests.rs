@@ -155,6 +155,7 @@ fn weighted(weights: &[u32], backups: &[bool], method: Balance) -> Balancer {
             addr,
             weight,
             backup,
+            check: None,
         })
         .collect();
     let health = Health {
@@ -316,4 +317,27 @@ fn a_published_generation_reaches_the_next_pick_and_keeps_indices() {
     assert_eq!(b.backends().len(), 3);
     assert!(!b.backends().entry(0).removed);
     assert_eq!(b.backends().method(), Balance::LeastConnections);
+}
+
+#[test]
+fn a_backend_down_by_its_check_gets_no_client_with_any_method() {
+    for method in METHODS {
+        let mut checked = specs(2);
+        for s in &mut checked {
+            s.check = Some(crate::health::CheckSpec::default());
+        }
+        let mut b = balancer(checked, Health::default(), method);
+        b.backends().record_check(0, false, 5, 1, true);
+        assert!(!b.backends().is_up(0), "{method:?}");
+        assert_eq!(tally(&mut b, 10, true), [0, 10], "{method:?}");
+        let st = b.backends().check_status(0);
+        assert_eq!((st.down, st.checks, st.failures), (true, 1, 1));
+        assert_eq!((st.last_passed, st.last_latency_us), (Some(false), 5));
+        b.backends().record_check(0, true, 7, 2, false);
+        assert!(b.backends().is_up(0), "{method:?}");
+        // A backend without a check is never down by one.
+        let unchecked = balancer(specs(1), Health::default(), method);
+        unchecked.backends().record_check(0, false, 0, 9, true);
+        assert!(unchecked.backends().is_up(0), "{method:?}");
+    }
 }

@@ -307,7 +307,13 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
         u16::MAX,
     )?;
     let backend_port = backend_port.map_or(8081, |p| p.0);
-    let backends = backends::resolve(&cli.backends, file.backend, &names, backend_port)?;
+    let backends = backends::resolve(
+        &cli.backends,
+        file.backend,
+        file.health_check.as_ref(),
+        &names,
+        backend_port,
+    )?;
 
     let workers_given = names.number("workers", &cli.workers, file.workers, 1, 256)?;
     let workers = workers_given.map_or(1, |w| w.0);
@@ -646,6 +652,8 @@ fn backend_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
 
 #[path = "config_backends.rs"]
 mod backends;
+#[path = "config_checks.rs"]
+mod checks;
 pub use backends::WEIGHTS;
 
 #[cfg(test)]

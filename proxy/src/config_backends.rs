@@ -3,9 +3,9 @@
 //! give a name, a weight and a backup flag. A mistake in a table names
 //! `backend[N].KEY`, counting the tables from 1.
 
-use super::{parse_backend, Names};
+use super::{checks, parse_backend, Names};
 use crate::backends::BackendSpec;
-use crate::config_file::{BackendEntry, FileBackends};
+use crate::config_file::{BackendEntry, FileBackends, FileCheck};
 use std::net::SocketAddr;
 
 /// The lightest and the heaviest weight a backend may have.
@@ -13,26 +13,34 @@ pub const WEIGHTS: (u32, u32) = (1, 1000);
 
 /// The command line's backends if it gave any (they replace the file's),
 /// else the file's, else 127.0.0.1; `port` for those given without one.
+/// `top` is the file's `[health-check]` table, which checks them all.
 pub(super) fn resolve(
     cli: &[String],
     file: Option<FileBackends>,
+    top: Option<&FileCheck>,
     names: &Names<'_>,
     port: u16,
 ) -> Result<Vec<BackendSpec>, String> {
+    let plain = |addr| -> Result<BackendSpec, String> {
+        Ok(BackendSpec {
+            check: checks::of_plain(top, names)?,
+            ..BackendSpec::plain(addr)
+        })
+    };
     if !cli.is_empty() {
         let specs = cli
             .iter()
             .map(|s| {
                 parse_backend(s, port)
-                    .map(BackendSpec::plain)
                     .map_err(|e| names.bad("backend", true, s, e))
+                    .and_then(plain)
             })
             .collect::<Result<Vec<_>, _>>()?;
         return distinct(specs, |_| "backend".to_string(), names, true);
     }
     let Some(FileBackends(entries)) = file else {
         let localhost = SocketAddr::from(([127, 0, 0, 1], port));
-        return Ok(vec![BackendSpec::plain(localhost)]);
+        return Ok(vec![plain(localhost)?]);
     };
     if entries.is_empty() {
         return Err(names.bad("backend", false, "[]", "no backend given"));
@@ -40,7 +48,7 @@ pub(super) fn resolve(
     let specs = entries
         .iter()
         .enumerate()
-        .map(|(i, e)| entry(e, i + 1, names, port))
+        .map(|(i, e)| entry(e, i + 1, top, names, port))
         .collect::<Result<Vec<_>, _>>()?;
     let key = |n: usize| match &entries[n] {
         e if !e.table => "backend".to_string(),
@@ -62,7 +70,13 @@ pub(super) fn resolve(
 }
 
 /// The `n`th backend of the file.
-fn entry(e: &BackendEntry, n: usize, names: &Names<'_>, port: u16) -> Result<BackendSpec, String> {
+fn entry(
+    e: &BackendEntry,
+    n: usize,
+    top: Option<&FileCheck>,
+    names: &Names<'_>,
+    port: u16,
+) -> Result<BackendSpec, String> {
     let key = |k: &str| {
         if e.table {
             format!("backend[{n}].{k}")
@@ -85,6 +99,7 @@ fn entry(e: &BackendEntry, n: usize, names: &Names<'_>, port: u16) -> Result<Bac
         addr,
         weight,
         backup: e.backup.unwrap_or(false),
+        check: checks::of_entry(e, n, top, names)?,
     })
 }
 

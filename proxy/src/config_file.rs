@@ -39,6 +39,23 @@ pub struct FileConfig {
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
+    /// The `[health-check]` table: every backend is checked with these
+    /// settings unless its own `check-*` keys override them.
+    pub health_check: Option<FileCheck>,
+}
+
+/// Health-check settings: the `[health-check]` table, or one backend's
+/// `check-*` keys (see [`BackendEntry`]).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileCheck {
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
+    pub send: Option<String>,
+    pub expect: Option<String>,
+    pub expect_regex: Option<String>,
 }
 
 /// The backends: `backend = "a"`, `backend = ["a", "b"]`, or `[[backend]]`
@@ -57,6 +74,23 @@ pub struct BackendEntry {
     pub name: Option<String>,
     pub weight: Option<u32>,
     pub backup: Option<bool>,
+    /// Whether it has an active health check (default: if the file has a
+    /// `[health-check]` table or this table sets a `check-*` key).
+    pub check: Option<bool>,
+    #[serde(rename = "check-interval")]
+    pub check_interval: Option<String>,
+    #[serde(rename = "check-timeout")]
+    pub check_timeout: Option<String>,
+    #[serde(rename = "check-rise")]
+    pub check_rise: Option<u32>,
+    #[serde(rename = "check-fall")]
+    pub check_fall: Option<u32>,
+    #[serde(rename = "check-send")]
+    pub check_send: Option<String>,
+    #[serde(rename = "check-expect")]
+    pub check_expect: Option<String>,
+    #[serde(rename = "check-expect-regex")]
+    pub check_expect_regex: Option<String>,
     /// Whether it was a table (its errors then name `backend[N].KEY`).
     #[serde(skip)]
     pub table: bool,
@@ -67,6 +101,19 @@ impl BackendEntry {
         BackendEntry {
             address: address.to_string(),
             ..BackendEntry::default()
+        }
+    }
+
+    /// Its `check-*` keys as one set of check settings.
+    pub fn check_keys(&self) -> FileCheck {
+        FileCheck {
+            interval: self.check_interval.clone(),
+            timeout: self.check_timeout.clone(),
+            rise: self.check_rise,
+            fall: self.check_fall,
+            send: self.check_send.clone(),
+            expect: self.check_expect.clone(),
+            expect_regex: self.check_expect_regex.clone(),
         }
     }
 }
@@ -148,7 +195,7 @@ pub fn load(path: &Path) -> Result<FileConfig, String> {
 /// The key whose value holds byte `at`: the nearest `key =` at the start
 /// of its line or a line above (a list may span several lines). In the
 /// `N`th `[[name]]` table (counting from 1) it is `name[N].key`, or
-/// `name[N]` for the table itself.
+/// `name[N]` for the table itself; in a `[name]` table, `name.key`.
 fn key_at(text: &str, at: usize) -> Option<String> {
     let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
     let above: Vec<&str> = text[..end].lines().collect();
@@ -165,8 +212,11 @@ fn key_at(text: &str, at: usize) -> Option<String> {
                 None => format!("{name}[{n}]"),
             });
         }
-        if line.starts_with('[') && line.ends_with(']') {
-            return key.map(String::from);
+        if let Some(name) = table_header(line) {
+            return Some(match key {
+                Some(key) => format!("{name}.{key}"),
+                None => name.to_string(),
+            });
         }
         key = key.or_else(|| key_of(line));
     }
@@ -179,6 +229,13 @@ fn key_of(line: &str) -> Option<&str> {
     let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
     let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
     (!key.is_empty() && key.chars().all(plain)).then_some(key)
+}
+
+/// The name of a `[name]` header line (a comment may follow it).
+fn table_header(line: &str) -> Option<&str> {
+    let line = line.split('#').next().unwrap_or(line).trim_end();
+    let name = line.strip_prefix('[')?.strip_suffix(']')?.trim();
+    (!name.starts_with('[')).then(|| name.trim_matches(|c| c == '"' || c == '\''))
 }
 
 /// The name of a `[[name]]` header line (a comment may follow it).

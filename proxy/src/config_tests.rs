@@ -180,10 +180,18 @@ fn the_example_config_resolves_as_written_and_with_every_setting_on() {
     let c = resolve(cli(&["-c", EXAMPLE]), 65_536).expect("example.toml resolves");
     let weights: Vec<(u32, bool)> = c.backends.iter().map(|b| (b.weight, b.backup)).collect();
     assert_eq!(weights, [(3, false), (1, false), (1, true)]);
+    let checked: Vec<bool> = c.backends.iter().map(|b| b.check.is_some()).collect();
+    assert_eq!(checked, [true, true, false]);
     let (_dir, path) = file(&example_with_everything_on());
     let c =
         resolve(cli(&["-c", &path]), 65_536).expect("example.toml with every setting on resolves");
     assert!(c.proxy_protocol.is_some() && c.metrics.is_some(), "{c:?}");
+    let second = c.backends[1].check.clone().expect("checked");
+    assert_eq!(second.send, b"HEAD / HTTP/1.0\r\n\r\n");
+    assert_eq!(
+        c.backends[0].check.clone().expect("checked").send,
+        b"PING\r\n"
+    );
 }
 
 #[test]
@@ -198,10 +206,118 @@ fn the_example_config_shows_every_long_option_and_backend_key() {
             assert!(table.contains_key(name), "example.toml lacks {name}");
         }
     }
-    for key in ["address", "weight", "backup"] {
+    let keys = ["address", "weight", "backup", "check", "check-interval"];
+    let check_keys = ["check-send", "check-expect-regex"];
+    let table_keys = ["interval", "timeout", "rise", "fall", "send", "expect"];
+    for key in keys.into_iter().chain(check_keys).chain(table_keys) {
         assert!(
             text.lines().any(|l| l.starts_with(&format!("{key} = "))),
-            "example.toml lacks a [[backend]] {key}"
+            "example.toml lacks a [[backend]] or [health-check] {key}"
         );
     }
+}
+
+#[test]
+fn a_health_check_table_checks_every_backend_and_a_backend_may_override_it() {
+    use crate::health::{CheckSpec, Expect};
+    let (_dir, path) = file(
+        "[health-check]\ninterval = \"1s\"\nrise = 4\nsend = \"PING\\\\r\\\\n\"\nexpect = \"+PONG\"\n\n\
+         [[backend]]\naddress = \"127.0.0.1:1\"\n\n\
+         [[backend]]\naddress = \"127.0.0.1:2\"\ncheck-fall = 1\ncheck-timeout = \"5s\"\n\
+         check-expect-regex = \"^\\\\+OK\"\ncheck-expect = \"x\"\n",
+    );
+    let e = resolve(cli(&["-c", &path]), 1024).expect_err("both expects");
+    assert!(
+        e.ends_with("key backend[2].check-expect-regex \"^\\+OK\": give expect (a prefix) or expect-regex, not both"),
+        "{e}"
+    );
+    let text = std::fs::read_to_string(&path)
+        .expect("read")
+        .replace("check-expect = \"x\"\n", "");
+    std::fs::write(&path, text).expect("write");
+    let c = resolve(cli(&["-c", &path]), 1024).expect("ok");
+    let first = CheckSpec {
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        rise: 4,
+        fall: 3,
+        send: b"PING\r\n".to_vec(),
+        expect: Some(Expect::Prefix(b"+PONG".to_vec())),
+    };
+    assert_eq!(c.backends[0].check, Some(first.clone()));
+    let second = c.backends[1].check.clone().expect("checked");
+    assert_eq!((second.fall, second.rise), (1, 4));
+    assert_eq!(
+        second.timeout,
+        Duration::from_secs(1),
+        "at most the interval"
+    );
+    assert!(matches!(second.expect, Some(Expect::Pattern(_))));
+    // Backends from -b get the table's check too.
+    let c = resolve(cli(&["-c", &path, "-b", "127.0.0.1:3"]), 1024).expect("ok");
+    assert_eq!(c.backends[0].check, Some(first));
+}
+
+#[test]
+fn checks_are_off_unless_asked_for_and_check_false_turns_one_off() {
+    let c = resolve(cli(&[]), 1024).expect("defaults");
+    assert_eq!(c.backends[0].check, None);
+    let (_dir, path) = file(
+        "[[backend]]\naddress = \"127.0.0.1:1\"\ncheck = true\n\n\
+         [[backend]]\naddress = \"127.0.0.1:2\"\n\n\
+         [[backend]]\naddress = \"127.0.0.1:3\"\ncheck-rise = 1\n",
+    );
+    let c = resolve(cli(&["-c", &path]), 1024).expect("ok");
+    let on: Vec<bool> = c.backends.iter().map(|b| b.check.is_some()).collect();
+    assert_eq!(on, [true, false, true]);
+    assert_eq!(
+        c.backends[0].check,
+        Some(crate::health::CheckSpec::default())
+    );
+    let (_dir, path) = file(
+        "[health-check]\n[[backend]]\naddress = \"127.0.0.1:1\"\ncheck = false\n\n\
+         [[backend]]\naddress = \"127.0.0.1:2\"\n",
+    );
+    let c = resolve(cli(&["-c", &path]), 1024).expect("ok");
+    let on: Vec<bool> = c.backends.iter().map(|b| b.check.is_some()).collect();
+    assert_eq!(on, [false, true]);
+}
+
+#[test]
+fn a_bad_check_setting_names_its_key_and_value() {
+    let bad = |text: &str| {
+        let (_dir, path) = file(text);
+        let e = resolve(cli(&["-c", &path]), 1024).expect_err(text);
+        e.split_once(": ")
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or(e)
+    };
+    let b = "[[backend]]\naddress = \"127.0.0.1:1\"\n";
+    assert_eq!(
+        bad("[health-check]\nrise = 0\n"),
+        "key health-check.rise \"0\": must be 1..=1000"
+    );
+    assert_eq!(
+        bad("[health-check]\ninterval = \"1ms\"\n"),
+        "key health-check.interval \"1ms\": must be 10ms..=24h"
+    );
+    assert!(bad("[health-check]\ntimeout = \"soon\"\n")
+        .starts_with("key health-check.timeout \"soon\": "));
+    assert_eq!(
+        bad(&format!("{b}check-send = \"\\\\q\"\n")),
+        "key backend[1].check-send \"\\q\": unknown escape '\\q' at offset 0 (use \\r \\n \\t \\\\ \\xHH)"
+    );
+    assert!(bad(&format!("{b}check-expect-regex = \"[a-\"\n"))
+        .starts_with("key backend[1].check-expect-regex \"[a-\": '[' at offset 0 is never closed"));
+    assert!(bad(&format!("{b}check = false\ncheck-fall = 2\n"))
+        .starts_with("key backend[1].check \"false\": the table also sets check-fall"));
+    assert!(
+        bad(&format!("[health-check]\nfall = 2\n{b}check-fall = 0\n"))
+            .starts_with("key backend[1].check-fall \"0\"")
+    );
+    // TOML's own errors name the key in its table too.
+    let e = bad("[health-check]\nrise = \"two\"\n");
+    assert!(e.contains("health-check.rise"), "{e}");
+    let e = bad("[health-check]\nintervall = \"1s\"\n");
+    assert!(e.contains("unknown field `intervall`"), "{e}");
 }

@@ -13,6 +13,9 @@
 //!   generations; [`balance`]: choosing a backend; [`timers`]: connect and idle
 //!   timeouts, the drain, busy polling; [`acl`], [`proxy_protocol`].
 //! - [`admin`]: the admin socket, changing backends at runtime.
+//! - [`health`]: the active health checks' state machine, engine-free,
+//!   and [`pattern`], the regex subset their replies are matched with;
+//!   [`checks_io`]: their sockets on the epoll engine.
 //! - [`config`]: the command line and config file ([`config_file`]),
 //!   every size checked at start ([`sizes`]); [`stats`] and
 //!   [`metrics`]: the counters and their endpoint.
@@ -23,12 +26,15 @@ pub mod acl;
 pub mod admin;
 pub mod backends;
 pub mod balance;
+pub mod checks_io;
 pub mod config;
 pub mod config_file;
 pub mod conn;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod health;
 pub mod metrics;
+pub mod pattern;
 pub mod pipes;
 pub mod pool;
 pub mod proxy_protocol;

@@ -138,8 +138,12 @@ fn build_workers(cfg: &Config, backends: &Arc<Live>) -> Result<(Vec<Worker>, Soc
     let mut workers = Vec::with_capacity(cfg.workers);
     for (i, listener) in listeners.into_iter().enumerate() {
         let share = netio::budget::share(cfg.max_connections, cfg.workers, i);
-        let worker = Worker::new(cfg, backends, listener, share)
+        let mut worker = Worker::new(cfg, backends, listener, share)
             .map_err(|e| serve::Error::Setup("creating a worker", e))?;
+        // One worker checks the backends; all read the results.
+        if i == 0 {
+            worker.check_backends(backends);
+        }
         workers.push(worker);
     }
     Ok((workers, addr))

@@ -87,6 +87,10 @@ stats! {
     connect_failures: "counter",
     /// Clients moved to another backend after a failed connect.
     retries: "counter",
+    /// Active health checks done (by the one worker that checks).
+    checks: "counter",
+    /// Active health checks that failed.
+    check_failures: "counter",
     /// Clients turned away by --allow / --deny.
     denied: "counter",
     /// Clients turned away because the process was out of descriptors.
@@ -131,7 +135,8 @@ stats! {
     sys_epoll_ctl: "counter",
     /// accept4(2) calls.
     sys_accept: "counter",
-    /// socket(2) and connect(2) calls for backend connections.
+    /// socket(2) and connect(2) calls for backend connections and health
+    /// checks.
     sys_connect: "counter",
     /// splice(2) calls (directions that stream, through pipes).
     sys_splice: "counter",

@@ -151,7 +151,8 @@ impl Timers {
 
     /// How long the loop may sleep: not at all while some pair waits for
     /// its turn or busy polling goes on, else until the nearest deadline
-    /// (`accept_retry`: when a paused accept is retried), else forever.
+    /// (`accept_retry`: when a paused accept is retried or, on the worker
+    /// that checks, a health check is due), else forever.
     pub fn timeout_ms(&self, table: &Table, accept_retry: Option<Instant>) -> i32 {
         // The clock is read only while busy polling or a deadline is set.
         let spinning = || self.spin_until.is_some_and(|t| Instant::now() < t);

@@ -14,6 +14,7 @@
 use crate::accept::Accepting;
 use crate::backends::Live;
 use crate::balance::Balancer;
+use crate::checks_io::Checks;
 use crate::config::Config;
 use crate::conn::Reason;
 use crate::pipes::PipePool;
@@ -60,6 +61,9 @@ pub struct Worker {
     pub(crate) sockets: SysSockets,
     pub(crate) accepting: Accepting,
     timers: Timers,
+    /// The backends' active health checks, on the one worker that runs
+    /// them ([`Worker::check_backends`]).
+    checks: Option<Checks>,
 }
 
 impl Worker {
@@ -72,6 +76,14 @@ impl Worker {
         listener: OwnedFd,
         capacity: usize,
     ) -> io::Result<Worker> {
+        // Table slots and the side sockets (health checks) share the
+        // token space; a table this large could not get its descriptors.
+        if capacity > netio::token::FIRST_SIDE_SLOT {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{capacity} connections a worker is more than a worker can hold"),
+            ));
+        }
         let epoll = Epoll::new()?;
         let stats = Arc::new(Stats::default());
         let control = Arc::new(Control {
@@ -106,7 +118,22 @@ impl Worker {
             sockets: SysSockets::new(epoll, capacity, pipes, cfg.pipe_size, stats),
             accepting: Accepting::new(cfg.acl.clone()),
             timers: Timers::new(cfg),
+            checks: None,
         })
+    }
+
+    /// Makes this worker the one that runs the backends' active health
+    /// checks (one worker checks, every worker reads the results from the
+    /// backends' shared state). With no backend checked it costs nothing:
+    /// no timer, no socket.
+    pub fn check_backends(&mut self, backends: &Arc<Live>) {
+        let stats = Arc::clone(&self.control.stats);
+        self.checks = Some(Checks::new(Arc::clone(backends), stats));
+    }
+
+    /// When the health checks next need the loop.
+    fn checks_due(&self) -> Option<Instant> {
+        self.checks.as_ref().and_then(Checks::deadline)
     }
 
     /// The handle for signalling and reading this worker.
@@ -119,7 +146,10 @@ impl Worker {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(MAX_EVENTS);
         loop {
-            let timeout = self.timers.timeout_ms(&self.table, self.accepting.retry());
+            let wake = [self.accepting.retry(), self.checks_due()];
+            let timeout = self
+                .timers
+                .timeout_ms(&self.table, wake.into_iter().flatten().min());
             self.control.stats.sys_epoll_wait.inc();
             let n = self.sockets.epoll.wait(&mut events, timeout)?;
             self.timers.after_wait(n, &mut self.table);
@@ -127,7 +157,11 @@ impl Worker {
                 match Source::of(tok) {
                     Source::Listener => self.accept_all(),
                     Source::Control => self.on_control(),
-                    Source::Socket(t) => self.table.on_event(&mut self.sockets, t, bits),
+                    Source::Socket(t) => match (t.side_index(), self.checks.as_mut()) {
+                        (Some(k), Some(checks)) => checks.on_event(k, t, bits),
+                        (Some(_), None) => {}
+                        (None, _) => self.table.on_event(&mut self.sockets, t, bits),
+                    },
                 }
             }
             self.table.run_again(&mut self.sockets);
@@ -136,6 +170,12 @@ impl Worker {
             if self.accepting.retry().is_some_and(|t| now >= t) {
                 self.resume_accept();
                 self.settle();
+            }
+            if self.checks_due().is_some_and(|t| now >= t) {
+                if let Some(checks) = self.checks.as_mut() {
+                    checks.refresh();
+                    checks.run(now, &self.sockets.epoll);
+                }
             }
             if self.timers.sweep(now, &mut self.table, &mut self.sockets) {
                 self.settle();
@@ -159,6 +199,11 @@ impl Worker {
 
     fn on_control(&mut self) {
         self.control.waker.drain();
+        // A new backend set may check backends that were not: whoever
+        // publishes one wakes the workers.
+        if let Some(checks) = self.checks.as_mut() {
+            checks.refresh();
+        }
         if self.control.stop.load(Ordering::Acquire) && self.timers.drain_deadline.is_none() {
             // Closing the listener deregisters it and refuses new clients.
             if self.listener.take().is_some() {

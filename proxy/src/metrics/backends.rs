@@ -220,9 +220,8 @@ fn escape(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backends::{BackendSpec, Check, Health};
+    use crate::backends::{BackendSpec, Health};
     use crate::config::Balance;
-    use std::time::Duration;
 
     fn two() -> Backends {
         let mut a = BackendSpec::plain("127.0.0.1:9001".parse().expect("addr"));
@@ -238,8 +237,7 @@ mod tests {
         let b = two();
         b.set_admin(1, Admin::Maint);
         b.connect_error(1, ConnectError::Refused);
-        let took = Duration::from_micros(2013);
-        b.record_check(1, Check { ok: false, took });
+        b.record_check(1, false, 2013, 1, false);
         let text = listing(&b);
         let want = "a 127.0.0.1:9001 state=up admin=ready weight=1 backup=no active=0 queued=0 \
                     connections=0 errors=0 check=none\n\
@@ -274,13 +272,7 @@ mod tests {
         }
         assert_eq!(text.matches("# TYPE proxy_backend_up ").count(), 1);
         assert!(!text.contains("check_duration"), "no check, no series");
-        b.record_check(
-            1,
-            Check {
-                ok: true,
-                took: Duration::from_millis(5),
-            },
-        );
+        b.record_check(1, true, 5000, 1, false);
         let text = prometheus(&b);
         assert!(text.contains("proxy_backend_check_duration_seconds{backend=\"b\"} 0.005\n"));
         assert!(!text.contains("proxy_backend_check_success{backend=\"a\"}"));

@@ -11,6 +11,7 @@ mod exhaustion;
 mod failover;
 mod faults;
 mod half_close;
+mod health;
 mod lifecycle;
 mod limits;
 mod metrics;
