@@ -17,11 +17,15 @@
 //! Passive health: `--fall` connect failures in a row mark a backend down
 //! for `--fail-timeout`, after which it is tried again (one success brings
 //! it back).
+//!
+//! Limits ([`Limits`]): a backend that comes back up ([`Backends::came_up`])
+//! ramps its weight up over its `slow-start` time, and one with
+//! `max-connections` takes no new client while it has that many.
 
 use crate::config::Balance;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Release;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,7 +59,38 @@ pub struct BackendSpec {
     pub weight: u32,
     /// Used only while no primary (non-backup) backend is up.
     pub backup: bool,
+    /// Its slow start and connection limit.
+    pub limits: Limits,
 }
+
+/// A backend's slow start and connection limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// After it comes back up, its weight grows linearly from almost
+    /// nothing to the full weight over this long (zero: at once).
+    pub slow_start: Duration,
+    /// Pairs it may have open at once over all workers, connecting ones
+    /// included (0: no limit).
+    pub max_connections: u32,
+}
+
+/// What becomes of a new client when no backend is up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllDown {
+    /// It is sent to the backend down longest: one that came back early
+    /// serves it.
+    #[default]
+    LeastRecentlyFailed,
+    /// It is reset at once.
+    Reject,
+}
+
+/// Weights are kept this many times larger inside, so that slow start can
+/// ramp even a weight of 1 in steps (1/100 of it at the least); every
+/// method compares weights only with each other, so the scale changes no
+/// pick.
+pub const WEIGHT_SCALE: u32 = 100;
 
 impl BackendSpec {
     /// A primary backend of weight 1, as `-b` gives, named by its address.
@@ -65,6 +100,7 @@ impl BackendSpec {
             addr,
             weight: 1,
             backup: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -80,6 +116,9 @@ pub struct State {
     fails: AtomicU32,
     /// Down until this time (ms on the shared clock, plus one; 0: up).
     pub(crate) down_until: AtomicU64,
+    /// When it last came back up (ms on the shared clock, plus one; 0:
+    /// never down since the start), for slow start.
+    up_since: AtomicU64,
 }
 
 /// A backend in a snapshot: its spec, its shared state, and whether the
@@ -102,6 +141,10 @@ pub struct Backends {
     /// The clock the `down_until` times count from, the same in every
     /// generation.
     epoch: Instant,
+    /// What new clients get while no backend is up, and whether that has
+    /// been logged in this all-down period (shared by every generation).
+    all_down: AllDown,
+    all_down_logged: Arc<AtomicBool>,
 }
 
 /// What a failure did to its backend, for the log.
@@ -123,6 +166,36 @@ impl Backends {
             health,
             method,
             epoch: Instant::now(),
+            all_down: AllDown::default(),
+            all_down_logged: Arc::default(),
+        }
+    }
+
+    /// These backends with `policy` for when none is up (kept by
+    /// [`Backends::next`]).
+    pub fn with_all_down(self, policy: AllDown) -> Backends {
+        Backends {
+            all_down: policy,
+            ..self
+        }
+    }
+
+    /// What new clients get while no backend is up.
+    pub fn all_down(&self) -> AllDown {
+        self.all_down
+    }
+
+    /// A client was rejected because no backend is up: true the first
+    /// time since a backend last took a client (to be logged once).
+    pub(crate) fn note_all_down(&self) -> bool {
+        !self.all_down_logged.swap(true, Relaxed)
+    }
+
+    /// A backend took a client: the next all-down period is logged again.
+    pub(crate) fn note_not_all_down(&self) {
+        // Read first: this runs for every client.
+        if self.all_down_logged.load(Relaxed) {
+            self.all_down_logged.store(false, Relaxed);
         }
     }
 
@@ -153,6 +226,8 @@ impl Backends {
             health,
             method,
             epoch: self.epoch,
+            all_down: self.all_down,
+            all_down_logged: Arc::clone(&self.all_down_logged),
         }
     }
 
@@ -206,27 +281,85 @@ impl Backends {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Whether backend `i` takes new clients now: configured, and up or
-    /// down for longer than the fail timeout (then it is tried again).
+    /// Whether backend `i` is up now: configured, and up or down for
+    /// longer than the fail timeout (then it is tried again). One at its
+    /// connection limit is up, though it takes no new client until it
+    /// has room.
     pub fn is_up(&self, i: u32) -> bool {
-        self.takes_clients(i as usize, self.now_ms())
+        self.is_up_at(i as usize, self.now_ms())
     }
 
     /// Whether backend `i` is eligible for a new client at `now` (ms on
     /// the shared clock): every rule that takes a backend out of the
     /// balancing meets here.
     pub(crate) fn takes_clients(&self, i: usize, now: u64) -> bool {
-        self.is_up_at(i, now)
+        self.is_up_at(i, now) && self.has_room(i)
     }
 
-    /// Backend `i`'s weight for the balancing at `now`.
-    pub(crate) fn weight_at(&self, i: usize, _now: u64) -> u32 {
-        self.entries[i].spec.weight
+    /// Backend `i`'s weight for the balancing at `now`, times
+    /// [`WEIGHT_SCALE`]. With a slow start, a backend that came back up
+    /// less than that long ago has a share of its weight that grows
+    /// linearly with the time since (rounded up, never below 1 on the
+    /// scale: HAProxy's `slowstart`), and one that is down but being
+    /// tried again has the least weight, so that it is not flooded before
+    /// it has shown it is back.
+    pub(crate) fn weight_at(&self, i: usize, now: u64) -> u32 {
+        let e = &self.entries[i];
+        let full = e.spec.weight.saturating_mul(WEIGHT_SCALE);
+        let window = e.spec.limits.slow_start.as_millis() as u64;
+        if window == 0 {
+            return full;
+        }
+        if e.state.down_until.load(Relaxed) != 0 {
+            return 1;
+        }
+        let since = e.state.up_since.load(Relaxed);
+        let elapsed = (now + 1).saturating_sub(since);
+        if since == 0 || elapsed >= window {
+            return full;
+        }
+        let ramped = (u64::from(full) * elapsed).div_ceil(window);
+        (ramped as u32).max(1)
+    }
+
+    /// Whether backend `i` is under its connection limit (counted over
+    /// every worker).
+    pub(crate) fn has_room(&self, i: usize) -> bool {
+        let e = &self.entries[i];
+        let max = e.spec.limits.max_connections;
+        max == 0 || e.state.active.load(Relaxed) < max
+    }
+
+    /// Counts a new pair against backend `i`, unless another worker took
+    /// its last free connection first (false).
+    pub(crate) fn reserve(&self, i: usize) -> bool {
+        let e = &self.entries[i];
+        let max = e.spec.limits.max_connections;
+        if max == 0 {
+            e.state.active.fetch_add(1, Relaxed);
+            return true;
+        }
+        e.state
+            .active
+            .fetch_update(Relaxed, Relaxed, |a| (a < max).then_some(a + 1))
+            .is_ok()
+    }
+
+    /// Backend `i` came back up (a connect succeeded after it was marked
+    /// down, or a health check says so): its slow start begins now.
+    pub fn came_up(&self, i: u32) {
+        self.came_up_at(i, self.now_ms());
+    }
+
+    /// [`Backends::came_up`] at `now` (ms on the shared clock).
+    pub(crate) fn came_up_at(&self, i: u32, now: u64) {
+        let s = &self.entries[i as usize].state;
+        s.up_since.store(now + 1, Relaxed);
     }
 
     /// Passive health and the configuration alone: not removed, and not
     /// marked down by failures (or down past the fail timeout).
-    fn is_up_at(&self, i: usize, now: u64) -> bool {
+    pub(crate) fn is_up_at(&self, i: usize, now: u64) -> bool {
         let e = &self.entries[i];
         let until = e.state.down_until.load(Relaxed);
         !e.removed && (until == 0 || now + 1 >= until)
@@ -241,7 +374,11 @@ impl Backends {
         if s.fails.load(Relaxed) != 0 {
             s.fails.store(0, Relaxed);
         }
-        s.down_until.load(Relaxed) != 0 && s.down_until.swap(0, Relaxed) != 0
+        let was_down = s.down_until.load(Relaxed) != 0 && s.down_until.swap(0, Relaxed) != 0;
+        if was_down {
+            self.came_up(i);
+        }
+        was_down
     }
 
     /// A connect to backend `i` failed.

@@ -198,7 +198,13 @@ fn the_example_config_shows_every_long_option_and_backend_key() {
             assert!(table.contains_key(name), "example.toml lacks {name}");
         }
     }
-    for key in ["address", "weight", "backup"] {
+    for key in [
+        "address",
+        "weight",
+        "backup",
+        "max-connections",
+        "slow-start",
+    ] {
         assert!(
             text.lines().any(|l| l.starts_with(&format!("{key} = "))),
             "example.toml lacks a [[backend]] {key}"

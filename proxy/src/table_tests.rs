@@ -49,6 +49,7 @@ fn table(capacity: usize, buffers: usize, proxy_protocol: Option<Version>) -> io
             proxy_protocol,
             reset_flush_ms: 0,
             connect_retries: 1,
+            ..Options::default()
         },
         Arc::new(Stats::default()),
     )
@@ -74,6 +75,7 @@ fn every_pair_gets_its_proxy_header_even_with_the_table_full() {
             connected: false,
             tried: 1,
             tries: 1,
+            queued: false,
         };
         t.open(slot, o).expect("a buffer for the header");
         assert!(

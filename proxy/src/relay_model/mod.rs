@@ -23,7 +23,7 @@
 
 mod fake;
 
-use crate::balance::Balancer;
+use crate::balance::{Balancer, Choice};
 use crate::config::Balance;
 use crate::conn::{Reason, Stage};
 use crate::pipes::PipePool;
@@ -218,13 +218,18 @@ impl Model {
             return;
         };
         let connected = self.rng.gen_bool(0.5);
+        // Counted against the backend as the worker's accept does.
+        let Choice::Backend(backend) = self.table.pick_backend(&addr(), 0) else {
+            panic!("the model's one backend always takes a client");
+        };
         let o = Opening {
             peer: addr(),
             local: addr(),
-            backend: 0,
+            backend,
             connected,
-            tried: crate::balance::add(0, 0),
+            tried: crate::balance::add(0, backend),
             tries: 1,
+            queued: false,
         };
         self.table.open(slot, o).expect("a buffer for the new pair");
         self.net.open(slot, gen, connected);
@@ -252,6 +257,8 @@ impl Model {
             Stage::Connecting | Stage::Relaying if c.reset.is_some() => "flushing",
             Stage::Connecting => "connecting",
             Stage::Relaying => "relaying",
+            // The model's backend has no limit: no pair ever waits.
+            Stage::Queued => "queued",
             Stage::Closing(_) => "closing",
             Stage::Free => "free",
         };
