@@ -12,6 +12,7 @@ mod faults;
 mod half_close;
 mod lifecycle;
 mod limits;
+mod limits_backend;
 mod metrics;
 mod proxy_protocol;
 mod relay;
