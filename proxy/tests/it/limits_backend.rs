@@ -48,6 +48,22 @@ fn held(proxy: &Proxy, b: u8) -> TcpStream {
     s
 }
 
+/// One echo backend with `max-connections = 1` behind the proxy (with
+/// `extra` options), and a client through it holding that connection.
+fn limited_to_one(extra: &[&str]) -> (Backend, Proxy, TcpStream) {
+    let backend = Backend::echo();
+    let proxy = start(&table(backend.addr, "max-connections = 1"), extra);
+    let first = held(&proxy, b'0');
+    (backend, proxy, first)
+}
+
+/// A client that sends `b` through `proxy` (where it is to wait).
+fn sending(proxy: &Proxy, b: u8) -> TcpStream {
+    let mut s = connect(proxy.addr);
+    s.write_all(&[b]).expect("write while queued");
+    s
+}
+
 /// Two backends come back at once after being marked down: the one with
 /// a slow start of an hour is early in its ramp and gets almost no
 /// client, the one with a slow start of 300ms has finished its ramp and
@@ -124,16 +140,11 @@ fn a_client_beyond_max_connections_waits_and_is_served_when_one_closes() {
 /// three waiting, each is served in turn as the one before it closes.
 #[test]
 fn queued_clients_are_served_in_the_order_they_came() {
-    let backend = Backend::echo();
-    let text = table(backend.addr, "max-connections = 1");
-    let mut proxy = start(&text, &["--queue-timeout", "60s"]);
-    let mut current = held(&proxy, b'0');
+    let (_backend, mut proxy, mut current) = limited_to_one(&["--queue-timeout", "60s"]);
     let mut waiting = Vec::new();
     for i in 1..=3u8 {
-        let mut s = connect(proxy.addr);
-        s.write_all(&[b'0' + i]).expect("write while queued");
+        waiting.push(sending(&proxy, b'0' + i));
         proxy.wait_stats("one more queued", |s| s.get("queued") == u64::from(i));
-        waiting.push(s);
     }
     for (i, mut next) in waiting.into_iter().enumerate() {
         drop(current);
@@ -150,12 +161,8 @@ fn queued_clients_are_served_in_the_order_they_came() {
 /// next is reset at once and counted; the waiting one is still served.
 #[test]
 fn a_client_beyond_the_queue_is_reset_and_counted() {
-    let backend = Backend::echo();
-    let text = table(backend.addr, "max-connections = 1");
-    let mut proxy = start(&text, &["--queue", "1", "--queue-timeout", "60s"]);
-    let first = held(&proxy, b'1');
-    let mut second = connect(proxy.addr);
-    second.write_all(b"2").expect("write while queued");
+    let (backend, mut proxy, first) = limited_to_one(&["--queue", "1", "--queue-timeout", "60s"]);
+    let mut second = sending(&proxy, b'2');
     proxy.wait_stats("the second client queued", |s| s.get("queued") == 1);
     let mut third = connect(proxy.addr);
     assert!(was_reset(&mut third), "the third client was not reset");
@@ -174,12 +181,9 @@ fn a_client_beyond_the_queue_is_reset_and_counted() {
 /// counted, and the backend never saw it.
 #[test]
 fn a_client_waiting_past_the_queue_timeout_is_reset_and_counted() {
-    let backend = Backend::echo();
-    let text = table(backend.addr, "max-connections = 1");
-    let mut proxy = start(&text, &["--queue-timeout", "100ms", "--log-connections"]);
-    let _first = held(&proxy, b'1');
-    let mut second = connect(proxy.addr);
-    second.write_all(b"2").expect("write while queued");
+    let (backend, mut proxy, _first) =
+        limited_to_one(&["--queue-timeout", "100ms", "--log-connections"]);
+    let mut second = sending(&proxy, b'2');
     let mut b = [0u8; 1];
     match second.read(&mut b) {
         Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
@@ -197,17 +201,8 @@ fn a_client_waiting_past_the_queue_timeout_is_reset_and_counted() {
 /// room freed elsewhere).
 #[test]
 fn max_connections_is_shared_by_the_workers() {
-    let backend = Backend::echo();
-    let text = table(backend.addr, "max-connections = 1");
-    let mut proxy = start(&text, &["--workers", "2", "--queue-timeout", "60s"]);
-    let first = held(&proxy, b'1');
-    let mut waiting: Vec<TcpStream> = (0..4)
-        .map(|i| {
-            let mut s = connect(proxy.addr);
-            s.write_all(&[b'a' + i]).expect("write while queued");
-            s
-        })
-        .collect();
+    let (backend, mut proxy, first) = limited_to_one(&["--workers", "2", "--queue-timeout", "60s"]);
+    let mut waiting: Vec<TcpStream> = (0..4).map(|i| sending(&proxy, b'a' + i)).collect();
     proxy.wait_stats("four queued", |s| s.get("queued") == 4);
     assert_eq!(backend.accepted(), 1);
     drop(first);
