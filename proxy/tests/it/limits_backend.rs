@@ -270,3 +270,23 @@ fn all_down_reject_resets_at_once_where_least_recently_failed_tries_the_backend(
         }
     }
 }
+
+/// The queue's poll runs only while a client waits: once the queue has
+/// emptied, the worker with an idle connection sleeps for good.
+#[test]
+fn an_emptied_queue_leaves_the_worker_asleep() {
+    let (_backend, mut proxy, first) = limited_to_one(&["--queue-timeout", "60s"]);
+    let mut second = sending(&proxy, b'2');
+    proxy.wait_stats("the second client queued", |s| s.get("queued") == 1);
+    drop(first);
+    let mut b = [0u8; 1];
+    second.read_exact(&mut b).expect("served");
+    proxy.wait_stats("the queue empty", |s| {
+        s.get("queued") == 0 && s.get("active") == 1
+    });
+    crate::util::settled_switches(proxy.pid());
+    let before = proxy.stats().get("sys_epoll_wait");
+    std::thread::sleep(Duration::from_secs(1));
+    let after = proxy.stats().get("sys_epoll_wait");
+    assert_eq!(after, before, "the worker woke up with the queue empty");
+}
