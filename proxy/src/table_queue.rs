@@ -24,7 +24,8 @@ impl Table {
     /// `--queue-timeout`, then sends the first ones in order to the
     /// backends that have room again, until none has. A client for which
     /// no backend is left (every one tried, or down with `--all-down
-    /// reject`) is refused. Returns whether it closed any (the caller
+    /// reject`, then also counted in `rejected_all_down`) is refused.
+    /// Returns whether it closed any (the caller
     /// settles the table).
     pub fn serve_queue(&mut self, io: &mut impl Sockets) -> bool {
         let now = self.now_ms;
