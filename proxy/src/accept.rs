@@ -6,6 +6,7 @@
 
 use crate::acl::Acl;
 use crate::backends::ConnectError;
+use crate::balance::Choice;
 use crate::table::{self, Opening};
 use crate::worker::Worker;
 use netio::sys::{epoll, socket};
@@ -146,27 +147,37 @@ impl Worker {
     /// Takes a slot for a new client and starts its backend connect. A
     /// backend that cannot be reached at once (refused, unreachable, no
     /// local port left) gets the client a reset, as a later refusal does.
+    /// With every backend up at its limit the client is queued instead,
+    /// or reset if the queue is full.
     fn open(&mut self, client: OwnedFd, peer: SocketAddr) {
         let Some((slot, gen)) = self.table.take_slot() else {
             return;
         };
-        let Some((mut b, mut addr)) = self.table.pick_backend(&peer, 0) else {
-            self.table.put_back(slot);
-            self.reset(client);
-            return;
-        };
-        let (mut tried, mut tries) = (crate::balance::add(0, b), 1);
+        let mut next = self.table.pick_backend(&peer, 0);
+        let (mut tried, mut tries) = (0, 0);
         let stats = &self.control.stats;
-        let (backend, done) = loop {
-            let e = match socket::connect(&addr) {
+        let connected = loop {
+            let b = match next {
+                Choice::Backend(b) => b,
+                Choice::Full => break None,
+                Choice::AllDown | Choice::Tried => {
+                    self.table.put_back(slot);
+                    self.reset(client);
+                    return;
+                }
+            };
+            tried = crate::balance::add(tried, b);
+            tries += 1;
+            let e = match socket::connect(&self.table.backend_addr(b)) {
                 Ok(pair) => {
                     stats.sys_connect.add(2);
-                    break pair;
+                    break Some((b, pair));
                 }
                 Err(e) => e,
             };
             if netio::outcome::fault(&e) == Fault::NoDescriptors {
                 // socket() itself failed: no connect was attempted.
+                self.table.release(b);
                 self.table.put_back(slot);
                 stats.sys_connect.inc();
                 stats.rejected.inc();
@@ -177,40 +188,44 @@ impl Worker {
             stats.sys_connect.add(2);
             stats.sys_close.inc(); // the backend socket
             let why = (ConnectError::of(netio::outcome::fault(&e)), &*e.to_string());
-            let next = self.table.failed_try(b, Some(peer), why, tried, tries);
-            let Some(n) = next else {
-                self.table.put_back(slot);
-                self.reset(client);
-                return;
-            };
-            (b, addr) = n;
-            tried = crate::balance::add(tried, b);
-            tries += 1;
+            next = self.table.failed_try(b, Some(peer), why, tried, tries);
+            self.table.release(b);
         };
-        let stats = &self.control.stats;
-        stats.sys_sockopt.inc();
-        let _ = socket::set_nodelay(&backend);
-        stats.sys_epoll_ctl.add(2);
-        let reg = self
-            .sockets
-            .epoll
-            .add(
-                &client,
-                epoll::SOCKET,
-                Token::new(slot, gen, Side::Client).encode(),
-            )
-            .and_then(|_| {
-                self.sockets.epoll.add(
-                    &backend,
-                    epoll::SOCKET,
-                    Token::new(slot, gen, Side::Backend).encode(),
-                )
-            });
+        if connected.is_none() && !self.table.queue_has_room() {
+            self.table.put_back(slot);
+            stats.queue_full.inc();
+            if self.table.logs_connections() {
+                netio::log!("conn {peer} reset: every backend is at its max-connections and the queue is full");
+            }
+            self.reset(client);
+            return;
+        }
+        let (b, backend, done) = match connected {
+            Some((b, (fd, done))) => (b, Some(fd), done),
+            None => (0, None, false),
+        };
+        stats.sys_epoll_ctl.inc();
+        let mut reg = self.sockets.epoll.add(
+            &client,
+            epoll::SOCKET,
+            Token::new(slot, gen, Side::Client).encode(),
+        );
+        if let (Ok(()), Some(fd)) = (&reg, &backend) {
+            stats.sys_sockopt.inc();
+            let _ = socket::set_nodelay(fd);
+            stats.sys_epoll_ctl.inc();
+            let token = Token::new(slot, gen, Side::Backend).encode();
+            reg = self.sockets.epoll.add(fd, epoll::SOCKET, token);
+        }
         if let Err(e) = reg {
             netio::log!("proxy: cannot register client {peer}: {e}");
+            if backend.is_some() {
+                self.table.release(b);
+                stats.sys_close.inc();
+            }
             self.table.put_back(slot);
             stats.errors.inc();
-            stats.sys_close.add(2);
+            stats.sys_close.inc();
             return;
         }
         let local = if self.table.wants_local_addr() {
@@ -226,13 +241,17 @@ impl Worker {
             connected: done,
             tried,
             tries,
+            queued: backend.is_none(),
         };
         match self.table.open(slot, opening) {
             Ok(()) => self.sockets.attach(slot, client, backend),
             Err(table::Refusal::NoBuffer) => {
                 self.table.put_back(slot);
                 stats.rejected.inc();
-                stats.sys_close.inc(); // the backend socket
+                if backend.is_some() {
+                    self.table.release(b);
+                    stats.sys_close.inc(); // the backend socket
+                }
                 drop(backend);
                 self.reset(client);
             }

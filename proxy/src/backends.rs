@@ -17,6 +17,10 @@
 //! Passive health: `--fall` connect failures in a row mark a backend down
 //! for `--fail-timeout`, after which it is tried again (one success brings
 //! it back).
+//!
+//! Limits ([`Limits`]): a backend that comes back up ([`Backends::came_up`])
+//! ramps its weight up over its `slow-start` time, and one with
+//! `max-connections` takes no new client while it has that many.
 
 use crate::config::Balance;
 use std::net::SocketAddr;
@@ -58,7 +62,38 @@ pub struct BackendSpec {
     pub backup: bool,
     /// Its active health check, if it has one.
     pub check: Option<crate::health::CheckSpec>,
+    /// Its slow start and connection limit.
+    pub limits: Limits,
 }
+
+/// A backend's slow start and connection limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// After it comes back up, its weight grows linearly from almost
+    /// nothing to the full weight over this long (zero: at once).
+    pub slow_start: Duration,
+    /// Pairs it may have open at once over all workers, connecting ones
+    /// included (0: no limit).
+    pub max_connections: u32,
+}
+
+/// What becomes of a new client when no backend is up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllDown {
+    /// It is sent to the backend down longest: one that came back early
+    /// serves it.
+    #[default]
+    LeastRecentlyFailed,
+    /// It is reset at once.
+    Reject,
+}
+
+/// Weights are kept this many times larger inside, so that slow start can
+/// ramp even a weight of 1 in steps (1/100 of it at the least); every
+/// method compares weights only with each other, so the scale changes no
+/// pick.
+pub const WEIGHT_SCALE: u32 = 100;
 
 impl BackendSpec {
     /// A primary backend of weight 1, as `-b` gives, named by its address.
@@ -69,6 +104,7 @@ impl BackendSpec {
             weight: 1,
             backup: false,
             check: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -88,9 +124,6 @@ pub struct State {
     pub(crate) connections: AtomicU64,
     /// The operator's [`Admin`] state, as its number (0: ready).
     pub(crate) admin: AtomicU8,
-    /// Clients waiting for a connection to it (the `max-connections`
-    /// queue); 0 until that queue exists.
-    pub(crate) queued: AtomicU32,
     /// Failed connects by [`ConnectError`] kind, indexed by its number.
     pub(crate) connect_errors: [AtomicU64; ConnectError::ALL.len()],
     /// Down by its active health check: no new clients until it passes
@@ -105,29 +138,14 @@ pub struct State {
     pub(crate) last_check_us: AtomicU64,
     /// Equal check results in a row (passes if the last passed).
     pub(crate) check_run: AtomicU32,
-}
-
-/// What the health checks of one backend have found, for metrics and the
-/// admin interface ([`Backends::check_status`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CheckStatus {
-    /// Whether it has a check.
-    pub checked: bool,
-    /// Down by its check.
-    pub down: bool,
-    pub checks: u64,
-    pub failures: u64,
-    /// The last check's result: None before the first one.
-    pub last_passed: Option<bool>,
-    /// The last check's latency, in µs.
-    pub last_latency_us: u64,
-    /// Equal results in a row (passes if `last_passed`).
-    pub in_row: u32,
+    /// When it last came back up (ms on the shared clock, plus one; 0:
+    /// never down since the start), for slow start.
+    up_since: AtomicU64,
 }
 
 #[path = "backends_runtime.rs"]
 mod runtime;
-pub use runtime::{Admin, Check, ConnectError};
+pub use runtime::{Admin, Check, CheckStatus, ConnectError};
 
 /// A backend in a snapshot: its spec, its shared state, and whether the
 /// configuration still has it.
@@ -149,6 +167,10 @@ pub struct Backends {
     /// The clock the `down_until` times count from, the same in every
     /// generation.
     epoch: Instant,
+    /// What new clients get while no backend is up, and whether that has
+    /// been logged in this all-down period (shared by every generation).
+    all_down: AllDown,
+    all_down_logged: Arc<AtomicBool>,
 }
 
 /// What a failure did to its backend, for the log.
@@ -170,6 +192,36 @@ impl Backends {
             health,
             method,
             epoch: Instant::now(),
+            all_down: AllDown::default(),
+            all_down_logged: Arc::default(),
+        }
+    }
+
+    /// These backends with `policy` for when none is up (kept by
+    /// [`Backends::next`]).
+    pub fn with_all_down(self, policy: AllDown) -> Backends {
+        Backends {
+            all_down: policy,
+            ..self
+        }
+    }
+
+    /// What new clients get while no backend is up.
+    pub fn all_down(&self) -> AllDown {
+        self.all_down
+    }
+
+    /// A client was rejected because no backend is up: true the first
+    /// time since a backend last took a client (to be logged once).
+    pub(crate) fn note_all_down(&self) -> bool {
+        !self.all_down_logged.swap(true, Relaxed)
+    }
+
+    /// A backend took a client: the next all-down period is logged again.
+    pub(crate) fn note_not_all_down(&self) {
+        // Read first: this runs for every client.
+        if self.all_down_logged.load(Relaxed) {
+            self.all_down_logged.store(false, Relaxed);
         }
     }
 
@@ -200,6 +252,8 @@ impl Backends {
             health,
             method,
             epoch: self.epoch,
+            all_down: self.all_down,
+            all_down_logged: Arc::clone(&self.all_down_logged),
         }
     }
 
@@ -253,67 +307,87 @@ impl Backends {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Whether backend `i` takes new clients now: configured, and up or
-    /// down for longer than the fail timeout (then it is tried again).
+    /// Whether backend `i` is up now: configured, and up or down for
+    /// longer than the fail timeout (then it is tried again). One at its
+    /// connection limit is up, though it takes no new client until it
+    /// has room.
     pub fn is_up(&self, i: u32) -> bool {
-        self.takes_clients(i as usize, self.now_ms())
+        self.is_up_at(i as usize, self.now_ms())
     }
 
     /// Whether backend `i` is eligible for a new client at `now` (ms on
     /// the shared clock): every rule that takes a backend out of the
     /// balancing meets here.
     pub(crate) fn takes_clients(&self, i: usize, now: u64) -> bool {
-        self.is_up_at(i, now) && self.in_service(i)
+        self.is_up_at(i, now) && self.in_service(i) && self.has_room(i)
     }
 
-    /// Whether backend `i`'s active check has it down (a backend without
-    /// a check never is).
-    fn is_check_down(&self, i: usize) -> bool {
+    /// Backend `i`'s weight for the balancing at `now`, times
+    /// [`WEIGHT_SCALE`]. With a slow start, a backend that came back up
+    /// less than that long ago has a share of its weight that grows
+    /// linearly with the time since (rounded up, never below 1 on the
+    /// scale: HAProxy's `slowstart`), and one that is down but being
+    /// tried again has the least weight, so that it is not flooded before
+    /// it has shown it is back.
+    pub(crate) fn weight_at(&self, i: usize, now: u64) -> u32 {
         let e = &self.entries[i];
-        e.spec.check.is_some() && e.state.check_down.load(Relaxed)
-    }
-
-    /// What backend `i`'s health checks have found.
-    pub fn check_status(&self, i: u32) -> CheckStatus {
-        let e = &self.entries[i as usize];
-        let s = &e.state;
-        CheckStatus {
-            checked: e.spec.check.is_some(),
-            down: s.check_down.load(Relaxed),
-            checks: s.checks.load(Relaxed),
-            failures: s.check_failures.load(Relaxed),
-            last_passed: match s.last_check_result.load(Relaxed) {
-                0 => None,
-                r => Some(r == 1),
-            },
-            last_latency_us: s.last_check_us.load(Relaxed),
-            in_row: s.check_run.load(Relaxed),
+        let full = e.spec.weight.saturating_mul(WEIGHT_SCALE);
+        let window = e.spec.limits.slow_start.as_millis() as u64;
+        if window == 0 {
+            return full;
         }
+        if e.state.down_until.load(Relaxed) != 0 {
+            return 1;
+        }
+        let since = e.state.up_since.load(Relaxed);
+        let elapsed = (now + 1).saturating_sub(since);
+        if since == 0 || elapsed >= window {
+            return full;
+        }
+        let ramped = (u64::from(full) * elapsed).div_ceil(window);
+        (ramped as u32).max(1)
     }
 
-    /// Records a finished check of backend `i` (only the checking worker
-    /// calls this): its result, its latency, its run of equal results,
-    /// and whether the check now has the backend down.
-    pub(crate) fn record_check(&self, i: u32, passed: bool, latency_us: u64, run: u32, down: bool) {
+    /// Whether backend `i` is under its connection limit (counted over
+    /// every worker).
+    pub(crate) fn has_room(&self, i: usize) -> bool {
+        let e = &self.entries[i];
+        let max = e.spec.limits.max_connections;
+        max == 0 || e.state.active.load(Relaxed) < max
+    }
+
+    /// Counts a new pair against backend `i`, unless another worker took
+    /// its last free connection first (false).
+    pub(crate) fn reserve(&self, i: usize) -> bool {
+        let e = &self.entries[i];
+        let max = e.spec.limits.max_connections;
+        let taken = if max == 0 {
+            e.state.active.fetch_add(1, Relaxed);
+            true
+        } else {
+            let room = |a: u32| (a < max).then_some(a + 1);
+            e.state.active.fetch_update(Relaxed, Relaxed, room).is_ok()
+        };
+        if taken {
+            e.state.connections.fetch_add(1, Relaxed);
+        }
+        taken
+    }
+
+    /// Backend `i` came back up (a connect succeeded after it was marked
+    /// down, or a health check says so): its slow start begins now.
+    pub fn came_up(&self, i: u32) {
+        self.came_up_at(i, self.now_ms());
+    }
+
+    /// [`Backends::came_up`] at `now` (ms on the shared clock).
+    pub(crate) fn came_up_at(&self, i: u32, now: u64) {
         let s = &self.entries[i as usize].state;
-        s.checks.fetch_add(1, Relaxed);
-        if !passed {
-            s.check_failures.fetch_add(1, Relaxed);
-        }
-        s.last_check_result
-            .store(if passed { 1 } else { 2 }, Relaxed);
-        s.last_check_us.store(latency_us, Relaxed);
-        s.check_run.store(run, Relaxed);
-        s.check_down.store(down, Relaxed);
-    }
-
-    /// Backend `i`'s weight for the balancing at `now`.
-    pub(crate) fn weight_at(&self, i: usize, _now: u64) -> u32 {
-        self.entries[i].spec.weight
+        s.up_since.store(now + 1, Relaxed);
     }
 
     /// Health and the configuration: not removed, and healthy.
-    fn is_up_at(&self, i: usize, now: u64) -> bool {
+    pub(crate) fn is_up_at(&self, i: usize, now: u64) -> bool {
         !self.entries[i].removed && self.healthy_at(i, now)
     }
 
@@ -333,7 +407,11 @@ impl Backends {
         if s.fails.load(Relaxed) != 0 {
             s.fails.store(0, Relaxed);
         }
-        s.down_until.load(Relaxed) != 0 && s.down_until.swap(0, Relaxed) != 0
+        let was_down = s.down_until.load(Relaxed) != 0 && s.down_until.swap(0, Relaxed) != 0;
+        if was_down {
+            self.came_up(i);
+        }
+        was_down
     }
 
     /// A connect to backend `i` failed.

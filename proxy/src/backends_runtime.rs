@@ -1,7 +1,7 @@
 //! What an operator sets and reads about each backend while the proxy
 //! runs: its admin state (ready, drain, maint), its weight, and the
 //! figures the admin interface and the per-backend metrics show —
-//! connections sent, failed connects by kind, clients queued, the last
+//! connections sent, failed connects by kind, the last
 //! health check. All of it lives in the backend's shared [`State`]
 //! atomics, so every worker sees one value and it outlives generations.
 //!
@@ -111,7 +111,69 @@ pub struct Check {
     pub took: Duration,
 }
 
+/// What the health checks of one backend have found, for metrics and the
+/// admin interface ([`Backends::check_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CheckStatus {
+    /// Whether it has a check.
+    pub checked: bool,
+    /// Down by its check.
+    pub down: bool,
+    pub checks: u64,
+    pub failures: u64,
+    /// The last check's result: None before the first one.
+    pub last_passed: Option<bool>,
+    /// The last check's latency, in µs.
+    pub last_latency_us: u64,
+    /// Equal results in a row (passes if `last_passed`).
+    pub in_row: u32,
+}
+
 impl Backends {
+    /// Whether backend `i`'s active check has it down (a backend without
+    /// a check never is).
+    pub(crate) fn is_check_down(&self, i: usize) -> bool {
+        let e = &self.entries[i];
+        e.spec.check.is_some() && e.state.check_down.load(Relaxed)
+    }
+
+    /// What backend `i`'s health checks have found.
+    pub fn check_status(&self, i: u32) -> CheckStatus {
+        let e = &self.entries[i as usize];
+        let s = &e.state;
+        CheckStatus {
+            checked: e.spec.check.is_some(),
+            down: s.check_down.load(Relaxed),
+            checks: s.checks.load(Relaxed),
+            failures: s.check_failures.load(Relaxed),
+            last_passed: match s.last_check_result.load(Relaxed) {
+                0 => None,
+                r => Some(r == 1),
+            },
+            last_latency_us: s.last_check_us.load(Relaxed),
+            in_row: s.check_run.load(Relaxed),
+        }
+    }
+
+    /// Records a finished check of backend `i` (only the checking worker
+    /// calls this): its result, its latency, its run of equal results,
+    /// and whether the check now has the backend down.
+    pub(crate) fn record_check(&self, i: u32, passed: bool, latency_us: u64, run: u32, down: bool) {
+        let s = &self.entries[i as usize].state;
+        s.checks.fetch_add(1, Relaxed);
+        if !passed {
+            s.check_failures.fetch_add(1, Relaxed);
+        }
+        s.last_check_result
+            .store(if passed { 1 } else { 2 }, Relaxed);
+        s.last_check_us.store(latency_us, Relaxed);
+        s.check_run.store(run, Relaxed);
+        // Back up by its check: a slow start ramps it in.
+        if s.check_down.swap(down, Relaxed) && !down {
+            self.came_up(i);
+        }
+    }
+
     /// Backend `i`'s admin state. Active health checks skip a backend in
     /// [`Admin::Maint`].
     pub fn admin(&self, i: u32) -> Admin {
@@ -121,7 +183,13 @@ impl Backends {
     /// Sets backend `i`'s admin state for every worker at once; returns
     /// the one it had.
     pub fn set_admin(&self, i: u32, admin: Admin) -> Admin {
-        Admin::of(self.state(i).admin.swap(admin as u8, Relaxed))
+        let was = Admin::of(self.state(i).admin.swap(admin as u8, Relaxed));
+        // Back in service: a slow start ramps it in, as HAProxy's does
+        // after maintenance.
+        if was != Admin::Ready && admin == Admin::Ready {
+            self.came_up(i);
+        }
+        was
     }
 
     /// The index of the backend called `name`, removed ones included.
@@ -160,11 +228,6 @@ impl Backends {
     /// Pairs ever sent to backend `i`, each connect try counted.
     pub fn connections(&self, i: u32) -> u64 {
         self.state(i).connections.load(Relaxed)
-    }
-
-    /// Clients waiting for a connection to backend `i`.
-    pub fn queued(&self, i: u32) -> u32 {
-        self.state(i).queued.load(Relaxed)
     }
 
     /// Backend `i`'s latest health check, if it has had one.

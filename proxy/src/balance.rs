@@ -9,6 +9,12 @@
 //! When every backend is down, new clients still go to the one that has
 //! been down longest (the least recently failed): a backend that came back
 //! early serves them, where refusing them at once would lose them all.
+//! With `--all-down reject` they are reset at once instead.
+//!
+//! A backend at its `max-connections` is passed over; when every backend
+//! up is at its limit the client is to wait ([`Choice::Full`]). The
+//! count is reserved with the pick ([`Balancer::choose`]), so that workers
+//! picking at once never take a backend past its limit.
 //!
 //! Backup backends take clients only while no primary is up; among
 //! themselves they are balanced by the same method. Round-robin is
@@ -16,7 +22,7 @@
 //! c, a, a), least connections picks the lowest active/weight and breaks
 //! ties by the same smooth turn, and the source hash ignores weights.
 
-use crate::backends::{BackendSpec, Backends, Health, Live};
+use crate::backends::{AllDown, BackendSpec, Backends, Health, Live};
 use crate::config::Balance;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
@@ -35,6 +41,20 @@ pub struct Balancer {
     /// Least connections' snapshot of the active counts, kept to be
     /// reused.
     loads: Vec<u64>,
+}
+
+/// What [`Balancer::choose`] found for a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// This backend, its count already taken.
+    Backend(u32),
+    /// Every backend up (or, with none up, every one that could be tried)
+    /// is at its connection limit: the client waits for a free one.
+    Full,
+    /// No backend is up and `--all-down reject` says to reset the client.
+    AllDown,
+    /// Every backend has been tried.
+    Tried,
 }
 
 /// Backend indices as a set, for the ones a client has tried (backends
@@ -101,10 +121,45 @@ impl Balancer {
     }
 
     /// The backend for a client at `peer` that has not tried those in
+    /// `tried` (see [`Balancer::choice`]), without counting it.
+    pub fn pick(&mut self, peer: &SocketAddr, tried_set: Tried) -> Option<u32> {
+        match self.choice(peer, tried_set) {
+            Choice::Backend(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// Like [`Balancer::pick`], and counts the client against the
+    /// backend picked (release it with [`Balancer::closed`]). A backend
+    /// another worker filled meanwhile is passed over.
+    pub fn choose(&mut self, peer: &SocketAddr, tried_set: Tried) -> Choice {
+        let mut skip = tried_set;
+        let mut lost = false;
+        loop {
+            match self.choice(peer, skip) {
+                Choice::Backend(i) if self.backends.reserve(i as usize) => {
+                    self.backends.note_not_all_down();
+                    return Choice::Backend(i);
+                }
+                Choice::Backend(i) if i < 64 => {
+                    lost = true;
+                    skip = add(skip, i);
+                }
+                // Past the 64th a backend cannot be skipped: give up on it.
+                Choice::Backend(_) => return Choice::Full,
+                _ if lost => return Choice::Full,
+                other => return other,
+            }
+        }
+    }
+
+    /// The backend for a client at `peer` that has not tried those in
     /// `tried`: a primary that is up, by the method; else a backup that
     /// is up, by the method; if none is up, the one down longest, backup
-    /// or not. `None` when every backend has been tried.
-    pub fn pick(&mut self, peer: &SocketAddr, tried_set: Tried) -> Option<u32> {
+    /// or not (or none, with `--all-down reject`). A tier whose backends
+    /// up are all at their limit is full: the client waits rather than go
+    /// to a backup or a backend down.
+    fn choice(&mut self, peer: &SocketAddr, tried_set: Tried) -> Choice {
         self.refresh();
         let Balancer {
             backends,
@@ -132,23 +187,37 @@ impl Balancer {
                 Balance::SourceHash => hashed(peer, entries.len(), tier, eligible),
             };
             if let Some(i) = choice {
-                return Some(i as u32);
+                return Choice::Backend(i as u32);
+            }
+            // Up and in service but at its limit: the client waits for it.
+            let full = |i: usize| b.is_up_at(i, now) && b.in_service(i);
+            if (0..b.len()).any(|i| tier(i) && fresh(i) && full(i)) {
+                return Choice::Full;
             }
         }
-        (0..b.len())
-            .filter(|&i| fresh(i) && b.in_service(i))
+        let candidates = || (0..b.len()).filter(|&i| fresh(i) && b.in_service(i));
+        if candidates().next().is_none() {
+            return Choice::Tried;
+        }
+        if b.all_down() == AllDown::Reject {
+            return Choice::AllDown;
+        }
+        candidates()
+            .filter(|&i| b.has_room(i))
             .min_by_key(|&i| entries[i].state.down_until.load(Relaxed))
-            .map(|i| i as u32)
+            .map_or(Choice::Full, |i| Choice::Backend(i as u32))
     }
 
-    /// A pair was sent to backend `i` (its connect starts).
+    /// A pair was sent to backend `i` without [`Balancer::choose`] (for
+    /// tests).
     pub fn opened(&mut self, i: u32) {
         let s = &self.backends.entry(i).state;
         s.active.fetch_add(1, Relaxed);
         s.connections.fetch_add(1, Relaxed);
     }
 
-    /// A pair sent to backend `i` closed, or moved to another backend.
+    /// A pair counted against backend `i` closed, or moved to another
+    /// backend.
     pub fn closed(&mut self, i: u32) {
         self.backends.entry(i).state.active.fetch_sub(1, Relaxed);
     }

@@ -1,7 +1,7 @@
 //! Unit tests of [`super`].
 
 use super::*;
-use crate::backends::Marked;
+use crate::backends::{Limits, Marked, WEIGHT_SCALE};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -151,11 +151,9 @@ fn weighted(weights: &[u32], backups: &[bool], method: Balance) -> Balancer {
         .into_iter()
         .zip(weights.iter().zip(backups))
         .map(|(addr, (&weight, &backup))| BackendSpec {
-            name: addr.to_string(),
-            addr,
             weight,
             backup,
-            check: None,
+            ..BackendSpec::plain(addr)
         })
         .collect();
     let health = Health {
@@ -339,5 +337,113 @@ fn a_backend_down_by_its_check_gets_no_client_with_any_method() {
         let unchecked = balancer(specs(1), Health::default(), method);
         unchecked.backends().record_check(0, false, 0, 9, true);
         assert!(unchecked.backends().is_up(0), "{method:?}");
+    }
+}
+
+/// Two primaries of weight 1 (the second with `limits`), a backup, and
+/// failures marking a backend down for a minute.
+fn limited(limits: Limits, method: Balance) -> Balancer {
+    let mut specs = specs(3);
+    specs[1].limits = limits;
+    specs[2].backup = true;
+    let health = Health {
+        fall: 1,
+        fail_timeout: Duration::from_secs(60),
+    };
+    balancer(specs, health, method)
+}
+
+fn slow(ms: u64) -> Limits {
+    Limits {
+        slow_start: Duration::from_millis(ms),
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn slow_start_ramps_a_recovered_backend_s_weight_linearly() {
+    let b = limited(slow(1000), Balance::RoundRobin);
+    let shared = Arc::clone(&b.backends);
+    let full = WEIGHT_SCALE;
+    assert_eq!(shared.weight_at(1, 5), full, "never down: no ramp at start");
+    shared.failed(1);
+    assert_eq!(shared.weight_at(1, 5), 1, "tried again at the least weight");
+    assert!(shared.succeeded(1));
+    shared.came_up_at(1, 10_000);
+    let ramp: Vec<u32> = [10_000, 10_001, 10_250, 10_500, 10_999, 11_000, 20_000]
+        .iter()
+        .map(|&t| shared.weight_at(1, t))
+        .collect();
+    assert_eq!(ramp, [1, 1, 25, 50, 100, 100, 100]);
+    assert_eq!(shared.weight_at(0, 10_500), full, "the other is untouched");
+}
+
+#[test]
+fn without_slow_start_a_recovered_backend_is_at_full_weight_at_once() {
+    let b = limited(Limits::default(), Balance::RoundRobin);
+    let shared = Arc::clone(&b.backends);
+    shared.failed(1);
+    assert_eq!(shared.weight_at(1, 5), WEIGHT_SCALE);
+    shared.came_up_at(1, 10_000);
+    assert_eq!(shared.weight_at(1, 10_000), WEIGHT_SCALE);
+}
+
+#[test]
+fn a_ramping_backend_gets_its_share_of_the_picks_with_every_weighted_method() {
+    for method in [Balance::RoundRobin, Balance::LeastConnections] {
+        let mut b = limited(slow(3_600_000), method);
+        let shared = Arc::clone(&b.backends);
+        shared.failed(1);
+        shared.succeeded(1);
+        // Just back, an hour to ramp: weight 1 on the scale against 100.
+        let counts = tally(&mut b, 202, false);
+        assert_eq!(counts, [200, 2, 0], "{method:?}");
+    }
+}
+
+#[test]
+fn a_backend_at_its_limit_is_passed_over_and_then_the_client_waits() {
+    for method in METHODS {
+        let limit = Limits {
+            max_connections: 2,
+            ..Limits::default()
+        };
+        let mut b = limited(limit, method);
+        let mut to_1 = 0;
+        for _ in 0..20 {
+            if let Choice::Backend(i) = b.choose(&peer(), add(0, 0)) {
+                assert_eq!(i, 1, "{method:?}: the backup is not used");
+                to_1 += 1;
+            }
+        }
+        assert_eq!(to_1, 2, "{method:?}: two fit");
+        assert_eq!(b.backends().active(1), 2);
+        assert_eq!(b.choose(&peer(), add(0, 0)), Choice::Full, "{method:?}");
+        b.closed(1);
+        assert_eq!(b.choose(&peer(), add(0, 0)), Choice::Backend(1));
+        // The unlimited primary still takes clients.
+        assert_eq!(b.choose(&peer(), add(0, 1)), Choice::Backend(0));
+    }
+}
+
+#[test]
+fn with_all_down_reject_no_backend_is_tried_once_all_are_down() {
+    let specs = specs(2);
+    let health = Health {
+        fall: 1,
+        fail_timeout: Duration::from_secs(60),
+    };
+    for (policy, want) in [
+        (AllDown::Reject, Choice::AllDown),
+        (AllDown::LeastRecentlyFailed, Choice::Backend(0)),
+    ] {
+        let set = Backends::new(specs.clone(), health, Balance::RoundRobin).with_all_down(policy);
+        let mut b = Balancer::new(Live::new(set));
+        let shared = Arc::clone(&b.backends);
+        shared.failed(0);
+        assert_eq!(b.choose(&peer(), 0), Choice::Backend(1));
+        shared.failed(1);
+        assert_eq!(b.choose(&peer(), 0), want, "{policy:?}");
+        assert_eq!(b.choose(&peer(), add(add(0, 0), 1)), Choice::Tried);
     }
 }

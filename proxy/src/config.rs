@@ -37,6 +37,13 @@ pub struct Config {
     /// Passive health: failures in a row that mark a backend down, and
     /// for how long.
     pub health: crate::backends::Health,
+    /// What new clients get while no backend is up.
+    pub all_down: crate::backends::AllDown,
+    /// Clients each worker holds waiting for a backend under its
+    /// `max-connections` (`None`: as many as its table holds).
+    pub queue: Option<usize>,
+    /// How long one may wait there before it is reset.
+    pub queue_timeout: Duration,
     /// After one side resets, how long the other may take to receive what
     /// was already read from the first before the reset is passed on;
     /// zero passes it on at once.
@@ -58,6 +65,7 @@ impl Config {
     /// The first generation of the backend set the workers share.
     pub fn backend_set(&self) -> crate::backends::Backends {
         crate::backends::Backends::new(self.backends.clone(), self.health, self.balance)
+            .with_all_down(self.all_down)
     }
 }
 
@@ -195,6 +203,25 @@ pub struct Cli {
     /// (one success brings it back) [default: 10s]
     #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
     pub fail_timeout: Option<String>,
+    /// After a backend comes back up (from down), ramp its weight linearly
+    /// from almost nothing to the full weight over DUR; the default for
+    /// every [[backend]] table's slow-start; 0 is off [default: 0]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
+    pub slow_start: Option<String>,
+    /// Clients each worker holds waiting while every backend up is at its
+    /// max-connections ([[backend]] key); more are reset
+    /// [default: as many as the worker's connections]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub queue: Option<String>,
+    /// How long a client may wait in the queue before it is reset
+    /// [default: --connect-timeout, or 5s if that is 0]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
+    pub queue_timeout: Option<String>,
+    /// What a new client gets while no backend is up: sent to the one down
+    /// longest (it may be back), or reset at once
+    /// [default: least-recently-failed]
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub all_down: Option<crate::backends::AllDown>,
     /// Listen backlog [default: 1024]
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub backlog: Option<String>,
@@ -307,12 +334,16 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
         u16::MAX,
     )?;
     let backend_port = backend_port.map_or(8081, |p| p.0);
+    let slow_start = names
+        .duration("slow-start", &cli.slow_start, &file.slow_start)?
+        .map_or(Duration::ZERO, |d| d.0);
     let backends = backends::resolve(
         &cli.backends,
         file.backend,
         file.health_check.as_ref(),
         &names,
         backend_port,
+        slow_start,
     )?;
 
     let workers_given = names.number("workers", &cli.workers, file.workers, 1, 256)?;
@@ -548,6 +579,18 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
     let fail_timeout = names
         .duration("fail-timeout", &cli.fail_timeout, &file.fail_timeout)?
         .map_or(Duration::from_secs(10), |d| d.0);
+    let queue = names
+        .number("queue", &cli.queue, file.queue, 0, u32::MAX as usize)?
+        .map(|q| q.0);
+    let queue_timeout =
+        match names.duration("queue-timeout", &cli.queue_timeout, &file.queue_timeout)? {
+            Some((d, s, from_cli)) if d < Duration::from_millis(10) => {
+                return Err(names.bad("queue-timeout", from_cli, s, "must be at least 10ms"))
+            }
+            Some((d, _, _)) => d,
+            // HAProxy's `timeout queue` also falls back to the connect timeout.
+            None => connect_timeout.unwrap_or(Duration::from_secs(5)),
+        };
     let backlog = names.number("backlog", &cli.backlog, file.backlog, 1, i32::MAX)?;
     let backlog = backlog.map_or(1024, |b| b.0);
     Ok(Config {
@@ -567,6 +610,9 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
         drain_timeout,
         connect_retries,
         health: crate::backends::Health { fall, fail_timeout },
+        all_down: cli.all_down.or(file.all_down).unwrap_or_default(),
+        queue,
+        queue_timeout,
         reset_flush_timeout,
         connect_timeout,
         idle_timeout,

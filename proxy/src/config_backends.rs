@@ -1,29 +1,37 @@
 //! The backends of a [`super::Config`]: from `-b` (primaries of weight 1),
 //! or from the config file's `backend` key, whose `[[backend]]` tables also
-//! give a name, a weight and a backup flag. A mistake in a table names
+//! give a name, a weight, a backup flag, a slow start and a connection
+//! limit. A mistake in a table names
 //! `backend[N].KEY`, counting the tables from 1.
 
 use super::{checks, parse_backend, Names};
-use crate::backends::BackendSpec;
+use crate::backends::{BackendSpec, Limits};
 use crate::config_file::{BackendEntry, FileBackends, FileCheck};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// The lightest and the heaviest weight a backend may have.
 pub const WEIGHTS: (u32, u32) = (1, 1000);
 
 /// The command line's backends if it gave any (they replace the file's),
-/// else the file's, else 127.0.0.1; `port` for those given without one.
-/// `top` is the file's `[health-check]` table, which checks them all.
+/// else the file's, else 127.0.0.1; `port` for those given without one,
+/// `slow_start` for those that give none. `top` is the file's
+/// `[health-check]` table, which checks them all.
 pub(super) fn resolve(
     cli: &[String],
     file: Option<FileBackends>,
     top: Option<&FileCheck>,
     names: &Names<'_>,
     port: u16,
+    slow_start: Duration,
 ) -> Result<Vec<BackendSpec>, String> {
     let plain = |addr| -> Result<BackendSpec, String> {
         Ok(BackendSpec {
             check: checks::of_plain(top, names)?,
+            limits: Limits {
+                slow_start,
+                max_connections: 0,
+            },
             ..BackendSpec::plain(addr)
         })
     };
@@ -48,7 +56,7 @@ pub(super) fn resolve(
     let specs = entries
         .iter()
         .enumerate()
-        .map(|(i, e)| entry(e, i + 1, top, names, port))
+        .map(|(i, e)| entry(e, i + 1, top, names, port, slow_start))
         .collect::<Result<Vec<_>, _>>()?;
     let key = |n: usize| match &entries[n] {
         e if !e.table => "backend".to_string(),
@@ -76,6 +84,7 @@ fn entry(
     top: Option<&FileCheck>,
     names: &Names<'_>,
     port: u16,
+    slow_start: Duration,
 ) -> Result<BackendSpec, String> {
     let key = |k: &str| {
         if e.table {
@@ -94,12 +103,28 @@ fn entry(
         Some(n) => valid_name(n).map_err(|why| names.bad(&key("name"), false, n, why))?,
         None => addr.to_string(),
     };
+    let slow_start = names
+        .duration(&key("slow-start"), &None, &e.slow_start)?
+        .map_or(slow_start, |d| d.0);
+    let max_connections = names
+        .number(
+            &key("max-connections"),
+            &None,
+            e.max_connections,
+            0,
+            1 << 24,
+        )?
+        .map_or(0, |m| m.0);
     Ok(BackendSpec {
         name,
         addr,
         weight,
         backup: e.backup.unwrap_or(false),
         check: checks::of_entry(e, n, top, names)?,
+        limits: Limits {
+            slow_start,
+            max_connections,
+        },
     })
 }
 

@@ -36,6 +36,10 @@ pub struct FileConfig {
     pub connect_retries: Option<u32>,
     pub fall: Option<u32>,
     pub fail_timeout: Option<String>,
+    pub slow_start: Option<String>,
+    pub queue: Option<usize>,
+    pub queue_timeout: Option<String>,
+    pub all_down: Option<crate::backends::AllDown>,
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
@@ -91,6 +95,12 @@ pub struct BackendEntry {
     pub check_expect: Option<String>,
     #[serde(rename = "check-expect-regex")]
     pub check_expect_regex: Option<String>,
+    /// Its slow start (the global `slow-start` when not given).
+    #[serde(rename = "slow-start")]
+    pub slow_start: Option<String>,
+    /// Its connection limit over all workers (0: none).
+    #[serde(rename = "max-connections")]
+    pub max_connections: Option<u32>,
     /// Whether it was a table (its errors then name `backend[N].KEY`).
     #[serde(skip)]
     pub table: bool,

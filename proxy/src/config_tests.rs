@@ -209,7 +209,13 @@ fn the_example_config_shows_every_long_option_and_backend_key() {
     let keys = ["address", "weight", "backup", "check", "check-interval"];
     let check_keys = ["check-send", "check-expect-regex"];
     let table_keys = ["interval", "timeout", "rise", "fall", "send", "expect"];
-    for key in keys.into_iter().chain(check_keys).chain(table_keys) {
+    let limit_keys = ["max-connections", "slow-start"];
+    for key in keys
+        .into_iter()
+        .chain(check_keys)
+        .chain(table_keys)
+        .chain(limit_keys)
+    {
         assert!(
             text.lines().any(|l| l.starts_with(&format!("{key} = "))),
             "example.toml lacks a [[backend]] or [health-check] {key}"

@@ -13,7 +13,9 @@ use std::time::Instant;
 
 /// Where a pair is in its life:
 /// `Free → Connecting → Relaying → Closing(reason) → Free`, or straight
-/// from `Connecting` to `Closing` when the backend fails. A pair one of
+/// from `Connecting` to `Closing` when the backend fails; a client that
+/// finds every backend at its limit starts `Queued` and goes on to
+/// `Connecting` when one has room (or to `Closing` at its queue timeout). A pair one of
 /// whose sides has reset stays open while it delivers to the other side
 /// what it had already received ([`Conn::reset`]), then closes with the
 /// reset passed on.
@@ -21,6 +23,9 @@ use std::time::Instant;
 pub enum Stage {
     /// The slot is unused.
     Free,
+    /// Waiting for a backend with room: there is no backend socket yet;
+    /// client bytes may be read and held.
+    Queued,
     /// The backend connect is in progress; client bytes may be read and
     /// held, but nothing moves to or from the backend.
     Connecting,
@@ -31,10 +36,10 @@ pub enum Stage {
 }
 
 impl Stage {
-    /// Whether the pair is open (connecting or relaying).
+    /// Whether the pair is open (queued, connecting or relaying).
     #[inline]
     pub fn is_open(self) -> bool {
-        matches!(self, Stage::Connecting | Stage::Relaying)
+        matches!(self, Stage::Queued | Stage::Connecting | Stage::Relaying)
     }
 }
 
@@ -53,6 +58,8 @@ pub enum Reason {
     ConnectTimeout,
     /// No event on either socket for `--idle-timeout`.
     Idle,
+    /// It waited in the queue for `--queue-timeout`.
+    QueueTimeout,
     /// This side reset, and the other did not take what was owed to it
     /// within `--reset-flush-timeout`.
     FlushTimeout(Side),
@@ -69,6 +76,7 @@ impl Reason {
             Reason::Drain => "drain timeout",
             Reason::ConnectTimeout => "backend connect timed out",
             Reason::Idle => "idle timeout",
+            Reason::QueueTimeout => "queue timeout, no backend had room",
             Reason::FlushTimeout(Side::Client) => "client reset; backend too slow to take the rest",
             Reason::FlushTimeout(Side::Backend) => {
                 "backend reset; client too slow to take the rest"
@@ -91,6 +99,9 @@ pub struct Conn {
     pub waiting: bool,
     /// The backend it was sent to (an index into the backends).
     pub backend: u32,
+    /// It is counted in that backend's active connections (not while
+    /// queued).
+    pub counted: bool,
     /// The backends tried for it (a set), and how many tries so far.
     pub tried: crate::balance::Tried,
     pub tries: u32,
@@ -122,6 +133,7 @@ impl Conn {
             flows: [Flow::new(Side::Client), Flow::new(Side::Backend)],
             waiting: false,
             backend: 0,
+            counted: false,
             tried: 0,
             tries: 0,
             opened_ms: 0,
@@ -158,7 +170,7 @@ impl Conn {
         match reason {
             Reason::Done => {}
             Reason::Error(side) | Reason::FlushTimeout(side) => abort[side.other().index()] = true,
-            Reason::Refused => abort[Side::Client.index()] = true,
+            Reason::Refused | Reason::QueueTimeout => abort[Side::Client.index()] = true,
             // The connect may have completed unseen, with client bytes
             // held for the backend: it must not see a clean, empty stream.
             Reason::ConnectTimeout => abort = [true, true],

@@ -45,10 +45,11 @@ impl SysSockets {
         }
     }
 
-    /// Gives `slot` its two sockets.
-    pub fn attach(&mut self, slot: usize, client: OwnedFd, backend: OwnedFd) {
+    /// Gives `slot` its two sockets (a queued client has no backend
+    /// socket yet: [`Sockets::reconnect`] makes it).
+    pub fn attach(&mut self, slot: usize, client: OwnedFd, backend: Option<OwnedFd>) {
         debug_assert!(self.fds[slot].iter().all(Option::is_none));
-        self.fds[slot] = [Some(client), Some(backend)];
+        self.fds[slot] = [Some(client), backend];
     }
 }
 

@@ -95,6 +95,16 @@ stats! {
     denied: "counter",
     /// Clients turned away because the process was out of descriptors.
     rejected: "counter",
+    /// New clients reset at once because no backend was up
+    /// (--all-down reject).
+    rejected_all_down: "counter",
+    /// Clients waiting for a backend under its max-connections now.
+    queued: "gauge",
+    /// Clients reset because every backend was at its max-connections
+    /// and the queue was full.
+    queue_full: "counter",
+    /// Clients reset after waiting --queue-timeout in the queue.
+    queue_timeouts: "counter",
     /// Connections ended by a reset or an I/O error on either side.
     errors: "counter",
     /// Connections one side of which reset, whose other side received

@@ -12,6 +12,14 @@
 //! Closing bumps the slot's generation, so a stale event for it (or for
 //! the next pair in the slot) is dropped.
 //!
+//! A client that finds every backend up at its `max-connections` waits in
+//! the worker's queue ([`Stage::Queued`]: accepted, its bytes read and
+//! held, no backend socket yet) and is served in order by
+//! [`Table::serve_queue`] when a backend has room again — after a pair
+//! closes here, or on a short poll while the queue is not empty, since
+//! other workers' pairs free room too. Beyond `--queue`, or after
+//! `--queue-timeout`, it is reset.
+//!
 //! When one side resets (or fails), the pair does not close at once: what
 //! that side sent before its reset — in the proxy's hold and still in its
 //! socket — goes on to the other side, and once the other side's kernel
@@ -21,7 +29,7 @@
 //! side that reset.
 
 use crate::backends::{ConnectError, Marked};
-use crate::balance::{self, Balancer};
+use crate::balance::{self, Balancer, Choice};
 use crate::conn::{Conn, Reason, Side, Stage};
 use crate::pipes::{PipeId, PipePool};
 use crate::pool::Pools;
@@ -62,6 +70,10 @@ pub trait Sockets {
 /// The longest pause between two looks at a flushing pair's send queue.
 const POLL_MAX_MS: u32 = 100;
 
+/// How often the queue looks for room freed by other workers, while it
+/// holds a client.
+pub const QUEUE_POLL_MS: u32 = 10;
+
 /// Whether the worker clock `now` has reached `t` (both wrap).
 #[inline]
 fn reached(now: u32, t: u32) -> bool {
@@ -78,6 +90,11 @@ pub struct Options {
     /// `--connect-retries`: backends tried for one client, the first
     /// included (0 counts as 1).
     pub connect_retries: u32,
+    /// `--queue`: clients this worker holds waiting for a backend under
+    /// its limit (its share of the total).
+    pub queue: usize,
+    /// `--queue-timeout` in ms: how long one may wait.
+    pub queue_timeout_ms: u32,
 }
 
 /// A new pair, as the driver set it up.
@@ -95,6 +112,9 @@ pub struct Opening {
     /// how many.
     pub tried: balance::Tried,
     pub tries: u32,
+    /// It waits in the queue, with no backend socket (`backend` and
+    /// `connected` mean nothing).
+    pub queued: bool,
 }
 
 /// Why a new pair could not be opened.
@@ -122,6 +142,8 @@ pub struct Table {
     balancer: Balancer,
     /// Pairs in [`Stage::Connecting`].
     connecting: usize,
+    /// Pairs in [`Stage::Queued`], in the order they came.
+    queue: VecDeque<(u32, u32)>,
     opts: Options,
     /// The worker's clock in ms, set by the driver once a loop turn.
     pub(crate) now_ms: u32,
@@ -170,6 +192,7 @@ impl Table {
             flushing: Vec::new(),
             balancer,
             connecting: 0,
+            queue: VecDeque::with_capacity(capacity),
             opts,
             now_ms: 0,
             stats,
@@ -197,27 +220,53 @@ impl Table {
         !self.again.is_empty()
     }
 
+    /// Whether `--log-connections` is on.
+    pub fn logs_connections(&self) -> bool {
+        self.opts.log_connections
+    }
+
     /// Whether new pairs need the address the client connected to.
     pub fn wants_local_addr(&self) -> bool {
         self.opts.proxy_protocol.is_some()
     }
 
     /// The backend for a client at `peer` that has tried those in
-    /// `tried`, and its address; `None` once every backend was tried.
-    pub fn pick_backend(
-        &mut self,
-        peer: &SocketAddr,
-        tried: balance::Tried,
-    ) -> Option<(u32, SocketAddr)> {
-        let b = self.balancer.pick(peer, tried)?;
-        Some((b, self.balancer.addr(b)))
+    /// `tried`, counted against it (see [`Balancer::choose`]). A new
+    /// client (none tried) rejected because no backend is up is counted,
+    /// and the first of an all-down period logged.
+    pub fn pick_backend(&mut self, peer: &SocketAddr, tried: balance::Tried) -> Choice {
+        let choice = self.balancer.choose(peer, tried);
+        if choice == Choice::AllDown && tried == 0 {
+            self.stats.rejected_all_down.inc();
+            if self.balancer.backends().note_all_down() {
+                netio::log!(
+                    "proxy: no backend is up: new clients are reset (--all-down reject) \
+                     until one is"
+                );
+            }
+        }
+        choice
+    }
+
+    /// The address of backend `b`.
+    pub fn backend_addr(&self, b: u32) -> SocketAddr {
+        self.balancer.addr(b)
+    }
+
+    /// Gives back backend `b`'s count taken by [`Table::pick_backend`]
+    /// for a client that was not opened after all.
+    pub fn release(&mut self, b: u32) {
+        self.balancer.closed(b);
     }
 
     /// A client at `peer` that has tried the backends in `tried` (`tries`
     /// of them) failed to connect to backend `failed` for `why` (of
     /// `kind`): counts it against that backend, and returns the next
-    /// backend to try, if the client may try another — logged with the
-    /// failure, and counted as a retry, or with none left as a refusal.
+    /// backend to try, if the client may try another (counted against it)
+    /// — logged with the failure, and counted as a retry, or with none
+    /// left as a refusal. [`Choice::Full`] (every other backend up is at
+    /// its limit) is counted as neither: the caller queues the client or
+    /// refuses it. The failed backend's count stays with the caller.
     pub fn failed_try(
         &mut self,
         failed: u32,
@@ -225,16 +274,21 @@ impl Table {
         (kind, why): (ConnectError, &str),
         tried: balance::Tried,
         tries: u32,
-    ) -> Option<(u32, SocketAddr)> {
+    ) -> Choice {
         self.backend_failed(failed, kind);
         let next = match peer {
             Some(p) if tries < self.opts.connect_retries => self.pick_backend(&p, tried),
+            _ => Choice::Tried,
+        };
+        let to = match next {
+            Choice::Backend(b) => Some(self.balancer.addr(b)),
             _ => None,
         };
-        log_backend_failure(self.balancer.addr(failed), peer, why, next.map(|n| n.1));
+        log_backend_failure(self.balancer.addr(failed), peer, why, to);
         match next {
-            Some(_) => self.stats.retries.inc(),
-            None => self.stats.refused.inc(),
+            Choice::Backend(_) => self.stats.retries.inc(),
+            Choice::Full => {}
+            Choice::AllDown | Choice::Tried => self.stats.refused.inc(),
         }
         next
     }
@@ -279,7 +333,9 @@ impl Table {
         self.free.push(slot as u32);
     }
 
-    /// Opens the pair in `slot` (from [`Table::take_slot`]). With
+    /// Opens the pair in `slot` (from [`Table::take_slot`]), its backend
+    /// already counted by [`Table::pick_backend`] unless it is queued
+    /// (the caller checked [`Table::queue_has_room`]). With
     /// `--proxy-protocol` the header waits in the client → backend buffer
     /// and goes out first once the connect completes.
     pub fn open(&mut self, slot: usize, o: Opening) -> Result<(), Refusal> {
@@ -296,12 +352,16 @@ impl Table {
             buf.fill(n);
             c.flows[Side::Client.index()].hold = relay::Hold::Buf(buf);
         }
-        c.stage = if o.connected {
+        c.stage = if o.queued {
+            self.queue.push_back((slot as u32, c.gen));
+            Stage::Queued
+        } else if o.connected {
             Stage::Relaying
         } else {
             self.connecting += 1;
             Stage::Connecting
         };
+        c.counted = !o.queued;
         c.opened_ms = self.now_ms;
         c.active_ms = self.now_ms;
         c.backend = o.backend;
@@ -309,7 +369,6 @@ impl Table {
         c.tries = o.tries;
         c.peer = Some(o.peer);
         c.started = self.opts.log_connections.then(Instant::now);
-        self.balancer.opened(o.backend);
         let stats = &self.stats;
         stats.accepted.inc();
         let active = self.active() as u64;
@@ -388,18 +447,32 @@ impl Table {
         kind: ConnectError,
         why: &str,
     ) -> bool {
-        let peer = self.conns[slot].peer;
-        let (mut kind, mut why) = (kind, why.to_string());
+        let c = &self.conns[slot];
+        let next = self.failed_try(c.backend, c.peer, (kind, why), c.tried, c.tries);
+        self.connect_to(io, slot, next)
+    }
+
+    /// Connects `slot`'s pair to the backend in `next` (already counted
+    /// against it), and after a connect that fails at once to the next
+    /// backend, as [`Table::fail_over`] does. False when no backend is
+    /// left (the caller closes the pair). A pair that finds every other
+    /// backend at its limit is refused too (counted): it does not go back
+    /// to the queue.
+    fn connect_to(&mut self, io: &mut impl Sockets, slot: usize, mut next: Choice) -> bool {
         loop {
-            let c = &self.conns[slot];
-            let (failed, tried, tries, gen) = (c.backend, c.tried, c.tries, c.gen);
-            let next = self.failed_try(failed, peer, (kind, &why), tried, tries);
-            let Some((b, addr)) = next else {
-                return false;
+            let b = match next {
+                Choice::Backend(b) => b,
+                Choice::Full => {
+                    self.stats.refused.inc();
+                    return false;
+                }
+                Choice::AllDown | Choice::Tried => return false,
             };
+            let addr = self.balancer.addr(b);
             let c = &mut self.conns[slot];
-            c.tried = balance::add(tried, b);
-            c.tries = tries + 1;
+            let gen = c.gen;
+            c.tried = balance::add(c.tried, b);
+            c.tries += 1;
             let got = io.reconnect(slot, gen, addr);
             self.switch_backend(slot, b);
             match got {
@@ -411,16 +484,23 @@ impl Table {
                     return true;
                 }
                 // Failed at once: count it, and try the next.
-                Err(e) => (kind, why) = (ConnectError::of(e.fault()), e.to_string()),
+                Err(e) => {
+                    let c = &self.conns[slot];
+                    let why = (ConnectError::of(e.fault()), &*e.to_string());
+                    next = self.failed_try(b, c.peer, why, c.tried, c.tries);
+                }
             }
         }
     }
 
     /// `slot`'s pair is sent to backend `b` instead (for balancing).
+    /// Its count on `b` is already taken; the old backend's is given back.
     fn switch_backend(&mut self, slot: usize, b: u32) {
         let c = &mut self.conns[slot];
-        self.balancer.closed(c.backend);
-        self.balancer.opened(b);
+        if c.counted {
+            self.balancer.closed(c.backend);
+        }
+        c.counted = true;
         c.backend = b;
     }
 
@@ -570,7 +650,8 @@ impl Table {
         }
         let c = &self.conns[slot];
         let f = c.flow(dead);
-        if c.stage == Stage::Connecting && f.eof && f.hold.held() == 0 {
+        let waiting = matches!(c.stage, Stage::Connecting | Stage::Queued);
+        if waiting && f.eof && f.hold.held() == 0 {
             // A client that reset before its backend answered, with
             // nothing for it: there is nothing to deliver.
             self.close_later(slot, Reason::Error(dead));
@@ -681,6 +762,10 @@ impl Table {
             if c.stage == Stage::Connecting {
                 self.connecting -= 1;
             }
+            if c.stage == Stage::Queued {
+                let gen = c.gen;
+                self.queue.retain(|&(s, g)| (s as usize, g) != (slot, gen));
+            }
             c.stage = Stage::Closing(reason);
             self.closing.push(slot as u32);
         }
@@ -757,6 +842,7 @@ impl Table {
             .set(self.bufs.large.high_water() as u64);
         s.pipes_lent.set(self.pipes.lent() as u64);
         s.flushing.set(self.flushing.len() as u64);
+        s.queued.set(self.queue.len() as u64);
     }
 
     fn close_now(&mut self, io: &mut impl Sockets, slot: usize) {
@@ -798,15 +884,21 @@ impl Table {
                 }
                 _ => reason.describe().to_string(),
             };
+            let backend = if c.counted {
+                self.balancer.addr(c.backend).to_string()
+            } else {
+                "(queued)".to_string()
+            };
             netio::log!(
-                "conn {} -> {} closed ({why}): {} bytes up, {} bytes down, {ms} ms",
+                "conn {} -> {backend} closed ({why}): {} bytes up, {} bytes down, {ms} ms",
                 c.peer.map_or_else(|| "?".into(), |p| p.to_string()),
-                self.balancer.addr(c.backend),
                 c.flows[0].bytes,
                 c.flows[1].bytes,
             );
         }
-        self.balancer.closed(c.backend);
+        if c.counted {
+            self.balancer.closed(c.backend);
+        }
         *c = Conn {
             gen: c.gen.wrapping_add(1),
             ..Conn::new()
@@ -841,6 +933,10 @@ pub fn log_backend_failure(
     let then = next.map_or_else(String::new, |n| format!("; trying {n}"));
     netio::log!("proxy: backend {backend} failed{who}: {why}{then}");
 }
+
+// The queue's half of the table: serving it and its deadlines.
+#[path = "table_queue.rs"]
+mod queue;
 
 // The relay model uses `Table::check` from here; `fuzzing` builds it for `fuzz/`.
 #[cfg(any(test, feature = "fuzzing"))]

@@ -6,8 +6,43 @@ use crate::pool::Pool;
 
 impl Table {
     /// Checks the table's bookkeeping: every buffer and pipe lent is held
-    /// by an open pair, free slots hold nothing, and the pools add up.
+    /// by an open pair, free slots hold nothing, the pools add up, the
+    /// queue holds exactly the queued pairs, oldest first, and each
+    /// backend's count is the pairs counted against it.
     pub(crate) fn check(&self) -> Result<(), String> {
+        let queued: Vec<u32> = (0..self.conns.len() as u32)
+            .filter(|&i| self.conns[i as usize].stage == Stage::Queued)
+            .collect();
+        let mut in_queue: Vec<u32> = self.queue.iter().map(|&(s, _)| s).collect();
+        let oldest_first = self
+            .queue
+            .iter()
+            .zip(self.queue.iter().skip(1))
+            .all(|(a, b)| {
+                let t = |&(s, _): &(u32, u32)| self.conns[s as usize].opened_ms;
+                reached(t(b), t(a))
+            });
+        in_queue.sort_unstable();
+        if in_queue != queued || !oldest_first {
+            return Err(format!(
+                "queue {:?} but queued pairs {queued:?}",
+                self.queue
+            ));
+        }
+        let backends = self.balancer.backends();
+        for b in 0..backends.len() as u32 {
+            let counted = self
+                .conns
+                .iter()
+                .filter(|c| c.counted && c.backend == b && c.stage != Stage::Free)
+                .count() as u32;
+            if backends.active(b) != counted {
+                return Err(format!(
+                    "backend {b} counts {} pairs, but {counted} are counted against it",
+                    backends.active(b)
+                ));
+            }
+        }
         let (mut small, mut large, mut pipes) = (0, 0, 0);
         for (i, c) in self.conns.iter().enumerate() {
             for f in &c.flows {
@@ -49,6 +84,7 @@ fn table(capacity: usize, buffers: usize, proxy_protocol: Option<Version>) -> io
             proxy_protocol,
             reset_flush_ms: 0,
             connect_retries: 1,
+            ..Options::default()
         },
         Arc::new(Stats::default()),
     )
@@ -74,6 +110,7 @@ fn every_pair_gets_its_proxy_header_even_with_the_table_full() {
             connected: false,
             tried: 1,
             tries: 1,
+            queued: false,
         };
         t.open(slot, o).expect("a buffer for the header");
         assert!(

@@ -1,6 +1,8 @@
 //! A worker's deadlines: the connect and idle timeouts' sweep, the drain
 //! at shutdown, the pause of accepting, the looks at pairs passing a reset
-//! on ([`Table::check_flushing`]), and `--busy-poll`. Between them
+//! on ([`Table::check_flushing`]), the queue's timeout and its poll for
+//! room ([`Table::serve_queue`], only while a client waits), and
+//! `--busy-poll`. Between them
 //! they decide how long the loop may sleep; with none pending it sleeps
 //! for good, so an idle proxy never wakes up.
 
@@ -49,6 +51,9 @@ pub struct Timers {
     /// `--busy-poll`: how long to keep polling after traffic, and until when.
     busy_poll: Option<Duration>,
     spin_until: Option<Instant>,
+    /// Some backend has a connection limit, so clients may be queued (and
+    /// the queue's times need the clock).
+    queueing: bool,
 }
 
 impl Timers {
@@ -63,6 +68,7 @@ impl Timers {
             drain_deadline: None,
             busy_poll: cfg.busy_poll,
             spin_until: None,
+            queueing: cfg.backends.iter().any(|b| b.limits.max_connections > 0),
         }
     }
 
@@ -81,16 +87,35 @@ impl Timers {
     /// deadline, counted from when the clock was last read (the clock
     /// wraps, so never from the epoch).
     fn flush_deadline(&self, table: &Table) -> Option<Instant> {
-        let ms = table.next_flush_ms()?;
+        Some(self.deadline(table, table.next_flush_ms()?))
+    }
+
+    /// When the queue next wants a look, if a client waits.
+    fn queue_deadline(&self, table: &Table) -> Option<Instant> {
+        Some(self.deadline(table, table.next_queue_ms()?))
+    }
+
+    /// The instant the table's clock reads `ms`.
+    fn deadline(&self, table: &Table, ms: u32) -> Instant {
         let ahead = ms.wrapping_sub(table.now_ms) as i32;
         let ahead = u64::try_from(ahead).unwrap_or(0);
-        Some(self.clock_read + Duration::from_millis(ahead))
+        self.clock_read + Duration::from_millis(ahead)
     }
 
     /// Whether the flushing pairs are due a look at `now`; if so the
     /// table's clock is brought up to date for it.
     pub fn flush_due(&mut self, now: Instant, table: &mut Table) -> bool {
         if self.flush_deadline(table).is_none_or(|t| now < t) {
+            return false;
+        }
+        self.set_clock(table, now);
+        true
+    }
+
+    /// Whether the queue is due a look at `now` (its clock is then
+    /// brought up to date; settling the table serves the queue).
+    pub fn queue_due(&mut self, now: Instant, table: &mut Table) -> bool {
+        if self.queue_deadline(table).is_none_or(|t| now < t) {
             return false;
         }
         self.set_clock(table, now);
@@ -104,7 +129,7 @@ impl Timers {
             self.spin_until = Some(Instant::now() + d);
         }
         // A pair whose side resets takes the time from the clock.
-        if self.timeouts_on() || table.flushes_resets() {
+        if self.timeouts_on() || table.flushes_resets() || self.queueing {
             self.set_clock(table, Instant::now());
         }
     }
@@ -160,10 +185,17 @@ impl Timers {
             return 0;
         }
         let flush = self.flush_deadline(table);
-        let next = [accept_retry, self.drain_deadline, self.next_sweep, flush]
-            .into_iter()
-            .flatten()
-            .min();
+        let queue = self.queue_deadline(table);
+        let next = [
+            accept_retry,
+            self.drain_deadline,
+            self.next_sweep,
+            flush,
+            queue,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         epoll::sleep_ms(false, next, Instant::now)
     }
 }

@@ -108,6 +108,9 @@ impl Worker {
                 proxy_protocol: cfg.proxy_protocol,
                 reset_flush_ms: crate::timers::millis(cfg.reset_flush_timeout),
                 connect_retries: cfg.connect_retries,
+                // Queued clients hold a slot: at most the whole table waits.
+                queue: cfg.queue.map_or(capacity, |q| q.min(capacity)),
+                queue_timeout_ms: crate::timers::millis(cfg.queue_timeout),
             },
             Arc::clone(&stats),
         )?;
@@ -184,6 +187,9 @@ impl Worker {
                 self.table.check_flushing(&mut self.sockets);
                 self.settle();
             }
+            if self.timers.queue_due(now, &mut self.table) {
+                self.settle();
+            }
             if let Some(deadline) = self.timers.drain_deadline {
                 if self.table.active() == 0 {
                     return Ok(());
@@ -216,11 +222,18 @@ impl Worker {
     /// Closes what the batch ended, hands freed buffers to waiting pairs,
     /// and resumes accepting once a slot is free; repeats until nothing
     /// changes.
+    /// Clients waiting in the queue are served (or timed out) in between,
+    /// since a close may have made room on a backend.
     fn settle(&mut self) {
-        while self.table.settle(&mut self.sockets) {
-            // A close freed a slot and two descriptors: try the backlog again.
-            if self.accepting.paused && self.table.has_free() {
-                self.resume_accept();
+        loop {
+            while self.table.settle(&mut self.sockets) {
+                // A close freed a slot and two descriptors: try the backlog again.
+                if self.accepting.paused && self.table.has_free() {
+                    self.resume_accept();
+                }
+            }
+            if self.table.queued() == 0 || !self.table.serve_queue(&mut self.sockets) {
+                break;
             }
         }
         self.table.publish();

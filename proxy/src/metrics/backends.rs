@@ -6,8 +6,8 @@
 //! A listing line is the name and the address, then `key=value` fields:
 //!
 //! ```text
-//! a 127.0.0.1:9001 state=up admin=ready weight=1 backup=no active=2 queued=0 connections=17 errors=0 check=none
-//! b 127.0.0.1:9002 state=down admin=maint weight=3 backup=no active=0 queued=0 connections=4 errors=4 check=failed/2.013ms
+//! a 127.0.0.1:9001 state=up admin=ready weight=1 backup=no active=2 connections=17 errors=0 check=none
+//! b 127.0.0.1:9002 state=down admin=maint weight=3 backup=no active=0 connections=4 errors=4 check=failed/2.013ms
 //! ```
 //!
 //! `state` is the health (`up`, `down`: marked down by failed connects
@@ -46,7 +46,7 @@ pub fn listing(b: &Backends) -> String {
         };
         let _ = writeln!(
             out,
-            "{} {} state={} admin={} weight={} backup={} active={} queued={} \
+            "{} {} state={} admin={} weight={} backup={} active={} \
              connections={} errors={} check={check}",
             e.spec.name,
             e.spec.addr,
@@ -55,7 +55,6 @@ pub fn listing(b: &Backends) -> String {
             e.spec.weight,
             if e.spec.backup { "yes" } else { "no" },
             b.active(i),
-            b.queued(i),
             b.connections(i),
             b.connect_errors(i).iter().sum::<u64>(),
         );
@@ -87,7 +86,6 @@ pub fn json(b: &Backends) -> String {
                 "weight": e.spec.weight,
                 "backup": e.spec.backup,
                 "active": b.active(i),
-                "queued": b.queued(i),
                 "connections": b.connections(i),
                 "connect_errors": errors,
                 "check": check,
@@ -150,12 +148,6 @@ pub fn prometheus(b: &Backends) -> String {
         "Client connections sent to the backend and not closed, connecting ones included.",
     )
     .write(&mut out, each(&|i| b.active(i).to_string()));
-    Family(
-        "proxy_backend_queued_connections",
-        "gauge",
-        "Clients waiting for a connection to the backend.",
-    )
-    .write(&mut out, each(&|i| b.queued(i).to_string()));
     Family(
         "proxy_backend_connections_total",
         "counter",
@@ -239,9 +231,9 @@ mod tests {
         b.connect_error(1, ConnectError::Refused);
         b.record_check(1, false, 2013, 1, false);
         let text = listing(&b);
-        let want = "a 127.0.0.1:9001 state=up admin=ready weight=1 backup=no active=0 queued=0 \
+        let want = "a 127.0.0.1:9001 state=up admin=ready weight=1 backup=no active=0 \
                     connections=0 errors=0 check=none\n\
-                    b 127.0.0.1:9002 state=up admin=maint weight=3 backup=no active=0 queued=0 \
+                    b 127.0.0.1:9002 state=up admin=maint weight=3 backup=no active=0 \
                     connections=0 errors=1 check=failed/2.013ms\n";
         assert_eq!(text, want);
         let v: serde_json::Value = serde_json::from_str(&json(&b)).expect("valid JSON");

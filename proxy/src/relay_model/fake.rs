@@ -48,6 +48,8 @@ pub struct Sock {
     pub connected: bool,
     /// For the backend: the connect has failed (it never completes).
     pub refused: bool,
+    /// For the backend of a queued pair: there is no socket yet.
+    pub absent: bool,
 }
 
 impl Sock {
@@ -139,6 +141,16 @@ impl FakeNet {
     /// too if `connected`. Queues the edges the kernel gives on
     /// registration.
     pub fn open(&mut self, slot: usize, gen: u32, connected: bool) {
+        self.open_pair(slot, gen, connected, false);
+    }
+
+    /// A new pair in `slot` at `gen` whose client waits in the queue: no
+    /// backend socket until the table connects one ([`Sockets::reconnect`]).
+    pub fn open_queued(&mut self, slot: usize, gen: u32) {
+        self.open_pair(slot, gen, false, true);
+    }
+
+    fn open_pair(&mut self, slot: usize, gen: u32, connected: bool, queued: bool) {
         let room = |rng: &mut StdRng| rng.gen_range(0..=8192);
         let mut p = Pair {
             gen,
@@ -148,6 +160,7 @@ impl FakeNet {
         p.socks[0].connected = true;
         p.socks[0].room = room(&mut self.rng);
         p.socks[1].connected = connected;
+        p.socks[1].absent = queued;
         p.socks[1].room = room(&mut self.rng);
         self.pairs[slot] = Some(p);
         self.edge(slot, Side::Client, OUT);
@@ -219,7 +232,7 @@ impl FakeNet {
     pub fn connect_done(&mut self, slot: usize, ok: bool) {
         if let Some(p) = self.pairs[slot].as_mut() {
             let s = p.sock(Side::Backend);
-            if s.connected || s.refused || s.closed.is_some() {
+            if s.connected || s.refused || s.absent || s.closed.is_some() {
                 return;
             }
             if ok {

@@ -23,7 +23,8 @@
 
 mod fake;
 
-use crate::balance::Balancer;
+use crate::backends::{BackendSpec, Backends, Health, Limits, Live};
+use crate::balance::{Balancer, Choice};
 use crate::config::Balance;
 use crate::conn::{Reason, Stage};
 use crate::pipes::PipePool;
@@ -117,6 +118,12 @@ const REQUIRED: &[&str] = &[
     "reconnect:pending",
     "reconnect:at_once",
     "reconnect:failed",
+    "event:client:data:queued",
+    "event:client:fin:queued",
+    "event:client:reset:queued",
+    "queue:full",
+    "queue:served",
+    "queue:timed_out",
 ];
 
 /// The sizes one schedule runs with.
@@ -133,6 +140,11 @@ struct Params {
     /// Backends, and how many a client may try.
     backends: u16,
     connect_retries: u32,
+    /// Each backend's `max-connections` (0: none), the queue's bound and
+    /// its timeout in ms.
+    max_connections: u32,
+    queue: usize,
+    queue_timeout_ms: u32,
 }
 
 impl Params {
@@ -147,6 +159,9 @@ impl Params {
             reset_flush_ms: [0, 50, 1000, 10_000][rng.gen_range(0..4)],
             backends: rng.gen_range(1..=3),
             connect_retries: rng.gen_range(1..=3),
+            max_connections: [0, 0, 1, 2][rng.gen_range(0..4)],
+            queue: rng.gen_range(0..=3),
+            queue_timeout_ms: [50, 1000, 60_000][rng.gen_range(0..3)],
         }
     }
 }
@@ -158,6 +173,7 @@ struct Model {
     rng: StdRng,
     /// Every token delivered so far, to deliver again when stale.
     history: Vec<(u64, u32)>,
+    stats: Arc<Stats>,
 }
 
 fn addr() -> SocketAddr {
@@ -167,6 +183,7 @@ fn addr() -> SocketAddr {
 impl Model {
     fn new(seed: u64, p: &Params) -> Model {
         let mut rng = StdRng::seed_from_u64(seed);
+        let stats = Arc::new(Stats::default());
         // The pool's floor: two regular buffers a pair.
         let bufs = Pools::new(
             Pool::new(2 * p.slots, p.buffer_size),
@@ -176,18 +193,27 @@ impl Model {
             p.slots,
             bufs,
             PipePool::new(p.pipes, p.pipe_size),
-            Balancer::of(
+            Balancer::new(Live::new(Backends::new(
                 (0..p.backends)
-                    .map(|i| SocketAddr::from(([127, 0, 0, 1], 9000 + i)))
+                    .map(|i| BackendSpec {
+                        limits: Limits {
+                            max_connections: p.max_connections,
+                            ..Limits::default()
+                        },
+                        ..BackendSpec::plain(SocketAddr::from(([127, 0, 0, 1], 9000 + i)))
+                    })
                     .collect(),
+                Health::default(),
                 Balance::RoundRobin,
-            ),
+            ))),
             table::Options {
                 reset_flush_ms: p.reset_flush_ms,
                 connect_retries: p.connect_retries,
+                queue: p.queue,
+                queue_timeout_ms: p.queue_timeout_ms,
                 ..table::Options::default()
             },
-            Arc::new(Stats::default()),
+            Arc::clone(&stats),
         )
         .expect("a table at the pool's floor");
         let net_rng = StdRng::seed_from_u64(rng.gen());
@@ -198,6 +224,7 @@ impl Model {
             net,
             rng,
             history: Vec::new(),
+            stats,
         }
     }
 
@@ -218,16 +245,37 @@ impl Model {
             return;
         };
         let connected = self.rng.gen_bool(0.5);
+        // Counted against the backend as the worker's accept does, or
+        // queued when every backend is at its limit.
+        let (backend, queued) = match self.table.pick_backend(&addr(), 0) {
+            Choice::Backend(b) => (b, false),
+            Choice::Full if self.table.queue_has_room() => (0, true),
+            Choice::Full => {
+                self.net.see("queue:full");
+                self.table.put_back(slot);
+                return;
+            }
+            other => panic!("a new client with a backend set that takes clients: {other:?}"),
+        };
         let o = Opening {
             peer: addr(),
             local: addr(),
-            backend: 0,
-            connected,
-            tried: crate::balance::add(0, 0),
-            tries: 1,
+            backend,
+            connected: connected && !queued,
+            tried: if queued {
+                0
+            } else {
+                crate::balance::add(0, backend)
+            },
+            tries: u32::from(!queued),
+            queued,
         };
         self.table.open(slot, o).expect("a buffer for the new pair");
-        self.net.open(slot, gen, connected);
+        if queued {
+            self.net.open_queued(slot, gen);
+        } else {
+            self.net.open(slot, gen, connected);
+        }
     }
 
     fn payload(&mut self) -> Vec<u8> {
@@ -252,6 +300,8 @@ impl Model {
             Stage::Connecting | Stage::Relaying if c.reset.is_some() => "flushing",
             Stage::Connecting => "connecting",
             Stage::Relaying => "relaying",
+            // The model's backend has no limit: no pair ever waits.
+            Stage::Queued => "queued",
             Stage::Closing(_) => "closing",
             Stage::Free => "free",
         };
@@ -296,8 +346,34 @@ impl Model {
         self.settle();
     }
 
+    /// As the worker settles: closes, then serves the queue (which may
+    /// close more), until nothing changes.
     fn settle(&mut self) {
-        while self.table.settle(&mut self.net) {}
+        loop {
+            while self.table.settle(&mut self.net) {}
+            if self.table.queued() == 0 {
+                break;
+            }
+            let waiting: Vec<usize> = (0..self.table.conns.len())
+                .filter(|&i| self.table.conns[i].stage == Stage::Queued)
+                .collect();
+            let timeouts = self.stats.queue_timeouts.get();
+            let closed = self.table.serve_queue(&mut self.net);
+            if self.stats.queue_timeouts.get() > timeouts {
+                self.net.see("queue:timed_out");
+            }
+            if waiting.iter().any(|&i| {
+                matches!(
+                    self.table.conns[i].stage,
+                    Stage::Connecting | Stage::Relaying
+                )
+            }) {
+                self.net.see("queue:served");
+            }
+            if !closed {
+                break;
+            }
+        }
         self.table.publish();
         // A backend socket replaced by a retry gets no more of the old
         // one's edges, late or not.

@@ -82,6 +82,14 @@ const OPTIONS: &[(&[&str], &[&str])] = &[
     (&["--fall", "many"], &["--fall", "many"]),
     (&["--fail-timeout", "-1s"], &["--fail-timeout", "-1s"]),
     (&["--fail-timeout", "later"], &["--fail-timeout", "later"]),
+    (&["--slow-start", "-1s"], &["--slow-start", "-1s"]),
+    (&["--queue", "x"], &["--queue", "\"x\""]),
+    (&["--queue", "-1"], &["--queue", "-1"]),
+    (
+        &["--queue-timeout", "1ms"],
+        &["--queue-timeout", "1ms", "10ms"],
+    ),
+    (&["--all-down", "maybe"], &["--all-down", "maybe", "reject"]),
     // Durations: negative, no number, unknown unit, too short or long.
     (
         &["--drain-timeout", "-1s"],
@@ -225,6 +233,22 @@ const KEYS: &[(&str, &[&str])] = &[
     ),
     ("pipes = 100000\n", &["key pipes", "100000"]),
     ("connect-retries = 0\n", &["key connect-retries", "0"]),
+    ("slow-start = \"soon\"\n", &["key slow-start", "soon"]),
+    ("queue = -1\n", &["key queue", "-1"]),
+    ("queue-timeout = \"0s\"\n", &["key queue-timeout", "0s"]),
+    ("all-down = \"never\"\n", &["all-down", "never"]),
+    (
+        "[[backend]]\naddress = \"127.0.0.1:1\"\nmax-connections = -1\n",
+        &["key backend[1].max-connections", "-1"],
+    ),
+    (
+        "[[backend]]\naddress = \"127.0.0.1:1\"\nmax-connections = 99999999\n",
+        &["key backend[1].max-connections", "99999999"],
+    ),
+    (
+        "[[backend]]\naddress = \"127.0.0.1:1\"\nslow-start = \"soon\"\n",
+        &["key backend[1].slow-start", "soon"],
+    ),
     ("fall = \"3\"\n", &["key fall", "3"]),
     ("fail-timeout = 10\n", &["key fail-timeout", "10"]),
     ("pipe-size = \"big\"\n", &["key pipe-size", "big"]),

@@ -14,6 +14,7 @@ mod half_close;
 mod health;
 mod lifecycle;
 mod limits;
+mod limits_backend;
 mod metrics;
 mod proxy_protocol;
 mod relay;
