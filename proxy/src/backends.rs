@@ -55,6 +55,10 @@ pub struct BackendSpec {
     pub weight: u32,
     /// Used only while no primary (non-backup) backend is up.
     pub backup: bool,
+    /// For a backend given by name, the `HOST:PORT` its address was
+    /// looked up from (and is looked up from again, see
+    /// [`crate::resolver`]); `None` for an address.
+    pub host: Option<String>,
 }
 
 impl BackendSpec {
@@ -65,6 +69,7 @@ impl BackendSpec {
             addr,
             weight: 1,
             backup: false,
+            host: None,
         }
     }
 }
@@ -154,6 +159,19 @@ impl Backends {
             method,
             epoch: self.epoch,
         }
+    }
+
+    /// The next generation with backend `name` (not removed) at `addr`
+    /// instead: a new DNS answer. Everything else stays as it is, so a
+    /// reload published in between is kept.
+    pub fn readdressed(&self, name: &str, addr: SocketAddr) -> Backends {
+        let mut next = self.clone();
+        for e in &mut next.entries {
+            if e.spec.name == name && !e.removed {
+                e.spec.addr = addr;
+            }
+        }
+        next
     }
 
     /// Backends in this snapshot, removed ones included: indices run

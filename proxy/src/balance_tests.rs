@@ -155,6 +155,7 @@ fn weighted(weights: &[u32], backups: &[bool], method: Balance) -> Balancer {
             addr,
             weight,
             backup,
+            host: None,
         })
         .collect();
     let health = Health {

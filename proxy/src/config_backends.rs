@@ -3,7 +3,7 @@
 //! give a name, a weight and a backup flag. A mistake in a table names
 //! `backend[N].KEY`, counting the tables from 1.
 
-use super::{parse_backend, Names};
+use super::{lookup, parse_target, Names, Target};
 use crate::backends::BackendSpec;
 use crate::config_file::{BackendEntry, FileBackends};
 use std::net::SocketAddr;
@@ -22,11 +22,7 @@ pub(super) fn resolve(
     if !cli.is_empty() {
         let specs = cli
             .iter()
-            .map(|s| {
-                parse_backend(s, port)
-                    .map(BackendSpec::plain)
-                    .map_err(|e| names.bad("backend", true, s, e))
-            })
+            .map(|s| spec(s, port).map_err(|e| names.bad("backend", true, s, e)))
             .collect::<Result<Vec<_>, _>>()?;
         return distinct(specs, |_| "backend".to_string(), names, true);
     }
@@ -70,22 +66,40 @@ fn entry(e: &BackendEntry, n: usize, names: &Names<'_>, port: u16) -> Result<Bac
             "backend".to_string()
         }
     };
-    let addr = parse_backend(&e.address, port)
-        .map_err(|why| names.bad(&key("address"), false, &e.address, why))?;
+    let plain =
+        spec(&e.address, port).map_err(|why| names.bad(&key("address"), false, &e.address, why))?;
     let (lo, hi) = WEIGHTS;
     let weight = names
         .number(&key("weight"), &None, e.weight, lo, hi)?
         .map_or(1, |w| w.0);
     let name = match &e.name {
         Some(n) => valid_name(n).map_err(|why| names.bad(&key("name"), false, n, why))?,
-        None => addr.to_string(),
+        None => plain.name,
     };
     Ok(BackendSpec {
         name,
-        addr,
         weight,
         backup: e.backup.unwrap_or(false),
+        ..plain
     })
+}
+
+/// A primary of weight 1 at `s` (`port` if it gives none), looked up now
+/// if it is a host name. It is named by its address, or for a host name
+/// by `HOST:PORT` as written: a new address for the name (from DNS, or at
+/// a reload) is then the same backend still.
+fn spec(s: &str, port: u16) -> Result<BackendSpec, String> {
+    match parse_target(s, port)? {
+        Target::Addr(addr) => Ok(BackendSpec::plain(addr)),
+        Target::Host(host, port) => {
+            let text = format!("{host}:{port}");
+            Ok(BackendSpec {
+                name: text.clone(),
+                host: Some(text),
+                ..BackendSpec::plain(lookup(&host, port)?)
+            })
+        }
+    }
 }
 
 /// A backend name: what an admin command or a metric label names it by.

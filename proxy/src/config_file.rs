@@ -38,6 +38,7 @@ pub struct FileConfig {
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
+    pub resolve_interval: Option<String>,
 }
 
 /// The backends: `backend = "a"`, `backend = ["a", "b"]`, or `[[backend]]`

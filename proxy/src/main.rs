@@ -3,7 +3,10 @@
 
 use netio::serve::{self, Running};
 use netio::sys::socket;
+use proxy::backends::Live;
 use proxy::config::{self, Cli, Config};
+use proxy::reload::Reloader;
+use proxy::settings::{Published, Settings};
 use proxy::stats::Snapshot;
 use proxy::worker::{Control, Worker};
 use std::fmt;
@@ -61,8 +64,12 @@ fn main() -> ExitCode {
 fn try_main(cli: Cli) -> Result<(), Error> {
     // Before any thread starts: all inherit the blocked signals.
     let (limit, signals) = serve::prepare()?;
-    let cfg = config::resolve(cli, limit.soft).map_err(Error::Config)?;
-    let (workers, bound) = build_workers(&cfg)?;
+    let cfg = config::resolve(cli.clone(), limit.soft).map_err(Error::Config)?;
+    // One health state and one count per backend, and one set of the
+    // settings a reload changes, shared by the workers.
+    let backends = proxy::backends::Live::new(cfg.backend_set());
+    let settings = Published::new(Settings::of(&cfg));
+    let (workers, bound) = build_workers(&cfg, &backends, &settings)?;
     let controls: Vec<Arc<Control>> = workers.iter().map(Worker::control).collect();
 
     if let Some(addr) = cfg.metrics {
@@ -89,11 +96,26 @@ fn try_main(cli: Cli) -> Result<(), Error> {
     if let Some(limit) = cfg.derived_from {
         netio::log!("proxy: {}", derived(&cfg, limit));
     }
+    let mut reloader = Reloader::new(
+        cli,
+        std::env::args_os(),
+        limit.soft,
+        cfg,
+        backends,
+        settings,
+    );
+    reloader
+        .start_resolver()
+        .map_err(|e| serve::Error::Setup("starting the resolver thread", e))?;
     netio::log!("listening on {bound}");
-    running.until_terminated(&signals, |c| netio::log!("{}", summary(c)))?;
+    running.until_terminated_reloading(
+        &signals,
+        |c| netio::log!("{}", summary(c)),
+        |c| reloader.reload(c),
+    )?;
     netio::log!(
         "proxy: shutting down: no new connections; draining for up to {:?}",
-        cfg.drain_timeout
+        reloader.running().drain_timeout
     );
     let controls = running.stop()?;
     netio::log!("{}", summary(&controls));
@@ -120,14 +142,16 @@ fn summary(controls: &[Arc<Control>]) -> String {
 /// Binds one listener per worker (sharing the port through SO_REUSEPORT
 /// when there are several) and builds the workers, each holding its share
 /// of `--max-connections`. Returns them with the address actually bound.
-fn build_workers(cfg: &Config) -> Result<(Vec<Worker>, SocketAddr), Error> {
+fn build_workers(
+    cfg: &Config,
+    backends: &Arc<Live>,
+    settings: &Arc<Published<Settings>>,
+) -> Result<(Vec<Worker>, SocketAddr), Error> {
     let (listeners, addr) = serve::listeners(cfg.listen, cfg.workers, cfg.backlog)?;
     let mut workers = Vec::with_capacity(cfg.workers);
-    // One health state and one count per backend, shared by the workers.
-    let backends = proxy::backends::Live::new(cfg.backend_set());
     for (i, listener) in listeners.into_iter().enumerate() {
         let share = netio::budget::share(cfg.max_connections, cfg.workers, i);
-        let worker = Worker::new(cfg, &backends, listener, share)
+        let worker = Worker::new(cfg, backends, settings, listener, share)
             .map_err(|e| serve::Error::Setup("creating a worker", e))?;
         workers.push(worker);
     }

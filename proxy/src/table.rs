@@ -263,6 +263,33 @@ impl Table {
         }
     }
 
+    /// Behaves by `opts` from now on (a reload).
+    pub fn set_options(&mut self, opts: Options) {
+        self.opts = opts;
+    }
+
+    /// Whether some open pair's backend is gone from the configuration
+    /// (as of the newest generation of the backend set).
+    pub fn serves_removed(&mut self) -> bool {
+        self.balancer.refresh();
+        let b = self.balancer.backends();
+        self.conns
+            .iter()
+            .any(|c| c.stage.is_open() && b.entry(c.backend).removed)
+    }
+
+    /// Marks the open pairs whose backend is gone from the configuration
+    /// to be closed: their drain time after the reload is over.
+    pub fn close_removed(&mut self) {
+        self.balancer.refresh();
+        for slot in 0..self.conns.len() {
+            let c = &self.conns[slot];
+            if c.stage.is_open() && self.balancer.backends().entry(c.backend).removed {
+                self.close_later(slot, Reason::Drain);
+            }
+        }
+    }
+
     /// Takes a free slot for a new pair: its index and generation (for the
     /// sockets' tokens). Give it back with [`Table::put_back`] if the pair
     /// cannot be opened after all.

@@ -4,7 +4,7 @@
 //! they decide how long the loop may sleep; with none pending it sleeps
 //! for good, so an idle proxy never wakes up.
 
-use crate::config::Config;
+use crate::settings::Settings;
 use crate::table::{Sockets, Table};
 use netio::sys::epoll;
 use std::time::{Duration, Instant};
@@ -46,24 +46,49 @@ pub struct Timers {
     drain_timeout: Duration,
     /// Set at shutdown: open pairs are cut off at this instant.
     pub drain_deadline: Option<Instant>,
+    /// Set by a reload that removed a backend this worker still has pairs
+    /// to: they are cut off at this instant.
+    pub removed_deadline: Option<Instant>,
     /// `--busy-poll`: how long to keep polling after traffic, and until when.
     busy_poll: Option<Duration>,
     spin_until: Option<Instant>,
 }
 
 impl Timers {
-    pub fn new(cfg: &Config) -> Timers {
-        Timers {
-            connect_ms: cfg.connect_timeout.map(millis),
-            idle_ms: cfg.idle_timeout.map(millis),
+    pub fn new(s: &Settings) -> Timers {
+        let mut t = Timers {
+            connect_ms: None,
+            idle_ms: None,
             epoch: Instant::now(),
             clock_read: Instant::now(),
             next_sweep: None,
-            drain_timeout: cfg.drain_timeout,
+            drain_timeout: s.drain_timeout,
             drain_deadline: None,
-            busy_poll: cfg.busy_poll,
+            removed_deadline: None,
+            busy_poll: None,
             spin_until: None,
+        };
+        t.apply(s);
+        t
+    }
+
+    /// Takes the timeouts of `s` (at start, and from a reload: pairs
+    /// already open are then measured against the new ones).
+    pub fn apply(&mut self, s: &Settings) {
+        self.connect_ms = s.connect_timeout.map(millis);
+        self.idle_ms = s.idle_timeout.map(millis);
+        self.drain_timeout = s.drain_timeout;
+        self.busy_poll = s.busy_poll;
+    }
+
+    /// Whether the pairs to removed backends are due to be cut off at
+    /// `now` (once).
+    pub fn removed_due(&mut self, now: Instant) -> bool {
+        let due = self.removed_deadline.is_some_and(|t| now >= t);
+        if due {
+            self.removed_deadline = None;
         }
+        due
     }
 
     /// Whether a connect or idle timeout is set.
@@ -159,10 +184,16 @@ impl Timers {
             return 0;
         }
         let flush = self.flush_deadline(table);
-        let next = [accept_retry, self.drain_deadline, self.next_sweep, flush]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            accept_retry,
+            self.drain_deadline,
+            self.removed_deadline,
+            self.next_sweep,
+            flush,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         epoll::sleep_ms(false, next, Instant::now)
     }
 }
