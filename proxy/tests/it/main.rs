@@ -15,6 +15,7 @@ mod limits;
 mod metrics;
 mod proxy_protocol;
 mod relay;
+mod reload;
 mod reset_flush;
 mod resets;
 mod rig;
