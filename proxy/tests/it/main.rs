@@ -6,6 +6,7 @@ mod access;
 mod accounting;
 mod bad_input;
 mod cli;
+mod dns;
 mod exhaustion;
 mod failover;
 mod faults;

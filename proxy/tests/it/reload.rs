@@ -38,7 +38,7 @@ fn ends_reload(l: &str) -> bool {
 }
 
 /// Sends SIGHUP and returns the line that says how the reload ended.
-fn reload(proxy: &mut Proxy) -> String {
+pub(crate) fn reload(proxy: &mut Proxy) -> String {
     proxy.signal("HUP");
     proxy
         .wait_line(ends_reload)
