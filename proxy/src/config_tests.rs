@@ -205,3 +205,20 @@ fn the_example_config_shows_every_long_option_and_backend_key() {
         );
     }
 }
+
+#[test]
+fn a_backend_given_by_name_is_named_host_port_as_written() {
+    // (`localhost` alone is taken as 127.0.0.1, like --listen's.)
+    let c = resolve(cli(&["-b", "localhost:9"]), 1024).expect("ok");
+    let b = &c.backends[0];
+    assert_eq!(
+        (b.name.as_str(), b.host.as_deref()),
+        ("localhost:9", Some("localhost:9"))
+    );
+    assert_eq!(b.addr.port(), 9);
+    let c = resolve(cli(&["-b", "127.0.0.1:9"]), 1024).expect("ok");
+    assert_eq!(
+        (c.backends[0].name.as_str(), c.backends[0].host.as_deref()),
+        ("127.0.0.1:9", None)
+    );
+}
