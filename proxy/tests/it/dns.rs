@@ -87,6 +87,23 @@ fn two_addresses() -> (Backend, Backend) {
     (a, b)
 }
 
+/// The proxy on 127.0.0.1 port 0 in front of the name on `port`, looked
+/// up again every 200ms in `dns`; with the name as `-b` gave it.
+fn start_named(dns: &Resolver, port: u16) -> (Proxy, String) {
+    let target = format!("{NAME}:{port}");
+    let args = [
+        "-l",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "-b",
+        &target,
+        "--resolve-interval",
+        "200ms",
+    ];
+    (Proxy::start_with(dns.proxy(), &args), target)
+}
+
 /// Whether the proxy has a thread named `resolver`.
 fn has_resolver_thread(proxy: &Proxy) -> bool {
     thread_switches(proxy.pid())
@@ -100,28 +117,13 @@ fn a_new_address_for_the_name_takes_the_new_clients() {
     let Some(dns) = Resolver::new(&format!("127.0.0.1 {NAME}\n")) else {
         return;
     };
-    let target = format!("{NAME}:{}", a.addr.port());
-    let mut proxy = Proxy::start_with(
-        dns.proxy(),
-        &[
-            "-l",
-            "127.0.0.1",
-            "-p",
-            "0",
-            "-b",
-            &target,
-            "--resolve-interval",
-            "200ms",
-        ],
-    );
+    let (mut proxy, target) = start_named(&dns, a.addr.port());
     assert!(has_resolver_thread(&proxy));
     all_served(&proxy, 3, "at 127.0.0.1");
     let mut open = connect(proxy.addr);
     echo_byte(&mut open, b'a');
     dns.set(&format!("127.0.0.2 {NAME}\n"));
-    let line = proxy
-        .wait_line(|l| l.contains("now resolves to"))
-        .unwrap_or_else(|| panic!("no new address: {}", proxy.tail()));
+    let line = proxy.next_line_with("now resolves to");
     assert_eq!(
         line,
         format!(
@@ -143,24 +145,9 @@ fn a_failed_lookup_keeps_the_last_good_address_and_is_logged_once() {
     let Some(dns) = Resolver::new(&format!("127.0.0.1 {NAME}\n")) else {
         return;
     };
-    let target = format!("{NAME}:{}", a.addr.port());
-    let mut proxy = Proxy::start_with(
-        dns.proxy(),
-        &[
-            "-l",
-            "127.0.0.1",
-            "-p",
-            "0",
-            "-b",
-            &target,
-            "--resolve-interval",
-            "200ms",
-        ],
-    );
+    let (mut proxy, target) = start_named(&dns, a.addr.port());
     dns.set("# nothing\n");
-    let line = proxy
-        .wait_line(|l| l.contains("cannot resolve"))
-        .unwrap_or_else(|| panic!("no failed lookup: {}", proxy.tail()));
+    let line = proxy.next_line_with("cannot resolve");
     assert!(
         line.starts_with(&format!(
             "proxy: backend {target}: cannot resolve \"{NAME}\""
@@ -172,18 +159,12 @@ fn a_failed_lookup_keeps_the_last_good_address_and_is_logged_once() {
     all_served(&proxy, 3, "on the last good address");
     assert_eq!(a.accepted(), 3);
     dns.set(&format!("127.0.0.1 {NAME}\n"));
-    let again = proxy
-        .wait_line(|l| l.contains("resolves again"))
-        .unwrap_or_else(|| panic!("never resolved again: {}", proxy.tail()));
+    let again = proxy.next_line_with("resolves again");
     assert_eq!(
         again,
         format!("proxy: backend {target} resolves again, to {}", a.addr)
     );
-    let failures: Vec<_> = proxy
-        .log()
-        .into_iter()
-        .filter(|l| l.contains("cannot resolve"))
-        .collect();
+    let failures = proxy.lines_with("cannot resolve");
     assert_eq!(failures.len(), 1, "one line a failure streak: {failures:?}");
 }
 

@@ -24,6 +24,14 @@ fn file(extra: &str, backends: &[(&Backend, &str)]) -> String {
     text
 }
 
+/// The proxy with a config file of `text` alone; the file's directory
+/// (kept until the end of the test) and path with it.
+fn start(text: &str) -> (tempfile::TempDir, String, Proxy) {
+    let (dir, path) = config_file(text);
+    let proxy = Proxy::start(&["-c", &path]);
+    (dir, path, proxy)
+}
+
 /// Writes `text` over the file at `path` in place.
 fn rewrite(path: &str, text: &str) {
     std::fs::write(path, text).expect("rewrite the config file");
@@ -45,13 +53,12 @@ pub(crate) fn reload(proxy: &mut Proxy) -> String {
         .unwrap_or_else(|| panic!("no reload line after SIGHUP: {}", proxy.tail()))
 }
 
-/// The lines logged so far that mention a reload.
-fn reload_lines(proxy: &Proxy) -> Vec<String> {
-    proxy
-        .log()
-        .into_iter()
-        .filter(|l| l.contains("reload"))
-        .collect()
+/// After a refused reload (its one line `line`): new clients still go to
+/// `a`, none to `b`, and nothing else was said about the reload.
+fn assert_kept(proxy: &Proxy, a: &Backend, b: &Backend, line: String) {
+    all_served(proxy, 3, "after the refused reload");
+    assert_eq!((a.accepted(), b.accepted()), (3, 0));
+    assert_eq!(proxy.lines_with("reload"), [line]);
 }
 
 /// One short echo exchange: connect, one byte there and back, close.
@@ -139,8 +146,7 @@ fn assert_closed(s: &mut TcpStream, what: &str) {
 #[test]
 fn sighup_under_load_moves_new_clients_to_the_new_backend_and_costs_no_client() {
     let (a, b) = (Backend::echo(), Backend::echo());
-    let (_dir, path) = config_file(&file("", &[(&a, "")]));
-    let mut proxy = Proxy::start(&["-c", &path]);
+    let (_dir, path, mut proxy) = start(&file("", &[(&a, "")]));
     // An exchange open on A across the reload.
     let mut open = connect(proxy.addr);
     echo_byte(&mut open, b'a');
@@ -172,14 +178,13 @@ fn sighup_under_load_moves_new_clients_to_the_new_backend_and_costs_no_client() 
     open.shutdown(Shutdown::Write).expect("shutdown");
     assert_eq!(read_to_end(&mut open), b"");
     drop(proxy.wait_idle());
-    assert_eq!(reload_lines(&proxy).len(), 1, "{:?}", proxy.log());
+    assert_eq!(proxy.lines_with("reload").len(), 1, "{:?}", proxy.log());
 }
 
 #[test]
 fn an_invalid_file_keeps_the_running_config_with_the_start_s_own_message() {
     let (a, b) = (Backend::echo(), Backend::echo());
-    let (_dir, path) = config_file(&file("", &[(&a, "")]));
-    let mut proxy = Proxy::start(&["-c", &path]);
+    let (_dir, path, mut proxy) = start(&file("", &[(&a, "")]));
     let bad = file("idle-timeout = \"soon\"", &[(&b, "")]);
     rewrite(&path, &bad);
     let line = reload(&mut proxy);
@@ -193,17 +198,14 @@ fn an_invalid_file_keeps_the_running_config_with_the_start_s_own_message() {
     assert!(!out.status.success());
     let start = String::from_utf8_lossy(&out.stderr);
     assert_eq!(start.trim(), format!("proxy: {}", &line[prefix.len()..]));
-    all_served(&proxy, 3, "after the refused reload");
-    assert_eq!((a.accepted(), b.accepted()), (3, 0));
-    assert_eq!(reload_lines(&proxy), [line]);
+    assert_kept(&proxy, &a, &b, line);
 }
 
 #[test]
 fn a_changed_port_or_worker_count_refuses_the_whole_reload() {
     let (a, b) = (Backend::echo(), Backend::echo());
     let sizes = "max-connections = 64\nbuffers = 128\npipes = 4\n";
-    let (_dir, path) = config_file(&file(sizes, &[(&a, "")]));
-    let mut proxy = Proxy::start(&["-c", &path]);
+    let (_dir, path, mut proxy) = start(&file(sizes, &[(&a, "")]));
     let text = file(sizes, &[(&b, "")]).replace("port = 0", "port = 1");
     rewrite(&path, &format!("workers = 2\n{text}"));
     let line = reload(&mut proxy);
@@ -217,17 +219,14 @@ fn a_changed_port_or_worker_count_refuses_the_whole_reload() {
         "{line}"
     );
     // Nor did the backend change that came with it.
-    all_served(&proxy, 3, "after the refused reload");
-    assert_eq!((a.accepted(), b.accepted()), (3, 0));
-    assert_eq!(reload_lines(&proxy), [line]);
+    assert_kept(&proxy, &a, &b, line);
 }
 
 #[test]
 fn an_exchange_to_a_removed_backend_is_cut_at_the_drain_deadline() {
     let (a, b) = (Backend::echo(), Backend::echo());
     let drain = "drain-timeout = \"200ms\"";
-    let (_dir, path) = config_file(&file(drain, &[(&a, "")]));
-    let mut proxy = Proxy::start(&["-c", &path]);
+    let (_dir, path, mut proxy) = start(&file(drain, &[(&a, "")]));
     let mut open = connect(proxy.addr);
     echo_byte(&mut open, b'a');
     rewrite(&path, &file(drain, &[(&b, "")]));
@@ -257,8 +256,7 @@ fn options_on_the_command_line_still_override_the_file_and_say_so() {
 #[test]
 fn a_weight_change_takes_effect_for_new_clients() {
     let (a, b) = (Backend::echo(), Backend::echo());
-    let (_dir, path) = config_file(&file("", &[(&a, ""), (&b, "")]));
-    let mut proxy = Proxy::start(&["-c", &path]);
+    let (_dir, path, mut proxy) = start(&file("", &[(&a, ""), (&b, "")]));
     all_served(&proxy, 10, "weights 1, 1");
     assert_eq!((a.accepted(), b.accepted()), (5, 5));
     rewrite(&path, &file("", &[(&a, "weight = 3"), (&b, "")]));
@@ -275,8 +273,7 @@ fn a_weight_change_takes_effect_for_new_clients() {
 #[test]
 fn an_access_list_change_turns_away_a_client_it_served_before() {
     let a = Backend::echo();
-    let (_dir, path) = config_file(&file("", &[(&a, "")]));
-    let mut proxy = Proxy::start(&["-c", &path]);
+    let (_dir, path, mut proxy) = start(&file("", &[(&a, "")]));
     all_served(&proxy, 1, "before the deny");
     rewrite(&path, &file("deny = [\"127.0.0.0/8\"]", &[(&a, "")]));
     let line = reload(&mut proxy);
