@@ -7,7 +7,7 @@
 //! that cannot be resolved at start is a clear error.
 
 use crate::failover::all_served;
-use crate::util::{connect, echo_byte, echo_conn, thread_switches, Backend, Proxy};
+use crate::util::{connect, echo_byte, echo_conn, thread_switches, wait_until, Backend, Proxy};
 use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
@@ -118,7 +118,8 @@ fn a_new_address_for_the_name_takes_the_new_clients() {
         return;
     };
     let (mut proxy, target) = start_named(&dns, a.addr.port());
-    assert!(has_resolver_thread(&proxy));
+    // The thread names itself once it runs.
+    wait_until("the resolver thread", || has_resolver_thread(&proxy));
     all_served(&proxy, 3, "at 127.0.0.1");
     let mut open = connect(proxy.addr);
     echo_byte(&mut open, b'a');
@@ -193,7 +194,10 @@ fn without_a_backend_name_there_is_no_resolver_thread() {
     let a = Backend::echo();
     let proxy = Proxy::start_to(a.addr, &["--resolve-interval", "200ms"]);
     all_served(&proxy, 1, "by address");
-    assert!(!has_resolver_thread(&proxy));
+    // A thread not yet named would go by the process's name.
+    let threads = thread_switches(proxy.pid());
+    let unnamed = threads.iter().filter(|(n, _)| n == "proxy").count();
+    assert!(!has_resolver_thread(&proxy) && unnamed == 1, "{threads:?}");
 }
 
 #[test]

@@ -145,14 +145,26 @@ fn assert_closed(s: &mut TcpStream, what: &str) {
 
 #[test]
 fn sighup_under_load_moves_new_clients_to_the_new_backend_and_costs_no_client() {
+    moves_under_load("");
+}
+
+#[test]
+fn sighup_under_load_moves_new_clients_to_the_new_backend_with_two_workers() {
+    moves_under_load("workers = 2");
+}
+
+/// Under connect-mode load through a proxy with the config keys `extra`,
+/// the backend set changes from {A} to {B}: no client sees an error, every
+/// new client then goes to B, and an exchange open on A goes on to its end.
+fn moves_under_load(extra: &str) {
     let (a, b) = (Backend::echo(), Backend::echo());
-    let (_dir, path, mut proxy) = start(&file("", &[(&a, "")]));
+    let (_dir, path, mut proxy) = start(&file(extra, &[(&a, "")]));
     // An exchange open on A across the reload.
     let mut open = connect(proxy.addr);
     echo_byte(&mut open, b'a');
     let load = Load::start(proxy.addr, 3);
     thread::sleep(Duration::from_millis(700));
-    rewrite(&path, &file("", &[(&b, "")]));
+    rewrite(&path, &file(extra, &[(&b, "")]));
     let line = reload(&mut proxy);
     assert!(
         line.contains(&format!("backends added {}", b.addr))
