@@ -542,13 +542,23 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
     let fail_timeout = names
         .duration("fail-timeout", &cli.fail_timeout, &file.fail_timeout)?
         .map_or(Duration::from_secs(10), |d| d.0);
-    let resolve_interval = names
-        .duration(
-            "resolve-interval",
-            &cli.resolve_interval,
-            &file.resolve_interval,
-        )?
-        .map_or(DEFAULT_RESOLVE_INTERVAL, |d| d.0);
+    let resolve_interval = match names.duration(
+        "resolve-interval",
+        &cli.resolve_interval,
+        &file.resolve_interval,
+    )? {
+        // Each round is a lookup per name on the resolver thread.
+        Some((d, s, from_cli)) if !d.is_zero() && d < Duration::from_millis(10) => {
+            return Err(names.bad(
+                "resolve-interval",
+                from_cli,
+                s,
+                "must be at least 10ms (or 0 for never)",
+            ))
+        }
+        Some((d, _, _)) => d,
+        None => DEFAULT_RESOLVE_INTERVAL,
+    };
     let backlog = names.number("backlog", &cli.backlog, file.backlog, 1, i32::MAX)?;
     let backlog = backlog.map_or(1024, |b| b.0);
     Ok(Config {

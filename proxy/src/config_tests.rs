@@ -222,3 +222,16 @@ fn a_backend_given_by_name_is_named_host_port_as_written() {
         ("127.0.0.1:9", None)
     );
 }
+
+#[test]
+fn a_resolve_interval_under_10ms_is_refused_and_0_means_never() {
+    let e = resolve(cli(&["--resolve-interval", "1ms"]), 1024).expect_err("1ms");
+    assert_eq!(
+        e,
+        "invalid --resolve-interval \"1ms\": must be at least 10ms (or 0 for never)"
+    );
+    let c = resolve(cli(&["--resolve-interval", "0"]), 1024).expect("0");
+    assert!(c.resolve_interval.is_zero());
+    let c = resolve(cli(&[]), 1024).expect("default");
+    assert_eq!(c.resolve_interval, DEFAULT_RESOLVE_INTERVAL);
+}
