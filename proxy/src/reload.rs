@@ -106,15 +106,16 @@ impl Reloader {
                 self.overrides.join(", ")
             );
         }
-        let mut changes = Vec::new();
+        let (mut changes, mut keys) = (Vec::new(), Vec::new());
         self.backends.publish(|cur| {
             let next_set = cur.next(next.backends.clone(), next.health, next.balance);
             changes = backend_changes(cur, &next_set);
+            keys = balancing_changes(cur, &next_set);
             next_set
         });
         let (now, _) = self.settings.snapshot();
         let settings = Settings::of(&next);
-        let keys = settings.changed_keys(&now);
+        keys.extend(settings.changed_keys(&now));
         if !keys.is_empty() {
             changes.push(format!("changed {}", keys.join(", ")));
         }
@@ -181,9 +182,8 @@ fn fixed_changes(running: &Config, next: &Config) -> Vec<String> {
     out
 }
 
-/// What changed from `cur` to `next` in the backends and their balancing:
-/// `backends added X; removed Y; changed Z (weight 1 -> 3)` and the
-/// balancing keys.
+/// What changed from `cur` to `next` in the backends: `backends added X`,
+/// `backends removed Y`, `backends changed Z (weight 1 -> 3)`.
 fn backend_changes(cur: &Backends, next: &Backends) -> Vec<String> {
     let configured = |b: &Backends| -> HashMap<String, BackendSpec> {
         b.entries()
@@ -226,20 +226,22 @@ fn backend_changes(cur: &Backends, next: &Backends) -> Vec<String> {
             out.push(format!("{what} {}", list.join(", ")));
         }
     }
-    let mut keys = Vec::new();
-    if cur.method() != next.method() {
-        keys.push("balance");
-    }
-    if cur.health().fall != next.health().fall {
-        keys.push("fall");
-    }
-    if cur.health().fail_timeout != next.health().fail_timeout {
-        keys.push("fail-timeout");
-    }
-    if !keys.is_empty() {
-        out.push(format!("changed {}", keys.join(", ")));
-    }
     out
+}
+
+/// The keys of the balancing and passive health that differ from `cur`
+/// to `next`.
+fn balancing_changes(cur: &Backends, next: &Backends) -> Vec<&'static str> {
+    let (a, b) = (cur.health(), next.health());
+    [
+        ("balance", cur.method() != next.method()),
+        ("fall", a.fall != b.fall),
+        ("fail-timeout", a.fail_timeout != b.fail_timeout),
+    ]
+    .iter()
+    .filter(|k| k.1)
+    .map(|k| k.0)
+    .collect()
 }
 
 /// The options `args` (a command line) gives, other than `--config`, as
@@ -262,6 +264,7 @@ fn given_options(args: impl IntoIterator<Item = OsString>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Balance;
     use clap::Parser;
 
     fn resolved(args: &[&str]) -> Config {
@@ -344,5 +347,16 @@ mod tests {
             ]
         );
         assert!(backend_changes(&next, &next).is_empty());
+        let health = crate::backends::Health {
+            fall: 5,
+            ..cfg.health
+        };
+        let other = next.next(
+            vec![spec("b", 3, 2), spec("c", 4, 1)],
+            health,
+            Balance::SourceHash,
+        );
+        assert!(backend_changes(&next, &other).is_empty());
+        assert_eq!(balancing_changes(&next, &other), ["balance", "fall"]);
     }
 }
