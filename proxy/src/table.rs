@@ -268,6 +268,16 @@ impl Table {
         self.opts = opts;
     }
 
+    /// Stamps every open pair as opened and active at the clock's time
+    /// now (see [`crate::timers::Timers::restart_clock`]).
+    pub fn restamp(&mut self) {
+        let now = self.now_ms;
+        for c in self.conns.iter_mut().filter(|c| c.stage.is_open()) {
+            c.opened_ms = now;
+            c.active_ms = now;
+        }
+    }
+
     /// Whether some open pair's backend is gone from the configuration
     /// (as of the newest generation of the backend set).
     pub fn serves_removed(&mut self) -> bool {

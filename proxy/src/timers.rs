@@ -1,5 +1,6 @@
 //! A worker's deadlines: the connect and idle timeouts' sweep, the drain
-//! at shutdown, the pause of accepting, the looks at pairs passing a reset
+//! at shutdown and for the pairs to a backend a reload removed, the pause
+//! of accepting, the looks at pairs passing a reset
 //! on ([`Table::check_flushing`]), and `--busy-poll`. Between them
 //! they decide how long the loop may sleep; with none pending it sleeps
 //! for good, so an idle proxy never wakes up.
@@ -96,6 +97,21 @@ impl Timers {
         self.connect_ms.is_some() || self.idle_ms.is_some()
     }
 
+    /// Whether the table's clock is kept (read once a loop turn): only
+    /// while a timeout, or the flush of a reset, measures time.
+    pub fn keeps_clock(&self, table: &Table) -> bool {
+        self.timeouts_on() || table.flushes_resets()
+    }
+
+    /// Starts the table's clock again after it stood still (a reload set
+    /// the first timeout): the open pairs' times count from now, so that
+    /// none is cut by a timeout it did not have before sooner than that
+    /// timeout after the reload.
+    pub fn restart_clock(&mut self, table: &mut Table) {
+        self.set_clock(table, Instant::now());
+        table.restamp();
+    }
+
     /// Sets the table's clock to `now`.
     fn set_clock(&mut self, table: &mut Table, now: Instant) {
         table.now_ms = clock(now.duration_since(self.epoch));
@@ -129,7 +145,7 @@ impl Timers {
             self.spin_until = Some(Instant::now() + d);
         }
         // A pair whose side resets takes the time from the clock.
-        if self.timeouts_on() || table.flushes_resets() {
+        if self.keeps_clock(table) {
             self.set_clock(table, Instant::now());
         }
     }

@@ -133,10 +133,10 @@ impl Worker {
             let timeout = self.timers.timeout_ms(&self.table, self.accepting.retry());
             self.control.stats.sys_epoll_wait.inc();
             let n = self.sockets.epoll.wait(&mut events, timeout)?;
-            self.timers.after_wait(n, &mut self.table);
             if self.settings.changed(self.settings_seen) {
                 self.apply_settings();
             }
+            self.timers.after_wait(n, &mut self.table);
             for (tok, bits) in events.iter() {
                 match Source::of(tok) {
                     Source::Listener => self.accept_all(),
@@ -182,8 +182,12 @@ impl Worker {
         let (s, seen) = self.settings.snapshot();
         self.settings_seen = seen;
         self.accepting.acl = s.acl.clone();
+        let kept = self.timers.keeps_clock(&self.table);
         self.table.set_options(s.table_options());
         self.timers.apply(&s);
+        if !kept && self.timers.keeps_clock(&self.table) {
+            self.timers.restart_clock(&mut self.table);
+        }
         if self.table.serves_removed() {
             self.timers.removed_deadline = Some(Instant::now() + s.drain_timeout);
         }

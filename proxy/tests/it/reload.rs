@@ -297,3 +297,26 @@ fn an_access_list_change_turns_away_a_client_it_served_before() {
     assert_eq!(st.get("denied"), 1, "{st:?}");
     assert_eq!(a.accepted(), 1);
 }
+
+#[test]
+fn a_first_idle_timeout_spares_a_pair_busy_until_the_reload() {
+    let a = Backend::echo();
+    // No timeout and no reset flush: the worker keeps no clock.
+    let quiet = "connect-timeout = \"0s\"\nreset-flush-timeout = \"0s\"";
+    let (_dir, path, mut proxy) = start(&file(quiet, &[(&a, "")]));
+    let mut open = connect(proxy.addr);
+    // Open for longer than the timeout to come, and busy at the end.
+    thread::sleep(Duration::from_millis(2500));
+    echo_byte(&mut open, b'a');
+    let idle = format!("{quiet}\nidle-timeout = \"2s\"");
+    rewrite(&path, &file(&idle, &[(&a, "")]));
+    let line = reload(&mut proxy);
+    assert!(line.ends_with(": changed idle-timeout"), "{line}");
+    // Well within the timeout of its last byte, the pair is still there.
+    thread::sleep(Duration::from_millis(700));
+    echo_byte(&mut open, b'b');
+    // Left idle, it is closed by the new timeout.
+    assert_closed(&mut open, "the idle pair");
+    let st = proxy.wait_idle();
+    assert_eq!(st.get("closed"), 1, "{st:?}");
+}
