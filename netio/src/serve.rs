@@ -2,8 +2,8 @@
 //! listener (`SO_REUSEPORT` when there are several), while the main
 //! thread waits for signals on a signalfd: SIGUSR1 asks for the stats,
 //! SIGTERM or SIGINT stops every worker (each drains as it sees fit) and
-//! waits for them; SIGHUP and SIGUSR2 (reload and upgrade, not supported
-//! yet) are logged and change nothing.
+//! waits for them; SIGHUP goes to the server's reload, if it has one;
+//! SIGUSR2 (upgrade, not supported yet) is logged and changes nothing.
 //!
 //! The order matters and is kept here once: block the signals before any
 //! thread starts (so every thread inherits the mask and no handler ever
@@ -132,7 +132,21 @@ impl<C: Stop> Running<C> {
     pub fn until_terminated(
         &self,
         signals: &SignalFd,
+        on_stats: impl FnMut(&[Arc<C>]),
+    ) -> Result<(), Error> {
+        let prog = self.prog;
+        self.until_terminated_reloading(signals, on_stats, |_| {
+            crate::log!("{prog}: SIGHUP: reload is not supported yet; ignored");
+        })
+    }
+
+    /// [`Running::until_terminated`], calling `on_reload` for each SIGHUP
+    /// (on this thread: a slow reload holds up only the signals after it).
+    pub fn until_terminated_reloading(
+        &self,
+        signals: &SignalFd,
         mut on_stats: impl FnMut(&[Arc<C>]),
+        mut on_reload: impl FnMut(&[Arc<C>]),
     ) -> Result<(), Error> {
         loop {
             match signals
@@ -141,12 +155,7 @@ impl<C: Stop> Running<C> {
             {
                 Signal::Stats => on_stats(&self.controls),
                 Signal::Terminate => return Ok(()),
-                Signal::Reload => {
-                    crate::log!(
-                        "{}: SIGHUP: reload is not supported yet; ignored",
-                        self.prog
-                    );
-                }
+                Signal::Reload => on_reload(&self.controls),
                 Signal::Upgrade => crate::log!(
                     "{}: SIGUSR2: binary upgrade is not supported yet; ignored",
                     self.prog

@@ -74,7 +74,7 @@ fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
 }
 
 /// The allow and deny lists together.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Acl {
     pub allow: Vec<Cidr>,
     pub deny: Vec<Cidr>,

@@ -64,6 +64,10 @@ pub struct BackendSpec {
     pub check: Option<crate::health::CheckSpec>,
     /// Its slow start and connection limit.
     pub limits: Limits,
+    /// For a backend given by name, the `HOST:PORT` its address was
+    /// looked up from (and is looked up from again, see
+    /// [`crate::resolver`]); `None` for an address.
+    pub host: Option<String>,
 }
 
 /// A backend's slow start and connection limit.
@@ -105,6 +109,7 @@ impl BackendSpec {
             backup: false,
             check: None,
             limits: Limits::default(),
+            host: None,
         }
     }
 }
@@ -255,6 +260,19 @@ impl Backends {
             all_down: self.all_down,
             all_down_logged: Arc::clone(&self.all_down_logged),
         }
+    }
+
+    /// The next generation with backend `name` (not removed) at `addr`
+    /// instead: a new DNS answer. Everything else stays as it is, so a
+    /// reload published in between is kept.
+    pub fn readdressed(&self, name: &str, addr: SocketAddr) -> Backends {
+        let mut next = self.clone();
+        for e in &mut next.entries {
+            if e.spec.name == name && !e.removed {
+                e.spec.addr = addr;
+            }
+        }
+        next
     }
 
     /// Backends in this snapshot, removed ones included: indices run

@@ -108,7 +108,7 @@ impl Balancer {
     /// Takes the current snapshot if a new one was published. Indices
     /// stay valid (backends are only ever appended), and the smooth turn
     /// of the backends already known is kept.
-    fn refresh(&mut self) {
+    pub fn refresh(&mut self) {
         let generation = self.live.generation();
         if generation == self.generation {
             return;

@@ -56,6 +56,8 @@ pub struct Config {
     pub backlog: i32,
     pub acl: crate::acl::Acl,
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
+    /// How often backend host names are looked up again (zero: never).
+    pub resolve_interval: Duration,
     /// The open-files limit, when the connection count or the pipe count
     /// was derived from it (neither given), for the start-up line.
     pub derived_from: Option<u64>,
@@ -79,7 +81,7 @@ pub enum Balance {
 }
 
 /// The command line.
-#[derive(Debug, Parser, Default)]
+#[derive(Debug, Parser, Default, Clone)]
 #[command(
     name = "proxy",
     version,
@@ -89,8 +91,10 @@ pub enum Balance {
         and half-close. Prints `listening on ADDR:PORT` once bound. SIGTERM or \
         SIGINT stops accepting, lets open connections finish (up to \
         --drain-timeout), prints stats and exits 0; SIGUSR1 prints stats; \
-        SIGHUP (reload) and SIGUSR2 (binary upgrade) are not supported yet: \
-        each is logged and ignored, and every connection goes on. Logging \
+        SIGHUP reloads the --config file (backends, balancing, health, \
+        timeouts, access lists change in place; open connections go on); \
+        SIGUSR2 (binary upgrade) is not supported yet: it is logged and \
+        ignored. Logging \
         never holds up the relay: lines a full or closed stderr cannot take \
         are dropped and counted (log_dropped).",
     disable_help_flag = true
@@ -222,6 +226,12 @@ pub struct Cli {
     /// [default: least-recently-failed]
     #[arg(long, value_enum, value_name = "POLICY")]
     pub all_down: Option<crate::backends::AllDown>,
+    /// How often backend host names are looked up again, on one resolver
+    /// thread (started only when a backend is given by name); the system
+    /// resolver gives no TTL, so none is used; 0 looks them up only at
+    /// start and on reload [default: 10s]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
+    pub resolve_interval: Option<String>,
     /// Listen backlog [default: 1024]
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub backlog: Option<String>,
@@ -298,6 +308,10 @@ fn text<'a>(cli: &'a Option<String>, file: &'a Option<String>) -> Option<(&'a st
         (None, None) => None,
     }
 }
+
+/// How often backend host names are looked up again when
+/// `--resolve-interval` is not given: HAProxy's default `hold valid`.
+pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Pipes per worker when `--pipes` is not given (fewer under a small
 /// open-files limit; see [`netio::budget::pipes`]).
@@ -591,6 +605,23 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
             // HAProxy's `timeout queue` also falls back to the connect timeout.
             None => connect_timeout.unwrap_or(Duration::from_secs(5)),
         };
+    let resolve_interval = match names.duration(
+        "resolve-interval",
+        &cli.resolve_interval,
+        &file.resolve_interval,
+    )? {
+        // Each round is a lookup per name on the resolver thread.
+        Some((d, s, from_cli)) if !d.is_zero() && d < Duration::from_millis(10) => {
+            return Err(names.bad(
+                "resolve-interval",
+                from_cli,
+                s,
+                "must be at least 10ms (or 0 for never)",
+            ))
+        }
+        Some((d, _, _)) => d,
+        None => DEFAULT_RESOLVE_INTERVAL,
+    };
     let backlog = names.number("backlog", &cli.backlog, file.backlog, 1, i32::MAX)?;
     let backlog = backlog.map_or(1024, |b| b.0);
     Ok(Config {
@@ -621,6 +652,7 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
         backlog,
         acl,
         proxy_protocol,
+        resolve_interval,
         derived_from: (max_given.is_none() || pipes_given.is_none()).then_some(nofile),
     })
 }
@@ -655,18 +687,33 @@ fn port_like_tail(s: &str) -> Option<(&str, &str)> {
         .then_some((head, tail))
 }
 
-/// `ADDR`, `ADDR:PORT`, `[V6]`, `[V6]:PORT`, `V6`, or `HOST[:PORT]`
-/// (resolved once, now). An IPv6 address with a port needs brackets, and
-/// the port must not be 0.
-pub fn parse_backend(s: &str, default_port: u16) -> Result<SocketAddr, String> {
-    let addr = backend_addr(s, default_port)?;
-    if addr.port() == 0 {
-        return Err("port 0 cannot be connected to: must be 1..=65535".into());
-    }
-    Ok(addr)
+/// A backend as written: an address, or a host name and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Addr(SocketAddr),
+    Host(String, u16),
 }
 
-fn backend_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+/// `ADDR`, `ADDR:PORT`, `[V6]`, `[V6]:PORT`, `V6`, or `HOST[:PORT]`
+/// (resolved once, now, to the first address the system resolver gives).
+/// An IPv6 address with a port needs brackets, and the port must not be 0.
+pub fn parse_backend(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+    match parse_target(s, default_port)? {
+        Target::Addr(addr) => Ok(addr),
+        Target::Host(host, port) => lookup(&host, port),
+    }
+}
+
+/// What `s` names as a backend, without looking a host name up.
+pub fn parse_target(s: &str, default_port: u16) -> Result<Target, String> {
+    let target = backend_target(s, default_port)?;
+    if matches!(target, Target::Addr(a) if a.port() == 0) {
+        return Err("port 0 cannot be connected to: must be 1..=65535".into());
+    }
+    Ok(target)
+}
+
+fn backend_target(s: &str, default_port: u16) -> Result<Target, String> {
     if let Some((addr, port)) = port_like_tail(s) {
         return Err(format!(
             "an IPv6 address with a port needs brackets: \"[{addr}]:{port}\" \
@@ -674,10 +721,10 @@ fn backend_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
         ));
     }
     if let Ok(sa) = s.parse::<SocketAddr>() {
-        return Ok(sa);
+        return Ok(Target::Addr(sa));
     }
     if let Ok(ip) = parse_ip(s) {
-        return Ok(SocketAddr::new(ip, default_port));
+        return Ok(Target::Addr(SocketAddr::new(ip, default_port)));
     }
     if s.is_empty() {
         return Err("empty address".into());
@@ -689,6 +736,13 @@ fn backend_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
         ),
         _ => (s, default_port),
     };
+    Ok(Target::Host(host.to_string(), port))
+}
+
+/// The address of `host` on `port`: the first the system resolver
+/// (getaddrinfo, /etc/hosts and DNS as /etc/nsswitch.conf says) returns,
+/// in its order of preference. Blocks for as long as the lookup takes.
+pub fn lookup(host: &str, port: u16) -> Result<SocketAddr, String> {
     (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve \"{host}\": {e}"))?

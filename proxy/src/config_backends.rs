@@ -4,7 +4,7 @@
 //! limit. A mistake in a table names
 //! `backend[N].KEY`, counting the tables from 1.
 
-use super::{checks, parse_backend, Names};
+use super::{checks, lookup, parse_target, Names, Target};
 use crate::backends::{BackendSpec, Limits};
 use crate::config_file::{BackendEntry, FileBackends, FileCheck};
 use std::net::SocketAddr;
@@ -25,21 +25,21 @@ pub(super) fn resolve(
     port: u16,
     slow_start: Duration,
 ) -> Result<Vec<BackendSpec>, String> {
-    let plain = |addr| -> Result<BackendSpec, String> {
+    let plain = |base: BackendSpec| -> Result<BackendSpec, String> {
         Ok(BackendSpec {
             check: checks::of_plain(top, names)?,
             limits: Limits {
                 slow_start,
                 max_connections: 0,
             },
-            ..BackendSpec::plain(addr)
+            ..base
         })
     };
     if !cli.is_empty() {
         let specs = cli
             .iter()
             .map(|s| {
-                parse_backend(s, port)
+                spec(s, port)
                     .map_err(|e| names.bad("backend", true, s, e))
                     .and_then(plain)
             })
@@ -48,7 +48,7 @@ pub(super) fn resolve(
     }
     let Some(FileBackends(entries)) = file else {
         let localhost = SocketAddr::from(([127, 0, 0, 1], port));
-        return Ok(vec![plain(localhost)?]);
+        return Ok(vec![plain(BackendSpec::plain(localhost))?]);
     };
     if entries.is_empty() {
         return Err(names.bad("backend", false, "[]", "no backend given"));
@@ -93,15 +93,15 @@ fn entry(
             "backend".to_string()
         }
     };
-    let addr = parse_backend(&e.address, port)
-        .map_err(|why| names.bad(&key("address"), false, &e.address, why))?;
+    let plain =
+        spec(&e.address, port).map_err(|why| names.bad(&key("address"), false, &e.address, why))?;
     let (lo, hi) = WEIGHTS;
     let weight = names
         .number(&key("weight"), &None, e.weight, lo, hi)?
         .map_or(1, |w| w.0);
     let name = match &e.name {
         Some(n) => valid_name(n).map_err(|why| names.bad(&key("name"), false, n, why))?,
-        None => addr.to_string(),
+        None => plain.name,
     };
     let slow_start = names
         .duration(&key("slow-start"), &None, &e.slow_start)?
@@ -117,7 +117,6 @@ fn entry(
         .map_or(0, |m| m.0);
     Ok(BackendSpec {
         name,
-        addr,
         weight,
         backup: e.backup.unwrap_or(false),
         check: checks::of_entry(e, n, top, names)?,
@@ -125,7 +124,26 @@ fn entry(
             slow_start,
             max_connections,
         },
+        ..plain
     })
+}
+
+/// A primary of weight 1 at `s` (`port` if it gives none), looked up now
+/// if it is a host name. It is named by its address, or for a host name
+/// by `HOST:PORT` as written: a new address for the name (from DNS, or at
+/// a reload) is then the same backend still.
+fn spec(s: &str, port: u16) -> Result<BackendSpec, String> {
+    match parse_target(s, port)? {
+        Target::Addr(addr) => Ok(BackendSpec::plain(addr)),
+        Target::Host(host, port) => {
+            let text = format!("{host}:{port}");
+            Ok(BackendSpec {
+                name: text.clone(),
+                host: Some(text),
+                ..BackendSpec::plain(lookup(&host, port)?)
+            })
+        }
+    }
 }
 
 /// A backend name: what an admin command or a metric label names it by.

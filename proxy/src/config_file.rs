@@ -46,6 +46,7 @@ pub struct FileConfig {
     /// The `[health-check]` table: every backend is checked with these
     /// settings unless its own `check-*` keys override them.
     pub health_check: Option<FileCheck>,
+    pub resolve_interval: Option<String>,
 }
 
 /// Health-check settings: the `[health-check]` table, or one backend's

@@ -327,3 +327,33 @@ fn a_bad_check_setting_names_its_key_and_value() {
     let e = bad("[health-check]\nintervall = \"1s\"\n");
     assert!(e.contains("unknown field `intervall`"), "{e}");
 }
+
+#[test]
+fn a_backend_given_by_name_is_named_host_port_as_written() {
+    // (`localhost` alone is taken as 127.0.0.1, like --listen's.)
+    let c = resolve(cli(&["-b", "localhost:9"]), 1024).expect("ok");
+    let b = &c.backends[0];
+    assert_eq!(
+        (b.name.as_str(), b.host.as_deref()),
+        ("localhost:9", Some("localhost:9"))
+    );
+    assert_eq!(b.addr.port(), 9);
+    let c = resolve(cli(&["-b", "127.0.0.1:9"]), 1024).expect("ok");
+    assert_eq!(
+        (c.backends[0].name.as_str(), c.backends[0].host.as_deref()),
+        ("127.0.0.1:9", None)
+    );
+}
+
+#[test]
+fn a_resolve_interval_under_10ms_is_refused_and_0_means_never() {
+    let e = resolve(cli(&["--resolve-interval", "1ms"]), 1024).expect_err("1ms");
+    assert_eq!(
+        e,
+        "invalid --resolve-interval \"1ms\": must be at least 10ms (or 0 for never)"
+    );
+    let c = resolve(cli(&["--resolve-interval", "0"]), 1024).expect("0");
+    assert!(c.resolve_interval.is_zero());
+    let c = resolve(cli(&[]), 1024).expect("default");
+    assert_eq!(c.resolve_interval, DEFAULT_RESOLVE_INTERVAL);
+}

@@ -17,7 +17,9 @@
 //!   and [`pattern`], the regex subset their replies are matched with;
 //!   [`checks_io`]: their sockets on the epoll engine.
 //! - [`config`]: the command line and config file ([`config_file`]),
-//!   every size checked at start ([`sizes`]); [`stats`] and
+//!   every size checked at start ([`sizes`]); [`reload`]: SIGHUP, and
+//!   [`settings`], what it changes for every worker; [`resolver`]: backend
+//!   host names looked up again; [`stats`] and
 //!   [`metrics`]: the counters and their endpoint.
 //! - `fuzz`: the fuzz targets as plain functions (`fuzz/` runs them).
 
@@ -39,10 +41,13 @@ pub mod pipes;
 pub mod pool;
 pub mod proxy_protocol;
 pub mod relay;
+pub mod reload;
+pub mod resolver;
 // Also built by the `fuzzing` feature, for `fuzz/`'s relay_model target.
 #[cfg(any(test, feature = "fuzzing"))]
 #[cfg_attr(not(test), allow(dead_code))]
 mod relay_model;
+pub mod settings;
 pub mod sizes;
 pub mod sockets;
 pub mod stats;

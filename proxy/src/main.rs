@@ -5,6 +5,8 @@ use netio::serve::{self, Running};
 use netio::sys::socket;
 use proxy::backends::Live;
 use proxy::config::{self, Cli, Config};
+use proxy::reload::Reloader;
+use proxy::settings::{Published, Settings};
 use proxy::stats::Snapshot;
 use proxy::worker::{Control, Worker};
 use std::fmt;
@@ -62,11 +64,13 @@ fn main() -> ExitCode {
 fn try_main(cli: Cli) -> Result<(), Error> {
     // Before any thread starts: all inherit the blocked signals.
     let (limit, signals) = serve::prepare()?;
-    let cfg = config::resolve(cli, limit.soft).map_err(Error::Config)?;
-    // One health state and one count per backend, shared by the workers,
-    // the metrics endpoint and the admin socket.
+    let cfg = config::resolve(cli.clone(), limit.soft).map_err(Error::Config)?;
+    // One health state and one count per backend, and one set of the
+    // settings a reload changes, shared by the workers, the metrics
+    // endpoint and the admin socket.
     let live = Live::new(cfg.backend_set());
-    let (workers, bound) = build_workers(&cfg, &live)?;
+    let settings = Published::new(Settings::of(&cfg));
+    let (workers, bound) = build_workers(&cfg, &live, &settings)?;
     let controls: Vec<Arc<Control>> = workers.iter().map(Worker::control).collect();
     // Removed when this returns, however it does.
     let _admin = match &cfg.admin_socket {
@@ -102,11 +106,19 @@ fn try_main(cli: Cli) -> Result<(), Error> {
     if let Some(limit) = cfg.derived_from {
         netio::log!("proxy: {}", derived(&cfg, limit));
     }
+    let mut reloader = Reloader::new(cli, std::env::args_os(), limit.soft, cfg, live, settings);
+    reloader
+        .start_resolver()
+        .map_err(|e| serve::Error::Setup("starting the resolver thread", e))?;
     netio::log!("listening on {bound}");
-    running.until_terminated(&signals, |c| netio::log!("{}", summary(c)))?;
+    running.until_terminated_reloading(
+        &signals,
+        |c| netio::log!("{}", summary(c)),
+        |c| reloader.reload(c),
+    )?;
     netio::log!(
         "proxy: shutting down: no new connections; draining for up to {:?}",
-        cfg.drain_timeout
+        reloader.running().drain_timeout
     );
     let controls = running.stop()?;
     netio::log!("{}", summary(&controls));
@@ -133,12 +145,16 @@ fn summary(controls: &[Arc<Control>]) -> String {
 /// Binds one listener per worker (sharing the port through SO_REUSEPORT
 /// when there are several) and builds the workers, each holding its share
 /// of `--max-connections`. Returns them with the address actually bound.
-fn build_workers(cfg: &Config, backends: &Arc<Live>) -> Result<(Vec<Worker>, SocketAddr), Error> {
+fn build_workers(
+    cfg: &Config,
+    backends: &Arc<Live>,
+    settings: &Arc<Published<Settings>>,
+) -> Result<(Vec<Worker>, SocketAddr), Error> {
     let (listeners, addr) = serve::listeners(cfg.listen, cfg.workers, cfg.backlog)?;
     let mut workers = Vec::with_capacity(cfg.workers);
     for (i, listener) in listeners.into_iter().enumerate() {
         let share = netio::budget::share(cfg.max_connections, cfg.workers, i);
-        let mut worker = Worker::new(cfg, backends, listener, share)
+        let mut worker = Worker::new(cfg, backends, settings, listener, share)
             .map_err(|e| serve::Error::Setup("creating a worker", e))?;
         // One worker checks the backends; all read the results.
         if i == 0 {

@@ -200,6 +200,11 @@ impl Table {
     }
 
     /// Pairs open now.
+    /// Pairs the table holds at most.
+    pub fn capacity(&self) -> usize {
+        self.conns.len()
+    }
+
     pub fn active(&self) -> usize {
         self.conns.len() - self.free.len()
     }
@@ -315,6 +320,43 @@ impl Table {
         let backends = self.balancer.backends();
         if backends.succeeded(b) {
             netio::log!("proxy: backend {} is up again", backends.addr(b));
+        }
+    }
+
+    /// Behaves by `opts` from now on (a reload).
+    pub fn set_options(&mut self, opts: Options) {
+        self.opts = opts;
+    }
+
+    /// Stamps every open pair as opened and active at the clock's time
+    /// now (see [`crate::timers::Timers::restart_clock`]).
+    pub fn restamp(&mut self) {
+        let now = self.now_ms;
+        for c in self.conns.iter_mut().filter(|c| c.stage.is_open()) {
+            c.opened_ms = now;
+            c.active_ms = now;
+        }
+    }
+
+    /// Whether some open pair's backend is gone from the configuration
+    /// (as of the newest generation of the backend set).
+    pub fn serves_removed(&mut self) -> bool {
+        self.balancer.refresh();
+        let b = self.balancer.backends();
+        self.conns
+            .iter()
+            .any(|c| c.stage.is_open() && b.entry(c.backend).removed)
+    }
+
+    /// Marks the open pairs whose backend is gone from the configuration
+    /// to be closed: their drain time after the reload is over.
+    pub fn close_removed(&mut self) {
+        self.balancer.refresh();
+        for slot in 0..self.conns.len() {
+            let c = &self.conns[slot];
+            if c.stage.is_open() && self.balancer.backends().entry(c.backend).removed {
+                self.close_later(slot, Reason::Drain);
+            }
         }
     }
 

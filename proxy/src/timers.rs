@@ -1,12 +1,13 @@
 //! A worker's deadlines: the connect and idle timeouts' sweep, the drain
-//! at shutdown, the pause of accepting, the looks at pairs passing a reset
+//! at shutdown and for the pairs to a backend a reload removed, the pause
+//! of accepting, the looks at pairs passing a reset
 //! on ([`Table::check_flushing`]), the queue's timeout and its poll for
 //! room ([`Table::serve_queue`], only while a client waits), and
 //! `--busy-poll`. Between them
 //! they decide how long the loop may sleep; with none pending it sleeps
 //! for good, so an idle proxy never wakes up.
 
-use crate::config::Config;
+use crate::settings::Settings;
 use crate::table::{Sockets, Table};
 use netio::sys::epoll;
 use std::time::{Duration, Instant};
@@ -48,6 +49,9 @@ pub struct Timers {
     drain_timeout: Duration,
     /// Set at shutdown: open pairs are cut off at this instant.
     pub drain_deadline: Option<Instant>,
+    /// Set by a reload that removed a backend this worker still has pairs
+    /// to: they are cut off at this instant.
+    pub removed_deadline: Option<Instant>,
     /// `--busy-poll`: how long to keep polling after traffic, and until when.
     busy_poll: Option<Duration>,
     spin_until: Option<Instant>,
@@ -57,24 +61,62 @@ pub struct Timers {
 }
 
 impl Timers {
-    pub fn new(cfg: &Config) -> Timers {
-        Timers {
-            connect_ms: cfg.connect_timeout.map(millis),
-            idle_ms: cfg.idle_timeout.map(millis),
+    pub fn new(s: &Settings) -> Timers {
+        let mut t = Timers {
+            connect_ms: None,
+            idle_ms: None,
             epoch: Instant::now(),
             clock_read: Instant::now(),
             next_sweep: None,
-            drain_timeout: cfg.drain_timeout,
+            drain_timeout: s.drain_timeout,
             drain_deadline: None,
-            busy_poll: cfg.busy_poll,
+            removed_deadline: None,
+            busy_poll: None,
             spin_until: None,
-            queueing: cfg.backends.iter().any(|b| b.limits.max_connections > 0),
+            queueing: false,
+        };
+        t.apply(s);
+        t
+    }
+
+    /// Takes the timeouts of `s` (at start, and from a reload: pairs
+    /// already open are then measured against the new ones).
+    pub fn apply(&mut self, s: &Settings) {
+        self.connect_ms = s.connect_timeout.map(millis);
+        self.idle_ms = s.idle_timeout.map(millis);
+        self.drain_timeout = s.drain_timeout;
+        self.busy_poll = s.busy_poll;
+        self.queueing = s.queueing;
+    }
+
+    /// Whether the pairs to removed backends are due to be cut off at
+    /// `now` (once).
+    pub fn removed_due(&mut self, now: Instant) -> bool {
+        let due = self.removed_deadline.is_some_and(|t| now >= t);
+        if due {
+            self.removed_deadline = None;
         }
+        due
     }
 
     /// Whether a connect or idle timeout is set.
     fn timeouts_on(&self) -> bool {
         self.connect_ms.is_some() || self.idle_ms.is_some()
+    }
+
+    /// Whether the table's clock is kept (read once a loop turn): only
+    /// while a timeout, or the flush of a reset, measures time.
+    pub fn keeps_clock(&self, table: &Table) -> bool {
+        self.timeouts_on() || table.flushes_resets() || self.queueing
+    }
+
+    /// Starts the table's clock again after it stood still (a reload set
+    /// the first timeout): the open pairs' times count from now, so that
+    /// none is cut by a timeout it did not have before sooner than that
+    /// timeout after the reload.
+    pub fn restart_clock(&mut self, table: &mut Table) {
+        self.set_clock(table, Instant::now());
+        table.restamp();
     }
 
     /// Sets the table's clock to `now`.
@@ -129,7 +171,7 @@ impl Timers {
             self.spin_until = Some(Instant::now() + d);
         }
         // A pair whose side resets takes the time from the clock.
-        if self.timeouts_on() || table.flushes_resets() || self.queueing {
+        if self.keeps_clock(table) {
             self.set_clock(table, Instant::now());
         }
     }
@@ -189,6 +231,7 @@ impl Timers {
         let next = [
             accept_retry,
             self.drain_deadline,
+            self.removed_deadline,
             self.next_sweep,
             flush,
             queue,

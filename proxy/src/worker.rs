@@ -19,9 +19,10 @@ use crate::config::Config;
 use crate::conn::Reason;
 use crate::pipes::PipePool;
 use crate::pool::{Pool, Pools};
+use crate::settings::{Published, Settings};
 use crate::sockets::SysSockets;
 use crate::stats::Stats;
-use crate::table::{self, Table};
+use crate::table::Table;
 use crate::timers::Timers;
 use netio::sys::epoll::{self, Epoll, Events, Waker};
 use netio::sys::pipe::Pipe;
@@ -44,6 +45,13 @@ pub struct Control {
     pub stats: Arc<Stats>,
 }
 
+impl Control {
+    /// Wakes the worker, to look at a new generation of the settings.
+    pub fn wake(&self) -> io::Result<()> {
+        self.waker.wake()
+    }
+}
+
 impl netio::serve::Stop for Control {
     /// Asks the worker to stop accepting and drain.
     fn stop(&self) -> io::Result<()> {
@@ -64,15 +72,20 @@ pub struct Worker {
     /// The backends' active health checks, on the one worker that runs
     /// them ([`Worker::check_backends`]).
     checks: Option<Checks>,
+    /// The settings a reload changes, and the generation applied.
+    settings: Arc<Published<Settings>>,
+    settings_seen: u64,
 }
 
 impl Worker {
     /// Builds a worker for `capacity` pairs around an already bound
     /// listener. Everything is allocated here, so the relay allocates
-    /// nothing. Fails if `cfg` gives fewer than two buffers a pair.
+    /// nothing. Fails if `cfg` gives fewer than two buffers a pair. What
+    /// a reload may change comes from `settings`, and is followed.
     pub fn new(
         cfg: &Config,
         backends: &Arc<Live>,
+        settings: &Arc<Published<Settings>>,
         listener: OwnedFd,
         capacity: usize,
     ) -> io::Result<Worker> {
@@ -98,20 +111,13 @@ impl Worker {
             Pool::try_new(cfg.large_buffers, cfg.large_buffer_size, true)?,
         );
         let (pipes, pipe_size) = make_pipes(cfg.pipes, cfg.pipe_size);
+        let (now, settings_seen) = settings.snapshot();
         let table = Table::new(
             capacity,
             bufs,
             PipePool::new(pipes.len(), pipe_size),
             Balancer::new(Arc::clone(backends)),
-            table::Options {
-                log_connections: cfg.log_connections,
-                proxy_protocol: cfg.proxy_protocol,
-                reset_flush_ms: crate::timers::millis(cfg.reset_flush_timeout),
-                connect_retries: cfg.connect_retries,
-                // Queued clients hold a slot: at most the whole table waits.
-                queue: cfg.queue.map_or(capacity, |q| q.min(capacity)),
-                queue_timeout_ms: crate::timers::millis(cfg.queue_timeout),
-            },
+            now.table_options(capacity),
             Arc::clone(&stats),
         )?;
         Ok(Worker {
@@ -119,8 +125,10 @@ impl Worker {
             control,
             table,
             sockets: SysSockets::new(epoll, capacity, pipes, cfg.pipe_size, stats),
-            accepting: Accepting::new(cfg.acl.clone()),
-            timers: Timers::new(cfg),
+            accepting: Accepting::new(now.acl.clone()),
+            timers: Timers::new(&now),
+            settings: Arc::clone(settings),
+            settings_seen,
             checks: None,
         })
     }
@@ -155,6 +163,9 @@ impl Worker {
                 .timeout_ms(&self.table, wake.into_iter().flatten().min());
             self.control.stats.sys_epoll_wait.inc();
             let n = self.sockets.epoll.wait(&mut events, timeout)?;
+            if self.settings.changed(self.settings_seen) {
+                self.apply_settings();
+            }
             self.timers.after_wait(n, &mut self.table);
             for (tok, bits) in events.iter() {
                 match Source::of(tok) {
@@ -183,6 +194,10 @@ impl Worker {
             if self.timers.sweep(now, &mut self.table, &mut self.sockets) {
                 self.settle();
             }
+            if self.timers.removed_due(now) {
+                self.table.close_removed();
+                self.settle();
+            }
             if self.timers.flush_due(now, &mut self.table) {
                 self.table.check_flushing(&mut self.sockets);
                 self.settle();
@@ -200,6 +215,25 @@ impl Worker {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// Takes the new generation of the settings (a reload): new clients
+    /// get them, and the pairs still open to a backend the reload removed
+    /// get `drain-timeout` to finish.
+    fn apply_settings(&mut self) {
+        let (s, seen) = self.settings.snapshot();
+        self.settings_seen = seen;
+        self.accepting.acl = s.acl.clone();
+        let kept = self.timers.keeps_clock(&self.table);
+        self.table
+            .set_options(s.table_options(self.table.capacity()));
+        self.timers.apply(&s);
+        if !kept && self.timers.keeps_clock(&self.table) {
+            self.timers.restart_clock(&mut self.table);
+        }
+        if self.table.serves_removed() {
+            self.timers.removed_deadline = Some(Instant::now() + s.drain_timeout);
         }
     }
 
@@ -297,8 +331,9 @@ mod tests {
             netio::sys::socket::listen(&"127.0.0.1:0".parse().expect("addr"), opts).expect("listen")
         };
         let backends = Live::new(cfg.backend_set());
-        assert!(Worker::new(&cfg, &backends, listen(), 4).is_ok());
-        let e = Worker::new(&cfg, &backends, listen(), 5)
+        let settings = Published::new(Settings::of(&cfg));
+        assert!(Worker::new(&cfg, &backends, &settings, listen(), 4).is_ok());
+        let e = Worker::new(&cfg, &backends, &settings, listen(), 5)
             .err()
             .expect("8 buffers for 5 connections");
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);

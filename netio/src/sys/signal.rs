@@ -14,8 +14,8 @@ pub enum Signal {
     Terminate,
     /// SIGUSR1: print the stats and keep going.
     Stats,
-    /// SIGHUP: reload the configuration (not supported yet: logged and
-    /// ignored, and never fatal).
+    /// SIGHUP: reload the configuration (for a server that can; never
+    /// fatal).
     Reload,
     /// SIGUSR2: hand over to a new binary (not supported yet: logged and
     /// ignored).

@@ -1,5 +1,6 @@
 //! Routine events the proxy must live through with every connection
-//! intact: SIGHUP and SIGUSR2 (logged, ignored), SIGPIPE (ignored), storms
+//! intact: SIGHUP with no config file to reload and SIGUSR2 (logged,
+//! nothing changes), SIGPIPE (ignored), storms
 //! of SIGUSR1, a stderr whose reader has gone or stopped reading; and
 //! SIGTERM or SIGINT during heavy transfer, where every exchange either
 //! finishes intact within the drain timeout or is cut by a reset, never by

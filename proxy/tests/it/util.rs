@@ -268,6 +268,21 @@ impl Proxy {
         })
     }
 
+    /// The stderr lines seen so far that contain `text`.
+    pub fn lines_with(&self, text: &str) -> Vec<String> {
+        self.log()
+            .into_iter()
+            .filter(|l| l.contains(text))
+            .collect()
+    }
+
+    /// Waits (up to [`WAIT`]) for a new stderr line containing `text`,
+    /// and returns it; fails with the stderr tail otherwise.
+    pub fn next_line_with(&mut self, text: &str) -> String {
+        self.wait_line(|l| l.contains(text))
+            .unwrap_or_else(|| panic!("no line with {text:?}: {}", self.tail()))
+    }
+
     /// Waits (up to [`WAIT`]) until some stderr line seen so far matches
     /// `pred`, and returns it. Unlike [`Proxy::wait_line`] it also finds
     /// lines that an earlier wait has already passed over.

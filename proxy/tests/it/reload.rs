@@ -1,0 +1,322 @@
+//! SIGHUP reloads the config file in place: the backend set changes under
+//! load with no client error, weights and access lists take effect, an
+//! open exchange to a removed backend finishes (or is cut at the drain
+//! deadline), and a file that is invalid or changes what only a restart
+//! can change is refused whole with one line.
+
+use crate::cli::config_file;
+use crate::failover::all_served;
+use crate::util::{connect, echo_byte, read_to_end, Backend, Proxy, WAIT};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// A config file listening on 127.0.0.1 port 0, with `extra` keys, in
+/// front of `backends` (a `[[backend]]` table each, with its keys).
+fn file(extra: &str, backends: &[(&Backend, &str)]) -> String {
+    let mut text = format!("listen = \"127.0.0.1\"\nport = 0\n{extra}\n");
+    for (b, keys) in backends {
+        text += &format!("[[backend]]\naddress = \"{}\"\n{keys}\n", b.addr);
+    }
+    text
+}
+
+/// The proxy with a config file of `text` alone; the file's directory
+/// (kept until the end of the test) and path with it.
+fn start(text: &str) -> (tempfile::TempDir, String, Proxy) {
+    let (dir, path) = config_file(text);
+    let proxy = Proxy::start(&["-c", &path]);
+    (dir, path, proxy)
+}
+
+/// Writes `text` over the file at `path` in place.
+fn rewrite(path: &str, text: &str) {
+    std::fs::write(path, text).expect("rewrite the config file");
+}
+
+/// Whether `l` is the line that ends a reload, whatever its outcome.
+fn ends_reload(l: &str) -> bool {
+    l.starts_with("proxy: reloaded ")
+        || l.starts_with("proxy: reload failed")
+        || (l.starts_with("proxy: reload of ") && l.contains("refused"))
+        || l.contains("nothing to reload")
+}
+
+/// Sends SIGHUP and returns the line that says how the reload ended.
+pub(crate) fn reload(proxy: &mut Proxy) -> String {
+    proxy.signal("HUP");
+    proxy
+        .wait_line(ends_reload)
+        .unwrap_or_else(|| panic!("no reload line after SIGHUP: {}", proxy.tail()))
+}
+
+/// After a refused reload (its one line `line`): new clients still go to
+/// `a`, none to `b`, and nothing else was said about the reload.
+fn assert_kept(proxy: &Proxy, a: &Backend, b: &Backend, line: String) {
+    all_served(proxy, 3, "after the refused reload");
+    assert_eq!((a.accepted(), b.accepted()), (3, 0));
+    assert_eq!(proxy.lines_with("reload"), [line]);
+}
+
+/// One short echo exchange: connect, one byte there and back, close.
+fn one_exchange(addr: SocketAddr) -> io::Result<()> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(WAIT))?;
+    s.write_all(b"x")?;
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b)?;
+    s.shutdown(Shutdown::Write)?;
+    let n = s.read(&mut b)?;
+    if b[0] != b'x' || n != 0 {
+        return Err(io::Error::other("wrong echo"));
+    }
+    Ok(())
+}
+
+/// Connect-mode load: client threads opening and closing echo
+/// exchanges back to back until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<(u64, Vec<String>)>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..clients)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                thread::spawn(move || {
+                    let (mut done, mut errors) = (0, Vec::new());
+                    while !stop.load(Ordering::Relaxed) {
+                        match one_exchange(addr) {
+                            Ok(()) => done += 1,
+                            Err(e) => errors.push(e.to_string()),
+                        }
+                    }
+                    (done, errors)
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+
+    /// Stops the clients; the exchanges done and every error.
+    fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = (0, Vec::new());
+        for t in self.threads {
+            let (done, errors) = t.join().expect("load thread");
+            total.0 += done;
+            total.1.extend(errors);
+        }
+        total
+    }
+}
+
+/// Waits until `b`'s count of accepted connections stops moving (its
+/// accept loop polls), and returns it.
+fn settled_count(b: &Backend) -> usize {
+    let mut last = b.accepted();
+    loop {
+        thread::sleep(Duration::from_millis(50));
+        let now = b.accepted();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Fails unless the proxy closes `s` (an end of stream or a reset) with
+/// nothing for it.
+fn assert_closed(s: &mut TcpStream, what: &str) {
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut buf = [0u8; 1];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        other => panic!("{what} was not closed: {other:?}"),
+    }
+}
+
+#[test]
+fn sighup_under_load_moves_new_clients_to_the_new_backend_and_costs_no_client() {
+    moves_under_load("");
+}
+
+#[test]
+fn sighup_under_load_moves_new_clients_to_the_new_backend_with_two_workers() {
+    moves_under_load("workers = 2");
+}
+
+/// Under connect-mode load through a proxy with the config keys `extra`,
+/// the backend set changes from {A} to {B}: no client sees an error, every
+/// new client then goes to B, and an exchange open on A goes on to its end.
+fn moves_under_load(extra: &str) {
+    let (a, b) = (Backend::echo(), Backend::echo());
+    let (_dir, path, mut proxy) = start(&file(extra, &[(&a, "")]));
+    // An exchange open on A across the reload.
+    let mut open = connect(proxy.addr);
+    echo_byte(&mut open, b'a');
+    let load = Load::start(proxy.addr, 3);
+    thread::sleep(Duration::from_millis(700));
+    rewrite(&path, &file(extra, &[(&b, "")]));
+    let line = reload(&mut proxy);
+    assert!(
+        line.contains(&format!("backends added {}", b.addr))
+            && line.contains(&format!("backends removed {}", a.addr)),
+        "{line}"
+    );
+    thread::sleep(Duration::from_millis(1300));
+    let (done, errors) = load.stop();
+    assert!(errors.is_empty(), "client errors under reload: {errors:?}");
+    assert!(done > 0 && b.accepted() > 0, "{done} exchanges");
+    // From now on every new client goes to B.
+    let on_a = settled_count(&a);
+    let on_b = settled_count(&b);
+    all_served(&proxy, 10, "after the reload");
+    assert_eq!(
+        settled_count(&a),
+        on_a,
+        "a new client reached the removed backend"
+    );
+    assert_eq!(settled_count(&b), on_b + 10);
+    // The exchange open on the removed backend goes on to its end.
+    echo_byte(&mut open, b'b');
+    open.shutdown(Shutdown::Write).expect("shutdown");
+    assert_eq!(read_to_end(&mut open), b"");
+    drop(proxy.wait_idle());
+    assert_eq!(proxy.lines_with("reload").len(), 1, "{:?}", proxy.log());
+}
+
+#[test]
+fn an_invalid_file_keeps_the_running_config_with_the_start_s_own_message() {
+    let (a, b) = (Backend::echo(), Backend::echo());
+    let (_dir, path, mut proxy) = start(&file("", &[(&a, "")]));
+    let bad = file("idle-timeout = \"soon\"", &[(&b, "")]);
+    rewrite(&path, &bad);
+    let line = reload(&mut proxy);
+    let prefix = "proxy: reload failed; the running configuration is kept: ";
+    assert!(line.starts_with(prefix), "{line}");
+    // A start with the same file says the same.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .args(["-c", &path])
+        .output()
+        .expect("run proxy");
+    assert!(!out.status.success());
+    let start = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(start.trim(), format!("proxy: {}", &line[prefix.len()..]));
+    assert_kept(&proxy, &a, &b, line);
+}
+
+#[test]
+fn a_changed_port_or_worker_count_refuses_the_whole_reload() {
+    let (a, b) = (Backend::echo(), Backend::echo());
+    let sizes = "max-connections = 64\nbuffers = 128\npipes = 4\n";
+    let (_dir, path, mut proxy) = start(&file(sizes, &[(&a, "")]));
+    let text = file(sizes, &[(&b, "")]).replace("port = 0", "port = 1");
+    rewrite(&path, &format!("workers = 2\n{text}"));
+    let line = reload(&mut proxy);
+    assert!(line.contains("refused, nothing was changed"), "{line}");
+    assert!(
+        line.contains("port cannot change in place (running 0, the file now 1)"),
+        "{line}"
+    );
+    assert!(
+        line.contains("workers cannot change in place (running 1, the file now 2)"),
+        "{line}"
+    );
+    // Nor did the backend change that came with it.
+    assert_kept(&proxy, &a, &b, line);
+}
+
+#[test]
+fn an_exchange_to_a_removed_backend_is_cut_at_the_drain_deadline() {
+    let (a, b) = (Backend::echo(), Backend::echo());
+    let drain = "drain-timeout = \"200ms\"";
+    let (_dir, path, mut proxy) = start(&file(drain, &[(&a, "")]));
+    let mut open = connect(proxy.addr);
+    echo_byte(&mut open, b'a');
+    rewrite(&path, &file(drain, &[(&b, "")]));
+    let line = reload(&mut proxy);
+    assert!(line.contains("backends removed"), "{line}");
+    assert_closed(&mut open, "the pair to the removed backend");
+    all_served(&proxy, 2, "after the drain");
+    assert_eq!((a.accepted(), b.accepted()), (1, 2));
+    drop(proxy.wait_idle());
+}
+
+#[test]
+fn options_on_the_command_line_still_override_the_file_and_say_so() {
+    let a = Backend::echo();
+    let (_dir, path) = config_file(&file("", &[(&a, "")]));
+    let mut proxy = Proxy::start(&["-c", &path, "--idle-timeout", "5s", "--fall", "2"]);
+    rewrite(&path, &file("idle-timeout = \"1s\"\nfall = 2", &[(&a, "")]));
+    let line = reload(&mut proxy);
+    assert!(line.ends_with(": nothing changed"), "{line}");
+    let said = proxy.wait_logged(|l| l.contains("on the command line"));
+    assert_eq!(
+        said,
+        "proxy: reload: --idle-timeout, --fall on the command line override the file"
+    );
+}
+
+#[test]
+fn a_weight_change_takes_effect_for_new_clients() {
+    let (a, b) = (Backend::echo(), Backend::echo());
+    let (_dir, path, mut proxy) = start(&file("", &[(&a, ""), (&b, "")]));
+    all_served(&proxy, 10, "weights 1, 1");
+    assert_eq!((a.accepted(), b.accepted()), (5, 5));
+    rewrite(&path, &file("", &[(&a, "weight = 3"), (&b, "")]));
+    let line = reload(&mut proxy);
+    assert!(
+        line.contains(&format!("backends changed {} (weight 1 -> 3)", a.addr)),
+        "{line}"
+    );
+    all_served(&proxy, 40, "weights 3, 1");
+    assert_eq!((a.accepted(), b.accepted()), (35, 15));
+    drop(proxy.wait_idle());
+}
+
+#[test]
+fn an_access_list_change_turns_away_a_client_it_served_before() {
+    let a = Backend::echo();
+    let (_dir, path, mut proxy) = start(&file("", &[(&a, "")]));
+    all_served(&proxy, 1, "before the deny");
+    rewrite(&path, &file("deny = [\"127.0.0.0/8\"]", &[(&a, "")]));
+    let line = reload(&mut proxy);
+    assert!(line.ends_with(": changed deny"), "{line}");
+    let mut s = connect(proxy.addr);
+    let _ = s.write_all(b"x");
+    assert_closed(&mut s, "a denied client");
+    let st = proxy.wait_idle();
+    assert_eq!(st.get("denied"), 1, "{st:?}");
+    assert_eq!(a.accepted(), 1);
+}
+
+#[test]
+fn a_first_idle_timeout_spares_a_pair_busy_until_the_reload() {
+    let a = Backend::echo();
+    // No timeout and no reset flush: the worker keeps no clock.
+    let quiet = "connect-timeout = \"0s\"\nreset-flush-timeout = \"0s\"";
+    let (_dir, path, mut proxy) = start(&file(quiet, &[(&a, "")]));
+    let mut open = connect(proxy.addr);
+    // Open for longer than the timeout to come, and busy at the end.
+    thread::sleep(Duration::from_millis(2500));
+    echo_byte(&mut open, b'a');
+    let idle = format!("{quiet}\nidle-timeout = \"2s\"");
+    rewrite(&path, &file(&idle, &[(&a, "")]));
+    let line = reload(&mut proxy);
+    assert!(line.ends_with(": changed idle-timeout"), "{line}");
+    // Well within the timeout of its last byte, the pair is still there.
+    thread::sleep(Duration::from_millis(700));
+    echo_byte(&mut open, b'b');
+    // Left idle, it is closed by the new timeout.
+    assert_closed(&mut open, "the idle pair");
+    let st = proxy.wait_idle();
+    assert_eq!(st.get("closed"), 1, "{st:?}");
+}
