@@ -94,6 +94,10 @@ pub struct Conn {
     /// The backends tried for it (a set), and how many tries so far.
     pub tried: crate::balance::Tried,
     pub tries: u32,
+    /// The length of the PROXY header that goes to the backend first (0
+    /// without `--proxy-protocol`): the bytes written to a backend that
+    /// are not the client's.
+    pub header: u8,
     /// Worker clock (ms) when the pair opened, and of its last event:
     /// kept only when a connect or idle timeout is set.
     pub opened_ms: u32,
@@ -124,6 +128,7 @@ impl Conn {
             backend: 0,
             tried: 0,
             tries: 0,
+            header: 0,
             opened_ms: 0,
             active_ms: 0,
             peer: None,

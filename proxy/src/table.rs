@@ -56,6 +56,9 @@ pub trait Sockets {
     /// and starts a connect to `addr` in its place, registered for the
     /// pair's generation `gen`. True if it completed at once.
     fn reconnect(&mut self, slot: usize, gen: u32, addr: SocketAddr) -> Result<bool, Errno>;
+    /// The address the client of `slot` connected to (for a PROXY header
+    /// made again), if it can be had.
+    fn local_addr(&mut self, slot: usize) -> Option<SocketAddr>;
 }
 
 /// The longest pause between two looks at a flushing pair's send queue.
@@ -118,6 +121,9 @@ pub struct Table {
     closing: Vec<u32>,
     /// Pairs delivering what one side sent before it reset.
     flushing: Vec<(u32, u32)>,
+    /// Pairs whose backend socket a reset retry replaced in this batch of
+    /// events: the batch's edges for their backend are the old socket's.
+    replaced: Vec<(u32, u32)>,
     balancer: Balancer,
     /// Pairs in [`Stage::Connecting`].
     connecting: usize,
@@ -167,6 +173,7 @@ impl Table {
             again: AgainQueue::with_slots(capacity),
             closing: Vec::with_capacity(capacity),
             flushing: Vec::new(),
+            replaced: Vec::new(),
             balancer,
             connecting: 0,
             opts,
@@ -292,6 +299,7 @@ impl Table {
             };
             let n = proxy_protocol::encode(version, o.peer, o.local, bufs.spare(&buf));
             buf.fill(n);
+            c.header = n as u8;
             c.flows[Side::Client.index()].hold = relay::Hold::Buf(buf);
         }
         c.stage = if o.connected {
@@ -328,6 +336,10 @@ impl Table {
         if c.gen != t.gen || !c.stage.is_open() {
             return; // Stale: the slot was closed (and maybe reused) since.
         }
+        if t.side == Side::Backend && self.replaced(slot, t.gen) {
+            return; // The socket it was for is gone.
+        }
+        let c = &mut self.conns[slot];
         c.active_ms = now_ms;
         c.ready[t.side.index()].apply(bits);
         if c.stage == Stage::Connecting && t.side == Side::Backend {
@@ -356,6 +368,9 @@ impl Table {
         } else {
             // Pump first, so that whatever can still be read is passed on.
             self.pump(io, slot);
+            if t.side == Side::Backend && self.replaced(slot, t.gen) {
+                return; // The pump found the reset, and retried.
+            }
             let c = &mut self.conns[slot];
             if c.stage == Stage::Closing(Reason::Done) {
                 c.stage = Stage::Closing(Reason::Error(t.side));
@@ -515,11 +530,15 @@ impl Table {
     /// sent. The other side failing too, or any failure with the flush
     /// turned off, closes the pair (false).
     fn failed(&mut self, io: &mut impl Sockets, slot: usize, side: Side) -> bool {
-        let c = &self.conns[slot];
-        if !c.stage.is_open() {
+        if !self.conns[slot].stage.is_open() {
             return false;
         }
-        match c.reset {
+        // A backend that reset before any byte went either way is a failed
+        // try: the client moves on.
+        if side == Side::Backend && self.untouched(slot) && self.reset_before_any_byte(io, slot) {
+            return false;
+        }
+        match self.conns[slot].reset {
             // The side that reset, again (an error edge after its reset).
             Some(dead) if dead == side => true,
             None if self.opts.reset_flush_ms > 0 => self.start_flush(io, slot, side),
@@ -726,6 +745,8 @@ impl Table {
                 }
             }
         }
+        // The next batch's edges are all for the sockets there are now.
+        self.replaced.clear();
         if self.closing.is_empty() {
             return false;
         }
@@ -829,6 +850,9 @@ pub fn log_backend_failure(
     let then = next.map_or_else(String::new, |n| format!("; trying {n}"));
     netio::log!("proxy: backend {backend} failed{who}: {why}{then}");
 }
+
+#[path = "table_retry.rs"]
+mod retry;
 
 // The relay model uses `Table::check` from here; `fuzzing` builds it for `fuzz/`.
 #[cfg(any(test, feature = "fuzzing"))]

@@ -578,6 +578,10 @@ impl Sockets for FakeNet {
         got
     }
 
+    fn local_addr(&mut self, _slot: usize) -> Option<SocketAddr> {
+        Some(SocketAddr::from(([127, 0, 0, 1], 9)))
+    }
+
     fn unacked(&mut self, slot: usize, side: Side) -> Option<usize> {
         let s = self.sock_for_io(slot, side, "unacked")?;
         let n = s.to_peer.len() - s.acked;

@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod exhaustion;
 mod failover;
+mod failover_reset;
 mod faults;
 mod half_close;
 mod lifecycle;
