@@ -121,8 +121,8 @@ pub struct Table {
     closing: Vec<u32>,
     /// Pairs delivering what one side sent before it reset.
     flushing: Vec<(u32, u32)>,
-    /// Pairs whose backend socket a reset retry replaced in this batch of
-    /// events: the batch's edges for their backend are the old socket's.
+    /// Pairs whose backend socket a retry replaced in this batch of events:
+    /// the batch's edges for their backend are the old socket's.
     replaced: Vec<(u32, u32)>,
     balancer: Balancer,
     /// Pairs in [`Stage::Connecting`].
@@ -406,6 +406,7 @@ impl Table {
             c.tried = balance::add(tried, b);
             c.tries = tries + 1;
             let got = io.reconnect(slot, gen, addr);
+            self.replaced.push((slot as u32, gen));
             self.switch_backend(slot, b);
             match got {
                 Ok(done) => {

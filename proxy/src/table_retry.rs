@@ -67,7 +67,6 @@ impl Table {
         // one is passed again, after what is held.
         up.bytes = 0;
         up.fin_sent = false;
-        self.replaced.push((slot as u32, c.gen));
         if !self.fail_over(io, slot, "reset before any byte") {
             self.close_later(slot, Reason::Refused);
         }

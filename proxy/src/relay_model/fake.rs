@@ -63,6 +63,8 @@ pub struct Pair {
     pub socks: [Sock; 2],
     /// What the harness was doing when the table closed it.
     pub closed_by: &'static str,
+    /// Backends tried for it so far, the first included.
+    pub tries: u32,
 }
 
 impl Pair {
@@ -100,6 +102,9 @@ pub struct FakeNet {
     /// Backend tokens whose socket a retry replaced (their old edges are
     /// gone with it).
     pub replaced: Vec<u64>,
+    /// Backends a client may try in all: `--connect-retries`, or fewer if
+    /// there are fewer backends.
+    pub tries_allowed: u32,
 }
 
 impl FakeNet {
@@ -119,6 +124,7 @@ impl FakeNet {
             flush_on: false,
             flush_timed_out: Vec::new(),
             replaced: Vec::new(),
+            tries_allowed: 1,
         }
     }
 
@@ -144,6 +150,7 @@ impl FakeNet {
             gen,
             socks: [Sock::default(), Sock::default()],
             closed_by: "",
+            tries: 1,
         };
         p.socks[0].connected = true;
         p.socks[0].room = room(&mut self.rng);
@@ -464,6 +471,19 @@ impl Sockets for FakeNet {
             self.violation(format!("slot {slot} closed twice"));
             return;
         };
+        // A backend that reset before any byte either way, with another
+        // backend left to try, is a failed try: the client moves on.
+        let (c, b) = (&p.socks[0], &p.socks[1]);
+        let untouched = b.to_peer.is_empty() && b.taken == 0 && !b.peer_fin;
+        let retry_due = b.connected && b.peer_reset && b.reset_seen && untouched;
+        if self.cause == "events" && retry_due && !c.peer_reset && p.tries < self.tries_allowed {
+            let what = format!(
+                "slot {slot}: the backend reset before any byte, and the client was closed \
+                 on try {} of {} instead of moved on",
+                p.tries, self.tries_allowed
+            );
+            self.violation(what);
+        }
         for side in Side::BOTH {
             let aborted = abort[side.index()];
             self.see(format!(
@@ -535,7 +555,9 @@ impl Sockets for FakeNet {
             self.violation(format!("slot {slot}: a retry for a pair that is not there"));
             return Err(Errno::BAD_DESCRIPTOR);
         };
+        p.tries += 1;
         let old = &p.socks[Side::Backend.index()];
+        let after_reset = old.connected && old.peer_reset;
         if !old.to_peer.is_empty() || old.taken > 0 {
             let what = format!(
                 "slot {slot}: retried on another backend after {} bytes went to the first and {} \
@@ -569,6 +591,9 @@ impl Sockets for FakeNet {
         }
         if got == Ok(true) {
             self.edge(slot, Side::Backend, OUT);
+        }
+        if after_reset {
+            self.see("reconnect:after_reset");
         }
         self.see(match got {
             Ok(true) => "reconnect:at_once",

@@ -117,6 +117,7 @@ const REQUIRED: &[&str] = &[
     "reconnect:pending",
     "reconnect:at_once",
     "reconnect:failed",
+    "reconnect:after_reset",
 ];
 
 /// The sizes one schedule runs with.
@@ -193,6 +194,7 @@ impl Model {
         let net_rng = StdRng::seed_from_u64(rng.gen());
         let mut net = FakeNet::new(p.slots, p.pipes, p.pipe_size, net_rng);
         net.flush_on = p.reset_flush_ms > 0;
+        net.tries_allowed = p.connect_retries.min(u32::from(p.backends));
         Model {
             table,
             net,
@@ -281,12 +283,13 @@ impl Model {
     }
 
     /// One loop turn of the worker: up to `n` events, the pairs that
-    /// yielded, then the batch settled.
+    /// yielded, then the batch settled. The batch is taken at once, as
+    /// `epoll_wait` takes it: edges that arrive meanwhile come in the next
+    /// turn, and edges of a socket a retry replaced may still be in it.
     fn turn(&mut self, n: usize) {
-        for _ in 0..n {
-            let Some((tok, bits)) = self.net.queue.pop_front() else {
-                break;
-            };
+        let n = n.min(self.net.queue.len());
+        let batch: Vec<(u64, u32)> = self.net.queue.drain(..n).collect();
+        for (tok, bits) in batch {
             self.deliver(tok, bits);
         }
         if self.table.has_again() {
