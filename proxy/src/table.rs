@@ -18,7 +18,8 @@
 //! has acknowledged all of it ([`Sockets::unacked`], polled with back-off
 //! by [`Table::check_flushing`], since no event says so) the reset is
 //! passed on. `--reset-flush-timeout` bounds it; nothing more goes to the
-//! side that reset.
+//! side that reset. A backend that resets before any byte went either way
+//! is a failed try instead, as a refused connect is (`table_retry.rs`).
 
 use crate::balance::{self, Balancer, Marked};
 use crate::conn::{Conn, Reason, Side, Stage};

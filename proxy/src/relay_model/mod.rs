@@ -10,7 +10,9 @@
 //! knew of is owed; a reset the proxy saw is passed on as a reset, and
 //! only once the other side has received and acknowledged everything the
 //! side that reset had sent (unless `--reset-flush-timeout`, the drain or
-//! a timeout cut it off); a stale event causes no I/O; what the pools lent is
+//! a timeout cut it off); a backend that reset before any byte went either
+//! way is retried on another while tries remain, and a retry never follows
+//! a byte either way; a stale event causes no I/O; what the pools lent is
 //! exactly what open pairs hold. At the end every pair is wound down (both
 //! peers finish) and must close: no stall, nothing lent, and every pair
 //! that ended normally delivered every byte both ways.
