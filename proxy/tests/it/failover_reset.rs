@@ -5,13 +5,12 @@
 //! byte, or sent one, before its reset is not retried: the client gets
 //! what came and then the reset.
 
-use crate::failover::exchange;
+use crate::failover::{exchange, recorder, reset_after_three_tries};
 use crate::util::{connect, read_to_end, reset, wait_until, Backend, Gate, Proxy, WAIT};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// A backend that runs `before` on each connection and then closes it with
 /// a reset; `resets` counts the resets done.
@@ -44,19 +43,6 @@ impl Resetting {
     fn addr(&self) -> String {
         self.backend.addr.to_string()
     }
-}
-
-/// A backend that reads everything up to the client's FIN, reports it on
-/// the channel, and answers "ok".
-fn recorder() -> (Backend, mpsc::Receiver<Vec<u8>>) {
-    let (tx, rx) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    let b = Backend::spawn(move |mut s| {
-        let got = read_to_end(&mut s);
-        let _ = s.write_all(b"ok");
-        let _ = tx.lock().expect("reporter").send(got);
-    });
-    (b, rx)
 }
 
 /// Connects, waits until the proxy's backend connect for it has been
@@ -241,29 +227,11 @@ fn with_every_backend_resetting_the_client_is_reset_after_each_was_tried() {
     let addrs: Vec<String> = bad.iter().map(Resetting::addr).collect();
     let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
     let mut proxy = Proxy::start_to_all(&addrs, &[]);
-    let mut s = connect(proxy.addr);
-    let mut b = [0u8; 1];
-    match s.read(&mut b) {
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        other => panic!("expected a reset, got {other:?}"),
-    }
-    let st = proxy.wait_stats("the client refused", |s| {
-        s.get("refused") == 1 && s.get("active") == 0
-    });
-    assert_eq!(st.get("connect_failures"), 3, "{st:?}");
-    assert_eq!(st.get("retries"), 2, "{st:?}");
-    assert!(bad.iter().all(|b| b.resets() == 1), "each tried once");
     // A reset that comes with the connect's completion is seen as a failed
     // connect ("Connection reset by peer"); one after it, as a reset
     // before any byte. Either way it is one failed try, logged.
-    let tries: Vec<String> = proxy
-        .log()
-        .into_iter()
-        .filter(|l| l.contains(" failed for client "))
-        .collect();
-    assert_eq!(tries.len(), 3, "{tries:?}");
-    let then = tries.iter().filter(|l| l.contains("; trying ")).count();
-    assert_eq!(then, 2, "{tries:?}");
+    reset_after_three_tries(&mut proxy);
+    assert!(bad.iter().all(|b| b.resets() == 1), "each tried once");
 }
 
 /// A backend that read a client byte before its reset is not retried: the
