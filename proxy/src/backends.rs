@@ -432,6 +432,23 @@ impl Backends {
         was_down
     }
 
+    /// Backend `i`'s failures in a row.
+    pub fn fails(&self, i: u32) -> u32 {
+        self.entries[i as usize].state.fails.load(Relaxed)
+    }
+
+    /// Puts back backend `i`'s failures in a row to at least `prior`: a
+    /// connect that seemed to succeed (and cleared them) turned out to
+    /// fail after all.
+    pub fn restore_fails(&self, i: u32, prior: u32) {
+        if prior != 0 {
+            self.entries[i as usize]
+                .state
+                .fails
+                .fetch_max(prior, Relaxed);
+        }
+    }
+
     /// A connect to backend `i` failed.
     pub fn failed(&self, i: u32) -> Marked {
         let s = &self.entries[i as usize].state;

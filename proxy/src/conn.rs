@@ -105,6 +105,14 @@ pub struct Conn {
     /// The backends tried for it (a set), and how many tries so far.
     pub tried: crate::balance::Tried,
     pub tries: u32,
+    /// The length of the PROXY header that goes to the backend first (0
+    /// without `--proxy-protocol`): the bytes written to a backend that
+    /// are not the client's.
+    pub header: u8,
+    /// Its backend's failures in a row before this pair's connect to it
+    /// succeeded (and cleared them): restored if the backend then resets
+    /// before any byte, so that such a backend still reaches `--fall`.
+    pub prior_fails: u32,
     /// Worker clock (ms) when the pair opened, and of its last event:
     /// kept only when a connect or idle timeout is set.
     pub opened_ms: u32,
@@ -136,6 +144,8 @@ impl Conn {
             counted: false,
             tried: 0,
             tries: 0,
+            header: 0,
+            prior_fails: 0,
             opened_ms: 0,
             active_ms: 0,
             peer: None,

@@ -178,6 +178,12 @@ impl Sockets for SysSockets {
         Ok(done)
     }
 
+    fn local_addr(&mut self, slot: usize) -> Option<SocketAddr> {
+        let fd = self.fds[slot][Side::Client.index()].as_ref()?;
+        self.stats.sys_sockopt.inc(); // getsockname
+        socket::local_addr(fd).ok()
+    }
+
     fn unacked(&mut self, slot: usize, side: Side) -> Option<usize> {
         let fd = self.fds[slot][side.index()].as_ref()?;
         self.stats.sys_ioctl.inc();

@@ -26,7 +26,8 @@
 //! has acknowledged all of it ([`Sockets::unacked`], polled with back-off
 //! by [`Table::check_flushing`], since no event says so) the reset is
 //! passed on. `--reset-flush-timeout` bounds it; nothing more goes to the
-//! side that reset.
+//! side that reset. A backend that resets before any byte went either way
+//! is a failed try instead, as a refused connect is (`table_retry.rs`).
 
 use crate::backends::{ConnectError, Marked};
 use crate::balance::{self, Balancer, Choice};
@@ -65,6 +66,9 @@ pub trait Sockets {
     /// and starts a connect to `addr` in its place, registered for the
     /// pair's generation `gen`. True if it completed at once.
     fn reconnect(&mut self, slot: usize, gen: u32, addr: SocketAddr) -> Result<bool, Errno>;
+    /// The address the client of `slot` connected to (for a PROXY header
+    /// made again), if it can be had.
+    fn local_addr(&mut self, slot: usize) -> Option<SocketAddr>;
 }
 
 /// The longest pause between two looks at a flushing pair's send queue.
@@ -139,6 +143,9 @@ pub struct Table {
     closing: Vec<u32>,
     /// Pairs delivering what one side sent before it reset.
     flushing: Vec<(u32, u32)>,
+    /// Pairs whose backend socket a retry replaced in this batch of events:
+    /// the batch's edges for their backend are the old socket's.
+    replaced: Vec<(u32, u32)>,
     balancer: Balancer,
     /// Pairs in [`Stage::Connecting`].
     connecting: usize,
@@ -190,6 +197,7 @@ impl Table {
             again: AgainQueue::with_slots(capacity),
             closing: Vec::with_capacity(capacity),
             flushing: Vec::new(),
+            replaced: Vec::new(),
             balancer,
             connecting: 0,
             queue: VecDeque::with_capacity(capacity),
@@ -314,13 +322,16 @@ impl Table {
         }
     }
 
-    /// A connect to backend `b` completed (logged once when that brings it
-    /// back up).
-    fn backend_succeeded(&self, b: u32) {
+    /// The backend connect of `slot`'s pair completed (logged once when
+    /// that brings the backend back up).
+    fn backend_succeeded(&mut self, slot: usize) {
+        let b = self.conns[slot].backend;
         let backends = self.balancer.backends();
+        let prior = backends.fails(b);
         if backends.succeeded(b) {
             netio::log!("proxy: backend {} is up again", backends.addr(b));
         }
+        self.conns[slot].prior_fails = prior;
     }
 
     /// Behaves by `opts` from now on (a reload).
@@ -392,6 +403,7 @@ impl Table {
             };
             let n = proxy_protocol::encode(version, o.peer, o.local, bufs.spare(&buf));
             buf.fill(n);
+            c.header = n as u8;
             c.flows[Side::Client.index()].hold = relay::Hold::Buf(buf);
         }
         c.stage = if o.queued {
@@ -431,6 +443,10 @@ impl Table {
         if c.gen != t.gen || !c.stage.is_open() {
             return; // Stale: the slot was closed (and maybe reused) since.
         }
+        if t.side == Side::Backend && self.replaced(slot, t.gen) {
+            return; // The socket it was for is gone.
+        }
+        let c = &mut self.conns[slot];
         c.active_ms = now_ms;
         c.ready[t.side.index()].apply(bits);
         if c.stage == Stage::Connecting && t.side == Side::Backend {
@@ -441,8 +457,7 @@ impl Table {
             if bits & epoll::OUT != 0 {
                 c.stage = Stage::Relaying;
                 self.connecting -= 1;
-                let b = c.backend;
-                self.backend_succeeded(b);
+                self.backend_succeeded(slot);
             }
         }
         // A reset or error must be seen even when the relay cannot reach
@@ -459,6 +474,9 @@ impl Table {
         } else {
             // Pump first, so that whatever can still be read is passed on.
             self.pump(io, slot);
+            if t.side == Side::Backend && self.replaced(slot, t.gen) {
+                return; // The pump found the reset, and retried.
+            }
             let c = &mut self.conns[slot];
             if c.stage == Stage::Closing(Reason::Done) {
                 c.stage = Stage::Closing(Reason::Error(t.side));
@@ -491,6 +509,10 @@ impl Table {
     ) -> bool {
         let c = &self.conns[slot];
         let next = self.failed_try(c.backend, c.peer, (kind, why), c.tried, c.tries);
+        // Edges still in this batch for the backend socket given up on
+        // must not reach the one that replaces it.
+        let gen = self.conns[slot].gen;
+        self.replaced.push((slot as u32, gen));
         self.connect_to(io, slot, next)
     }
 
@@ -551,7 +573,6 @@ impl Table {
     /// backend yet.
     fn move_to(&mut self, slot: usize, done: bool) {
         let c = &mut self.conns[slot];
-        let b = c.backend;
         let was_connecting = c.stage == Stage::Connecting;
         c.ready[Side::Backend.index()] = netio::Ready::default();
         c.opened_ms = self.now_ms;
@@ -566,7 +587,7 @@ impl Table {
             _ => {}
         }
         if done {
-            self.backend_succeeded(b);
+            self.backend_succeeded(slot);
         }
     }
 
@@ -647,11 +668,15 @@ impl Table {
     /// sent. The other side failing too, or any failure with the flush
     /// turned off, closes the pair (false).
     fn failed(&mut self, io: &mut impl Sockets, slot: usize, side: Side) -> bool {
-        let c = &self.conns[slot];
-        if !c.stage.is_open() {
+        if !self.conns[slot].stage.is_open() {
             return false;
         }
-        match c.reset {
+        // A backend that reset before any byte went either way is a failed
+        // try: the client moves on.
+        if side == Side::Backend && self.untouched(slot) && self.reset_before_any_byte(io, slot) {
+            return false;
+        }
+        match self.conns[slot].reset {
             // The side that reset, again (an error edge after its reset).
             Some(dead) if dead == side => true,
             None if self.opts.reset_flush_ms > 0 => self.start_flush(io, slot, side),
@@ -865,6 +890,8 @@ impl Table {
                 }
             }
         }
+        // The next batch's edges are all for the sockets there are now.
+        self.replaced.clear();
         if self.closing.is_empty() {
             return false;
         }
@@ -979,6 +1006,9 @@ pub fn log_backend_failure(
 // The queue's half of the table: serving it and its deadlines.
 #[path = "table_queue.rs"]
 mod queue;
+// Retrying a backend that reset before any byte.
+#[path = "table_retry.rs"]
+mod retry;
 
 // The relay model uses `Table::check` from here; `fuzzing` builds it for `fuzz/`.
 #[cfg(any(test, feature = "fuzzing"))]

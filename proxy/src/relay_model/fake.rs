@@ -65,6 +65,8 @@ pub struct Pair {
     pub socks: [Sock; 2],
     /// What the harness was doing when the table closed it.
     pub closed_by: &'static str,
+    /// Backends tried for it so far, the first included.
+    pub tries: u32,
 }
 
 impl Pair {
@@ -102,6 +104,13 @@ pub struct FakeNet {
     /// Backend tokens whose socket a retry replaced (their old edges are
     /// gone with it).
     pub replaced: Vec<u64>,
+    /// Backends a client may try in all: `--connect-retries`, or fewer if
+    /// there are fewer backends.
+    pub tries_allowed: u32,
+    /// Backends have a connection limit: a client whose backend reset
+    /// before any byte may find every other one full, and is then closed
+    /// rather than moved on (it does not go back to the queue).
+    pub limited: bool,
 }
 
 impl FakeNet {
@@ -121,6 +130,8 @@ impl FakeNet {
             flush_on: false,
             flush_timed_out: Vec::new(),
             replaced: Vec::new(),
+            tries_allowed: 1,
+            limited: false,
         }
     }
 
@@ -156,6 +167,7 @@ impl FakeNet {
             gen,
             socks: [Sock::default(), Sock::default()],
             closed_by: "",
+            tries: 1,
         };
         p.socks[0].connected = true;
         p.socks[0].room = room(&mut self.rng);
@@ -477,6 +489,20 @@ impl Sockets for FakeNet {
             self.violation(format!("slot {slot} closed twice"));
             return;
         };
+        // A backend that reset before any byte either way, with another
+        // backend left to try, is a failed try: the client moves on.
+        let (c, b) = (&p.socks[0], &p.socks[1]);
+        let untouched = b.to_peer.is_empty() && b.taken == 0 && !b.peer_fin;
+        let retry_due = b.connected && b.peer_reset && b.reset_seen && untouched;
+        let may_retry = p.tries < self.tries_allowed && !self.limited;
+        if self.cause == "events" && retry_due && !c.peer_reset && may_retry {
+            let what = format!(
+                "slot {slot}: the backend reset before any byte, and the client was closed \
+                 on try {} of {} instead of moved on",
+                p.tries, self.tries_allowed
+            );
+            self.violation(what);
+        }
         for side in Side::BOTH {
             let aborted = abort[side.index()];
             self.see(format!(
@@ -548,7 +574,9 @@ impl Sockets for FakeNet {
             self.violation(format!("slot {slot}: a retry for a pair that is not there"));
             return Err(Errno::BAD_DESCRIPTOR);
         };
+        p.tries += 1;
         let old = &p.socks[Side::Backend.index()];
+        let after_reset = old.connected && old.peer_reset;
         if !old.to_peer.is_empty() || old.taken > 0 {
             let what = format!(
                 "slot {slot}: retried on another backend after {} bytes went to the first and {} \
@@ -583,12 +611,19 @@ impl Sockets for FakeNet {
         if got == Ok(true) {
             self.edge(slot, Side::Backend, OUT);
         }
+        if after_reset {
+            self.see("reconnect:after_reset");
+        }
         self.see(match got {
             Ok(true) => "reconnect:at_once",
             Ok(false) => "reconnect:pending",
             Err(_) => "reconnect:failed",
         });
         got
+    }
+
+    fn local_addr(&mut self, _slot: usize) -> Option<SocketAddr> {
+        Some(SocketAddr::from(([127, 0, 0, 1], 9)))
     }
 
     fn unacked(&mut self, slot: usize, side: Side) -> Option<usize> {

@@ -10,7 +10,9 @@
 //! knew of is owed; a reset the proxy saw is passed on as a reset, and
 //! only once the other side has received and acknowledged everything the
 //! side that reset had sent (unless `--reset-flush-timeout`, the drain or
-//! a timeout cut it off); a stale event causes no I/O; what the pools lent is
+//! a timeout cut it off); a backend that reset before any byte went either
+//! way is retried on another while tries remain, and a retry never follows
+//! a byte either way; a stale event causes no I/O; what the pools lent is
 //! exactly what open pairs hold. At the end every pair is wound down (both
 //! peers finish) and must close: no stall, nothing lent, and every pair
 //! that ended normally delivered every byte both ways.
@@ -124,6 +126,7 @@ const REQUIRED: &[&str] = &[
     "queue:full",
     "queue:served",
     "queue:timed_out",
+    "reconnect:after_reset",
 ];
 
 /// The sizes one schedule runs with.
@@ -219,6 +222,8 @@ impl Model {
         let net_rng = StdRng::seed_from_u64(rng.gen());
         let mut net = FakeNet::new(p.slots, p.pipes, p.pipe_size, net_rng);
         net.flush_on = p.reset_flush_ms > 0;
+        net.tries_allowed = p.connect_retries.min(u32::from(p.backends));
+        net.limited = p.max_connections > 0;
         Model {
             table,
             net,
@@ -331,12 +336,13 @@ impl Model {
     }
 
     /// One loop turn of the worker: up to `n` events, the pairs that
-    /// yielded, then the batch settled.
+    /// yielded, then the batch settled. The batch is taken at once, as
+    /// `epoll_wait` takes it: edges that arrive meanwhile come in the next
+    /// turn, and edges of a socket a retry replaced may still be in it.
     fn turn(&mut self, n: usize) {
-        for _ in 0..n {
-            let Some((tok, bits)) = self.net.queue.pop_front() else {
-                break;
-            };
+        let n = n.min(self.net.queue.len());
+        let batch: Vec<(u64, u32)> = self.net.queue.drain(..n).collect();
+        for (tok, bits) in batch {
             self.deliver(tok, bits);
         }
         if self.table.has_again() {

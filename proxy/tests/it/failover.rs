@@ -64,6 +64,13 @@ fn with_every_backend_dead_the_client_is_reset_after_each_was_tried() {
         args.extend(["-b", d.as_str()]);
     }
     let mut proxy = Proxy::start(&args);
+    reset_after_three_tries(&mut proxy);
+}
+
+/// A client of `proxy`, in front of three failing backends, is reset after
+/// each was tried: three failed tries counted and logged, each of the
+/// first two with the backend tried next.
+pub(crate) fn reset_after_three_tries(proxy: &mut Proxy) {
     let mut s = connect(proxy.addr);
     let mut b = [0u8; 1];
     match s.read(&mut b) {
@@ -123,17 +130,24 @@ fn a_blackholed_backend_fails_over_after_the_connect_timeout() {
     assert!(line.contains(&format!("; trying {e}")), "{line}");
 }
 
-/// What a client sends while its first backend is failing, and the PROXY
-/// header, reach the backend that answers exactly once.
-#[test]
-fn the_proxy_header_and_early_client_bytes_arrive_once_after_a_retry() {
+/// A backend that reads everything up to the client's FIN, reports it on
+/// the channel, and answers "ok".
+pub(crate) fn recorder() -> (Backend, mpsc::Receiver<Vec<u8>>) {
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
-    let recorder = Backend::spawn(move |mut s| {
+    let b = Backend::spawn(move |mut s| {
         let got = read_to_end(&mut s);
         let _ = s.write_all(b"ok");
         let _ = tx.lock().expect("reporter").send(got);
     });
+    (b, rx)
+}
+
+/// What a client sends while its first backend is failing, and the PROXY
+/// header, reach the backend that answers exactly once.
+#[test]
+fn the_proxy_header_and_early_client_bytes_arrive_once_after_a_retry() {
+    let (recorder, rx) = recorder();
     let dead = refusing_addr().to_string();
     let r = recorder.addr.to_string();
     let mut proxy = Proxy::start_to_all(&[&dead, &r], &["--proxy-protocol", "v1"]);

@@ -10,6 +10,7 @@ mod cli;
 mod dns;
 mod exhaustion;
 mod failover;
+mod failover_reset;
 mod faults;
 mod half_close;
 mod health;
