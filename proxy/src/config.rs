@@ -232,6 +232,19 @@ pub struct Cli {
     /// start and on reload [default: 10s]
     #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
     pub resolve_interval: Option<String>,
+    /// Check every backend actively, this often: a TCP connect unless the
+    /// config file's [health-check] table asks for more (this overrides
+    /// its interval) [default: no checks]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
+    pub check_interval: Option<String>,
+    /// Passed checks in a row that bring a backend down by its check back
+    /// (the [health-check] table's rise) [default: 2]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub check_rise: Option<String>,
+    /// Failed checks in a row that take a backend down (the
+    /// [health-check] table's fall) [default: 3]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub check_fall: Option<String>,
     /// Listen backlog [default: 1024]
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub backlog: Option<String>,
@@ -354,7 +367,7 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
     let backends = backends::resolve(
         &cli.backends,
         file.backend,
-        file.health_check.as_ref(),
+        checks::with_cli(file.health_check.clone(), &cli, &names)?.as_ref(),
         &names,
         backend_port,
         slow_start,

@@ -16,6 +16,37 @@ const COUNTS: (u32, u32) = (1, 1000);
 /// The shortest and the longest check interval.
 const INTERVALS: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(86_400));
 
+/// The file's `[health-check]` table with the command line's
+/// `--check-interval`, `--check-rise` and `--check-fall` over it: any of
+/// them checks every backend even without the table. Each is checked
+/// here, so that a mistake names the option.
+pub(super) fn with_cli(
+    file: Option<FileCheck>,
+    cli: &super::Cli,
+    names: &Names<'_>,
+) -> Result<Option<FileCheck>, String> {
+    let given = [&cli.check_interval, &cli.check_rise, &cli.check_fall];
+    if given.iter().all(|g| g.is_none()) {
+        return Ok(file);
+    }
+    let mut top = file.unwrap_or_default();
+    if let Some((d, text, _)) = names.duration("check-interval", &cli.check_interval, &None)? {
+        let (lo, hi) = INTERVALS;
+        if d < lo || d > hi {
+            return Err(names.bad("check-interval", true, &text, "must be 10ms..=24h"));
+        }
+        top.interval = Some(text);
+    }
+    let (lo, hi) = COUNTS;
+    if let Some((n, _)) = names.number("check-rise", &cli.check_rise, None, lo, hi)? {
+        top.rise = Some(n);
+    }
+    if let Some((n, _)) = names.number("check-fall", &cli.check_fall, None, lo, hi)? {
+        top.fall = Some(n);
+    }
+    Ok(Some(top))
+}
+
 /// The check of a backend given on the command line, or as a plain
 /// address in the file: the `[health-check]` table's, if there is one.
 pub(super) fn of_plain(

@@ -199,7 +199,15 @@ fn the_example_config_shows_every_long_option_and_backend_key() {
     use clap::CommandFactory;
     let text = example_with_everything_on();
     let table: toml::Table = text.parse().expect("toml");
-    let not_in_a_file = ["config", "help", "version"];
+    // The check options' file form is the [health-check] table.
+    let not_in_a_file = [
+        "config",
+        "help",
+        "version",
+        "check-interval",
+        "check-rise",
+        "check-fall",
+    ];
     for arg in Cli::command().get_arguments() {
         let Some(name) = arg.get_long() else { continue };
         if !not_in_a_file.contains(&name) {
@@ -356,4 +364,29 @@ fn a_resolve_interval_under_10ms_is_refused_and_0_means_never() {
     assert!(c.resolve_interval.is_zero());
     let c = resolve(cli(&[]), 1024).expect("default");
     assert_eq!(c.resolve_interval, DEFAULT_RESOLVE_INTERVAL);
+}
+
+#[test]
+fn check_options_on_the_command_line_check_every_backend_and_override_the_table() {
+    let c = resolve(
+        cli(&["--check-interval", "500ms", "--check-rise", "1"]),
+        1024,
+    )
+    .expect("ok");
+    let check = c.backends[0].check.clone().expect("checked");
+    assert_eq!(check.interval, Duration::from_millis(500));
+    assert_eq!((check.rise, check.fall), (1, 3));
+    assert!(
+        check.send.is_empty() && check.expect.is_none(),
+        "a connect check"
+    );
+    let (_dir, path) = file("[health-check]\ninterval = \"5s\"\nfall = 5\nsend = \"PING\"\n");
+    let c = resolve(cli(&["-c", &path, "--check-fall", "2"]), 1024).expect("ok");
+    let check = c.backends[0].check.clone().expect("checked");
+    assert_eq!((check.interval, check.fall), (Duration::from_secs(5), 2));
+    assert_eq!(check.send, b"PING".to_vec(), "the table's send stays");
+    let e = resolve(cli(&["--check-interval", "1ms"]), 1024).expect_err("too short");
+    assert_eq!(e, "invalid --check-interval \"1ms\": must be 10ms..=24h");
+    let e = resolve(cli(&["--check-rise", "0"]), 1024).expect_err("zero");
+    assert!(e.starts_with("invalid --check-rise \"0\""), "{e}");
 }
