@@ -1,6 +1,7 @@
 //! Unit tests of [`super`].
 
 use super::*;
+use clap::Parser;
 
 /// `text` in a config file in a fresh directory, and the file's path.
 fn file(text: &str) -> (tempfile::TempDir, String) {
