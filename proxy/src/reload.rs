@@ -227,6 +227,27 @@ fn backend_changes(cur: &Backends, next: &Backends) -> Vec<String> {
         if a.backup != b.backup {
             what.push(format!("backup {} -> {}", a.backup, b.backup));
         }
+        let (la, lb) = (a.limits, b.limits);
+        if la.max_connections != lb.max_connections {
+            what.push(format!(
+                "max-connections {} -> {}",
+                la.max_connections, lb.max_connections
+            ));
+        }
+        if la.slow_start != lb.slow_start {
+            let secs = |d: std::time::Duration| format!("{}s", d.as_secs_f64());
+            what.push(format!(
+                "slow-start {} -> {}",
+                secs(la.slow_start),
+                secs(lb.slow_start)
+            ));
+        }
+        match (&a.check, &b.check) {
+            (None, Some(_)) => what.push("check added".into()),
+            (Some(_), None) => what.push("check removed".into()),
+            (Some(x), Some(y)) if x != y => what.push("check changed".into()),
+            _ => {}
+        }
         (!what.is_empty()).then(|| format!("{n} ({})", what.join(", ")))
     });
     let mut out = Vec::new();
@@ -242,12 +263,13 @@ fn backend_changes(cur: &Backends, next: &Backends) -> Vec<String> {
     out
 }
 
-/// The keys of the balancing and passive health that differ from `cur`
-/// to `next`.
+/// The keys of the balancing, the all-down policy and the passive health
+/// that differ from `cur` to `next`.
 fn balancing_changes(cur: &Backends, next: &Backends) -> Vec<&'static str> {
     let (a, b) = (cur.health(), next.health());
     [
         ("balance", cur.method() != next.method()),
+        ("all-down", cur.all_down() != next.all_down()),
         ("fall", a.fall != b.fall),
         ("fail-timeout", a.fail_timeout != b.fail_timeout),
     ]

@@ -282,6 +282,48 @@ fn a_weight_change_takes_effect_for_new_clients() {
     drop(proxy.wait_idle());
 }
 
+/// A reload that changes only a backend's limits or its check, or the
+/// all-down policy, says so: "nothing changed" would tell the operator the
+/// edit was not seen.
+#[test]
+fn a_change_of_limits_checks_or_all_down_is_named_in_the_reload_line() {
+    let a = Backend::echo();
+    let (_dir, path, mut proxy) = start(&file("", &[(&a, "")]));
+    let name = a.addr.to_string();
+    for (extra, keys, want) in [
+        (
+            "",
+            "max-connections = 5",
+            format!("backends changed {name} (max-connections 0 -> 5)"),
+        ),
+        (
+            "",
+            "max-connections = 5\nslow-start = \"1m\"",
+            format!("backends changed {name} (slow-start 0s -> 60s)"),
+        ),
+        (
+            "",
+            "max-connections = 5\nslow-start = \"1m\"\ncheck = true",
+            format!("backends changed {name} (check added)"),
+        ),
+        (
+            "",
+            "max-connections = 5\nslow-start = \"1m\"\ncheck = true\ncheck-rise = 4",
+            format!("backends changed {name} (check changed)"),
+        ),
+        (
+            "all-down = \"reject\"",
+            "max-connections = 5\nslow-start = \"1m\"",
+            format!("backends changed {name} (check removed); changed all-down"),
+        ),
+    ] {
+        rewrite(&path, &file(extra, &[(&a, keys)]));
+        let line = reload(&mut proxy);
+        assert!(line.ends_with(&format!(": {want}")), "{line}");
+    }
+    all_served(&proxy, 2, "after the reloads");
+}
+
 #[test]
 fn an_access_list_change_turns_away_a_client_it_served_before() {
     let a = Backend::echo();
