@@ -6,7 +6,7 @@
 
 use crate::cli::config_file;
 use crate::failover::all_served;
-use crate::util::{connect, echo_byte, read_to_end, Backend, Proxy, WAIT};
+use crate::util::{connect, echo_byte, http_get, read_to_end, Backend, Proxy, WAIT};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -322,6 +322,32 @@ fn a_change_of_limits_checks_or_all_down_is_named_in_the_reload_line() {
         assert!(line.ends_with(&format!(": {want}")), "{line}");
     }
     all_served(&proxy, 2, "after the reloads");
+}
+
+/// A reload that takes a backend's check away takes its last result out
+/// of `/backends` and `/metrics` too: a stale "check=failed" beside a
+/// backend no longer checked would send the operator after a fault that
+/// is not looked for any more.
+#[test]
+fn a_check_removed_by_a_reload_leaves_no_stale_result_in_the_listing() {
+    let a = Backend::echo();
+    let extra = "metrics = \"127.0.0.1:0\"";
+    let checked =
+        "check = true\ncheck-interval = \"50ms\"\ncheck-send = \"PING\"\ncheck-expect = \"+PONG\"";
+    let (_dir, path, mut proxy) = start(&file(extra, &[(&a, checked)]));
+    proxy.wait_logged(|l| l.contains("is down: check failed"));
+    let metrics = proxy.metrics_addr();
+    rewrite(&path, &file(extra, &[(&a, "")]));
+    let line = reload(&mut proxy);
+    assert!(line.contains("reloaded"), "{line}");
+    let (_, text) = http_get(metrics, "/backends");
+    assert!(
+        text.contains(" state=up ") && text.ends_with(" check=none\n"),
+        "{text}"
+    );
+    let (_, prom) = http_get(metrics, "/metrics");
+    assert!(!prom.contains("proxy_backend_check_success"), "{prom}");
+    all_served(&proxy, 2, "unchecked");
 }
 
 #[test]
