@@ -218,7 +218,12 @@ fn backend_changes(cur: &Backends, next: &Backends) -> Vec<String> {
     let changed = in_order(next, &|n| {
         let (a, b) = (before.get(n)?, &after[n]);
         let mut what = Vec::new();
-        if a.addr != b.addr {
+        // As written: an address that becomes a host name (or back) may
+        // resolve to the same address.
+        let written = |s: &BackendSpec| s.host.clone().unwrap_or_else(|| s.addr.to_string());
+        if a.host != b.host {
+            what.push(format!("address {} -> {}", written(a), written(b)));
+        } else if a.addr != b.addr {
             what.push(format!("address {} -> {}", a.addr, b.addr));
         }
         if a.weight != b.weight {
@@ -382,6 +387,20 @@ mod tests {
             ]
         );
         assert!(backend_changes(&next, &next).is_empty());
+        let named = |host: &str| BackendSpec {
+            host: Some(host.into()),
+            ..spec("b", 3, 2)
+        };
+        let by_name = next.next(
+            vec![named("app:3"), spec("c", 4, 1)],
+            cfg.health,
+            cfg.balance,
+        );
+        assert_eq!(
+            backend_changes(&next, &by_name),
+            ["backends changed b (address 127.0.0.1:3 -> app:3)"],
+            "the same address, now looked up by name"
+        );
         let health = crate::backends::Health {
             fall: 5,
             ..cfg.health
