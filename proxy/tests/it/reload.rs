@@ -350,6 +350,31 @@ fn a_check_removed_by_a_reload_leaves_no_stale_result_in_the_listing() {
     all_served(&proxy, 2, "unchecked");
 }
 
+/// A backend marked down at a wrong address and given its right one by a
+/// reload (its name kept) takes clients at once: the failures were the old
+/// address's, so the fix is not held back for `--fail-timeout`.
+#[test]
+fn a_backend_down_at_its_old_address_is_up_at_the_new_one_after_a_reload() {
+    let (good, other) = (Backend::echo(), Backend::echo());
+    let dead = testkit::fault::refusing_addr();
+    let text = |a: &dyn std::fmt::Display| {
+        format!(
+            "listen = \"127.0.0.1\"\nport = 0\nfall = 1\nfail-timeout = \"1h\"\n\
+             [[backend]]\nname = \"a\"\naddress = \"{a}\"\n\
+             [[backend]]\nname = \"b\"\naddress = \"{}\"\n",
+            other.addr
+        )
+    };
+    let (_dir, path, mut proxy) = start(&text(&dead));
+    all_served(&proxy, 1, "a refused, b served");
+    proxy.wait_logged(|l| l.contains("marked down") || l.contains("is down"));
+    rewrite(&path, &text(&good.addr));
+    let line = reload(&mut proxy);
+    assert!(line.contains("backends changed a (address "), "{line}");
+    all_served(&proxy, 4, "a at its new address");
+    assert_eq!((good.accepted(), other.accepted()), (2, 3));
+}
+
 #[test]
 fn an_access_list_change_turns_away_a_client_it_served_before() {
     let a = Backend::echo();
