@@ -375,6 +375,33 @@ fn a_backend_down_at_its_old_address_is_up_at_the_new_one_after_a_reload() {
     assert_eq!((good.accepted(), other.accepted()), (2, 3));
 }
 
+/// The same with an active check: the check that had the backend down at
+/// its old address starts afresh at the new one (as a new backend's does,
+/// up until a check fails), rather than asking `rise` passes (a thousand
+/// here) of an address that never failed.
+#[test]
+fn a_check_down_backend_given_a_new_address_by_a_reload_is_checked_afresh() {
+    let good = Backend::echo();
+    let dead = testkit::fault::refusing_addr();
+    // The only backend, and no client while it is down: one served shows
+    // it up (its own accept count would count the checks too).
+    let text = |a: &dyn std::fmt::Display| {
+        format!(
+            "listen = \"127.0.0.1\"\nport = 0\nall-down = \"reject\"\n\
+             [[backend]]\nname = \"a\"\naddress = \"{a}\"\n\
+             check = true\ncheck-interval = \"50ms\"\ncheck-rise = 1000\n"
+        )
+    };
+    let (_dir, path, mut proxy) = start(&text(&dead));
+    proxy.wait_logged(|l| l.contains("is down: check failed"));
+    rewrite(&path, &text(&good.addr));
+    let line = reload(&mut proxy);
+    assert!(line.contains("backends changed a (address "), "{line}");
+    crate::util::wait_until("a takes clients at its new address", || {
+        crate::failover::exchange(proxy.addr, b"x").is_ok()
+    });
+}
+
 #[test]
 fn an_access_list_change_turns_away_a_client_it_served_before() {
     let a = Backend::echo();
