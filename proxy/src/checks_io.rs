@@ -263,14 +263,8 @@ impl Checks {
 
     /// Closes round `k`'s socket and records and logs its result.
     fn finish(&mut self, k: usize, done: Done) {
-        if let Some(fd) = self.items[k].fd.take() {
-            // A reset rather than a FIN: a check every few seconds would
-            // otherwise leave a TIME_WAIT socket behind each time.
-            self.stats.sys_sockopt.inc();
-            let _ = socket::set_linger_zero(&fd);
-            self.stats.sys_close.inc();
-            drop(fd);
-        }
+        let mut fd = self.items[k].fd.take();
+        self.close_fd(&mut fd);
         let it = &self.items[k];
         let passed = done.failure.is_none();
         let tally = it.check.tally();
@@ -312,9 +306,20 @@ impl Checks {
         }
     }
 
+    /// Ends `item`'s round under way, if any.
     fn close(&self, item: &mut Item) {
-        if item.fd.take().is_some() {
+        self.close_fd(&mut item.fd);
+    }
+
+    /// Closes a check's socket with a reset rather than a FIN: a check
+    /// every few seconds (or a round a reload drops) would otherwise
+    /// leave a FIN_WAIT or TIME_WAIT socket behind each time.
+    fn close_fd(&self, fd: &mut Option<OwnedFd>) {
+        if let Some(fd) = fd.take() {
+            self.stats.sys_sockopt.inc();
+            let _ = socket::set_linger_zero(&fd);
             self.stats.sys_close.inc();
+            drop(fd);
         }
     }
 }
