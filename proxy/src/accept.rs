@@ -161,6 +161,12 @@ impl Worker {
                 Choice::Backend(b) => b,
                 Choice::Full => break None,
                 Choice::AllDown | Choice::Tried => {
+                    // None tried means none in service: refused, here
+                    // (all down is counted when picked, a last failed try
+                    // by `failed_try`).
+                    if tries == 0 && next == Choice::Tried {
+                        stats.refused.inc();
+                    }
                     self.table.put_back(slot);
                     self.reset(client);
                     return;

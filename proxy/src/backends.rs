@@ -148,6 +148,15 @@ pub struct State {
     up_since: AtomicU64,
 }
 
+impl State {
+    /// Its passive health starts afresh: the connect failures counted
+    /// were another address's (a reload or a DNS answer moved it).
+    fn forget_failures(&self) {
+        self.fails.store(0, Relaxed);
+        self.down_until.store(0, Relaxed);
+    }
+}
+
 #[path = "backends_runtime.rs"]
 mod runtime;
 pub use runtime::{Admin, Check, CheckStatus, ConnectError};
@@ -232,7 +241,7 @@ impl Backends {
 
     /// The next generation: `specs` with `health` and `method`. A backend
     /// whose name is already here keeps its index and its state (counts,
-    /// health); one no longer in `specs` stays, removed; a new one is
+    /// health; at a new address, not its connect failures); one no longer in `specs` stays, removed; a new one is
     /// appended. A removed backend that comes back is matched again.
     pub fn next(&self, specs: Vec<BackendSpec>, health: Health, method: Balance) -> Backends {
         let mut entries: Vec<Entry> = self
@@ -246,6 +255,9 @@ impl Backends {
         for spec in specs {
             match entries.iter_mut().find(|e| e.spec.name == spec.name) {
                 Some(e) => {
+                    if e.spec.addr != spec.addr {
+                        e.state.forget_failures();
+                    }
                     e.spec = spec;
                     e.removed = false;
                 }
@@ -263,12 +275,14 @@ impl Backends {
     }
 
     /// The next generation with backend `name` (not removed) at `addr`
-    /// instead: a new DNS answer. Everything else stays as it is, so a
-    /// reload published in between is kept.
+    /// instead: a new DNS answer, which forgets the old address's connect
+    /// failures. Everything else stays as it is, so a reload published in
+    /// between is kept.
     pub fn readdressed(&self, name: &str, addr: SocketAddr) -> Backends {
         let mut next = self.clone();
         for e in &mut next.entries {
-            if e.spec.name == name && !e.removed {
+            if e.spec.name == name && !e.removed && e.spec.addr != addr {
+                e.state.forget_failures();
                 e.spec.addr = addr;
             }
         }

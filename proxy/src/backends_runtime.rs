@@ -230,9 +230,14 @@ impl Backends {
         self.state(i).connections.load(Relaxed)
     }
 
-    /// Backend `i`'s latest health check, if it has had one.
+    /// Backend `i`'s latest health check, if it has had one and is
+    /// checked now.
     pub fn last_check(&self, i: u32) -> Option<Check> {
         let status = self.check_status(i);
+        // A check a reload took away leaves its last result behind.
+        if !status.checked {
+            return None;
+        }
         Some(Check {
             ok: status.last_passed?,
             took: Duration::from_micros(status.last_latency_us),
@@ -313,7 +318,13 @@ mod tests {
 
     #[test]
     fn errors_by_kind_connections_and_checks_are_kept() {
-        let live = live(1, Balance::RoundRobin);
+        let mut spec = BackendSpec::plain(SocketAddr::from(([127, 0, 0, 1], 9000)));
+        spec.check = Some(crate::health::CheckSpec::default());
+        let live = Live::new(Backends::new(
+            vec![spec],
+            Health::default(),
+            Balance::RoundRobin,
+        ));
         let shared = live.snapshot();
         assert_eq!(ConnectError::of(Fault::Refused), ConnectError::Refused);
         assert_eq!(ConnectError::of(Fault::Network), ConnectError::Unreachable);

@@ -36,6 +36,9 @@ pub struct Checks {
 /// One backend's check and its socket during a round.
 struct Item {
     backend: u32,
+    /// The address it checks: a backend moved to another is checked
+    /// afresh.
+    addr: std::net::SocketAddr,
     check: Check,
     fd: Option<OwnedFd>,
     /// This round's number among all of this worker's rounds, so that a
@@ -71,9 +74,9 @@ impl Checks {
     }
 
     /// Takes a new generation of the backend set, if one was published:
-    /// a backend whose check settings are unchanged keeps its check (and
-    /// its count of passes and failures); a new or changed one starts
-    /// afresh, spread over its interval.
+    /// a backend whose check settings and address are unchanged keeps its
+    /// check (and its count of passes and failures); a new or changed one
+    /// starts afresh, spread over its interval.
     pub fn refresh(&mut self) {
         let generation = self.live.generation();
         if generation != self.generation {
@@ -89,19 +92,21 @@ impl Checks {
             .into_iter()
             .map(Some)
             .collect();
-        let wanted: Vec<(u32, &crate::health::CheckSpec)> = self
+        type Wanted<'a> = (u32, std::net::SocketAddr, &'a crate::health::CheckSpec);
+        let wanted: Vec<Wanted> = self
             .backends
             .entries()
             .iter()
             .enumerate()
             .filter(|(_, e)| !e.removed)
-            .filter_map(|(i, e)| e.spec.check.as_ref().map(|c| (i as u32, c)))
+            .filter_map(|(i, e)| e.spec.check.as_ref().map(|c| (i as u32, e.spec.addr, c)))
             .collect();
         let n = wanted.len();
-        for (k, (backend, spec)) in wanted.into_iter().enumerate() {
+        for (k, (backend, addr, spec)) in wanted.into_iter().enumerate() {
             let same = |it: &Option<Item>| {
-                it.as_ref()
-                    .is_some_and(|it| it.backend == backend && it.check.spec == *spec)
+                it.as_ref().is_some_and(|it| {
+                    it.backend == backend && it.addr == addr && it.check.spec == *spec
+                })
             };
             let kept = old
                 .iter()
@@ -119,6 +124,7 @@ impl Checks {
                 }
                 None => Item {
                     backend,
+                    addr,
                     check: Check::new(spec.clone(), now + first_round(spec.interval, k, n)),
                     fd: None,
                     gen: 0,
@@ -257,14 +263,8 @@ impl Checks {
 
     /// Closes round `k`'s socket and records and logs its result.
     fn finish(&mut self, k: usize, done: Done) {
-        if let Some(fd) = self.items[k].fd.take() {
-            // A reset rather than a FIN: a check every few seconds would
-            // otherwise leave a TIME_WAIT socket behind each time.
-            self.stats.sys_sockopt.inc();
-            let _ = socket::set_linger_zero(&fd);
-            self.stats.sys_close.inc();
-            drop(fd);
-        }
+        let mut fd = self.items[k].fd.take();
+        self.close_fd(&mut fd);
         let it = &self.items[k];
         let passed = done.failure.is_none();
         let tally = it.check.tally();
@@ -306,9 +306,20 @@ impl Checks {
         }
     }
 
+    /// Ends `item`'s round under way, if any.
     fn close(&self, item: &mut Item) {
-        if item.fd.take().is_some() {
+        self.close_fd(&mut item.fd);
+    }
+
+    /// Closes a check's socket with a reset rather than a FIN: a check
+    /// every few seconds (or a round a reload drops) would otherwise
+    /// leave a FIN_WAIT or TIME_WAIT socket behind each time.
+    fn close_fd(&self, fd: &mut Option<OwnedFd>) {
+        if let Some(fd) = fd.take() {
+            self.stats.sys_sockopt.inc();
+            let _ = socket::set_linger_zero(&fd);
             self.stats.sys_close.inc();
+            drop(fd);
         }
     }
 }

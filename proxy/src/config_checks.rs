@@ -192,6 +192,14 @@ fn spec(
             }
             Some(Expect::Prefix(p))
         }
+        (None, Some((key, v))) if v.is_empty() => {
+            return Err(names.bad(
+                &key,
+                false,
+                v,
+                "an empty pattern matches anything: leave it out for a connect check",
+            ))
+        }
         (None, Some((key, v))) => Some(Expect::Pattern(
             Pattern::new(&v).map_err(|why| names.bad(&key, false, &v, why))?,
         )),

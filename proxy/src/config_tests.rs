@@ -324,6 +324,11 @@ fn a_bad_check_setting_names_its_key_and_value() {
     );
     assert!(bad(&format!("{b}check-expect-regex = \"[a-\"\n"))
         .starts_with("key backend[1].check-expect-regex \"[a-\": '[' at offset 0 is never closed"));
+    assert_eq!(
+        bad("[health-check]\nexpect-regex = \"\"\n"),
+        "key health-check.expect-regex \"\": an empty pattern matches anything: \
+         leave it out for a connect check"
+    );
     assert!(bad(&format!("{b}check = false\ncheck-fall = 2\n"))
         .starts_with("key backend[1].check \"false\": the table also sets check-fall"));
     assert!(

@@ -218,7 +218,12 @@ fn backend_changes(cur: &Backends, next: &Backends) -> Vec<String> {
     let changed = in_order(next, &|n| {
         let (a, b) = (before.get(n)?, &after[n]);
         let mut what = Vec::new();
-        if a.addr != b.addr {
+        // As written: an address that becomes a host name (or back) may
+        // resolve to the same address.
+        let written = |s: &BackendSpec| s.host.clone().unwrap_or_else(|| s.addr.to_string());
+        if a.host != b.host {
+            what.push(format!("address {} -> {}", written(a), written(b)));
+        } else if a.addr != b.addr {
             what.push(format!("address {} -> {}", a.addr, b.addr));
         }
         if a.weight != b.weight {
@@ -226,6 +231,27 @@ fn backend_changes(cur: &Backends, next: &Backends) -> Vec<String> {
         }
         if a.backup != b.backup {
             what.push(format!("backup {} -> {}", a.backup, b.backup));
+        }
+        let (la, lb) = (a.limits, b.limits);
+        if la.max_connections != lb.max_connections {
+            what.push(format!(
+                "max-connections {} -> {}",
+                la.max_connections, lb.max_connections
+            ));
+        }
+        if la.slow_start != lb.slow_start {
+            let secs = |d: std::time::Duration| format!("{}s", d.as_secs_f64());
+            what.push(format!(
+                "slow-start {} -> {}",
+                secs(la.slow_start),
+                secs(lb.slow_start)
+            ));
+        }
+        match (&a.check, &b.check) {
+            (None, Some(_)) => what.push("check added".into()),
+            (Some(_), None) => what.push("check removed".into()),
+            (Some(x), Some(y)) if x != y => what.push("check changed".into()),
+            _ => {}
         }
         (!what.is_empty()).then(|| format!("{n} ({})", what.join(", ")))
     });
@@ -242,12 +268,13 @@ fn backend_changes(cur: &Backends, next: &Backends) -> Vec<String> {
     out
 }
 
-/// The keys of the balancing and passive health that differ from `cur`
-/// to `next`.
+/// The keys of the balancing, the all-down policy and the passive health
+/// that differ from `cur` to `next`.
 fn balancing_changes(cur: &Backends, next: &Backends) -> Vec<&'static str> {
     let (a, b) = (cur.health(), next.health());
     [
         ("balance", cur.method() != next.method()),
+        ("all-down", cur.all_down() != next.all_down()),
         ("fall", a.fall != b.fall),
         ("fail-timeout", a.fail_timeout != b.fail_timeout),
     ]
@@ -360,6 +387,20 @@ mod tests {
             ]
         );
         assert!(backend_changes(&next, &next).is_empty());
+        let named = |host: &str| BackendSpec {
+            host: Some(host.into()),
+            ..spec("b", 3, 2)
+        };
+        let by_name = next.next(
+            vec![named("app:3"), spec("c", 4, 1)],
+            cfg.health,
+            cfg.balance,
+        );
+        assert_eq!(
+            backend_changes(&next, &by_name),
+            ["backends changed b (address 127.0.0.1:3 -> app:3)"],
+            "the same address, now looked up by name"
+        );
         let health = crate::backends::Health {
             fall: 5,
             ..cfg.health

@@ -246,7 +246,9 @@ impl Table {
     /// The backend for a client at `peer` that has tried those in
     /// `tried`, counted against it (see [`Balancer::choose`]). A new
     /// client (none tried) rejected because no backend is up is counted,
-    /// and the first of an all-down period logged.
+    /// and the first of an all-down period logged; so is the first new
+    /// client found no backend in service at all (every one drained, in
+    /// maintenance, or removed), which the caller refuses.
     pub fn pick_backend(&mut self, peer: &SocketAddr, tried: balance::Tried) -> Choice {
         let choice = self.balancer.choose(peer, tried);
         if choice == Choice::AllDown && tried == 0 {
@@ -257,6 +259,12 @@ impl Table {
                      until one is"
                 );
             }
+        }
+        if choice == Choice::Tried && tried == 0 && self.balancer.backends().note_all_down() {
+            netio::log!(
+                "proxy: no backend takes new clients (each is drained, in maint or removed): \
+                 they are reset until one is set ready"
+            );
         }
         choice
     }

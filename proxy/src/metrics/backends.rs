@@ -221,6 +221,7 @@ mod tests {
         let mut b = BackendSpec::plain("127.0.0.1:9002".parse().expect("addr"));
         b.name = "b".into();
         b.weight = 3;
+        b.check = Some(crate::health::CheckSpec::default());
         Backends::new(vec![a, b], Health::default(), Balance::RoundRobin)
     }
 

@@ -6,7 +6,7 @@
 //! stale socket replaced, a live one never.
 
 use crate::cli::{config_file, rejects};
-use crate::failover::all_served;
+use crate::failover::{all_served, exchange};
 use crate::util::{connect, echo_byte, http_get, prom_value, Backend, Proxy, WAIT};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -136,6 +136,28 @@ fn drain_and_maint_send_new_clients_elsewhere_while_established_ones_go_on() {
         assert_eq!((s.a.accepted(), s.b.accepted()), (16, 6), "{state}");
         echo_byte(&mut on_b, b'd');
     }
+}
+
+/// With every backend drained or in maintenance no backend takes a new
+/// client: each is reset at once, counted in `refused`, and the period is
+/// logged once, so that an operator sees why clients are turned away.
+#[test]
+fn with_every_backend_out_of_service_new_clients_are_refused_counted_and_logged_once() {
+    let mut s = setup(&[]);
+    admin(&s.socket, "set backend a state drain");
+    admin(&s.socket, "set backend b state maint");
+    for i in 0..3 {
+        assert!(exchange(s.proxy.addr, b"x").is_err(), "client {i} is reset");
+    }
+    assert_eq!((s.a.accepted(), s.b.accepted()), (0, 0));
+    let st = s.proxy.wait_idle();
+    assert_eq!(st.get("refused"), 3, "{st:?}");
+    let said = |l: &str| l.starts_with("proxy: no backend takes new clients");
+    s.proxy.wait_logged(said);
+    let lines = s.proxy.log().iter().filter(|l| said(l)).count();
+    assert_eq!(lines, 1, "logged once: {:?}", s.proxy.log());
+    admin(&s.socket, "set backend a state ready");
+    all_served(&s.proxy, 2, "a ready again");
 }
 
 #[test]

@@ -248,3 +248,33 @@ fn with_no_check_configured_the_proxy_makes_no_check_and_no_wakeup() {
     assert_eq!(after.get("sys_connect"), first.get("sys_connect"));
     assert_eq!(a.accepted() + b.accepted(), 10);
 }
+
+/// A check round under way when a reload drops it ends with a reset, as a
+/// finished round does: no socket of the proxy is left behind in
+/// FIN_WAIT or TIME_WAIT towards the backend (at one a reload, a busy
+/// reload script would fill the port range of a check target).
+#[test]
+fn a_round_a_reload_drops_is_closed_with_a_reset() {
+    let mute = Backend::spawn(|mut s: TcpStream| {
+        let mut buf = [0u8; 64];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    // A reply is waited for: the round stays under way.
+    let checked = "check-interval = \"10s\"\ncheck-send = \"PING\"\ncheck-expect = \"+PONG\"";
+    let head = "listen = \"127.0.0.1\"\nport = 0\n";
+    let (_dir, path) = config_file(&format!("{head}{}", table("mute", mute.addr, checked)));
+    let mut proxy = Proxy::start(&["-c", &path]);
+    crate::util::wait_until("the check's connect", || mute.accepted() > 0);
+    std::fs::write(&path, format!("{head}{}", table("mute", mute.addr, ""))).expect("rewrite");
+    let line = crate::reload::reload(&mut proxy);
+    assert!(line.contains("(check removed)"), "{line}");
+    use testkit::proc::{tcp_sockets, TcpState};
+    crate::util::wait_until("no proxy socket to the backend left", || {
+        let left: Vec<_> = tcp_sockets("self")
+            .expect("/proc/net/tcp")
+            .into_iter()
+            .filter(|s| s.remote == mute.addr && s.state != TcpState::Listen)
+            .collect();
+        left.is_empty()
+    });
+}

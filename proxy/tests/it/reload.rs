@@ -6,7 +6,7 @@
 
 use crate::cli::config_file;
 use crate::failover::all_served;
-use crate::util::{connect, echo_byte, read_to_end, Backend, Proxy, WAIT};
+use crate::util::{connect, echo_byte, http_get, read_to_end, Backend, Proxy, WAIT};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -280,6 +280,126 @@ fn a_weight_change_takes_effect_for_new_clients() {
     all_served(&proxy, 40, "weights 3, 1");
     assert_eq!((a.accepted(), b.accepted()), (35, 15));
     drop(proxy.wait_idle());
+}
+
+/// A reload that changes only a backend's limits or its check, or the
+/// all-down policy, says so: "nothing changed" would tell the operator the
+/// edit was not seen.
+#[test]
+fn a_change_of_limits_checks_or_all_down_is_named_in_the_reload_line() {
+    let a = Backend::echo();
+    let (_dir, path, mut proxy) = start(&file("", &[(&a, "")]));
+    let name = a.addr.to_string();
+    for (extra, keys, want) in [
+        (
+            "",
+            "max-connections = 5",
+            format!("backends changed {name} (max-connections 0 -> 5)"),
+        ),
+        (
+            "",
+            "max-connections = 5\nslow-start = \"1m\"",
+            format!("backends changed {name} (slow-start 0s -> 60s)"),
+        ),
+        (
+            "",
+            "max-connections = 5\nslow-start = \"1m\"\ncheck = true",
+            format!("backends changed {name} (check added)"),
+        ),
+        (
+            "",
+            "max-connections = 5\nslow-start = \"1m\"\ncheck = true\ncheck-rise = 4",
+            format!("backends changed {name} (check changed)"),
+        ),
+        (
+            "all-down = \"reject\"",
+            "max-connections = 5\nslow-start = \"1m\"",
+            format!("backends changed {name} (check removed); changed all-down"),
+        ),
+    ] {
+        rewrite(&path, &file(extra, &[(&a, keys)]));
+        let line = reload(&mut proxy);
+        assert!(line.ends_with(&format!(": {want}")), "{line}");
+    }
+    all_served(&proxy, 2, "after the reloads");
+}
+
+/// A reload that takes a backend's check away takes its last result out
+/// of `/backends` and `/metrics` too: a stale "check=failed" beside a
+/// backend no longer checked would send the operator after a fault that
+/// is not looked for any more.
+#[test]
+fn a_check_removed_by_a_reload_leaves_no_stale_result_in_the_listing() {
+    let a = Backend::echo();
+    let extra = "metrics = \"127.0.0.1:0\"";
+    let checked =
+        "check = true\ncheck-interval = \"50ms\"\ncheck-send = \"PING\"\ncheck-expect = \"+PONG\"";
+    let (_dir, path, mut proxy) = start(&file(extra, &[(&a, checked)]));
+    proxy.wait_logged(|l| l.contains("is down: check failed"));
+    let metrics = proxy.metrics_addr();
+    rewrite(&path, &file(extra, &[(&a, "")]));
+    let line = reload(&mut proxy);
+    assert!(line.contains("reloaded"), "{line}");
+    let (_, text) = http_get(metrics, "/backends");
+    assert!(
+        text.contains(" state=up ") && text.ends_with(" check=none\n"),
+        "{text}"
+    );
+    let (_, prom) = http_get(metrics, "/metrics");
+    assert!(!prom.contains("proxy_backend_check_success"), "{prom}");
+    all_served(&proxy, 2, "unchecked");
+}
+
+/// A backend marked down at a wrong address and given its right one by a
+/// reload (its name kept) takes clients at once: the failures were the old
+/// address's, so the fix is not held back for `--fail-timeout`.
+#[test]
+fn a_backend_down_at_its_old_address_is_up_at_the_new_one_after_a_reload() {
+    let (good, other) = (Backend::echo(), Backend::echo());
+    let dead = testkit::fault::refusing_addr();
+    let text = |a: &dyn std::fmt::Display| {
+        format!(
+            "listen = \"127.0.0.1\"\nport = 0\nfall = 1\nfail-timeout = \"1h\"\n\
+             [[backend]]\nname = \"a\"\naddress = \"{a}\"\n\
+             [[backend]]\nname = \"b\"\naddress = \"{}\"\n",
+            other.addr
+        )
+    };
+    let (_dir, path, mut proxy) = start(&text(&dead));
+    all_served(&proxy, 1, "a refused, b served");
+    proxy.wait_logged(|l| l.contains("marked down") || l.contains("is down"));
+    rewrite(&path, &text(&good.addr));
+    let line = reload(&mut proxy);
+    assert!(line.contains("backends changed a (address "), "{line}");
+    all_served(&proxy, 4, "a at its new address");
+    assert_eq!((good.accepted(), other.accepted()), (2, 3));
+}
+
+/// The same with an active check: the check that had the backend down at
+/// its old address starts afresh at the new one (as a new backend's does,
+/// up until a check fails), rather than asking `rise` passes (a thousand
+/// here) of an address that never failed.
+#[test]
+fn a_check_down_backend_given_a_new_address_by_a_reload_is_checked_afresh() {
+    let good = Backend::echo();
+    let dead = testkit::fault::refusing_addr();
+    // The only backend, and no client while it is down: one served shows
+    // it up (its own accept count would count the checks too).
+    let text = |a: &dyn std::fmt::Display| {
+        format!(
+            "listen = \"127.0.0.1\"\nport = 0\nall-down = \"reject\"\n\
+             [[backend]]\nname = \"a\"\naddress = \"{a}\"\n\
+             check = true\ncheck-interval = \"50ms\"\ncheck-rise = 1000\n"
+        )
+    };
+    let (_dir, path, mut proxy) = start(&text(&dead));
+    proxy.wait_logged(|l| l.contains("is down: check failed"));
+    rewrite(&path, &text(&good.addr));
+    let line = reload(&mut proxy);
+    assert!(line.contains("backends changed a (address "), "{line}");
+    crate::util::wait_until("a takes clients at its new address", || {
+        crate::failover::exchange(proxy.addr, b"x").is_ok()
+    });
 }
 
 #[test]
