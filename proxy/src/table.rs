@@ -725,10 +725,12 @@ impl Table {
         }
         let c = &self.conns[slot];
         let f = c.flow(dead);
-        let waiting = matches!(c.stage, Stage::Connecting | Stage::Queued);
-        if waiting && f.eof && f.hold.held() == 0 {
-            // A client that reset before its backend answered, with
-            // nothing for it: there is nothing to deliver.
+        // A client that reset before its backend answered, with nothing
+        // for it, has nothing to deliver; nor has one still queued: it has
+        // no backend yet, and no answer could reach it, so it leaves the
+        // queue at once rather than spend a backend connection later.
+        let queued = c.stage == Stage::Queued;
+        if queued || (c.stage == Stage::Connecting && f.eof && f.hold.held() == 0) {
             self.close_later(slot, Reason::Error(dead));
             return false;
         }

@@ -290,3 +290,31 @@ fn an_emptied_queue_leaves_the_worker_asleep() {
     let after = proxy.stats().get("sys_epoll_wait");
     assert_eq!(after, before, "the worker woke up with the queue empty");
 }
+
+/// A queued client that resets is gone at once, its bytes with it: no
+/// answer could reach it, so it neither waits out the queue (or the
+/// reset-flush timeout) nor costs a backend connection later. A queued
+/// client that only half-closes still waits and is served (its FIN is a
+/// half-close, and the answer can still reach it).
+#[test]
+fn a_queued_client_that_resets_leaves_the_queue_at_once() {
+    let (backend, mut proxy, first) = limited_to_one(&["--queue-timeout", "60s"]);
+    let gone = sending(&proxy, b'x');
+    let mut half = sending(&proxy, b'y');
+    half.shutdown(std::net::Shutdown::Write).expect("FIN");
+    proxy.wait_stats("two clients queued", |s| s.get("queued") == 2);
+    crate::util::reset(gone);
+    proxy.wait_stats("the reset client left the queue", |s| s.get("queued") == 1);
+    drop(first);
+    let mut got = Vec::new();
+    half.read_to_end(&mut got)
+        .expect("the half-closed client is served");
+    assert_eq!(got, b"y");
+    let st = proxy.wait_idle();
+    assert_eq!(
+        backend.accepted(),
+        2,
+        "no backend connection for the reset one: {st:?}"
+    );
+    assert_eq!(st.get("reset_flush_timeouts"), 0, "{st:?}");
+}
