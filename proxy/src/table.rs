@@ -243,105 +243,6 @@ impl Table {
         self.opts.proxy_protocol.is_some()
     }
 
-    /// The backend for a client at `peer` that has tried those in
-    /// `tried`, counted against it (see [`Balancer::choose`]). A new
-    /// client (none tried) rejected because no backend is up is counted,
-    /// and the first of an all-down period logged; so is the first new
-    /// client found no backend in service at all (every one drained, in
-    /// maintenance, or removed), which the caller refuses.
-    pub fn pick_backend(&mut self, peer: &SocketAddr, tried: balance::Tried) -> Choice {
-        let choice = self.balancer.choose(peer, tried);
-        if choice == Choice::AllDown && tried == 0 {
-            self.stats.rejected_all_down.inc();
-            if self.balancer.backends().note_all_down() {
-                netio::log!(
-                    "proxy: no backend is up: new clients are reset (--all-down reject) \
-                     until one is"
-                );
-            }
-        }
-        if choice == Choice::Tried && tried == 0 && self.balancer.backends().note_all_down() {
-            netio::log!(
-                "proxy: no backend takes new clients (each is drained, in maint or removed): \
-                 they are reset until one is set ready"
-            );
-        }
-        choice
-    }
-
-    /// The address of backend `b`.
-    pub fn backend_addr(&self, b: u32) -> SocketAddr {
-        self.balancer.addr(b)
-    }
-
-    /// Gives back backend `b`'s count taken by [`Table::pick_backend`]
-    /// for a client that was not opened after all.
-    pub fn release(&mut self, b: u32) {
-        self.balancer.closed(b);
-    }
-
-    /// A client at `peer` that has tried the backends in `tried` (`tries`
-    /// of them) failed to connect to backend `failed` for `why` (of
-    /// `kind`): counts it against that backend, and returns the next
-    /// backend to try, if the client may try another (counted against it)
-    /// — logged with the failure, and counted as a retry, or with none
-    /// left as a refusal. [`Choice::Full`] (every other backend up is at
-    /// its limit) is counted as neither: the caller queues the client or
-    /// refuses it. The failed backend's count stays with the caller.
-    pub fn failed_try(
-        &mut self,
-        failed: u32,
-        peer: Option<SocketAddr>,
-        (kind, why): (ConnectError, &str),
-        tried: balance::Tried,
-        tries: u32,
-    ) -> Choice {
-        self.backend_failed(failed, kind);
-        let next = match peer {
-            Some(p) if tries < self.opts.connect_retries => self.pick_backend(&p, tried),
-            _ => Choice::Tried,
-        };
-        let to = match next {
-            Choice::Backend(b) => Some(self.balancer.addr(b)),
-            _ => None,
-        };
-        log_backend_failure(self.balancer.addr(failed), peer, why, to);
-        match next {
-            Choice::Backend(_) => self.stats.retries.inc(),
-            Choice::Full => {}
-            Choice::AllDown | Choice::Tried => self.stats.refused.inc(),
-        }
-        next
-    }
-
-    /// Passive health: a connect to backend `b` failed (logged once when
-    /// that marks it down).
-    fn backend_failed(&self, b: u32, kind: ConnectError) {
-        self.stats.connect_failures.inc();
-        let backends = self.balancer.backends();
-        backends.connect_error(b, kind);
-        if let Marked::Down { fails } = backends.failed(b) {
-            netio::log!(
-                "proxy: backend {} is down after {fails} failed connects in a row; \
-                 tried again in {:?}",
-                backends.addr(b),
-                backends.fail_timeout()
-            );
-        }
-    }
-
-    /// The backend connect of `slot`'s pair completed (logged once when
-    /// that brings the backend back up).
-    fn backend_succeeded(&mut self, slot: usize) {
-        let b = self.conns[slot].backend;
-        let backends = self.balancer.backends();
-        let prior = backends.fails(b);
-        if backends.succeeded(b) {
-            netio::log!("proxy: backend {} is up again", backends.addr(b));
-        }
-        self.conns[slot].prior_fails = prior;
-    }
-
     /// Behaves by `opts` from now on (a reload).
     pub fn set_options(&mut self, opts: Options) {
         self.opts = opts;
@@ -494,111 +395,6 @@ impl Table {
         }
     }
 
-    fn connect_failed(&mut self, io: &mut impl Sockets, slot: usize) {
-        let err = io.connect_error(slot);
-        let why = err.map_or_else(|| "connection failed".to_string(), |e| e.to_string());
-        let kind = err.map_or(ConnectError::Other, |e| ConnectError::of(e.fault()));
-        if !self.fail_over(io, slot, kind, &why) {
-            self.close_later(slot, Reason::Refused);
-        }
-    }
-
-    /// The backend connect of `slot` failed for `why`: logs it, counts it
-    /// against the backend, and moves the pair to the next backend up, with
-    /// what the client sent meanwhile still held for it. False when no
-    /// backend is left to try (the caller closes the pair; `refused` is
-    /// counted).
-    fn fail_over(
-        &mut self,
-        io: &mut impl Sockets,
-        slot: usize,
-        kind: ConnectError,
-        why: &str,
-    ) -> bool {
-        let c = &self.conns[slot];
-        let next = self.failed_try(c.backend, c.peer, (kind, why), c.tried, c.tries);
-        // Edges still in this batch for the backend socket given up on
-        // must not reach the one that replaces it.
-        let gen = self.conns[slot].gen;
-        self.replaced.push((slot as u32, gen));
-        self.connect_to(io, slot, next)
-    }
-
-    /// Connects `slot`'s pair to the backend in `next` (already counted
-    /// against it), and after a connect that fails at once to the next
-    /// backend, as [`Table::fail_over`] does. False when no backend is
-    /// left (the caller closes the pair). A pair that finds every other
-    /// backend at its limit is refused too (counted): it does not go back
-    /// to the queue.
-    fn connect_to(&mut self, io: &mut impl Sockets, slot: usize, mut next: Choice) -> bool {
-        loop {
-            let b = match next {
-                Choice::Backend(b) => b,
-                Choice::Full => {
-                    self.stats.refused.inc();
-                    return false;
-                }
-                Choice::AllDown | Choice::Tried => return false,
-            };
-            let addr = self.balancer.addr(b);
-            let c = &mut self.conns[slot];
-            let gen = c.gen;
-            c.tried = balance::add(c.tried, b);
-            c.tries += 1;
-            let got = io.reconnect(slot, gen, addr);
-            self.switch_backend(slot, b);
-            match got {
-                Ok(done) => {
-                    self.move_to(slot, done);
-                    if done {
-                        self.pump(io, slot);
-                    }
-                    return true;
-                }
-                // Failed at once: count it, and try the next.
-                Err(e) => {
-                    let c = &self.conns[slot];
-                    let why = (ConnectError::of(e.fault()), &*e.to_string());
-                    next = self.failed_try(b, c.peer, why, c.tried, c.tries);
-                }
-            }
-        }
-    }
-
-    /// `slot`'s pair is sent to backend `b` instead (for balancing).
-    /// Its count on `b` is already taken; the old backend's is given back.
-    fn switch_backend(&mut self, slot: usize, b: u32) {
-        let c = &mut self.conns[slot];
-        if c.counted {
-            self.balancer.closed(c.backend);
-        }
-        c.counted = true;
-        c.backend = b;
-    }
-
-    /// `slot`'s pair now has a new backend socket, connecting (or
-    /// connected if `done`), with nothing received from or sent to any
-    /// backend yet.
-    fn move_to(&mut self, slot: usize, done: bool) {
-        let c = &mut self.conns[slot];
-        let was_connecting = c.stage == Stage::Connecting;
-        c.ready[Side::Backend.index()] = netio::Ready::default();
-        c.opened_ms = self.now_ms;
-        c.stage = if done {
-            Stage::Relaying
-        } else {
-            Stage::Connecting
-        };
-        match (was_connecting, done) {
-            (true, true) => self.connecting -= 1,
-            (false, false) => self.connecting += 1,
-            _ => {}
-        }
-        if done {
-            self.backend_succeeded(slot);
-        }
-    }
-
     /// Moves whatever can move in both directions of `slot`.
     pub fn pump(&mut self, io: &mut impl Sockets, slot: usize) {
         let mut yielded = false;
@@ -669,154 +465,6 @@ impl Table {
             waiters.push_back((slot as u32, c.gen));
         }
         step
-    }
-
-    /// The socket `side` reset or failed. The first side to do so starts
-    /// the flush: the pair stays open (true) to deliver what that side had
-    /// sent. The other side failing too, or any failure with the flush
-    /// turned off, closes the pair (false).
-    fn failed(&mut self, io: &mut impl Sockets, slot: usize, side: Side) -> bool {
-        if !self.conns[slot].stage.is_open() {
-            return false;
-        }
-        // A backend that reset before any byte went either way is a failed
-        // try: the client moves on.
-        if side == Side::Backend && self.untouched(slot) && self.reset_before_any_byte(io, slot) {
-            return false;
-        }
-        match self.conns[slot].reset {
-            // The side that reset, again (an error edge after its reset).
-            Some(dead) if dead == side => true,
-            None if self.opts.reset_flush_ms > 0 => self.start_flush(io, slot, side),
-            _ => {
-                self.close_later(slot, Reason::Error(side));
-                false
-            }
-        }
-    }
-
-    /// `dead` reset: drop what was on its way to it, read out what it sent
-    /// before the reset, and deliver that to the other side. Returns
-    /// whether the pair stays open.
-    fn start_flush(&mut self, io: &mut impl Sockets, slot: usize, dead: Side) -> bool {
-        let live = dead.other();
-        let Table {
-            conns,
-            bufs,
-            pipes,
-            stats,
-            ..
-        } = self;
-        let c = &mut conns[slot];
-        c.reset = Some(dead);
-        c.reset_ms = self.now_ms;
-        if let Some(dirty) = c.flows[live.index()].cut(bufs, pipes) {
-            renew(io, pipes, stats, dirty);
-        }
-        c.flows[dead.index()].source_reset = true;
-        // Its kernel may still hold bytes it sent before the reset.
-        let r = &mut c.ready[dead.index()];
-        r.readable = true;
-        r.hangup = true;
-        self.flushing.push((slot as u32, c.gen));
-        if let Step::Failed(side) = self.step_flow(io, slot, dead) {
-            self.close_later(slot, Reason::Error(side));
-            return false;
-        }
-        let c = &self.conns[slot];
-        let f = c.flow(dead);
-        // A client that reset before its backend answered, with nothing
-        // for it, has nothing to deliver; nor has one still queued: it has
-        // no backend yet, and no answer could reach it, so it leaves the
-        // queue at once rather than spend a backend connection later.
-        let queued = c.stage == Stage::Queued;
-        if queued || (c.stage == Stage::Connecting && f.eof && f.hold.held() == 0) {
-            self.close_later(slot, Reason::Error(dead));
-            return false;
-        }
-        true
-    }
-
-    /// Both directions of a pair whose side reset are done: pass the reset
-    /// on once the other side's kernel has acknowledged everything (a
-    /// reset would discard what it still queues), else look again later.
-    fn linger(&mut self, io: &mut impl Sockets, slot: usize) {
-        let c = &mut self.conns[slot];
-        let Some(dead) = c.reset else {
-            return;
-        };
-        match io.unacked(slot, dead.other()) {
-            Some(n) if n > 0 => {
-                if c.poll_step == 0 {
-                    c.poll_step = 1;
-                    c.poll_ms = self.now_ms.wrapping_add(1);
-                }
-            }
-            unacked => {
-                if unacked.is_some() {
-                    self.stats.resets_flushed.inc();
-                }
-                self.close_later(slot, Reason::Error(dead));
-            }
-        }
-    }
-
-    /// Looks again at the pairs delivering what a side sent before its
-    /// reset: passes the reset on for those whose other side now has
-    /// everything, and cuts off those past `--reset-flush-timeout`.
-    pub fn check_flushing(&mut self, io: &mut impl Sockets) {
-        let now = self.now_ms;
-        let limit = self.opts.reset_flush_ms;
-        let list = std::mem::take(&mut self.flushing);
-        let mut keep = Vec::with_capacity(list.len());
-        for (slot, gen) in list {
-            let c = &mut self.conns[slot as usize];
-            let Some(dead) = c.reset.filter(|_| c.gen == gen && c.stage.is_open()) else {
-                continue;
-            };
-            if reached(now, c.reset_ms.wrapping_add(limit)) {
-                self.stats.reset_flush_timeouts.inc();
-                self.close_later(slot as usize, Reason::FlushTimeout(dead));
-                continue;
-            }
-            if c.poll_step > 0 && reached(now, c.poll_ms) {
-                c.poll_step = (c.poll_step * 2).min(POLL_MAX_MS);
-                c.poll_ms = now.wrapping_add(c.poll_step);
-                self.linger(io, slot as usize);
-            }
-            if self.conns[slot as usize].stage.is_open() {
-                keep.push((slot, gen));
-            }
-        }
-        // Nothing is added while checking: pairs start flushing in events.
-        self.flushing = keep;
-    }
-
-    /// When [`Table::check_flushing`] is next due (worker clock, ms), if
-    /// any pair is flushing.
-    pub fn next_flush_ms(&self) -> Option<u32> {
-        let now = self.now_ms;
-        let limit = self.opts.reset_flush_ms;
-        self.flushing
-            .iter()
-            .filter_map(|&(slot, gen)| {
-                let c = &self.conns[slot as usize];
-                (c.gen == gen && c.stage.is_open() && c.reset.is_some()).then(|| {
-                    let end = c.reset_ms.wrapping_add(limit);
-                    if c.poll_step > 0 && !reached(c.poll_ms, end) {
-                        c.poll_ms
-                    } else {
-                        end
-                    }
-                })
-            })
-            .min_by_key(|&t| t.wrapping_sub(now) as i32)
-    }
-
-    /// Whether a reset is delivered after what came before it (the driver
-    /// must then keep the clock).
-    pub fn flushes_resets(&self) -> bool {
-        self.opts.reset_flush_ms > 0
     }
 
     /// Resumes the pairs that stopped only to be fair. Those that stop
@@ -1013,9 +661,18 @@ pub fn log_backend_failure(
     netio::log!("proxy: backend {backend} failed{who}: {why}{then}");
 }
 
+// Picking backends, failed tries and failover.
+#[path = "table_backends.rs"]
+mod backends;
+
+// Passing a reset on once the rest was delivered.
+#[path = "table_flush.rs"]
+mod flush;
+
 // The queue's half of the table: serving it and its deadlines.
 #[path = "table_queue.rs"]
 mod queue;
+
 // Retrying a backend that reset before any byte.
 #[path = "table_retry.rs"]
 mod retry;
