@@ -62,6 +62,9 @@ pub struct Config {
     /// The open-files limit, when the connection count or the pipe count
     /// was derived from it (neither given), for the start-up line.
     pub derived_from: Option<u64>,
+    /// No backend was given anywhere: `backends` is the default,
+    /// 127.0.0.1 on the backend port.
+    pub backends_default: bool,
 }
 
 impl Config {
@@ -198,6 +201,7 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
     let slow_start = names
         .duration("slow-start", &cli.slow_start, &file.slow_start)?
         .map_or(Duration::ZERO, |d| d.0);
+    let backends_default = cli.backends.is_empty() && file.backend.is_none();
     let backends = backends::resolve(
         &cli.backends,
         file.backend,
@@ -501,6 +505,7 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
         proxy_protocol,
         resolve_interval,
         derived_from: (max_given.is_none() || pipes_given.is_none()).then_some(nofile),
+        backends_default,
     })
 }
 

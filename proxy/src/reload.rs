@@ -86,6 +86,19 @@ impl Reloader {
                 return;
             }
         };
+        // At start the default backend is a convenience; a reload whose
+        // file lost its backends is far more likely a mistake than a wish
+        // to send every new client to 127.0.0.1.
+        if next.backends_default && !self.running.backends_default {
+            netio::log!(
+                "proxy: reload of \"{}\" refused, nothing was changed: the file now gives no \
+                 backend (it had {}), and a reload does not fall back to the default {}",
+                path.display(),
+                self.running.backends.len(),
+                next.backends[0].addr
+            );
+            return;
+        }
         let fixed = fixed_changes(&self.running, &next);
         if !fixed.is_empty() {
             netio::log!(

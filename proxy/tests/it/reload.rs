@@ -213,6 +213,23 @@ fn an_invalid_file_keeps_the_running_config_with_the_start_s_own_message() {
     assert_kept(&proxy, &a, &b, line);
 }
 
+/// A file that lost every backend is refused on reload: at start the
+/// default backend (127.0.0.1 on the backend port) is a convenience; at a
+/// reload it would send every new client somewhere no one asked for.
+#[test]
+fn a_reload_whose_file_gives_no_backend_is_refused() {
+    let (a, b) = (Backend::echo(), Backend::echo());
+    let (_dir, path, mut proxy) = start(&file("", &[(&a, "")]));
+    rewrite(&path, &file("", &[]));
+    let line = reload(&mut proxy);
+    assert!(line.contains("refused, nothing was changed"), "{line}");
+    assert!(
+        line.contains("the file now gives no backend (it had 1)") && line.contains("127.0.0.1:"),
+        "{line}"
+    );
+    assert_kept(&proxy, &a, &b, line);
+}
+
 #[test]
 fn a_changed_port_or_worker_count_refuses_the_whole_reload() {
     let (a, b) = (Backend::echo(), Backend::echo());
