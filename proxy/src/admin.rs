@@ -87,13 +87,30 @@ pub fn answer(request: &str, live: &Live) -> String {
         .collect()
 }
 
-/// The index of the backend `name`, or an error naming the known ones.
+/// The index of the backend `name`, or an error naming the configured
+/// ones. A backend a reload removed cannot be changed: it takes no new
+/// client whatever its state or weight.
 fn find(live: &Live, name: &str) -> Result<u32, String> {
     let set = live.snapshot();
-    set.find(name).ok_or_else(|| {
-        let known: Vec<&str> = set.entries().iter().map(|e| &*e.spec.name).collect();
-        format!("unknown backend \"{name}\"; backends: {}", known.join(", "))
-    })
+    match set.find(name) {
+        Some(i) if set.entry(i).removed => Err(format!(
+            "backend {name} was removed by a reload (its open connections are finishing); \
+             there is nothing to set"
+        )),
+        Some(i) => Ok(i),
+        None => {
+            let known: Vec<&str> = set
+                .entries()
+                .iter()
+                .filter(|e| !e.removed)
+                .map(|e| &*e.spec.name)
+                .collect();
+            Err(format!(
+                "unknown backend \"{name}\"; backends: {}",
+                known.join(", ")
+            ))
+        }
+    }
 }
 
 fn set_state(live: &Live, name: &str, value: &str) -> Result<String, String> {
@@ -341,6 +358,24 @@ mod tests {
             "{both}"
         );
         assert!(command("help", &live).contains("set backend NAME weight N"));
+    }
+
+    #[test]
+    fn a_backend_a_reload_removed_cannot_be_set_and_is_not_offered() {
+        let live = live();
+        let cur = live.snapshot();
+        let a = cur.entry(0).spec.clone();
+        live.publish(|cur| cur.next(vec![a], Health::default(), Balance::RoundRobin));
+        assert_eq!(
+            command("set backend b weight 3", &live),
+            "error: backend b was removed by a reload (its open connections are finishing); \
+             there is nothing to set\n"
+        );
+        assert_eq!(
+            command("set backend c state drain", &live),
+            "error: unknown backend \"c\"; backends: a\n"
+        );
+        assert_eq!(live.snapshot().entry(1).spec.weight, 1, "unchanged");
     }
 
     #[test]
