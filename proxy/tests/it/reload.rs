@@ -136,7 +136,15 @@ fn settled_count(b: &Backend) -> usize {
 fn assert_closed(s: &mut TcpStream, what: &str) {
     s.set_read_timeout(Some(WAIT)).expect("timeout");
     let mut buf = [0u8; 1];
-    match s.read(&mut buf) {
+    // A read with a timeout is not restarted after a signal handler ran
+    // in this process (signal(7)), so EINTR is read again.
+    let got = loop {
+        match s.read(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    match got {
         Ok(0) => {}
         Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
         other => panic!("{what} was not closed: {other:?}"),
