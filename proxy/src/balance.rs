@@ -121,7 +121,9 @@ impl Balancer {
     }
 
     /// The backend for a client at `peer` that has not tried those in
-    /// `tried` (see [`Balancer::choice`]), without counting it.
+    /// `tried` (see [`Balancer::choice`]), without counting it (for
+    /// tests: the proxy picks with [`Balancer::choose`]).
+    #[cfg(test)]
     pub fn pick(&mut self, peer: &SocketAddr, tried_set: Tried) -> Option<u32> {
         match self.choice(peer, tried_set) {
             Choice::Backend(i) => Some(i),
@@ -129,7 +131,7 @@ impl Balancer {
         }
     }
 
-    /// Like [`Balancer::pick`], and counts the client against the
+    /// Picks as [`Balancer::choice`] does, and counts the client against the
     /// backend picked (release it with [`Balancer::closed`]). A backend
     /// another worker filled meanwhile is passed over.
     pub fn choose(&mut self, peer: &SocketAddr, tried_set: Tried) -> Choice {
@@ -210,6 +212,7 @@ impl Balancer {
 
     /// A pair was sent to backend `i` without [`Balancer::choose`] (for
     /// tests).
+    #[cfg(test)]
     pub fn opened(&mut self, i: u32) {
         let s = &self.backends.entry(i).state;
         s.active.fetch_add(1, Relaxed);
