@@ -1,4 +1,5 @@
-//! `cargo xtask ci`: the regression gate. Every scenario, quick, through
+//! `cargo xtask ci`: the regression gate. Every scenario but the
+//! `bench_only` ones, quick, through
 //! our proxy with HAProxy compared in the same run (the peer ratios gate;
 //! under `CI=true` a missing HAProxy fails the run), then the gated
 //! targets and the baseline (`scenarios/baseline.json`); or, with
@@ -14,7 +15,8 @@ use std::process::ExitCode;
 pub const SUBJECTS: [Kind; 2] = [Kind::SelfProxy, Kind::Haproxy];
 
 pub fn run(paths: &Paths, flags: &flags::Ci) -> Result<ExitCode, String> {
-    let all = paths.scenarios()?;
+    let mut all = paths.scenarios()?;
+    all.retain(|s| !s.bench_only);
     let run = run::run_all(paths, &all, &SUBJECTS, true, None)?;
     run::report(&run, paths)?;
     let mut failures = gate::misses(&run);

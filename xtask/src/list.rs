@@ -7,7 +7,8 @@ pub fn run(paths: &Paths) -> Result<ExitCode, String> {
     let all = paths.scenarios()?;
     let w = all.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for s in &all {
-        println!("{:<w$}  {}", s.name, s.description);
+        let only = if s.bench_only { " (bench only)" } else { "" };
+        println!("{:<w$}  {}{only}", s.name, s.description);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -49,6 +49,10 @@ pub struct Figure {
     /// How it may judge a run (see `figures.rs`).
     pub class: Class,
     pub values: BTreeMap<String, f64>,
+    /// Subject → every round's value, for the figures measured in rounds
+    /// (`values` holds their median); absent for the others.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub rounds: BTreeMap<String, Vec<f64>>,
     pub target: Option<Bound>,
     /// Target met by the primary subject (None: no target or no value).
     pub pass: Option<bool>,
@@ -233,6 +237,7 @@ pub(crate) mod tests {
             unit: crate::figures::spec(name).map_or("count".into(), |s| s.unit),
             class,
             values,
+            rounds: BTreeMap::new(),
             target,
             pass,
         }

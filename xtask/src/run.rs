@@ -66,9 +66,15 @@ impl Ctx {
     }
 }
 
-/// Figure → subject → value, as a scenario measures them.
+/// Figure → subject → value, as a scenario measures them, and for the
+/// figures measured in rounds (interleaved windows, or one tool run per
+/// subject a round) every round's value: the run-to-run spread that
+/// `cargo xtask compare` judges a change against.
 #[derive(Debug, Clone, Default)]
-pub struct Values(BTreeMap<String, BTreeMap<String, f64>>);
+pub struct Values(
+    BTreeMap<String, BTreeMap<String, f64>>,
+    BTreeMap<String, BTreeMap<String, Vec<f64>>>,
+);
 
 impl Values {
     /// Records `v` unless it is not a number (a division by nothing).
@@ -83,6 +89,30 @@ impl Values {
 
     pub fn get(&self, figure: &str, subject: &str) -> Option<f64> {
         self.0.get(figure)?.get(subject).copied()
+    }
+
+    /// Records every round's value of `figure` for `subject`, in the
+    /// order measured (values that are not numbers are left out); the
+    /// figure's own value is put apart, with [`Values::put`].
+    #[allow(dead_code)] // Until the load scenarios report their rounds (issue 11).
+    pub fn put_rounds(&mut self, figure: &str, subject: &str, rounds: &[f64]) {
+        let finite: Vec<f64> = rounds.iter().copied().filter(|v| v.is_finite()).collect();
+        if !finite.is_empty() {
+            self.1
+                .entry(figure.into())
+                .or_default()
+                .insert(subject.into(), finite);
+        }
+    }
+
+    /// Every round's value of `figure` for `subject`; empty when it was
+    /// not measured in rounds.
+    #[allow(dead_code)] // Until the load scenarios report their rounds (issue 11).
+    pub fn rounds(&self, figure: &str, subject: &str) -> &[f64] {
+        self.1
+            .get(figure)
+            .and_then(|m| m.get(subject))
+            .map_or(&[], Vec::as_slice)
     }
 }
 
@@ -215,10 +245,12 @@ pub fn figures_of(sc: &Scenario, measured: &Values, primary: &str) -> Vec<Figure
             values.put(&format!("{name}{VS_BEST_PEER}"), primary, ours / best);
         }
     }
+    let mut rounds = values.1;
     let mut out: Vec<Figure> = values
         .0
         .into_iter()
         .map(|(name, vals)| {
+            let rounds = rounds.remove(&name).unwrap_or_default();
             let spec = figures::spec(&name);
             let target = sc.targets.get(&name).copied().or_else(|| {
                 let base = name.strip_suffix(VS_BEST_PEER)?;
@@ -232,6 +264,7 @@ pub fn figures_of(sc: &Scenario, measured: &Values, primary: &str) -> Vec<Figure
                 class: spec.as_ref().map_or(Class::Wall, |s| s.class),
                 name,
                 values: vals,
+                rounds,
                 target,
                 pass,
             }
@@ -482,6 +515,25 @@ mod tests {
         assert_eq!(
             (e.class, e.unit.as_str(), e.baselined()),
             (Class::Count, "count", true)
+        );
+    }
+
+    #[test]
+    fn rounds_go_with_their_figure_and_leave_out_what_is_not_a_number() {
+        let sc = scenario("");
+        let mut v = values(&[("rate", &[("self", 2.0), ("direct", 3.0)])]);
+        v.put_rounds("rate", "self", &[1.0, f64::NAN, 2.0, 3.0]);
+        v.put_rounds("rate", "direct", &[f64::NAN]);
+        assert_eq!(v.rounds("rate", "self"), [1.0, 2.0, 3.0]);
+        let figs = figures_of(&sc, &v, "self");
+        let rate = get(&figs, "rate");
+        assert_eq!(
+            rate.rounds.get("self").map(Vec::as_slice),
+            Some(&[1.0, 2.0, 3.0][..])
+        );
+        assert!(
+            !rate.rounds.contains_key("direct"),
+            "no finite round, no rounds"
         );
     }
 }

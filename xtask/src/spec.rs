@@ -23,6 +23,10 @@ pub struct Scenario {
     pub name: String,
     /// One line for `cargo xtask list` and the report.
     pub description: String,
+    /// Reported by `cargo xtask bench` (and `scenario`), never run by the
+    /// `ci` gate: the real clients' and the network namespaces' scenarios,
+    /// whose figures depend on tools and privileges a CI machine may lack.
+    pub bench_only: bool,
     pub backend: Backend,
     pub proxy: ProxySpec,
     /// What it does, as written (see [`Scenario::body`] for `--quick`).
@@ -42,6 +46,9 @@ pub struct Scenario {
 #[serde(deny_unknown_fields)]
 struct File {
     description: String,
+    /// See [`Scenario::bench_only`].
+    #[serde(default)]
+    bench_only: bool,
     /// What the echo-backend runs as.
     #[serde(default)]
     backend: Backend,
@@ -279,6 +286,7 @@ impl Scenario {
         let s = Scenario {
             name,
             description: f.description,
+            bench_only: f.bench_only,
             backend: f.backend,
             proxy: f.proxy,
             body,

@@ -442,3 +442,12 @@ fn a_bad_failover_is_one_line_naming_the_key() {
         "{e}"
     );
 }
+
+#[test]
+fn a_scenario_is_gated_by_ci_unless_it_says_bench_only() {
+    assert!(!parse(GOOD).expect("good").bench_only);
+    let only = parse(&format!("bench_only = true\n{GOOD}")).expect("bench only");
+    assert!(only.bench_only);
+    let e = parse(&format!("bench_only = \"yes\"\n{GOOD}")).expect_err("not a boolean");
+    assert!(e.contains("bench_only"), "{e}");
+}
