@@ -1,9 +1,12 @@
-//! `report.html`: the report's tables with SVG charts, self-contained:
-//! latency percentile curves per load scenario and bars of its headline
-//! figure, one colour per subject throughout.
+//! `report.html`: the summary, then the report's tables with SVG charts,
+//! self-contained (inline SVG and CSS, no scripts, fonts or network):
+//! latency percentile curves per load scenario on a logarithmic latency
+//! axis and bars of its headline figure, one colour per subject
+//! throughout.
 
-use crate::report::{cell, verdict, Curve, Run, GATE_NOTE};
-use crate::spec::fmt_num;
+use crate::report::{about, cell, target_cell, verdict, Curve, Run, GATE_NOTE};
+use crate::summary::{self, State};
+use crate::units;
 use std::fmt::Write as _;
 
 const COLORS: &[&str] = &[
@@ -27,25 +30,48 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// An SVG chart of latency against percentile, the x axis in "nines"
-/// (50, 90, 99, 99.9 …) so the tail is as wide as the body.
+/// A decade tick's label: `1 µs`, `100 µs`, `10 ms`.
+fn tick_label(us: f64) -> String {
+    units::duration_us(us)
+        .replace(".00 ", " ")
+        .replace(".0 ", " ")
+}
+
+/// An SVG chart of latency against percentile: the x axis in "nines"
+/// (50, 90, 99, 99.9 …) so the tail is as wide as the body, the latency
+/// axis logarithmic with a tick at each decade, so the body of the curve
+/// is not flattened by its tail.
 pub fn latency_svg(curves: &[Curve]) -> String {
-    let (w, h, ml, mb, mt, mr) = (640.0, 320.0, 60.0, 40.0, 20.0, 120.0);
+    let (w, h, ml, mb, mt, mr) = (640.0, 320.0, 64.0, 40.0, 20.0, 120.0);
     let nines = |p: f64| -((1.0 - p / 100.0).max(1e-6)).log10();
     let xmax = curves
         .iter()
         .flat_map(|c| c.points.iter().map(|p| nines(p.0)))
         .fold(1.0f64, f64::max)
         .min(6.0);
-    let ymax = curves
-        .iter()
-        .flat_map(|c| c.points.iter().map(|p| p.1))
-        .fold(1.0f64, f64::max);
+    let positive = || {
+        curves
+            .iter()
+            .flat_map(|c| c.points.iter().map(|p| p.1))
+            .filter(|v| *v > 0.0 && v.is_finite())
+    };
+    // Whole decades around every positive latency; at least one.
+    let lo = positive().fold(f64::INFINITY, f64::min);
+    let hi = positive().fold(0.0f64, f64::max);
+    let (d0, d1) = if hi > 0.0 {
+        let d0 = lo.log10().floor();
+        (d0, hi.log10().ceil().max(d0 + 1.0))
+    } else {
+        (0.0, 1.0)
+    };
     let (pw, ph) = (w - ml - mr, h - mt - mb);
     let x = |p: f64| ml + nines(p).min(xmax) / xmax * pw;
-    let y = |v: f64| mt + ph - (v / ymax) * ph;
+    let y = |v: f64| {
+        let d = v.max(10f64.powf(d0)).log10();
+        mt + ph - (d - d0) / (d1 - d0) * ph
+    };
     let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+        r#"<svg class="latency-plot" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
     );
     let _ = write!(
         s,
@@ -62,16 +88,30 @@ pub fn latency_svg(curves: &[Curve]) -> String {
             );
         }
     }
-    for i in 0..=4 {
-        let v = ymax * f64::from(i) / 4.0;
+    let mut decade = d0;
+    while decade <= d1 + 1e-9 {
+        let v = 10f64.powf(decade);
         let yy = y(v);
         let _ = write!(
             s,
-            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            r##"<line class="tick" x1="{ml}" y1="{yy:.1}" x2="{}" y2="{yy:.1}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
+            ml + pw,
             ml - 5.0,
             yy + 4.0,
-            fmt_num(v.round())
+            tick_label(v)
         );
+        // Unlabelled lines at 2 and 5 of the decade, to read between.
+        for m in [2.0, 5.0] {
+            if decade < d1 {
+                let ym = y(v * m);
+                let _ = write!(
+                    s,
+                    r##"<line x1="{ml}" y1="{ym:.1}" x2="{}" y2="{ym:.1}" stroke="#f3f3f3"/>"##,
+                    ml + pw
+                );
+            }
+        }
+        decade += 1.0;
     }
     let _ = write!(
         s,
@@ -81,22 +121,13 @@ pub fn latency_svg(curves: &[Curve]) -> String {
     );
     let _ = write!(
         s,
-        r#"<text x="12" y="{}" transform="rotate(-90 12 {})" text-anchor="middle">latency (µs)</text>"#,
+        r#"<text x="12" y="{}" transform="rotate(-90 12 {})" text-anchor="middle">latency (log scale)</text>"#,
         mt + ph / 2.0,
         mt + ph / 2.0
     );
+    s.push_str(r#"<g class="legend">"#);
     for (i, c) in curves.iter().enumerate() {
         let color = color(&c.label, i);
-        let pts: Vec<String> = c
-            .points
-            .iter()
-            .map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1)))
-            .collect();
-        let _ = write!(
-            s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-            pts.join(" ")
-        );
         let ly = mt + 15.0 * (i as f64 + 1.0);
         let _ = write!(
             s,
@@ -108,22 +139,37 @@ pub fn latency_svg(curves: &[Curve]) -> String {
             esc(&c.label)
         );
     }
+    s.push_str("</g>");
+    for (i, c) in curves.iter().enumerate() {
+        let color = color(&c.label, i);
+        let pts: Vec<String> = c
+            .points
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1)))
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline class="curve" data-subject="{}" fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            esc(&c.label),
+            pts.join(" ")
+        );
+    }
     s.push_str("</svg>");
     s
 }
 
-/// A horizontal bar chart of one figure across subjects.
-pub fn bars_svg(title: &str, values: &[(String, f64)]) -> String {
+/// A horizontal bar chart of one figure across subjects, in `unit`.
+pub fn bars_svg(title: &str, unit: &str, values: &[(String, f64)]) -> String {
     let (w, bh, ml) = (640.0, 24.0, 90.0);
     let h = 30.0 + bh * values.len() as f64;
     let vmax = values.iter().map(|v| v.1).fold(1e-9f64, f64::max);
     let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><text x="5" y="14">{}</text>"#,
+        r#"<svg class="bars" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><text x="5" y="14">{}</text>"#,
         esc(title)
     );
     for (i, (label, v)) in values.iter().enumerate() {
         let y = 22.0 + bh * i as f64;
-        let bw = (w - ml - 80.0) * v / vmax;
+        let bw = ((w - ml - 100.0) * v / vmax).max(0.0);
         let color = color(label, i);
         let _ = write!(
             s,
@@ -134,31 +180,90 @@ pub fn bars_svg(title: &str, values: &[(String, f64)]) -> String {
             bh - 6.0,
             ml + bw + 5.0,
             y + bh * 0.65,
-            fmt_num(*v)
+            esc(&units::human(*v, unit))
         );
     }
     s.push_str("</svg>");
     s
 }
 
-/// `report.html`: the tables plus charts, self-contained.
+const STYLE: &str = "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}\
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
+td:first-child,th:first-child{text-align:left}.MISS,.miss{color:#b00;font-weight:bold}.pass{color:#070}\
+.ahead{color:#070}.behind{color:#a50}.absent{color:#777;font-style:italic}\
+code{background:#f4f4f4}a{color:#14c}";
+
+/// The summary: one row per headline figure, each linked to its section.
+fn summary_html(run: &Run, out: &mut String) {
+    let _ = write!(
+        out,
+        "<section id=\"summary\"><h2>Summary</h2><p>{}</p><table class=\"summary\"><tr>",
+        esc(summary::NOTE)
+    );
+    for h in summary::header(run) {
+        let _ = write!(out, "<th>{}</th>", esc(&h));
+    }
+    out.push_str("</tr>");
+    for r in summary::rows(run) {
+        let (kind, class) = match &r.state {
+            State::Measured(m) => ("measured", m.standing.map_or("", summary::Standing::word)),
+            State::NotRun => ("not-run", "absent"),
+            State::Failed(_) => ("failed", "miss"),
+            State::NoFigure => ("no-figure", "absent"),
+        };
+        let _ = write!(
+            out,
+            "<tr class=\"headline {kind}\" id=\"headline-{}-{}\" data-scenario=\"{}\">",
+            esc(r.head.scenario),
+            esc(r.head.figure),
+            esc(r.head.scenario)
+        );
+        let cells = summary::cells(run, &r, |v| format!("\u{1}{v}\u{2}"));
+        let last = cells.len() - 1;
+        for (i, c) in cells.iter().enumerate() {
+            // Markers around a missed target become a span that stands out.
+            let text = esc(c)
+                .replace('\u{1}', "<span class=\"miss\">")
+                .replace('\u{2}', "</span>");
+            match i {
+                0 => {
+                    let _ = write!(
+                        out,
+                        "<td class=\"label\"><a href=\"#{}\">{text}</a></td>",
+                        esc(r.head.scenario)
+                    );
+                }
+                _ if i == last - 1 => {
+                    let _ = write!(out, "<td class=\"verdict {class}\">{text}</td>");
+                }
+                _ => {
+                    let _ = write!(out, "<td>{text}</td>");
+                }
+            }
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table></section>");
+}
+
+/// `report.html`: the summary, the scenarios with their charts in the
+/// order of the story, and what the run was; self-contained.
 pub fn html(run: &Run) -> String {
     let mut out = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Workbench run {id}</title><style>\
-         body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}\
-         table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}\
-         td:first-child,th:first-child{{text-align:left}}.MISS{{color:#b00;font-weight:bold}}.pass{{color:#070}}\
-         code{{background:#f4f4f4}}</style></head><body><h1>Workbench run {id}</h1>\
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Workbench run {id}</title>\
+         <style>{STYLE}</style></head><body><h1>Workbench run {id}</h1>\
          <p>Targets judged on <b>{primary}</b>{quick}. {note}</p>",
         note = esc(GATE_NOTE),
         id = esc(&run.id),
         primary = esc(&run.primary),
         quick = if run.quick { " (quick run)" } else { "" }
     );
-    for s in &run.scenarios {
+    summary_html(run, &mut out);
+    let scenarios = summary::in_story_order(run);
+    for s in &scenarios {
         let _ = write!(
             out,
-            "<h2 id=\"{n}\">{n}</h2><p>{}</p>",
+            "<section class=\"scenario\" id=\"{n}\"><h2>{n}</h2><p>{}</p>",
             esc(&s.description),
             n = esc(&s.name)
         );
@@ -169,26 +274,21 @@ pub fn html(run: &Run) -> String {
             let _ = write!(out, "<p>Skipped {}: {}</p>", esc(&sk.subject), esc(&sk.why));
         }
         if !s.figures.is_empty() {
-            out.push_str("<table><tr><th>figure</th><th>unit</th>");
+            out.push_str("<table><tr><th>figure</th>");
             for sub in &run.subjects {
                 let _ = write!(out, "<th>{}</th>", esc(sub));
             }
             out.push_str("<th>target</th><th>verdict</th></tr>");
             for f in &s.figures {
-                let _ = write!(
-                    out,
-                    "<tr><td>{}</td><td>{}</td>",
-                    esc(&f.name),
-                    esc(&f.unit)
-                );
+                let _ = write!(out, "<tr><td>{}</td>", esc(&f.name));
                 for sub in &run.subjects {
-                    let _ = write!(out, "<td>{}</td>", cell(f, sub));
+                    let _ = write!(out, "<td>{}</td>", esc(&cell(f, sub)));
                 }
                 let v = verdict(f);
                 let _ = write!(
                     out,
                     "<td>{}</td><td class=\"{}\">{}</td></tr>",
-                    esc(&f.target.map(|b| b.describe()).unwrap_or_default()),
+                    esc(&target_cell(f)),
                     v.split(' ').next().unwrap_or(""),
                     v
                 );
@@ -209,15 +309,31 @@ pub fn html(run: &Run) -> String {
         if let Some(f) = headline {
             let vals: Vec<(String, f64)> = f.values.iter().map(|(k, v)| (k.clone(), *v)).collect();
             out.push_str("<br>");
-            out.push_str(&bars_svg(&format!("{} ({})", f.name, f.unit), &vals));
+            out.push_str(&bars_svg(&f.name, &f.unit, &vals));
         }
+        out.push_str("</section>");
+    }
+    out.push_str("<section id=\"about\"><h2>About this run</h2><p>The commands, to rerun the load by hand:</p>");
+    for s in &scenarios {
         for c in &s.commands {
-            let _ = write!(out, "<p><code>{}</code></p>", esc(c));
+            let _ = write!(
+                out,
+                "<p class=\"command\">{}: <code>{}</code></p>",
+                esc(&s.name),
+                esc(c)
+            );
         }
     }
-    out.push_str("</body></html>\n");
+    out.push_str("<ul class=\"machine\">");
+    for l in about(run) {
+        let _ = write!(out, "<li>{}</li>", esc(&l));
+    }
+    out.push_str("</ul></section></body></html>\n");
     out
 }
+
+#[cfg(test)]
+mod browser;
 
 #[cfg(test)]
 mod tests {

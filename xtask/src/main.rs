@@ -13,6 +13,7 @@ mod hold;
 mod html;
 mod list;
 mod load;
+mod machine;
 mod peers;
 mod procs;
 mod report;
@@ -20,6 +21,8 @@ mod run;
 mod scenario;
 mod soak;
 mod spec;
+mod summary;
+mod units;
 
 use flags::{Cmd, Xtask};
 use std::process::ExitCode;

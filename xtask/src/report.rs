@@ -2,7 +2,9 @@
 //! and `report.md` (`report.html` is in `html.rs`).
 
 use crate::figures::Class;
-use crate::spec::{fmt_num, Bound};
+use crate::machine::Machine;
+use crate::spec::Bound;
+use crate::{summary, units};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,6 +20,10 @@ pub struct Run {
     /// Everything measured, primary first.
     pub subjects: Vec<String>,
     pub scenarios: Vec<ScenarioReport>,
+    /// When it started: UTC, ISO 8601.
+    pub date: String,
+    /// Where it ran, and the versions of its subjects.
+    pub machine: Machine,
 }
 
 /// What one scenario measured.
@@ -91,33 +97,26 @@ pub(crate) fn verdict(f: &Figure) -> &'static str {
 pub(crate) fn cell(f: &Figure, subject: &str) -> String {
     f.values
         .get(subject)
-        .map_or_else(|| "-".into(), |v| fmt_num(*v))
+        .map_or_else(|| "-".into(), |v| units::human(*v, &f.unit))
 }
 
-/// The table printed on the terminal.
-pub fn terminal(run: &Run) -> String {
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    let mut header = vec!["scenario".to_string(), "figure".into(), "unit".into()];
-    header.extend(run.subjects.iter().cloned());
-    header.extend(["target".into(), "verdict".into()]);
-    rows.push(header);
-    for s in &run.scenarios {
-        if let Some(e) = &s.error {
-            let mut r = vec![s.name.clone(), "ERROR".into(), String::new()];
-            r.extend(run.subjects.iter().map(|_| String::new()));
-            r.extend([String::new(), e.chars().take(100).collect()]);
-            rows.push(r);
-        }
-        for f in &s.figures {
-            let mut r = vec![s.name.clone(), f.name.clone(), f.unit.clone()];
-            r.extend(run.subjects.iter().map(|sub| cell(f, sub)));
-            r.push(f.target.map(|b| b.describe()).unwrap_or_default());
-            r.push(verdict(f).into());
-            rows.push(r);
-        }
-    }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+/// A figure's target in its units, or nothing.
+pub(crate) fn target_cell(f: &Figure) -> String {
+    f.target
+        .map(|b| units::target(&b, &f.unit))
+        .unwrap_or_default()
+}
+
+/// `rows` as aligned columns, the first row a header underlined.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for (n, r) in rows.iter().enumerate() {
@@ -128,28 +127,89 @@ pub fn terminal(run: &Run) -> String {
             .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
         if n == 0 {
-            let _ = writeln!(
-                out,
-                "{}",
-                widths
-                    .iter()
-                    .map(|w| "-".repeat(*w))
-                    .collect::<Vec<_>>()
-                    .join("  ")
-            );
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            let _ = writeln!(out, "{}", rule.join("  "));
         }
     }
-    for s in &run.scenarios {
+    out
+}
+
+/// The facts at the bottom of every rendering: the date and the
+/// machine, one line each, then each subject's version.
+pub fn about(run: &Run) -> Vec<String> {
+    let m = &run.machine;
+    let mut lines = vec![
+        format!("date: {}", run.date),
+        format!(
+            "machine: {} cores, kernel {}{}",
+            m.cores,
+            m.kernel,
+            m.cpu.as_ref().map(|c| format!(", {c}")).unwrap_or_default()
+        ),
+    ];
+    lines.extend(m.versions.iter().map(|(k, v)| format!("{k}: {v}")));
+    lines
+}
+
+/// The table printed on the terminal: every figure, then the command
+/// lines and the machine, and last the summary, to be read at a glance.
+pub fn terminal(run: &Run) -> String {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut header = vec!["scenario".to_string(), "figure".into()];
+    header.extend(run.subjects.iter().cloned());
+    header.extend(["target".into(), "verdict".into()]);
+    rows.push(header);
+    let scenarios = summary::in_story_order(run);
+    for s in &scenarios {
+        if let Some(e) = &s.error {
+            let mut r = vec![s.name.clone(), "ERROR".into()];
+            r.extend(run.subjects.iter().map(|_| String::new()));
+            r.extend([String::new(), e.chars().take(100).collect()]);
+            rows.push(r);
+        }
+        for f in &s.figures {
+            let mut r = vec![s.name.clone(), f.name.clone()];
+            r.extend(run.subjects.iter().map(|sub| cell(f, sub)));
+            r.push(target_cell(f));
+            r.push(verdict(f).into());
+            rows.push(r);
+        }
+    }
+    let mut out = table(&rows);
+    for s in &scenarios {
         for sk in &s.skipped {
             let _ = writeln!(out, "{}: skipped {}: {}", s.name, sk.subject, sk.why);
         }
     }
+    out.push_str("\ncommands:\n");
+    for s in &scenarios {
+        for c in &s.commands {
+            let _ = writeln!(out, "  {}: {c}", s.name);
+        }
+    }
+    out.push('\n');
+    for l in about(run) {
+        let _ = writeln!(out, "{l}");
+    }
+    let _ = writeln!(out, "\nSUMMARY (targets judged on {})", run.primary);
+    let mut rows = vec![summary::header(run)];
+    rows.extend(
+        summary::rows(run)
+            .iter()
+            .map(|r| summary::cells(run, r, |v| v.to_uppercase())),
+    );
+    out.push_str(&table(&rows));
     out
 }
 
 /// What every report says about its verdicts.
 pub const GATE_NOTE: &str = "Gated figures are exact counts and ratios to a peer measured in the \
 same run; wall-clock figures are reported, and their targets are goals.";
+
+/// A markdown table row.
+fn md_row(cells: &[String]) -> String {
+    format!("| {} |\n", cells.join(" | "))
+}
 
 /// `report.md`.
 pub fn markdown(run: &Run) -> String {
@@ -160,7 +220,18 @@ pub fn markdown(run: &Run) -> String {
         run.primary,
         if run.quick { " (quick run)" } else { "" }
     );
-    for s in &run.scenarios {
+    let _ = writeln!(out, "## Summary\n\n{}\n", summary::NOTE);
+    let header = summary::header(run);
+    out.push_str(&md_row(&header));
+    out.push_str(&md_row(&vec!["---".to_string(); header.len()]));
+    for r in summary::rows(run) {
+        let mut cells = summary::cells(run, &r, |v| format!("**{}**", v.to_uppercase()));
+        cells[0] = format!("[{}](#{})", cells[0], r.head.scenario);
+        out.push_str(&md_row(&cells));
+    }
+    out.push('\n');
+    let scenarios = summary::in_story_order(run);
+    for s in &scenarios {
         let _ = writeln!(out, "## {}\n\n{}\n", s.name, s.description);
         if let Some(e) = &s.error {
             let _ = writeln!(out, "**Failed:** {e}\n");
@@ -171,32 +242,32 @@ pub fn markdown(run: &Run) -> String {
         if s.figures.is_empty() {
             continue;
         }
-        let _ = writeln!(
-            out,
-            "| figure | unit | {} | target | verdict |",
-            run.subjects.join(" | ")
-        );
-        let _ = writeln!(
-            out,
-            "|---|---|{}---|---|",
-            "---|".repeat(run.subjects.len())
-        );
+        let mut header = vec!["figure".to_string()];
+        header.extend(run.subjects.iter().cloned());
+        header.extend(["target".into(), "verdict".into()]);
+        out.push_str(&md_row(&header));
+        out.push_str(&md_row(&vec!["---".to_string(); header.len()]));
         for f in &s.figures {
-            let vals: Vec<String> = run.subjects.iter().map(|sub| cell(f, sub)).collect();
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} |",
-                f.name,
-                f.unit,
-                vals.join(" | "),
-                f.target.map(|b| b.describe()).unwrap_or_default(),
-                verdict(f)
-            );
-        }
-        for c in &s.commands {
-            let _ = writeln!(out, "\n    {c}");
+            let mut cells = vec![f.name.clone()];
+            cells.extend(run.subjects.iter().map(|sub| cell(f, sub)));
+            cells.push(target_cell(f));
+            cells.push(match verdict(f) {
+                v if f.pass == Some(false) => format!("**{v}**"),
+                v => v.to_string(),
+            });
+            out.push_str(&md_row(&cells));
         }
         out.push('\n');
+    }
+    out.push_str("## About this run\n\nThe commands, to rerun the load by hand:\n\n");
+    for s in &scenarios {
+        for c in &s.commands {
+            let _ = writeln!(out, "    # {}\n    {c}", s.name);
+        }
+    }
+    out.push('\n');
+    for l in about(run) {
+        let _ = writeln!(out, "- {l}");
     }
     out
 }
@@ -255,6 +326,8 @@ pub(crate) mod tests {
     pub(crate) fn run_of(figures: Vec<Figure>, skipped: Vec<Skipped>) -> Run {
         Run {
             id: "test-run".into(),
+            date: "2023-11-14T22:13:20Z".into(),
+            machine: Machine::default(),
             quick: true,
             primary: "self".into(),
             subjects: vec!["self".into(), "haproxy".into()],
@@ -311,8 +384,8 @@ pub(crate) mod tests {
             "{t}"
         );
         assert!(t.lines().any(|l| l.contains("rate")
-            && l.contains("120000")
-            && l.contains("90000")
+            && l.contains("120k msg/s")
+            && l.contains("90.0k msg/s")
             && l.contains("pass")));
         assert!(t
             .lines()
@@ -360,7 +433,7 @@ pub(crate) mod tests {
         );
         let md = std::fs::read_to_string(out.join("report.md")).expect("md");
         assert!(
-            md.contains("| rate | msg/s | 120000 | 90000 | >= 10000 | pass |"),
+            md.contains("| rate | 120k msg/s | 90.0k msg/s | ≥ 10.0k msg/s | pass |"),
             "{md}"
         );
     }

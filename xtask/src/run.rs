@@ -4,6 +4,7 @@
 
 use crate::figures::{self, Better, Class, VS_BEST_PEER};
 use crate::gate;
+use crate::machine::{self, Utc};
 use crate::peers::{self, Kind, Subject, START_TIMEOUT};
 use crate::report::{self, Curve, Figure, Run, ScenarioReport, Skipped};
 use crate::spec::{self, Body, Scenario};
@@ -144,7 +145,8 @@ pub fn run_all(
     }
     eprintln!("xtask: building release binaries");
     build(&paths.root)?;
-    let id = run_id();
+    let started = Utc::now();
+    let id = started.compact();
     let run_dir = paths.workbench.join(&id);
     std::fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
     let ctx = Ctx {
@@ -197,6 +199,8 @@ pub fn run_all(
         id,
         quick,
         primary: primary.into(),
+        machine: machine::facts(&paths.root, &subjects),
+        date: started.iso8601(),
         subjects,
         scenarios: reports,
     })
@@ -365,31 +369,6 @@ pub fn build(root: &Path) -> Result<(), String> {
     } else {
         Err(format!("cargo build --release failed ({st})"))
     }
-}
-
-/// A sortable, unique-enough run name: UTC date and time.
-fn run_id() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
