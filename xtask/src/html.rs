@@ -191,7 +191,7 @@ const STYLE: &str = "body{font-family:sans-serif;max-width:1100px;margin:2em aut
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
 td:first-child,th:first-child{text-align:left}.MISS,.miss{color:#b00;font-weight:bold}.pass{color:#070}\
 .ahead{color:#070}.behind{color:#a50}.absent{color:#777;font-style:italic}\
-code{background:#f4f4f4}a{color:#14c}";
+.summary td.verdict{text-align:left}code{background:#f4f4f4}a{color:#14c}";
 
 /// The summary: one row per headline figure, each linked to its section.
 fn summary_html(run: &Run, out: &mut String) {

@@ -327,7 +327,12 @@ pub(crate) mod tests {
         Run {
             id: "test-run".into(),
             date: "2023-11-14T22:13:20Z".into(),
-            machine: Machine::default(),
+            machine: Machine {
+                cores: 2,
+                kernel: "6.1.0-test".into(),
+                cpu: None,
+                versions: [("haproxy".to_string(), "HAProxy version 2.6.12".to_string())].into(),
+            },
             quick: true,
             primary: "self".into(),
             subjects: vec!["self".into(), "haproxy".into()],
@@ -397,6 +402,19 @@ pub(crate) mod tests {
             t.contains("throughput: skipped nginx: not installed"),
             "{t}"
         );
+        let summary = t.rsplit("SUMMARY").next().expect("the summary last");
+        assert!(
+            summary.contains("rate at 100 connections") && summary.contains("1.33×"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("latency did not run"),
+            "the rows of scenarios not run say so: {summary}"
+        );
+        assert!(
+            t.contains("date: 2023-11-14T22:13:20Z")
+                && t.contains("haproxy: HAProxy version 2.6.12")
+        );
     }
 
     #[test]
@@ -436,5 +454,16 @@ pub(crate) mod tests {
             md.contains("| rate | 120k msg/s | 90.0k msg/s | ≥ 10.0k msg/s | pass |"),
             "{md}"
         );
+        assert!(
+            md.contains("| [rate at 100 connections](#throughput) | 120k msg/s | 90.0k msg/s | - | 1.33× | ahead of haproxy; target pass | ≥ 10.0k msg/s |"),
+            "{md}"
+        );
+        assert!(md.find("## Summary") < md.find("## throughput"));
+        assert!(
+            md.contains("- machine: 2 cores, kernel 6.1.0-test")
+                && md.contains("    loadgen --target x")
+        );
+        assert_eq!(latest["date"].as_str(), Some("2023-11-14T22:13:20Z"));
+        assert_eq!(latest["machine"]["cores"].as_u64(), Some(2));
     }
 }
