@@ -13,6 +13,7 @@ mod hold;
 mod html;
 mod list;
 mod load;
+mod netns;
 mod peers;
 mod procs;
 mod report;
