@@ -31,14 +31,18 @@ impl Bench {
 
     /// Runs `xtask ARGS…` with CI unset (a missing peer is skipped).
     pub fn xtask(&self, args: &[&str]) -> Run {
-        let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(args)
+        Run::from(self.command(args).output().expect("run xtask"))
+    }
+
+    /// The command [`Bench::xtask`] runs, for a test that needs the
+    /// process itself.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        cmd.args(args)
             .env("XTASK_SCENARIOS", &self.scenarios)
             .env("XTASK_WORKBENCH", &self.out)
-            .env_remove("CI")
-            .output()
-            .expect("run xtask");
-        Run::from(o)
+            .env_remove("CI");
+        cmd
     }
 
     /// The last run's `latest.json`.
