@@ -90,7 +90,7 @@ fn through(
         failover: true,
     };
     let dir = ctx.subject_dir(sc, kind)?;
-    let mut subject = peers::start(kind, &up, &sc.proxy.args, &ctx.root, &dir)?;
+    let mut subject = peers::start(kind, &up, &sc.proxy.args, &ctx.root, &dir, &ctx.place)?;
     let name = kind.name();
     let args: Vec<String> = [
         "--json",

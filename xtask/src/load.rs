@@ -83,6 +83,7 @@ fn start_subjects(
                 &sc.proxy.args,
                 &ctx.root,
                 &ctx.subject_dir(sc, k)?,
+                &ctx.place,
             )
         })
         .collect()
@@ -108,7 +109,7 @@ impl Before {
         Before {
             metrics: subjects
                 .iter()
-                .map(|s| s.metrics.and_then(|m| peers::scrape(m).ok()))
+                .map(|s| s.scrape().and_then(Result::ok))
                 .collect(),
             // Each subject's CPU time over the whole load: it is busy only
             // in its own windows, so per message it compares like with like.
@@ -306,10 +307,9 @@ fn metrics_figures(
     values: &mut Values,
 ) -> Result<(), String> {
     for (s, b) in subjects.iter().zip(before) {
-        let (Some(m), Some(b)) = (s.metrics, b) else {
+        let (Some(a), Some(b)) = (s.scrape().transpose()?, b) else {
             continue;
         };
-        let a = peers::scrape(m)?;
         let d = |k: &str| a.get(k).copied().unwrap_or(0.0) - b.get(k).copied().unwrap_or(0.0);
         // Per message: the relay's reads and writes, exact, plus the
         // epoll_wait calls that found them; per-connection setup is

@@ -14,6 +14,7 @@ mod html;
 mod list;
 mod load;
 mod machine;
+mod netns;
 mod peers;
 mod procs;
 mod report;

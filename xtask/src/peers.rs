@@ -5,7 +5,9 @@
 //! long timeouts, and as many connections as our proxy's own fd budget
 //! gives it under the same limit.
 
+use crate::netns::{Place, Role};
 use crate::procs;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -76,6 +78,8 @@ pub struct Subject {
     /// Our proxy's metrics endpoint.
     pub metrics: Option<SocketAddr>,
     pub process: Option<Child>,
+    /// Where it runs, for reaching its metrics endpoint.
+    pub place: Place,
 }
 
 impl Subject {
@@ -85,6 +89,13 @@ impl Subject {
 
     pub fn check_alive(&mut self) -> Result<(), String> {
         self.process.as_mut().map_or(Ok(()), Child::check_alive)
+    }
+
+    /// Our proxy's counters, from its metrics endpoint where it runs;
+    /// `None` for a subject without one.
+    pub fn scrape(&self) -> Option<Result<BTreeMap<String, f64>, String>> {
+        let m = self.metrics?;
+        Some(self.place.within(Role::Proxy, || scrape(m)))
     }
 }
 
@@ -151,13 +162,15 @@ const HAPROXY_CHECK: &str = " check inter 500ms fall 3 rise 1";
 const NGINX_SERVER: &str = " max_fails=3 fail_timeout=1s";
 const NGINX_FAILOVER: &str = "proxy_next_upstream on;\n    proxy_next_upstream_tries 3;\n    ";
 
-/// Starts `kind` in front of `up`. `dir` holds generated configs.
+/// Starts `kind` in front of `up`, in the proxy's namespace of `place`.
+/// `dir` holds generated configs.
 pub fn start(
     kind: Kind,
     up: &Upstream,
     proxy_args: &[String],
     root: &Path,
     dir: &Path,
+    place: &Place,
 ) -> Result<Subject, String> {
     let shape = Shape::of(proxy_args);
     let first = *up
@@ -170,13 +183,16 @@ pub fn start(
             addr: first,
             metrics: None,
             process: None,
+            place: place.clone(),
         }),
         Kind::SelfProxy => {
-            let mut cmd = Command::new(root.join("target/release/proxy"));
-            cmd.args(["-l", "127.0.0.1", "-p", "0"]);
+            let mut cmd = place.command(Role::Proxy, root.join("target/release/proxy"));
+            let listen = place.listen(Role::Proxy).to_string();
+            cmd.args(["-l", &listen, "-p", "0"]);
             for b in &up.backends {
                 cmd.args(["-b", &b.to_string()]);
             }
+            // On the loopback of its namespace: off the measured links.
             cmd.args(["--metrics", "127.0.0.1:0"])
                 .args(proxy_args)
                 .stdout(Stdio::null());
@@ -192,31 +208,32 @@ pub fn start(
                 addr,
                 metrics: Some(metrics),
                 process: Some(p),
+                place: place.clone(),
             })
         }
         Kind::Haproxy => {
-            let port = procs::free_port()?;
+            let listen = peer_listen(place)?;
             let cfg = dir.join("haproxy.cfg");
-            write(&cfg, &haproxy_config(shape, up, port))?;
-            let mut cmd = Command::new("haproxy");
+            write(&cfg, &haproxy_config(shape, up, listen))?;
+            let mut cmd = place.command(Role::Proxy, "haproxy");
             cmd.arg("-f").arg(&cfg).arg("-db");
-            start_peer(kind, cmd, port)
+            start_peer(kind, cmd, listen, place)
         }
         Kind::Nginx => {
-            let port = procs::free_port()?;
+            let listen = peer_listen(place)?;
             let module = nginx_stream_module().ok_or("nginx stream module not found")?;
             let conf = dir.join("nginx.conf");
-            write(&conf, &nginx_config(shape, up, port, &module, dir))?;
-            let mut cmd = Command::new("nginx");
+            write(&conf, &nginx_config(shape, up, listen, &module, dir))?;
+            let mut cmd = place.command(Role::Proxy, "nginx");
             cmd.arg("-p").arg(dir).arg("-c").arg(&conf);
             cmd.arg("-e").arg("stderr");
-            start_peer(kind, cmd, port)
+            start_peer(kind, cmd, listen, place)
         }
     }
 }
 
 /// HAProxy in `mode tcp` with ours's threads, pipes and connections.
-fn haproxy_config(shape: Shape, up: &Upstream, port: u16) -> String {
+fn haproxy_config(shape: Shape, up: &Upstream, listen: SocketAddr) -> String {
     let maxconn = shape.max_connections();
     let threads = shape.workers;
     // Ours splices streams unless told `--pipes 0`: so does HAProxy, with
@@ -244,14 +261,20 @@ fn haproxy_config(shape: Shape, up: &Upstream, port: u16) -> String {
     format!(
         "global\n    maxconn {maxconn}\n    nbthread {threads}\n    maxpipes {pipes}\n\
          defaults\n    mode tcp\n    maxconn {maxconn}\n{splice}    timeout connect 5s\n    timeout client 1h\n    timeout server 1h\n\
-         frontend fe\n    bind 127.0.0.1:{port}\n    default_backend be\n\
+         frontend fe\n    bind {listen}\n    default_backend be\n\
          backend be\n{failover}{servers}"
     )
 }
 
 /// nginx's `stream` module with ours's workers and connections; nginx
 /// counts the backend side of a connection as a connection too.
-fn nginx_config(shape: Shape, up: &Upstream, port: u16, module: &Path, dir: &Path) -> String {
+fn nginx_config(
+    shape: Shape,
+    up: &Upstream,
+    listen: SocketAddr,
+    module: &Path,
+    dir: &Path,
+) -> String {
     let conns = shape.max_connections() * 2 + 64;
     let (upstream, pass, failover) = match up.backends.as_slice() {
         [one] if !up.failover => (String::new(), one.to_string(), ""),
@@ -272,7 +295,7 @@ fn nginx_config(shape: Shape, up: &Upstream, port: u16, module: &Path, dir: &Pat
     format!(
         "load_module {module};\nworker_processes {workers};\ndaemon off;\npid {pid};\nerror_log stderr warn;\n\
          worker_rlimit_nofile {nofile};\nevents {{ worker_connections {conns}; }}\n\
-         stream {{\n{upstream}  server {{\n    listen 127.0.0.1:{port};\n    proxy_pass {pass};\n    {failover}\
+         stream {{\n{upstream}  server {{\n    listen {listen};\n    proxy_pass {pass};\n    {failover}\
          proxy_connect_timeout 5s;\n    proxy_timeout 1h;\n    proxy_half_close on;\n  }}\n}}\n",
         module = module.display(),
         pid = dir.join("nginx.pid").display(),
@@ -281,17 +304,29 @@ fn nginx_config(shape: Shape, up: &Upstream, port: u16, module: &Path, dir: &Pat
     )
 }
 
-/// Starts a peer whose config listens on 127.0.0.1:`port` and waits
-/// until it accepts connections there.
-fn start_peer(kind: Kind, mut cmd: Command, port: u16) -> Result<Subject, String> {
+/// Where a peer listens in `place`: a port free in the proxy's namespace,
+/// as peers cannot report port 0.
+fn peer_listen(place: &Place) -> Result<SocketAddr, String> {
+    let port = place.within(Role::Proxy, procs::free_port)?;
+    Ok((place.listen(Role::Proxy), port).into())
+}
+
+/// Starts a peer whose config listens on `addr` and waits until it
+/// accepts connections there.
+fn start_peer(
+    kind: Kind,
+    mut cmd: Command,
+    addr: SocketAddr,
+    place: &Place,
+) -> Result<Subject, String> {
     let mut p = Child::try_spawn(kind.name(), cmd.stdout(Stdio::null()), START_TIMEOUT)?;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    p.try_wait_port(addr)?;
+    place.within(Role::Proxy, || p.try_wait_port(addr))?;
     Ok(Subject {
         kind,
         addr,
         metrics: None,
         process: Some(p),
+        place: place.clone(),
     })
 }
 
@@ -310,7 +345,7 @@ fn nginx_stream_module() -> Option<PathBuf> {
 }
 
 /// Our proxy's counters, scraped from its metrics endpoint.
-pub fn scrape(metrics: SocketAddr) -> Result<std::collections::BTreeMap<String, f64>, String> {
+pub fn scrape(metrics: SocketAddr) -> Result<BTreeMap<String, f64>, String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&metrics, Duration::from_secs(5))
         .map_err(|e| format!("metrics {metrics}: {e}"))?;
@@ -337,6 +372,10 @@ pub fn scrape(metrics: SocketAddr) -> Result<std::collections::BTreeMap<String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(port: u16) -> SocketAddr {
+        ([127, 0, 0, 1], port).into()
+    }
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
@@ -372,7 +411,7 @@ mod tests {
             "the proxy's one formula"
         );
         let one = Upstream::one(backend);
-        let h = haproxy_config(shape, &one, 7);
+        let h = haproxy_config(shape, &one, at(7));
         assert!(
             h.contains(&format!("maxconn {max}\n")) && h.contains("maxpipes 16"),
             "{h}"
@@ -381,12 +420,12 @@ mod tests {
             h.contains("option splice-auto") && h.contains("bind 127.0.0.1:7"),
             "{h}"
         );
-        let h = haproxy_config(Shape::of(&args(&["--pipes", "0"])), &one, 7);
+        let h = haproxy_config(Shape::of(&args(&["--pipes", "0"])), &one, at(7));
         assert!(!h.contains("splice") && h.contains("maxpipes 0"), "{h}");
         let n = nginx_config(
             Shape::of(&args(&["--workers", "2"])),
             &one,
-            7,
+            at(7),
             Path::new("m.so"),
             Path::new("/d"),
         );
@@ -404,7 +443,7 @@ mod tests {
             backends: vec![([127, 0, 0, 1], 9).into(), ([127, 0, 0, 1], 10).into()],
             failover: true,
         };
-        let h = haproxy_config(Shape::of(&[]), &up, 7);
+        let h = haproxy_config(Shape::of(&[]), &up, at(7));
         assert!(
             h.contains("retries 3\n") && h.contains("option redispatch 1\n"),
             "{h}"
@@ -415,7 +454,13 @@ mod tests {
         ] {
             assert!(h.contains(s), "{h}");
         }
-        let n = nginx_config(Shape::of(&[]), &up, 7, Path::new("m.so"), Path::new("/d"));
+        let n = nginx_config(
+            Shape::of(&[]),
+            &up,
+            at(7),
+            Path::new("m.so"),
+            Path::new("/d"),
+        );
         assert!(
             n.contains(
                 "upstream be { server 127.0.0.1:9 max_fails=3 fail_timeout=1s; server \
@@ -424,7 +469,7 @@ mod tests {
                 && n.contains("proxy_next_upstream on;"),
             "{n}"
         );
-        let plain = haproxy_config(Shape::of(&[]), &Upstream::one(up.backends[0]), 7);
+        let plain = haproxy_config(Shape::of(&[]), &Upstream::one(up.backends[0]), at(7));
         assert!(
             !plain.contains("check") && !plain.contains("retries"),
             "{plain}"

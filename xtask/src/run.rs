@@ -5,6 +5,7 @@
 use crate::figures::{self, Better, Class, VS_BEST_PEER};
 use crate::gate;
 use crate::machine::{self, Utc};
+use crate::netns::{Place, Role, Setup};
 use crate::peers::{self, Kind, Subject, START_TIMEOUT};
 use crate::report::{self, Curve, Figure, Run, ScenarioReport, Skipped};
 use crate::spec::{self, Body, Scenario};
@@ -52,6 +53,8 @@ impl Paths {
 pub struct Ctx {
     pub root: PathBuf,
     pub run_dir: PathBuf,
+    /// Where the scenario's processes run (its `topology`).
+    pub place: Place,
 }
 
 impl Ctx {
@@ -149,9 +152,10 @@ pub fn run_all(
     let id = started.compact();
     let run_dir = paths.workbench.join(&id);
     std::fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         root: paths.root.clone(),
         run_dir,
+        place: Place::Loopback,
     };
     let primary = kinds.first().map_or("self", |k| k.name());
     let mut reports = Vec::new();
@@ -167,14 +171,31 @@ pub fn run_all(
                 .collect(),
             ..Measured::default()
         };
-        let result = match sc.body(quick).with_duration(duration) {
-            Body::Load(l) => load::run(sc, &l, &usable, &ctx, &mut m),
-            Body::Hold(h) => usable
-                .iter()
-                .try_for_each(|&k| hold::run(sc, &h, k, &ctx, &mut m)),
-            Body::Soak(s) => soak::run(sc, &s, &usable, &ctx, &mut m),
-            Body::Failover(o) => failover::run(sc, &o, &usable, &ctx, &mut m),
+        // The topology's namespaces, if any, go when `setup` is dropped:
+        // at the end of this scenario, or on a panic in it.
+        let setup = Setup::of(sc.topology);
+        let result = match &setup {
+            Ok(Setup::Unavailable(why)) => {
+                m.skipped.push(Skipped {
+                    subject: "all subjects".into(),
+                    why: why.clone(),
+                });
+                Ok(())
+            }
+            Ok(s) => {
+                ctx.place = s.place();
+                match sc.body(quick).with_duration(duration) {
+                    Body::Load(l) => load::run(sc, &l, &usable, &ctx, &mut m),
+                    Body::Hold(h) => usable
+                        .iter()
+                        .try_for_each(|&k| hold::run(sc, &h, k, &ctx, &mut m)),
+                    Body::Soak(s) => soak::run(sc, &s, &usable, &ctx, &mut m),
+                    Body::Failover(o) => failover::run(sc, &o, &usable, &ctx, &mut m),
+                }
+            }
+            Err(e) => Err(e.clone()),
         };
+        drop(setup);
         if let Err(e) = &result {
             eprintln!("xtask: scenario {} failed: {e}", sc.name);
         }
@@ -281,16 +302,17 @@ pub fn figures_of(sc: &Scenario, measured: &Values, primary: &str) -> Vec<Figure
 
 /// Starts the scenario's echo-backend on a free port.
 pub fn start_backend(sc: &Scenario, ctx: &Ctx) -> Result<(Child, SocketAddr), String> {
-    start_backend_at(sc, ctx, ([127, 0, 0, 1], 0).into())
+    start_backend_at(sc, ctx, (ctx.place.listen(Role::Backend), 0).into())
 }
 
-/// Starts the scenario's echo-backend on `listen` (port 0: a free one).
+/// Starts the scenario's echo-backend on `listen` (port 0: a free one),
+/// in the backend's namespace of the scenario's topology.
 pub fn start_backend_at(
     sc: &Scenario,
     ctx: &Ctx,
     listen: SocketAddr,
 ) -> Result<(Child, SocketAddr), String> {
-    let mut cmd = Command::new(ctx.bin("echo-backend"));
+    let mut cmd = ctx.place.command(Role::Backend, ctx.bin("echo-backend"));
     cmd.args([
         "--listen",
         &listen.to_string(),
@@ -318,12 +340,14 @@ pub fn start_proxied(
         &sc.proxy.args,
         &ctx.root,
         &ctx.subject_dir(sc, kind)?,
+        &ctx.place,
     )?;
     Ok((backend, backend_addr, subject))
 }
 
-/// Starts loadgen with `args` (its stdout piped, for the report), and
-/// notes the command under `label` (`loadgen (churn)`).
+/// Starts loadgen with `args` (its stdout piped, for the report), in the
+/// load's namespace of the topology, and notes the command under `label`
+/// (`loadgen (churn)`).
 pub fn spawn_loadgen(
     ctx: &Ctx,
     label: &str,
@@ -331,7 +355,7 @@ pub fn spawn_loadgen(
     m: &mut Measured,
 ) -> Result<Child, String> {
     m.commands.push(format!("{label} {}", args.join(" ")));
-    let mut cmd = Command::new(ctx.bin("loadgen"));
+    let mut cmd = ctx.place.command(Role::Load, ctx.bin("loadgen"));
     cmd.args(args).stdout(Stdio::piped());
     Child::try_spawn(label, &mut cmd, START_TIMEOUT)
 }

@@ -8,7 +8,7 @@ mod key;
 mod values;
 
 pub use failover::Failover;
-pub use values::{fmt_num, BackendMode, Bound, BulkDirection, Count, Dur, LoadMode};
+pub use values::{fmt_num, BackendMode, Bound, BulkDirection, Count, Dur, LoadMode, Topology};
 
 use crate::figures::{self, Class, Producer};
 use serde::Deserialize;
@@ -27,6 +27,8 @@ pub struct Scenario {
     /// `ci` gate: the real clients' and the network namespaces' scenarios,
     /// whose figures depend on tools and privileges a CI machine may lack.
     pub bench_only: bool,
+    /// Where its processes run; see [`Topology`].
+    pub topology: Topology,
     pub backend: Backend,
     pub proxy: ProxySpec,
     /// What it does, as written (see [`Scenario::body`] for `--quick`).
@@ -49,6 +51,9 @@ struct File {
     /// See [`Scenario::bench_only`].
     #[serde(default)]
     bench_only: bool,
+    /// See [`Scenario::topology`].
+    #[serde(default = "loopback")]
+    topology: Topology,
     /// What the echo-backend runs as.
     #[serde(default)]
     backend: Backend,
@@ -214,6 +219,9 @@ pub struct Quick {
 fn echo() -> BackendMode {
     BackendMode::Echo
 }
+fn loopback() -> Topology {
+    Topology::Loopback
+}
 fn one() -> usize {
     1
 }
@@ -287,6 +295,7 @@ impl Scenario {
             name,
             description: f.description,
             bench_only: f.bench_only,
+            topology: f.topology,
             backend: f.backend,
             proxy: f.proxy,
             body,
@@ -311,6 +320,9 @@ impl Scenario {
     fn validate(&self) -> Result<(), String> {
         if self.backend.workers == 0 {
             return Err("backend.workers: must be at least 1".into());
+        }
+        if self.topology == Topology::Netns && self.producer() != Producer::Load {
+            return Err("topology: \"netns\" is for [load] scenarios only".into());
         }
         match &self.body {
             Body::Load(l) => {

@@ -9,6 +9,7 @@
 //! place, [`cvt_retry`].
 
 pub mod epoll;
+pub mod netns;
 pub mod pipe;
 pub mod rlimit;
 pub mod signal;

@@ -451,3 +451,26 @@ fn a_scenario_is_gated_by_ci_unless_it_says_bench_only() {
     let e = parse(&format!("bench_only = \"yes\"\n{GOOD}")).expect_err("not a boolean");
     assert!(e.contains("bench_only"), "{e}");
 }
+
+#[test]
+fn the_topology_is_loopback_unless_a_load_scenario_says_netns() {
+    assert_eq!(parse(GOOD).expect("good").topology, Topology::Loopback);
+    let n = parse(&format!("topology = \"netns\"\n{GOOD}")).expect("netns");
+    assert_eq!(n.topology, Topology::Netns);
+    let l = parse(&format!("topology = \"loopback\"\n{GOOD}")).expect("loopback");
+    assert_eq!(l.topology, Topology::Loopback);
+    let e = parse(&format!("topology = \"wan\"\n{GOOD}")).expect_err("unknown topology");
+    assert!(
+        e.contains("demo.toml:1: topology:")
+            && e.contains("wan")
+            && e.contains("netns")
+            && !e.contains('\n'),
+        "{e}"
+    );
+    let held = "topology = \"netns\"\ndescription = \"h\"\n[hold]\nconnections = [1]\n";
+    let e = parse(held).expect_err("netns hold");
+    assert!(
+        e.contains("topology: \"netns\" is for [load] scenarios"),
+        "{e}"
+    );
+}

@@ -46,6 +46,13 @@ modes! {
 }
 
 modes! {
+    /// Where a scenario's processes run (`netns.rs`): all on this
+    /// namespace's loopback, or the load, the proxy and the backend each in
+    /// a network namespace of its own, joined by veth pairs.
+    Topology { Loopback = "loopback", Netns = "netns" }
+}
+
+modes! {
     /// loadgen `--bulk-direction`.
     BulkDirection { Up = "up", Down = "down", Both = "both" }
 }

@@ -4,5 +4,6 @@
 
 mod files;
 mod gate;
+mod netns;
 mod run;
 mod util;

@@ -1,6 +1,6 @@
 //! A short real scenario through the real binaries, and its reports.
 
-use crate::util::{value, Bench, TINY};
+use crate::util::{assert_echo_figures, value, Bench, TINY};
 
 #[test]
 fn a_short_scenario_runs_end_to_end_and_writes_its_reports() {
@@ -13,19 +13,7 @@ fn a_short_scenario_runs_end_to_end_and_writes_its_reports() {
         "{r}"
     );
     let latest = b.latest();
-    let get = |name: &str, who: &str| {
-        value(&latest, 0, name, who).unwrap_or_else(|| panic!("no {name} for {who} in {latest}"))
-    };
-    assert!(get("rate", "self") > 0.0);
-    assert!(get("rate", "direct") > 0.0);
-    assert_eq!(get("errors", "self"), 0.0);
-    let cpu = get("cpu_us_per_message", "self");
-    assert!(cpu > 0.0 && cpu < 1e6, "CPU per message from /proc: {cpu}");
-    assert_eq!(
-        get("epoll_ctl_per_connection", "self"),
-        2.0,
-        "exact count from the proxy's own counters"
-    );
+    assert_echo_figures(&latest);
     let run_dir = b.out.join(latest["id"].as_str().expect("id"));
     let html = std::fs::read_to_string(run_dir.join("report.html")).expect("html");
     assert!(html.contains("<svg") && html.contains("tiny echo run"));

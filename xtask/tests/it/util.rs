@@ -31,14 +31,18 @@ impl Bench {
 
     /// Runs `xtask ARGS…` with CI unset (a missing peer is skipped).
     pub fn xtask(&self, args: &[&str]) -> Run {
-        let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(args)
+        Run::from(self.command(args).output().expect("run xtask"))
+    }
+
+    /// The command [`Bench::xtask`] runs, for a test that needs the
+    /// process itself.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        cmd.args(args)
             .env("XTASK_SCENARIOS", &self.scenarios)
             .env("XTASK_WORKBENCH", &self.out)
-            .env_remove("CI")
-            .output()
-            .expect("run xtask");
-        Run::from(o)
+            .env_remove("CI");
+        cmd
     }
 
     /// The last run's `latest.json`.
@@ -82,6 +86,25 @@ pub fn value(report: &serde_json::Value, scenario: usize, name: &str, who: &str)
         .iter()
         .find(|f| f["name"] == name)?["values"][who]
         .as_f64()
+}
+
+/// Checks what a short echo load through ours and direct reports: rates,
+/// no errors, CPU per message from /proc, and our proxy's own counters.
+pub fn assert_echo_figures(latest: &serde_json::Value) {
+    let get = |name: &str, who: &str| {
+        value(latest, 0, name, who).unwrap_or_else(|| panic!("no {name} for {who} in {latest}"))
+    };
+    assert!(get("rate", "self") > 0.0);
+    assert!(get("rate", "direct") > 0.0);
+    assert!(get("ratio_to_direct", "self") > 0.0);
+    assert_eq!(get("errors", "self"), 0.0);
+    let cpu = get("cpu_us_per_message", "self");
+    assert!(cpu > 0.0 && cpu < 1e6, "CPU per message from /proc: {cpu}");
+    assert_eq!(
+        get("epoll_ctl_per_connection", "self"),
+        2.0,
+        "exact count from the proxy's own counters"
+    );
 }
 
 /// A short echo load through 4 connections.
