@@ -94,7 +94,6 @@ impl Values {
     /// Records every round's value of `figure` for `subject`, in the
     /// order measured (values that are not numbers are left out); the
     /// figure's own value is put apart, with [`Values::put`].
-    #[allow(dead_code)] // Until the load scenarios report their rounds (issue 11).
     pub fn put_rounds(&mut self, figure: &str, subject: &str, rounds: &[f64]) {
         let finite: Vec<f64> = rounds.iter().copied().filter(|v| v.is_finite()).collect();
         if !finite.is_empty() {
@@ -107,7 +106,7 @@ impl Values {
 
     /// Every round's value of `figure` for `subject`; empty when it was
     /// not measured in rounds.
-    #[allow(dead_code)] // Until the load scenarios report their rounds (issue 11).
+    #[cfg(test)]
     pub fn rounds(&self, figure: &str, subject: &str) -> &[f64] {
         self.1
             .get(figure)
@@ -318,8 +317,10 @@ pub fn start_proxied(
     Ok((backend, backend_addr, subject))
 }
 
-/// Starts loadgen with `args` (its stdout piped, for the report), and
-/// notes the command under `label` (`loadgen (churn)`).
+/// Starts loadgen with `args` (its stdout piped, for the report) and
+/// `--progress` (its once-a-second line on stderr, for the live line),
+/// and notes the command under `label` (`loadgen (churn)`), without
+/// `--progress`: run by hand, loadgen draws its own.
 pub fn spawn_loadgen(
     ctx: &Ctx,
     label: &str,
@@ -328,14 +329,25 @@ pub fn spawn_loadgen(
 ) -> Result<Child, String> {
     m.commands.push(format!("{label} {}", args.join(" ")));
     let mut cmd = Command::new(ctx.bin("loadgen"));
-    cmd.args(args).stdout(Stdio::piped());
+    cmd.args(args).arg("--progress").stdout(Stdio::piped());
     Child::try_spawn(label, &mut cmd, START_TIMEOUT)
 }
 
 /// Waits (up to `budget`) for a loadgen run with `--json` and returns
 /// its report.
 pub fn loadgen_report(lg: Child, budget: Duration, name: &str) -> Result<Value, String> {
-    let (status, out) = lg.wait_output(budget)?;
+    loadgen_report_watching(lg, budget, name, |_| {})
+}
+
+/// [`loadgen_report`], handing each stderr line to `on_line` while
+/// loadgen runs (its progress lines, for [`crate::progress`]).
+pub fn loadgen_report_watching(
+    lg: Child,
+    budget: Duration,
+    name: &str,
+    on_line: impl FnMut(&str),
+) -> Result<Value, String> {
+    let (status, out) = lg.wait_output_watching(budget, on_line)?;
     serde_json::from_str(out.trim()).map_err(|e| {
         format!(
             "{name} exited {status} without a JSON report ({e}); stdout: {}",
