@@ -5,6 +5,7 @@
 
 mod bench;
 mod ci;
+mod compare;
 mod failover;
 mod figures;
 mod flags;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         Cmd::Scenario(flags) => scenario::run(&paths, flags),
         Cmd::Bench(with) => bench::run(&paths, with),
         Cmd::Ci(flags) => ci::run(&paths, flags),
+        Cmd::Compare(flags) => compare::run(&paths, flags),
     };
     result.unwrap_or_else(|e| {
         eprintln!("xtask: {e}");
