@@ -174,31 +174,21 @@ fn run_loadgen(
     };
     let mut results = Vec::new();
     // Where the group's elapsed time starts on the scenario's line.
-    let mut offset = 0.0;
+    let mut offset = Duration::ZERO;
     for group in groups {
         let n = group.len() as u32;
         let total = load.duration.0 * n;
         let args = loadgen_args(load, connections, total, group);
         let lg = run::spawn_loadgen(ctx, "loadgen", &args, m)?;
         let budget = total + load.warmup.0 * (n + 1) + Duration::from_secs(60);
-        let mut ran = 0.0;
+        let mut ran = Duration::ZERO;
+        let unit = headline_unit(load.mode);
         let json = run::loadgen_report_watching(lg, budget, "loadgen", |l| {
-            let Some(t) = progress::parse(l) else {
-                return;
+            let name_of = |a: &str| {
+                let t = group.iter().find(|t| t.addr.to_string() == a)?;
+                Some(t.label.as_str())
             };
-            let subject = t.target.as_deref().map_or("-", |a| {
-                group
-                    .iter()
-                    .find(|g| g.addr.to_string() == a)
-                    .map_or(a, |g| g.label.as_str())
-            });
-            let elapsed = Duration::from_secs_f64(offset + t.elapsed_s);
-            live.update(
-                subject,
-                elapsed,
-                &progress::rate_text(&t, headline_unit(load.mode)),
-            );
-            ran = t.total_s;
+            ran = progress::show(live, l, offset, unit, name_of).unwrap_or(ran);
         })?;
         offset += ran;
         alive()?;

@@ -120,6 +120,27 @@ pub fn parse(line: &str) -> Option<Tick> {
     })
 }
 
+/// Shows `raw`, a loadgen stderr line, on `live` if it is a progress
+/// line: its target named by `name_of` (the address itself when that
+/// knows none), its elapsed time after `offset` (earlier loadgen runs of
+/// the scenario), its rate in `unit`. Returns the run's planned total.
+pub fn show<'a>(
+    live: &mut Line,
+    raw: &'a str,
+    offset: Duration,
+    unit: &str,
+    name_of: impl Fn(&str) -> Option<&'a str>,
+) -> Option<Duration> {
+    let t = parse(raw)?;
+    let subject = t.target.as_deref().map_or("-", |a| name_of(a).unwrap_or(a));
+    live.update(
+        subject,
+        offset + Duration::from_secs_f64(t.elapsed_s),
+        &rate_text(&t, unit),
+    );
+    Some(Duration::from_secs_f64(t.total_s))
+}
+
 /// The rate of a tick in human units: throughput for bulk loads, else
 /// messages (or connections) a second.
 pub fn rate_text(t: &Tick, unit: &str) -> String {
@@ -214,6 +235,32 @@ mod tests {
             sink.text(),
             "\r\x1b[K  throughput: self, 1 s of 12 s, 50k msg/s\
              \r\x1b[K  throughput: haproxy, 2 s of 12 s, 40k msg/s\r\x1b[K"
+        );
+    }
+
+    #[test]
+    fn a_progress_line_is_shown_under_its_subjects_name() {
+        let sink = Sink::default();
+        let mut l = Line::to(
+            "latency",
+            Duration::from_secs(30),
+            false,
+            Box::new(sink.clone()),
+        );
+        let offset = Duration::from_secs(10);
+        let named = |a: &str| (a == "127.0.0.1:4000").then_some("haproxy");
+        assert_eq!(
+            show(&mut l, LINE, offset, "msg/s", named),
+            Some(Duration::from_secs_f64(12.5))
+        );
+        assert_eq!(
+            show(&mut l, "loadgen: warming up", offset, "msg/s", named),
+            None
+        );
+        l.finish();
+        assert_eq!(
+            sink.text(),
+            "xtask: latency: haproxy, 13 s of 30 s, 51.2k msg/s\n"
         );
     }
 
