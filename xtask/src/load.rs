@@ -390,13 +390,7 @@ mod tests {
     use serde_json::json;
 
     fn load_of(mode: &str) -> Load {
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("s.toml");
-        let text = format!(
-            "description = \"s\"\n[load]\nmode = \"{mode}\"\nconnections = 1\nduration = \"1s\"\n"
-        );
-        std::fs::write(&path, text).expect("write");
-        match Scenario::load(&path).expect("scenario").body(false) {
+        match run::tests::scenario_of(mode, "").body(false) {
             Body::Load(l) => l,
             _ => panic!("a load scenario"),
         }

@@ -218,15 +218,16 @@ mod tests {
         }
     }
 
+    /// A line for `scenario` of `total_s` seconds, written to a sink.
+    fn line(scenario: &str, total_s: u64, tty: bool) -> (Line, Sink) {
+        let sink = Sink::default();
+        let total = Duration::from_secs(total_s);
+        (Line::to(scenario, total, tty, Box::new(sink.clone())), sink)
+    }
+
     #[test]
     fn on_a_terminal_the_line_is_redrawn_in_place_and_cleared() {
-        let sink = Sink::default();
-        let mut l = Line::to(
-            "throughput",
-            Duration::from_secs(12),
-            true,
-            Box::new(sink.clone()),
-        );
+        let (mut l, sink) = line("throughput", 12, true);
         let t0 = Instant::now();
         l.update_at(t0, "self", Duration::from_secs(1), "50k msg/s");
         l.update_at(t0, "haproxy", Duration::from_secs(2), "40k msg/s");
@@ -240,13 +241,7 @@ mod tests {
 
     #[test]
     fn a_progress_line_is_shown_under_its_subjects_name() {
-        let sink = Sink::default();
-        let mut l = Line::to(
-            "latency",
-            Duration::from_secs(30),
-            false,
-            Box::new(sink.clone()),
-        );
+        let (mut l, sink) = line("latency", 30, false);
         let offset = Duration::from_secs(10);
         let named = |a: &str| (a == "127.0.0.1:4000").then_some("haproxy");
         assert_eq!(
@@ -266,13 +261,7 @@ mod tests {
 
     #[test]
     fn off_a_terminal_plain_lines_come_at_most_every_ten_seconds() {
-        let sink = Sink::default();
-        let mut l = Line::to(
-            "bulk",
-            Duration::from_secs(60),
-            false,
-            Box::new(sink.clone()),
-        );
+        let (mut l, sink) = line("bulk", 60, false);
         let t0 = Instant::now();
         for s in [0, 1, 9, 10, 15, 21] {
             let at = t0 + Duration::from_secs(s);

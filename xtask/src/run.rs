@@ -405,14 +405,20 @@ fn run_id() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn scenario(extra: &str) -> Scenario {
+        scenario_of("echo", extra)
+    }
+
+    /// A one-second load scenario of `mode`, with `extra` after its
+    /// `[load]` table's keys.
+    pub(crate) fn scenario_of(mode: &str, extra: &str) -> Scenario {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("s.toml");
         let text = format!(
-            "description = \"s\"\n[load]\nmode = \"echo\"\nconnections = 1\nduration = \"1s\"\n{extra}"
+            "description = \"s\"\n[load]\nmode = \"{mode}\"\nconnections = 1\nduration = \"1s\"\n{extra}"
         );
         std::fs::write(&path, text).expect("write");
         Scenario::load(&path).expect("scenario")
