@@ -231,11 +231,30 @@ impl Child {
 
     /// Waits up to `timeout` for the process to exit by itself.
     pub fn try_wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
+        self.exit_within(timeout, None)
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; with
+    /// `on_line`, the stderr lines arriving meanwhile go to it (without,
+    /// they stay queued for a later wait).
+    fn exit_within(
+        &mut self,
+        timeout: Duration,
+        mut on_line: Option<&mut dyn FnMut(&str)>,
+    ) -> Result<ExitStatus, String> {
         let deadline = Instant::now() + timeout;
         loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => return Ok(status),
-                Ok(None) if Instant::now() < deadline => thread::sleep(POLL),
+                Ok(None) if Instant::now() < deadline => match on_line.as_mut() {
+                    Some(f) => match self.lines.recv_timeout(POLL) {
+                        Ok(l) => f(&l),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        // The reader is done: nothing more to hand on.
+                        Err(RecvTimeoutError::Disconnected) => thread::sleep(POLL),
+                    },
+                    None => thread::sleep(POLL),
+                },
                 Ok(None) => {
                     return Err(format!(
                         "{} still running after {timeout:?}; stderr: {}",
@@ -251,7 +270,18 @@ impl Child {
     /// Waits up to `timeout` for the child to exit by itself and returns
     /// its status and everything it wrote to stdout (when the caller piped
     /// it; empty otherwise). A child still running then is killed.
-    pub fn wait_output(mut self, timeout: Duration) -> Result<(ExitStatus, String), String> {
+    pub fn wait_output(self, timeout: Duration) -> Result<(ExitStatus, String), String> {
+        self.wait_output_watching(timeout, |_| {})
+    }
+
+    /// Like [`Child::wait_output`], and every stderr line not yet waited
+    /// for is handed to `on_line` as it arrives (a progress line drawn
+    /// while the child runs).
+    pub fn wait_output_watching(
+        mut self,
+        timeout: Duration,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<(ExitStatus, String), String> {
         let deadline = Instant::now() + timeout;
         let (tx, out) = mpsc::channel();
         if let Some(mut stdout) = self.child.stdout.take() {
@@ -263,7 +293,11 @@ impl Child {
         } else {
             let _ = tx.send(String::new());
         }
-        let status = self.try_wait_exit(timeout)?;
+        let status = self.exit_within(timeout, Some(&mut on_line))?;
+        // What it wrote just before exiting may still be queued.
+        while let Ok(l) = self.lines.try_recv() {
+            on_line(&l);
+        }
         // Whatever still holds the pipe open (a grandchild) must not hang us.
         let left = deadline.saturating_duration_since(Instant::now());
         let stdout = out

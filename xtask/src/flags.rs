@@ -26,6 +26,20 @@ pub enum Cmd {
     /// exit 1 on a missed gated target or a regression against
     /// scenarios/baseline.json.
     Ci(Ci),
+    /// Each figure's change from RUN_A to RUN_B, with its direction and
+    /// whether it is beyond the runs' own spread; exits 0.
+    Compare(Compare),
+}
+
+#[derive(Args)]
+pub struct Compare {
+    /// The run before: a run id (a directory under target/workbench),
+    /// `latest`, or the path of a report.json.
+    #[arg(value_name = "RUN_A")]
+    pub run_a: String,
+    /// The run after, named the same ways.
+    #[arg(value_name = "RUN_B")]
+    pub run_b: String,
 }
 
 #[derive(Args)]

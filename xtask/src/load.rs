@@ -4,6 +4,7 @@
 //! into figures.
 
 use crate::peers::{self, Kind, Shape, Subject};
+use crate::progress;
 use crate::report::Curve;
 use crate::run::{self, Ctx, Measured, Values};
 use crate::spec::{Count, Load, LoadMode, Scenario};
@@ -12,7 +13,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 use testkit::proc::{self, Usage, TICKS_PER_SEC};
-use testkit::Child;
 
 /// One address loadgen drives, under the subject's name.
 struct Target {
@@ -44,15 +44,14 @@ pub fn run(
         Count::Max => Shape::of(&sc.proxy.args).max_connections(),
     };
     let before = Before::read(&subjects);
-    let results = run_loadgen(
-        load,
-        &targets,
-        connections,
-        ctx,
-        &mut backend,
-        &mut subjects,
-        m,
-    )?;
+    let mut alive = || {
+        backend.check_alive()?;
+        subjects.iter_mut().try_for_each(Subject::check_alive)
+    };
+    let mut live = progress::Line::start(&sc.name, planned(load, targets.len()));
+    let results = run_loadgen(load, &targets, connections, ctx, &mut alive, &mut live, m);
+    live.finish();
+    let results = results?;
     // Subjects come after direct, in `targets` and `results` alike.
     let first = targets.len() - subjects.len();
     cpu_figures(
@@ -150,15 +149,23 @@ fn loadgen_args(load: &Load, connections: usize, total: Duration, group: &[Targe
     args
 }
 
+/// About how long the load of `n` targets runs: each target's warm-up
+/// and measured time (the total of the live progress line).
+fn planned(load: &Load, n: usize) -> Duration {
+    (load.duration.0 + load.warmup.0) * n as u32
+}
+
 /// Runs loadgen once over all targets in alternating windows, or once a
-/// target in turn; returns each target's JSON report, in order.
+/// target in turn, with `alive` checking the backend and the subjects
+/// after each run and its progress shown on `live`; returns each
+/// target's JSON report, in order.
 fn run_loadgen(
     load: &Load,
     targets: &[Target],
     connections: usize,
     ctx: &Ctx,
-    backend: &mut Child,
-    subjects: &mut [Subject],
+    alive: &mut dyn FnMut() -> Result<(), String>,
+    live: &mut progress::Line,
     m: &mut Measured,
 ) -> Result<Vec<Value>, String> {
     let groups: Vec<&[Target]> = if load.interleave {
@@ -167,17 +174,25 @@ fn run_loadgen(
         targets.chunks(1).collect()
     };
     let mut results = Vec::new();
+    // Where the group's elapsed time starts on the scenario's line.
+    let mut offset = Duration::ZERO;
     for group in groups {
         let n = group.len() as u32;
         let total = load.duration.0 * n;
         let args = loadgen_args(load, connections, total, group);
         let lg = run::spawn_loadgen(ctx, "loadgen", &args, m)?;
         let budget = total + load.warmup.0 * (n + 1) + Duration::from_secs(60);
-        let json = run::loadgen_report(lg, budget, "loadgen")?;
-        backend.check_alive()?;
-        for s in subjects.iter_mut() {
-            s.check_alive()?;
-        }
+        let mut ran = Duration::ZERO;
+        let unit = headline_unit(load.mode);
+        let json = run::loadgen_report_watching(lg, budget, "loadgen", |l| {
+            let name_of = |a: &str| {
+                let t = group.iter().find(|t| t.addr.to_string() == a)?;
+                Some(t.label.as_str())
+            };
+            ran = progress::show(live, l, offset, unit, name_of).unwrap_or(ran);
+        })?;
+        offset += ran;
+        alive()?;
         let got = json["targets"]
             .as_array()
             .ok_or("loadgen JSON has no targets array")?;
@@ -240,11 +255,7 @@ fn target_figures(
     connections: usize,
     m: &mut Measured,
 ) {
-    let headline = |t: &Value| match load.mode {
-        LoadMode::Bulk => f(t, "throughput_bps"),
-        LoadMode::Connect => f(t, "connect_rate"),
-        LoadMode::Echo | LoadMode::Http => f(t, "rate"),
-    };
+    let key = headline(load.mode);
     let latency = load.mode != LoadMode::Bulk;
     let direct = targets
         .iter()
@@ -255,10 +266,10 @@ fn target_figures(
         let (label, lat) = (target.label.as_str(), &t["latency_us"]);
         values.put("connections", label, connections as f64);
         values.put("rate", label, f(t, "rate"));
-        match load.mode {
-            LoadMode::Bulk => values.put("throughput_bps", label, f(t, "throughput_bps")),
-            LoadMode::Connect => values.put("connect_rate", label, f(t, "connect_rate")),
-            LoadMode::Echo | LoadMode::Http => {}
+        values.put_rounds("rate", label, &rounds(t, "rate"));
+        if key != "rate" {
+            values.put(key, label, f(t, key));
+            values.put_rounds(key, label, &rounds(t, key));
         }
         if latency {
             for (fig, key) in [
@@ -275,7 +286,14 @@ fn target_figures(
         values.put("errors", label, run::error_total(t));
         values.put("verify_failures", label, f(t, "verify_failures"));
         if let (Some(d), false) = (direct, label == Kind::Direct.name()) {
-            values.put("ratio_to_direct", label, headline(t) / headline(d));
+            values.put("ratio_to_direct", label, f(t, key) / f(d, key));
+            // Round i of the subject beside round i of direct: the windows
+            // alternate, so each pair saw the same moment of the machine.
+            let (ours, direct) = (rounds(t, key), rounds(d, key));
+            if ours.len() == direct.len() {
+                let ratios: Vec<f64> = ours.iter().zip(&direct).map(|(a, b)| a / b).collect();
+                values.put_rounds("ratio_to_direct", label, &ratios);
+            }
             if latency {
                 let added = |key: &str| f(lat, key) - f(&d["latency_us"], key);
                 values.put("added_p50_us", label, added("p50"));
@@ -336,6 +354,92 @@ fn metrics_figures(
     Ok(())
 }
 
+/// The figure (and loadgen key) a mode is measured by.
+fn headline(mode: LoadMode) -> &'static str {
+    match mode {
+        LoadMode::Bulk => "throughput_bps",
+        LoadMode::Connect => "connect_rate",
+        LoadMode::Echo | LoadMode::Http => "rate",
+    }
+}
+
+/// The unit of a mode's headline, for the live line.
+fn headline_unit(mode: LoadMode) -> &'static str {
+    crate::figures::def(headline(mode)).map_or("msg/s", |d| d.unit)
+}
+
+/// `key` of every round of a target (loadgen's `rounds`, one a measured
+/// window); empty from a loadgen that reports none.
+fn rounds(target: &Value, key: &str) -> Vec<f64> {
+    target["rounds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| f(r, key))
+        .collect()
+}
+
 fn f(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(f64::NAN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Body;
+    use serde_json::json;
+
+    fn load_of(mode: &str) -> Load {
+        match run::tests::scenario_of(mode, "").body(false) {
+            Body::Load(l) => l,
+            _ => panic!("a load scenario"),
+        }
+    }
+
+    fn target(label: &str, port: u16) -> Target {
+        Target {
+            label: label.into(),
+            addr: ([127, 0, 0, 1], port).into(),
+        }
+    }
+
+    fn round(rate: f64, bps: f64) -> Value {
+        json!({"start_s": 0.0, "duration_s": 0.1, "messages": 10, "rate": rate,
+               "throughput_bps": bps, "connects": 0, "connect_rate": 0.0})
+    }
+
+    #[test]
+    fn every_round_of_the_headline_is_kept_and_paired_with_direct_for_the_ratio() {
+        let load = load_of("bulk");
+        let targets = [target("direct", 1), target("self", 2), target("nginx", 3)];
+        let results = [
+            json!({"rate": 3.0, "throughput_bps": 100.0,
+                   "rounds": [round(3.0, 100.0), round(3.0, 200.0)]}),
+            json!({"rate": 2.0, "throughput_bps": 80.0,
+                   "rounds": [round(2.0, 50.0), round(2.0, 180.0)]}),
+            // Fewer rounds than direct: no pairs, no ratio rounds.
+            json!({"rate": 1.0, "throughput_bps": 40.0, "rounds": [round(1.0, 40.0)]}),
+        ];
+        let mut m = Measured::default();
+        target_figures(&load, &targets, &results, 1, &mut m);
+        let v = &m.values;
+        assert_eq!(v.rounds("throughput_bps", "self"), [50.0, 180.0]);
+        assert_eq!(v.rounds("rate", "direct"), [3.0, 3.0]);
+        assert_eq!(v.rounds("ratio_to_direct", "self"), [0.5, 0.9]);
+        assert_eq!(v.get("ratio_to_direct", "self"), Some(0.8));
+        assert_eq!(v.rounds("throughput_bps", "nginx"), [40.0]);
+        assert!(v.rounds("ratio_to_direct", "nginx").is_empty());
+    }
+
+    #[test]
+    fn a_loadgen_without_rounds_gives_figures_without_rounds() {
+        let load = load_of("echo");
+        let targets = [target("direct", 1), target("self", 2)];
+        let results = [json!({"rate": 4.0}), json!({"rate": 2.0})];
+        let mut m = Measured::default();
+        target_figures(&load, &targets, &results, 1, &mut m);
+        assert_eq!(m.values.get("ratio_to_direct", "self"), Some(0.5));
+        assert!(m.values.rounds("rate", "self").is_empty());
+        assert!(m.values.rounds("ratio_to_direct", "self").is_empty());
+    }
 }

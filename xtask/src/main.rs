@@ -5,6 +5,7 @@
 
 mod bench;
 mod ci;
+mod compare;
 mod failover;
 mod figures;
 mod flags;
@@ -17,6 +18,7 @@ mod machine;
 mod netns;
 mod peers;
 mod procs;
+mod progress;
 mod report;
 mod run;
 mod scenario;
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Cmd::Scenario(flags) => scenario::run(&paths, flags),
         Cmd::Bench(with) => bench::run(&paths, with),
         Cmd::Ci(flags) => ci::run(&paths, flags),
+        Cmd::Compare(flags) => compare::run(&paths, flags),
     };
     result.unwrap_or_else(|e| {
         eprintln!("xtask: {e}");

@@ -122,6 +122,15 @@ impl Place {
         }
     }
 
+    /// What [`Place::command`] puts before a program, as a person types
+    /// it (`ip netns exec NAME`); none on loopback.
+    pub fn prefix(&self, role: Role) -> Option<String> {
+        match self {
+            Place::Loopback => None,
+            Place::Netns(names) => Some(format!("ip netns exec {}", names.of(role))),
+        }
+    }
+
     /// Runs `f` inside `role`'s namespace (on a thread that has entered
     /// it; here, on this thread), for the workbench's own sockets.
     pub fn within<T: Send>(

@@ -98,7 +98,6 @@ impl Values {
     /// Records every round's value of `figure` for `subject`, in the
     /// order measured (values that are not numbers are left out); the
     /// figure's own value is put apart, with [`Values::put`].
-    #[allow(dead_code)] // Until the load scenarios report their rounds (issue 11).
     pub fn put_rounds(&mut self, figure: &str, subject: &str, rounds: &[f64]) {
         let finite: Vec<f64> = rounds.iter().copied().filter(|v| v.is_finite()).collect();
         if !finite.is_empty() {
@@ -111,7 +110,7 @@ impl Values {
 
     /// Every round's value of `figure` for `subject`; empty when it was
     /// not measured in rounds.
-    #[allow(dead_code)] // Until the load scenarios report their rounds (issue 11).
+    #[cfg(test)]
     pub fn rounds(&self, figure: &str, subject: &str) -> &[f64] {
         self.1
             .get(figure)
@@ -345,25 +344,43 @@ pub fn start_proxied(
     Ok((backend, backend_addr, subject))
 }
 
-/// Starts loadgen with `args` (its stdout piped, for the report), in the
-/// load's namespace of the topology, and notes the command under `label`
-/// (`loadgen (churn)`).
+/// Starts loadgen with `args` (its stdout piped, for the report) and
+/// `--progress` (its once-a-second line on stderr, for the live line),
+/// in the load's namespace of the topology, and notes the command under
+/// `label` (`loadgen (churn)`) as a person reruns it: with the namespace,
+/// without `--progress` (run by hand, loadgen draws its own line).
 pub fn spawn_loadgen(
     ctx: &Ctx,
     label: &str,
     args: &[String],
     m: &mut Measured,
 ) -> Result<Child, String> {
-    m.commands.push(format!("{label} {}", args.join(" ")));
     let mut cmd = ctx.place.command(Role::Load, ctx.bin("loadgen"));
-    cmd.args(args).stdout(Stdio::piped());
+    let prefix = ctx
+        .place
+        .prefix(Role::Load)
+        .map_or_else(String::new, |p| p + " ");
+    m.commands
+        .push(format!("{prefix}{label} {}", args.join(" ")));
+    cmd.args(args).arg("--progress").stdout(Stdio::piped());
     Child::try_spawn(label, &mut cmd, START_TIMEOUT)
 }
 
 /// Waits (up to `budget`) for a loadgen run with `--json` and returns
 /// its report.
 pub fn loadgen_report(lg: Child, budget: Duration, name: &str) -> Result<Value, String> {
-    let (status, out) = lg.wait_output(budget)?;
+    loadgen_report_watching(lg, budget, name, |_| {})
+}
+
+/// [`loadgen_report`], handing each stderr line to `on_line` while
+/// loadgen runs (its progress lines, for [`crate::progress`]).
+pub fn loadgen_report_watching(
+    lg: Child,
+    budget: Duration,
+    name: &str,
+    on_line: impl FnMut(&str),
+) -> Result<Value, String> {
+    let (status, out) = lg.wait_output_watching(budget, on_line)?;
     serde_json::from_str(out.trim()).map_err(|e| {
         format!(
             "{name} exited {status} without a JSON report ({e}); stdout: {}",
@@ -396,14 +413,20 @@ pub fn build(root: &Path) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn scenario(extra: &str) -> Scenario {
+        scenario_of("echo", extra)
+    }
+
+    /// A one-second load scenario of `mode`, with `extra` after its
+    /// `[load]` table's keys.
+    pub(crate) fn scenario_of(mode: &str, extra: &str) -> Scenario {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("s.toml");
         let text = format!(
-            "description = \"s\"\n[load]\nmode = \"echo\"\nconnections = 1\nduration = \"1s\"\n{extra}"
+            "description = \"s\"\n[load]\nmode = \"{mode}\"\nconnections = 1\nduration = \"1s\"\n{extra}"
         );
         std::fs::write(&path, text).expect("write");
         Scenario::load(&path).expect("scenario")

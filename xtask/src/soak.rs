@@ -7,8 +7,9 @@
 //! in CLOSE_WAIT and FIN_WAIT2 (orphans included, found by address),
 //! must be back exactly where they were.
 
-use crate::peers::{self, Kind};
+use crate::peers::{self, Kind, Subject};
 use crate::procs::{self, CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, LISTEN};
+use crate::progress;
 use crate::report::Skipped;
 use crate::run::{self, Ctx, Measured};
 use crate::spec::{Scenario, Soak};
@@ -52,7 +53,10 @@ pub fn run(
     };
     let name = kind.name();
 
-    let warm = phase(soak, soak.warmup.0, subject.addr, ctx, m)?;
+    let mut live = progress::Line::start(&format!("{} (warm-up)", sc.name), soak.warmup.0);
+    let warm = phase(soak, soak.warmup.0, &subject, &mut live, ctx, m);
+    live.finish();
+    let warm = warm?;
     backend.check_alive()?;
     subject.check_alive()?;
     // The proxy's own peak: every kept connection at once, and churn.
@@ -70,7 +74,10 @@ pub fn run(
         }
     }
     let start = at_rest(pid, &owned, subject.metrics, soak.settle.0)?;
-    let soaked = phase(soak, soak.duration.0, subject.addr, ctx, m)?;
+    let mut live = progress::Line::start(&sc.name, soak.duration.0);
+    let soaked = phase(soak, soak.duration.0, &subject, &mut live, ctx, m);
+    live.finish();
+    let soaked = soaked?;
     backend.check_alive()?;
     subject.check_alive()?;
     if let Some(metrics) = subject.metrics {
@@ -258,15 +265,18 @@ fn loads(soak: &Soak) -> Vec<Load> {
     .collect()
 }
 
-/// Runs every load of the soak at once against `target` for `duration`,
-/// and sums what they reported.
+/// Runs every load of the soak at once against `subject` for `duration`,
+/// and sums what they reported; the first load's progress is shown on
+/// `live`.
 fn phase(
     soak: &Soak,
     duration: Duration,
-    target: SocketAddr,
+    subject: &Subject,
+    live: &mut progress::Line,
     ctx: &Ctx,
     m: &mut Measured,
 ) -> Result<Tally, String> {
+    let target = subject.addr;
     let mut running = Vec::new();
     for l in loads(soak) {
         let args: Vec<String> = [
@@ -295,11 +305,18 @@ fn phase(
         running.push((l.name, run::spawn_loadgen(ctx, &label, &args, m)?));
     }
     let mut t = Tally::default();
-    for (name, lg) in running {
-        let json = run::loadgen_report(
+    for (i, (name, lg)) in running.into_iter().enumerate() {
+        // The loads run at once: the first one's line tells the time.
+        let shown = format!("{} ({name} load)", subject.kind.name());
+        let json = run::loadgen_report_watching(
             lg,
             duration + Duration::from_secs(60),
             &format!("loadgen ({name})"),
+            |l| {
+                if i == 0 {
+                    progress::show(live, l, Duration::ZERO, "msg/s", |_| Some(&shown));
+                }
+            },
         )?;
         let r = &json["targets"][0];
         let f = |k: &str| r[k].as_f64().unwrap_or(0.0);

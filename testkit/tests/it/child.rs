@@ -127,6 +127,18 @@ fn wait_output_returns_the_status_and_stdout() {
 }
 
 #[test]
+fn wait_output_watching_hands_on_the_stderr_lines_while_it_runs() {
+    let mut cmd = sh("echo one >&2; sleep 0.2; echo two >&2; echo '{}'; sleep 0.2");
+    let c = Child::try_spawn("sh", cmd.stdout(Stdio::piped()), WAIT).expect("spawn");
+    let mut seen = Vec::new();
+    let (status, out) = c
+        .wait_output_watching(WAIT, |l| seen.push(l.to_string()))
+        .expect("output");
+    assert_eq!((status.code(), out.trim()), (Some(0), "{}"));
+    assert_eq!(seen, ["one", "two"]);
+}
+
+#[test]
 fn wait_output_gives_up_on_a_child_that_runs_on() {
     let mut cmd = sh("echo working >&2; exec sleep 30");
     let mut c = Child::try_spawn("sleeper", cmd.stdout(Stdio::piped()), WAIT).expect("spawn");

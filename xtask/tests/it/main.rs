@@ -2,6 +2,7 @@
 //! binaries (built in release by xtask itself), scenario files refused
 //! before anything starts, and the CI gate's exit codes.
 
+mod compare;
 mod files;
 mod gate;
 mod netns;
