@@ -26,6 +26,10 @@ pub enum Cmd {
     /// exit 1 on a missed gated target or a regression against
     /// scenarios/baseline.json.
     Ci(Ci),
+    /// Merge HdrHistogram interval logs from several load hosts
+    /// (`loadgen --hlog FILE` on each, run at the same time) into one
+    /// latency report: histograms are added, never percentiles averaged.
+    Merge(Merge),
 }
 
 #[derive(Args)]
@@ -79,6 +83,16 @@ pub struct Ci {
     /// Write this run's counts and peer ratios as the new baseline instead.
     #[arg(long)]
     pub write_baseline: bool,
+}
+
+#[derive(Args)]
+pub struct Merge {
+    /// The interval logs, one per load host.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<std::path::PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod hold;
 mod html;
 mod list;
 mod load;
+mod merge;
 mod peers;
 mod procs;
 mod report;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         Cmd::Scenario(flags) => scenario::run(&paths, flags),
         Cmd::Bench(with) => bench::run(&paths, with),
         Cmd::Ci(flags) => ci::run(&paths, flags),
+        Cmd::Merge(flags) => merge::run(flags),
     };
     result.unwrap_or_else(|e| {
         eprintln!("xtask: {e}");
