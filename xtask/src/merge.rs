@@ -325,6 +325,61 @@ mod tests {
         assert!(!e.contains('\n'));
     }
 
+    /// The real thing: two loadgen runs ("hosts") against one echo-backend
+    /// at the same time, their logs merged.
+    #[test]
+    fn logs_of_real_loadgen_runs_merge_to_their_reports_counts() {
+        use std::process::{Command, Stdio};
+        let mut backend = testkit::Child::spawn(
+            "echo-backend",
+            Command::new(testkit::workspace::bin("echo-backend", "echo-backend"))
+                .args(["--listen", "127.0.0.1:0"]),
+            Duration::from_secs(60),
+        );
+        let target = backend.wait_listening().to_string();
+        let loadgen = testkit::workspace::bin("loadgen", "loadgen");
+        let dir = tempfile::tempdir().expect("tmp");
+        let hosts: Vec<_> = (1..=2)
+            .map(|h| {
+                let log = dir.path().join(format!("host{h}.hlog"));
+                let child = Command::new(&loadgen)
+                    .args([
+                        "--target",
+                        &target,
+                        "--duration",
+                        "1500ms",
+                        "--warmup",
+                        "100ms",
+                    ])
+                    .args(["--connections", "2", "--json", "--hlog"])
+                    .arg(&log)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start loadgen");
+                (log, child)
+            })
+            .collect();
+        let mut count = 0;
+        let mut logs = Vec::new();
+        for (log, child) in hosts {
+            let out = child.wait_with_output().expect("loadgen ran");
+            assert!(out.status.success(), "loadgen failed");
+            let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+            count += j["targets"][0]["latency_us"]["count"]
+                .as_u64()
+                .expect("count");
+            logs.push(log);
+        }
+        let m = merge_files(&logs).expect("merges");
+        assert_eq!(m.all.count, count);
+        assert_eq!(m.tags.len(), 1);
+        assert_eq!(m.tags[0].tag, target);
+        // The union of two 1.5 s runs: at least one run's, at most both.
+        assert!(m.all.covered_s >= 1.5 && m.all.covered_s <= 3.0, "{m:?}");
+        assert!(m.all.p50_us <= m.all.p99_us && m.all.p99_us <= m.all.max_us);
+    }
+
     #[test]
     fn spans_are_covered_once() {
         assert_eq!(union_length(&[(0.0, 1.0), (0.5, 2.0), (3.0, 4.0)]), 3.0);
