@@ -3,6 +3,7 @@
 
 use clap::{Parser, ValueEnum};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Connections per second opened while setting up (and re-opening after
@@ -186,6 +187,16 @@ pub struct Cli {
         default_value = "1s"
     )]
     pub window: String,
+    /// Once a second, one machine-readable `loadgen progress ...` line on
+    /// stderr (elapsed and total seconds, target, rate, throughput, errors)
+    /// instead of the terminal's live line
+    #[arg(long)]
+    pub progress: bool,
+    /// Write the latencies as an HdrHistogram interval log (µs, one
+    /// histogram per target per second, tagged with the target) to FILE,
+    /// for `cargo xtask merge` across load hosts
+    #[arg(long, value_name = "FILE")]
+    pub hlog: Option<PathBuf>,
 }
 
 /// A checked run description.
@@ -212,6 +223,10 @@ pub struct Config {
     /// The fraction of messages whose connection is reset once the
     /// message is written (`--reset-ratio`).
     pub reset_ratio: f64,
+    /// `--progress`: machine-readable progress lines on stderr.
+    pub progress: bool,
+    /// `--hlog`: where the interval log goes.
+    pub hlog: Option<PathBuf>,
 }
 
 impl Config {
@@ -408,6 +423,8 @@ pub fn resolve(cli: Cli) -> Result<Config, String> {
         threads,
         window,
         reset_ratio,
+        progress: cli.progress,
+        hlog: cli.hlog,
     })
 }
 

@@ -28,9 +28,9 @@
 use crate::cli::Config;
 use crate::mode::{Kick, Lifecycle, Protocol};
 use crate::pacing::Pacer;
-use crate::plan::Segment;
+use crate::plan::{self, Interval, Segment};
 use crate::schedule::{self, Ticks};
-use crate::shared::{Finished, Shared};
+use crate::shared::{Finished, Note, Shared};
 use crate::stats::{ErrorKind, Tally};
 use crate::table::{Conn, Stage, Target};
 use echo_backend::pattern::Pattern;
@@ -40,7 +40,7 @@ use netio::sys::socket;
 use netio::{Source, Token};
 use std::io;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// Events fetched per wait.
@@ -58,6 +58,8 @@ pub struct Setup {
     /// Woken (by the signal thread) to stop the run.
     pub waker: Arc<Waker>,
     pub pattern: Arc<Pattern>,
+    /// Where the tally of each interval goes when it is cut.
+    pub notes: mpsc::Sender<Note>,
 }
 
 /// One load thread.
@@ -78,16 +80,25 @@ pub struct Worker<P> {
     /// Connections that stopped only to let others have a turn.
     pub(crate) again: AgainQueue,
     pub(crate) now: Instant,
-    start: Instant,
+    pub(crate) start: Instant,
     seg: usize,
     seg_active: bool,
+    /// The plan's measured time in pieces; each target's tally is cut
+    /// and sent at the start of its next piece, and at the end.
+    pub(crate) intervals: Vec<Interval>,
+    /// The next interval to begin.
+    pub(crate) next_interval: usize,
+    /// Per target: the interval its tally is counting, once one began.
+    pub(crate) open: Vec<Option<usize>>,
+    pub(crate) notes: mpsc::Sender<Note>,
     next_scan: Instant,
     scan_every: Duration,
     pub(crate) settled: usize,
     /// Local progress counters, published once per loop turn.
     pub(crate) done_messages: u64,
     pub(crate) done_errors: u64,
-    pub(crate) done_bytes: u64,
+    pub(crate) done_sent: u64,
+    pub(crate) done_received: u64,
     /// `--reset-ratio` accumulated over the messages started: each time
     /// it reaches one, that message's connection is reset.
     reset_credit: f64,
@@ -104,6 +115,7 @@ impl<P: Protocol> Worker<P> {
             thread,
             waker,
             pattern,
+            notes,
         } = setup;
         let epoll = Epoll::new()?;
         epoll.add(&*waker, epoll::IN | epoll::ET, Token::CONTROL)?;
@@ -135,6 +147,8 @@ impl<P: Protocol> Worker<P> {
         };
         let scan_every =
             (cfg.timeout / 4).clamp(Duration::from_millis(5), Duration::from_millis(250));
+        let intervals = plan::intervals(&plan);
+        let open = vec![None; targets.len()];
         Ok(Worker {
             proto: P::new(&cfg, pattern, total),
             cfg,
@@ -153,12 +167,17 @@ impl<P: Protocol> Worker<P> {
             start: now,
             seg: 0,
             seg_active: false,
+            intervals,
+            next_interval: 0,
+            open,
+            notes,
             next_scan: now,
             scan_every,
             settled: 0,
             done_messages: 0,
             done_errors: 0,
-            done_bytes: 0,
+            done_sent: 0,
+            done_received: 0,
             reset_credit: 0.0,
         })
     }
@@ -193,10 +212,8 @@ impl<P: Protocol> Worker<P> {
         }
         self.publish();
         let ran = Instant::now().saturating_duration_since(self.start);
-        Ok(Finished {
-            tallies: self.targets.into_iter().map(|t| t.tally).collect(),
-            ran,
-        })
+        self.send_last_cuts(ran);
+        Ok(Finished { ran })
     }
 
     /// Opens every connection (paced), until each has connected or failed
@@ -248,7 +265,8 @@ impl<P: Protocol> Worker<P> {
         let p = &self.shared.progress[self.thread];
         p.messages.store(self.done_messages, Ordering::Relaxed);
         p.errors.store(self.done_errors, Ordering::Relaxed);
-        p.bytes.store(self.done_bytes, Ordering::Relaxed);
+        p.sent.store(self.done_sent, Ordering::Relaxed);
+        p.received.store(self.done_received, Ordering::Relaxed);
     }
 
     /// How long to sleep: until the next tick, segment boundary, paced
@@ -261,6 +279,9 @@ impl<P: Protocol> Worker<P> {
         let mut next = self.plan.get(self.seg).map(|s| self.start + s.end);
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         consider(self.next_scan);
+        if let Some(i) = self.intervals.get(self.next_interval) {
+            consider(self.start + i.start);
+        }
         if let Some(t) = self.pacer.next_at() {
             consider(t);
         }
@@ -277,6 +298,7 @@ impl<P: Protocol> Worker<P> {
     /// Follows the timetable: starts and ends segments. Returns false once
     /// the last segment has ended.
     fn advance(&mut self) -> bool {
+        self.cut_intervals();
         loop {
             let Some(&s) = self.plan.get(self.seg) else {
                 return false;

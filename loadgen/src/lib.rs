@@ -82,7 +82,16 @@
 //!                                // connection: when its last connect
 //!                                // started and when it failed, Unix
 //!                                // microseconds, by failure; the first 10,000
-//!     "error_times_dropped": N   // errors counted without times
+//!     "error_times_dropped": N,  // errors counted without times
+//!     "rounds": [{               // each measured window of this target, in
+//!                                // time order; a target measured in one
+//!                                // window: each second of it
+//!       "start_s": F,            // measured start, seconds into the timetable
+//!       "duration_s": F,         // measured seconds
+//!       "messages": N, "rate": F, "throughput_bps": F,
+//!       "connects": N, "connect_rate": F   // as for the whole target
+//!     }, ...]                    // messages (and bytes, connects) add up
+//!                                // to the target's
 //!   }, ...],
 //!   "bulk_direction": null | "up" | "down" | "both",
 //!   "interrupted": false         // true: stopped early by Ctrl-C/SIGTERM
@@ -92,6 +101,15 @@
 //! Fields after `latency_curve` in a target, and after `targets` at the
 //! top, are additions to the workbench contract; consumers should ignore
 //! fields they do not know.
+//!
+//! # Intervals, progress and the interval log
+//!
+//! Each target's measured time is cut into intervals: every second from
+//! the start of each measured window, and at its end (warm-up is in
+//! none). They make the `rounds` of the JSON report and, with `--hlog
+//! FILE`, the lines of an HdrHistogram interval log (see [`hlog`]) that
+//! `cargo xtask merge` adds up across load hosts. `--progress` writes a
+//! machine-readable line to stderr once a second (see [`progress`]).
 //!
 //! # Timing of a run
 //!
@@ -105,8 +123,8 @@
 //! # Where things live
 //!
 //! [`cli`] checks the command line into a [`cli::Config`]; [`run`] starts
-//! one load thread per `--threads` and merges their [`stats`] into a
-//! [`report`]. A load thread is [`engine`] (the loop and the timetable of
+//! one load thread per `--threads` and adds up the [`stats`] they cut per
+//! interval ([`collect`]) into a [`report`]. A load thread is [`engine`] (the loop and the timetable of
 //! [`plan`]) over [`table`] (the connections: opening, closing, failing),
 //! with [`pump`] moving bytes, [`pacing`] spacing connects, and
 //! [`schedule`] handing out open-loop messages. What a connection sends
@@ -114,11 +132,14 @@
 //! [`mode`], behind [`mode::Protocol`]; [`http`] reads HTTP responses.
 
 pub mod cli;
+pub mod collect;
 pub mod engine;
+pub mod hlog;
 pub mod http;
 pub mod mode;
 pub mod pacing;
 pub mod plan;
+pub mod progress;
 pub mod pump;
 pub mod report;
 pub mod run;

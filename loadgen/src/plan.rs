@@ -73,6 +73,44 @@ pub fn plan(
     out
 }
 
+/// Longest stretch of measured time one [`Interval`] covers.
+pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// A piece of measured time with its own tally: every second of a
+/// segment's measured time, counted from its `measure_from`, and a
+/// shorter last piece where the segment ends. Warm-up is in none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval {
+    /// Index into the run's targets.
+    pub target: usize,
+    /// Index into the plan.
+    pub segment: usize,
+    /// Offsets from the start of the run.
+    pub start: Duration,
+    pub end: Duration,
+}
+
+/// The intervals of `plan`, in time order. Every thread cuts the same
+/// ones (they share the plan and the start instant), so an interval's
+/// index names it across threads.
+pub fn intervals(plan: &[Segment]) -> Vec<Interval> {
+    let mut out = Vec::new();
+    for (segment, s) in plan.iter().enumerate() {
+        let mut start = s.measure_from;
+        while start < s.end {
+            let end = (start + INTERVAL).min(s.end);
+            out.push(Interval {
+                target: s.target,
+                segment,
+                start,
+                end,
+            });
+            start = end;
+        }
+    }
+    out
+}
+
 /// Total planned time of a run.
 pub fn total(plan: &[Segment]) -> Duration {
     plan.last().map_or(Duration::ZERO, |s| s.end)
@@ -111,6 +149,42 @@ mod tests {
             assert_eq!(measured, 2 * S);
         }
         assert_eq!(total(&p), 6 * S);
+    }
+
+    #[test]
+    fn intervals_cut_every_second_and_at_every_window_without_the_warmup() {
+        let ms = Duration::from_millis;
+        // One target: 500 ms warm-up, then 2.5 s in pieces of 1, 1, 0.5 s.
+        let one = intervals(&plan(1, ms(500), ms(2500), S));
+        let spans: Vec<_> = one.iter().map(|i| (i.start, i.end)).collect();
+        assert_eq!(
+            spans,
+            [
+                (ms(500), ms(1500)),
+                (ms(1500), ms(2500)),
+                (ms(2500), ms(3000))
+            ]
+        );
+        // Two targets in 1.5 s windows: each window is cut at 1 s and at
+        // its end, and the first window of each starts after its warm-up.
+        let p = plan(2, ms(200), ms(6000), ms(1500));
+        let iv = intervals(&p);
+        assert_eq!(iv.len(), 2 * p.len());
+        for (k, i) in iv.iter().enumerate() {
+            let s = &p[i.segment];
+            assert_eq!(i.target, s.target);
+            assert!(
+                s.measure_from <= i.start && i.end <= s.end,
+                "{i:?} in {s:?}"
+            );
+            assert!(i.end - i.start <= S);
+            if let Some(next) = iv.get(k + 1) {
+                assert!(i.end <= next.start, "in time order");
+            }
+        }
+        assert_eq!(iv[0].start, ms(200), "warm-up excluded");
+        let measured: Duration = iv.iter().map(|i| i.end - i.start).sum();
+        assert_eq!(measured, ms(6000));
     }
 
     #[test]

@@ -118,7 +118,7 @@ impl<P: Protocol> Worker<P> {
             match got {
                 Outcome::Data(n) => {
                     c.stream.sent += n as u64;
-                    self.done_bytes += n as u64;
+                    self.done_sent += n as u64;
                     if counts {
                         t.tally.bytes_sent += n as u64;
                     }
@@ -154,7 +154,7 @@ impl<P: Protocol> Worker<P> {
         };
         let next = match got {
             Outcome::Data(n) => {
-                self.done_bytes += n as u64;
+                self.done_received += n as u64;
                 self.proto.on_data(link, &self.scratch[..n])?
             }
             Outcome::Eof => self.proto.on_eof(link)?,
@@ -204,6 +204,7 @@ mod tests {
             thread: 0,
             waker: Arc::new(Waker::new().expect("waker")),
             pattern: Arc::new(Pattern::new(1)),
+            notes: std::sync::mpsc::channel().0,
         })
         .expect("worker")
     }

@@ -2,7 +2,7 @@
 //! crate docs) and the readable summary.
 
 use crate::cli::{Config, Mode};
-use crate::stats::{Errors, Tally};
+use crate::stats::{Counts, Errors, Tally};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -68,6 +68,74 @@ pub struct TargetReport {
     pub error_times: Vec<[u64; 2]>,
     /// Errors counted without times.
     pub error_times_dropped: u64,
+    /// The figures of each measured window, in time order (one target
+    /// without windows: of each second).
+    pub rounds: Vec<Round>,
+}
+
+/// One round of a target: a measured window, or a second of the only
+/// window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Round {
+    /// Offset of its measured start from the start of the timetable.
+    pub start_s: f64,
+    pub duration_s: f64,
+    pub messages: u64,
+    pub rate: f64,
+    pub throughput_bps: f64,
+    pub connects: u64,
+    pub connect_rate: f64,
+}
+
+impl Round {
+    pub fn new(
+        mode: Mode,
+        message_size: usize,
+        c: &Counts,
+        start: Duration,
+        measured: Duration,
+    ) -> Round {
+        let r = Rates::of(mode, message_size, c, measured);
+        Round {
+            start_s: round3(start.as_secs_f64()),
+            duration_s: round3(measured.as_secs_f64()),
+            messages: r.messages,
+            rate: r.rate,
+            throughput_bps: r.throughput_bps,
+            connects: c.connects,
+            connect_rate: r.connect_rate,
+        }
+    }
+}
+
+/// The rates that counts over a measured time give, for a whole target
+/// and for each round alike.
+struct Rates {
+    messages: u64,
+    rate: f64,
+    throughput_bps: f64,
+    connect_rate: f64,
+}
+
+impl Rates {
+    fn of(mode: Mode, message_size: usize, c: &Counts, measured: Duration) -> Rates {
+        let secs = measured.as_secs_f64();
+        let per_s = |n: f64| if secs > 0.0 { n / secs } else { 0.0 };
+        let busier = c.bytes_sent.max(c.bytes_received);
+        // Bulk mode has no request/reply messages: it counts
+        // `--message-size` units of the busier direction instead.
+        let messages = if mode == Mode::Bulk {
+            busier / message_size.max(1) as u64
+        } else {
+            c.messages
+        };
+        Rates {
+            messages,
+            rate: round3(per_s(messages as f64)),
+            throughput_bps: round3(per_s(busier as f64 * 8.0)),
+            connect_rate: round3(per_s(c.connects as f64)),
+        }
+    }
 }
 
 /// Latency figures in microseconds.
@@ -127,31 +195,28 @@ pub fn curve(h: &Histogram<u64>) -> Vec<[f64; 2]> {
 
 impl TargetReport {
     /// Figures for one target from its merged tally and measured time.
-    pub fn new(cfg: &Config, target: String, t: &Tally, measured: Duration) -> TargetReport {
-        let secs = measured.as_secs_f64();
-        let per_s = |n: f64| if secs > 0.0 { n / secs } else { 0.0 };
-        let busier = t.bytes_sent.max(t.bytes_received);
-        // Bulk mode has no request/reply messages: it counts
-        // `--message-size` units of the busier direction instead.
-        let messages = if cfg.mode == Mode::Bulk {
-            busier / cfg.message_size.max(1) as u64
-        } else {
-            t.messages
-        };
+    pub fn new(
+        cfg: &Config,
+        target: String,
+        t: &Tally,
+        measured: Duration,
+        rounds: Vec<Round>,
+    ) -> TargetReport {
+        let r = Rates::of(cfg.mode, cfg.message_size, &t.counts(), measured);
         TargetReport {
             target,
-            messages,
-            rate: round3(per_s(messages as f64)),
+            messages: r.messages,
+            rate: r.rate,
             bytes_sent: t.bytes_sent,
             bytes_received: t.bytes_received,
-            throughput_bps: round3(per_s(busier as f64 * 8.0)),
+            throughput_bps: r.throughput_bps,
             connects: t.connects,
-            connect_rate: round3(per_s(t.connects as f64)),
+            connect_rate: r.connect_rate,
             errors: t.errors,
             verify_failures: t.errors.verify_failures(),
             latency_us: Latency::of(&t.hist),
             latency_curve: curve(&t.hist),
-            duration_s: round3(secs),
+            duration_s: round3(measured.as_secs_f64()),
             send_lag_us: cfg.open_loop().then(|| Latency::of(&t.send_lag)),
             first_error: t.first_error.clone(),
             resets_sent: t.resets_sent,
@@ -161,6 +226,7 @@ impl TargetReport {
                 v
             },
             error_times_dropped: t.error_times_dropped,
+            rounds,
         }
     }
 }

@@ -3,21 +3,23 @@
 //! threads counted into a [`Report`].
 
 use crate::cli::{Config, Mode};
+use crate::collect::{Collected, Collector};
 use crate::engine::Setup;
+use crate::hlog::Hlog;
 use crate::mode;
 use crate::plan::{self, Segment};
+use crate::progress::{Progress, Style};
 use crate::report::{Report, TargetReport, SCHEMA_VERSION};
-use crate::shared::{Finished, Shared, ThreadProgress};
-use crate::stats::Tally;
+use crate::shared::{Finished, Note, Shared};
 use echo_backend::pattern::Pattern;
 use netio::serve;
 use netio::sys::epoll::Waker;
 use netio::sys::signal;
 use std::fmt;
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, IsTerminal};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Descriptors kept back for stdio, epoll, wakers and the signalfd.
 const FD_HEADROOM: u64 = 64;
@@ -62,6 +64,15 @@ pub fn run(cfg: Config) -> Result<Report, Error> {
         )));
     }
 
+    // Opened before any load, so that a FILE that cannot be written
+    // fails the run at once.
+    let hlog = match &cfg.hlog {
+        Some(path) => Some(
+            Hlog::create(path, cfg.targets.iter().map(|t| t.0.clone()).collect())
+                .map_err(Error::Config)?,
+        ),
+        None => None,
+    };
     let cfg = Arc::new(cfg);
     let plan = Arc::new(plan::plan(
         cfg.targets.len(),
@@ -73,6 +84,7 @@ pub fn run(cfg: Config) -> Result<Report, Error> {
     let shared = Arc::new(Shared::new(cfg.threads));
     let mut wakers = Vec::with_capacity(cfg.threads);
     let mut workers = Vec::with_capacity(cfg.threads);
+    let (notes_tx, notes_rx) = mpsc::channel::<Note>();
     for i in 0..cfg.threads {
         let waker = Arc::new(Waker::new().map_err(|e| Error::Setup("creating a waker", e))?);
         let w = mode::worker(Setup {
@@ -82,27 +94,27 @@ pub fn run(cfg: Config) -> Result<Report, Error> {
             thread: i,
             waker: Arc::clone(&waker),
             pattern: Arc::clone(&pattern),
+            notes: notes_tx.clone(),
         })
         .map_err(|e| Error::Setup("creating a load thread", e))?;
         wakers.push(waker);
         workers.push(w);
     }
 
-    let (done_tx, done_rx) = mpsc::channel::<()>();
     let mut handles = Vec::with_capacity(workers.len());
     for (i, w) in workers.into_iter().enumerate() {
-        let tx = done_tx.clone();
+        let tx = notes_tx.clone();
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{i}"))
             .spawn(move || {
                 let out = w.run();
-                let _ = tx.send(());
+                let _ = tx.send(Note::Done);
                 out
             })
             .map_err(|e| Error::Setup("starting a load thread", e))?;
         handles.push(h);
     }
-    drop(done_tx);
+    drop(notes_tx);
     {
         let shared = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -111,9 +123,18 @@ pub fn run(cfg: Config) -> Result<Report, Error> {
             .map_err(|e| Error::Setup("starting the signal thread", e))?;
     }
 
-    let started = Instant::now();
-    let show = io::stderr().is_terminal() && plan::total(&plan) > PROGRESS_AFTER;
-    wait_for_threads(&done_rx, handles.len(), show.then_some((&*shared, started)));
+    let style = if cfg.progress {
+        Some(Style::Machine)
+    } else {
+        (io::stderr().is_terminal() && plan::total(&plan) > PROGRESS_AFTER).then_some(Style::Human)
+    };
+    let progress = style.map(|s| {
+        let targets = cfg.targets.iter().map(|t| t.0.as_str()).collect();
+        Progress::new(s, &shared, &plan, targets)
+    });
+    let mut collector =
+        Collector::new(plan::intervals(&plan), cfg.threads, cfg.targets.len(), hlog);
+    wait_for_threads(&notes_rx, handles.len(), &mut collector, progress);
 
     let mut outcomes: Vec<Finished> = Vec::with_capacity(handles.len());
     for h in handles {
@@ -129,7 +150,17 @@ pub fn run(cfg: Config) -> Result<Report, Error> {
         }
     }
     let interrupted = shared.stop.load(Ordering::Relaxed);
-    Ok(merge(&cfg, &plan, outcomes, interrupted))
+    let mut collected = collector.finish(&plan);
+    if let Some(h) = collected.hlog.take() {
+        let started = shared.started().map_or_else(SystemTime::now, |at| {
+            SystemTime::now()
+                .checked_sub(at.elapsed())
+                .unwrap_or_else(SystemTime::now)
+        });
+        h.write(started)
+            .map_err(|e| Error::Setup("writing the interval log", io::Error::other(e)))?;
+    }
+    Ok(merge(&cfg, &plan, &outcomes, &collected, interrupted))
 }
 
 /// The first SIGINT/SIGTERM stops the run (the figures so far are still
@@ -152,59 +183,53 @@ fn watch_signals(signals: signal::SignalFd, shared: &Shared, wakers: &[Arc<Waker
     }
 }
 
-/// Waits until every load thread has finished, drawing a progress line
-/// once a second when asked to.
-fn wait_for_threads(done: &mpsc::Receiver<()>, n: usize, progress: Option<(&Shared, Instant)>) {
+/// Waits until every load thread has finished, taking their cuts and
+/// drawing a progress line once a second when asked to.
+fn wait_for_threads(
+    notes: &mpsc::Receiver<Note>,
+    n: usize,
+    collector: &mut Collector,
+    mut progress: Option<Progress<'_>>,
+) {
     let mut left = n;
-    let mut last = (0u64, Instant::now());
+    let mut next_tick = Instant::now() + Duration::from_secs(1);
     while left > 0 {
         let got = match progress {
-            None => done
+            None => notes
                 .recv()
                 .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            Some(_) => done.recv_timeout(Duration::from_secs(1)),
+            Some(_) => notes.recv_timeout(next_tick.saturating_duration_since(Instant::now())),
         };
         match got {
-            Ok(()) => left -= 1,
+            Ok(Note::Cut(c)) => collector.add(*c),
+            Ok(Note::Done) => left -= 1,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Some((shared, started)) = progress {
-                    let sum = |f: fn(&ThreadProgress) -> u64| -> u64 {
-                        shared.progress.iter().map(f).sum()
-                    };
-                    let msgs = sum(|p| p.messages.load(Ordering::Relaxed));
-                    let errors = sum(|p| p.errors.load(Ordering::Relaxed));
-                    let bytes = sum(|p| p.bytes.load(Ordering::Relaxed));
-                    let now = Instant::now();
-                    let dt = now.duration_since(last.1).as_secs_f64().max(1e-3);
-                    let rate = msgs.saturating_sub(last.0) as f64 / dt;
-                    last = (msgs, now);
-                    eprint!(
-                        "\r\x1b[Kloadgen: {:>5.0} s  {msgs} messages  {rate:.0}/s  {:.1} MiB  {errors} errors",
-                        started.elapsed().as_secs_f64(),
-                        bytes as f64 / (1 << 20) as f64
-                    );
-                    let _ = io::stderr().flush();
-                }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if let Some(p) = progress.as_mut() {
+            if Instant::now() >= next_tick {
+                p.tick();
+                next_tick += Duration::from_secs(1);
             }
         }
     }
-    if progress.is_some() {
-        eprint!("\r\x1b[K");
+    if let Some(p) = &progress {
+        p.finish();
     }
 }
 
-/// Adds up the threads' tallies per target.
-fn merge(cfg: &Config, plan: &[Segment], outcomes: Vec<Finished>, interrupted: bool) -> Report {
+/// The report from what the threads counted.
+fn merge(
+    cfg: &Config,
+    plan: &[Segment],
+    outcomes: &[Finished],
+    collected: &Collected,
+    interrupted: bool,
+) -> Report {
     let ran = outcomes.iter().map(|o| o.ran).max().unwrap_or_default();
-    let mut totals: Vec<Tally> = (0..cfg.targets.len()).map(|_| Tally::new()).collect();
-    for o in &outcomes {
-        for (t, tally) in totals.iter_mut().zip(&o.tallies) {
-            t.merge(tally);
-        }
-    }
     let mut all = Duration::ZERO;
-    let targets = totals
+    let targets = collected
+        .totals
         .iter()
         .enumerate()
         .map(|(i, t)| {
@@ -214,7 +239,8 @@ fn merge(cfg: &Config, plan: &[Segment], outcomes: Vec<Finished>, interrupted: b
                 .map(|s| s.measured_before(ran))
                 .sum();
             all += measured;
-            TargetReport::new(cfg, cfg.targets[i].0.clone(), t, measured)
+            let rounds = collected.rounds_of(i, cfg.mode, cfg.message_size);
+            TargetReport::new(cfg, cfg.targets[i].0.clone(), t, measured, rounds)
         })
         .collect();
     Report {

@@ -1,6 +1,7 @@
 //! What the load threads share with the thread that runs them: the stop
-//! flag, per-thread progress counters, and the gate where they agree on
-//! when the timetable starts.
+//! flag, per-thread progress counters, the gate where they agree on when
+//! the timetable starts, and the notes they send it (an interval's tally
+//! when it is cut, and that they are done).
 
 use crate::stats::Tally;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -33,6 +34,32 @@ impl Shared {
     pub fn start_together(&self) -> Instant {
         self.gate.wait()
     }
+
+    /// The instant the timetable started, once it has.
+    pub fn started(&self) -> Option<Instant> {
+        *self.gate.at.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What a load thread tells the thread that runs it.
+pub enum Note {
+    /// An interval's tally, cut.
+    Cut(Box<Cut>),
+    /// The thread has finished (its result is in its join handle).
+    Done,
+}
+
+/// One thread's tally for one interval of one target.
+pub struct Cut {
+    pub target: usize,
+    /// Index into [`crate::plan::intervals`]; `None` for what was counted
+    /// before the target's first interval began (errors while setting
+    /// up, or a run stopped before it).
+    pub interval: Option<usize>,
+    /// Where the interval ended for this thread: its planned end, or
+    /// earlier when the run stopped inside it.
+    pub end: std::time::Duration,
+    pub tally: Tally,
 }
 
 /// Counters a thread publishes once per loop turn.
@@ -42,8 +69,10 @@ pub struct ThreadProgress {
     pub messages: AtomicU64,
     /// Errors of all kinds.
     pub errors: AtomicU64,
-    /// Payload bytes moved, both directions.
-    pub bytes: AtomicU64,
+    /// Payload bytes written.
+    pub sent: AtomicU64,
+    /// Payload bytes read.
+    pub received: AtomicU64,
 }
 
 /// Where all threads meet once their connections are set up, and agree on
@@ -64,10 +93,8 @@ impl Gate {
     }
 }
 
-/// What a thread hands back.
+/// What a thread hands back (its tallies went out as [`Note::Cut`]s).
 pub struct Finished {
-    /// One tally per target.
-    pub tallies: Vec<Tally>,
     /// How far into the timetable the thread ran before it stopped.
     pub ran: Duration,
 }

@@ -122,6 +122,24 @@ pub fn histogram() -> Histogram<u64> {
         .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"))
 }
 
+/// What a tally counted that the rates of a report come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub messages: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub connects: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: &Counts) {
+        self.messages += o.messages;
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+        self.connects += o.connects;
+    }
+}
+
 /// One thread's counts for one target.
 pub struct Tally {
     /// Latency of each measured message, in nanoseconds.
@@ -177,6 +195,15 @@ impl Tally {
             first_error: None,
             error_times: Vec::new(),
             error_times_dropped: 0,
+        }
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            messages: self.messages,
+            bytes_sent: self.bytes_sent,
+            bytes_received: self.bytes_received,
+            connects: self.connects,
         }
     }
 

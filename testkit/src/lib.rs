@@ -4,7 +4,8 @@
 //! own children down with it when dropped; readings of a process from
 //! `/proc` (its TCP sockets too); another package's binary, built for a
 //! test; sockets with timeouts; and misbehaving peers and a
-//! fault-injecting relay ([`fault`]). Every wait is bounded, so a hang
+//! fault-injecting relay ([`fault`]); and a reader of HdrHistogram
+//! interval logs ([`hlog`]). Every wait is bounded, so a hang
 //! fails fast.
 //!
 //! Tests call the panicking methods (`spawn`, `wait_listening`, …); the
@@ -13,6 +14,7 @@
 
 mod child;
 pub mod fault;
+pub mod hlog;
 pub mod proc;
 pub mod workspace;
 

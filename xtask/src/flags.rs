@@ -29,6 +29,10 @@ pub enum Cmd {
     /// Each figure's change from RUN_A to RUN_B, with its direction and
     /// whether it is beyond the runs' own spread; exits 0.
     Compare(Compare),
+    /// Merge HdrHistogram interval logs from several load hosts
+    /// (`loadgen --hlog FILE` on each, run at the same time) into one
+    /// latency report: histograms are added, never percentiles averaged.
+    Merge(Merge),
 }
 
 #[derive(Args)]
@@ -93,6 +97,16 @@ pub struct Ci {
     /// Write this run's counts and peer ratios as the new baseline instead.
     #[arg(long)]
     pub write_baseline: bool,
+}
+
+#[derive(Args)]
+pub struct Merge {
+    /// The interval logs, one per load host.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<std::path::PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

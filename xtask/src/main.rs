@@ -15,6 +15,7 @@ mod html;
 mod list;
 mod load;
 mod machine;
+mod merge;
 mod netns;
 mod peers;
 mod procs;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         Cmd::Bench(with) => bench::run(&paths, with),
         Cmd::Ci(flags) => ci::run(&paths, flags),
         Cmd::Compare(flags) => compare::run(&paths, flags),
+        Cmd::Merge(flags) => merge::run(flags),
     };
     result.unwrap_or_else(|e| {
         eprintln!("xtask: {e}");

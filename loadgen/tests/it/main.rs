@@ -5,5 +5,6 @@
 
 mod cli;
 mod e2e;
+mod intervals;
 mod scale;
 mod util;
