@@ -20,6 +20,7 @@ mod run;
 mod scenario;
 mod soak;
 mod spec;
+mod tools;
 
 use flags::{Cmd, Xtask};
 use std::process::ExitCode;

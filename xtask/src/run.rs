@@ -6,8 +6,8 @@ use crate::figures::{self, Better, Class, VS_BEST_PEER};
 use crate::gate;
 use crate::peers::{self, Kind, Subject, START_TIMEOUT};
 use crate::report::{self, Curve, Figure, Run, ScenarioReport, Skipped};
-use crate::spec::{self, Body, Scenario};
-use crate::{failover, hold, load, soak};
+use crate::spec::{self, Body, Scenario, Tool};
+use crate::{failover, hold, load, soak, tools};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -94,7 +94,6 @@ impl Values {
     /// Records every round's value of `figure` for `subject`, in the
     /// order measured (values that are not numbers are left out); the
     /// figure's own value is put apart, with [`Values::put`].
-    #[allow(dead_code)] // Until the load scenarios report their rounds (issue 11).
     pub fn put_rounds(&mut self, figure: &str, subject: &str, rounds: &[f64]) {
         let finite: Vec<f64> = rounds.iter().copied().filter(|v| v.is_finite()).collect();
         if !finite.is_empty() {
@@ -166,6 +165,7 @@ pub fn run_all(
             ..Measured::default()
         };
         let result = match sc.body(quick).with_duration(duration) {
+            Body::Load(l) if l.tool != Tool::Loadgen => tools::run(sc, &l, &usable, &ctx, &mut m),
             Body::Load(l) => load::run(sc, &l, &usable, &ctx, &mut m),
             Body::Hold(h) => usable
                 .iter()

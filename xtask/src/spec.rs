@@ -5,10 +5,11 @@
 
 mod failover;
 mod key;
+mod tool;
 mod values;
 
 pub use failover::Failover;
-pub use values::{fmt_num, BackendMode, Bound, BulkDirection, Count, Dur, LoadMode};
+pub use values::{fmt_num, BackendMode, Bound, BulkDirection, Count, Dur, LoadMode, Tool};
 
 use crate::figures::{self, Class, Producer};
 use serde::Deserialize;
@@ -102,12 +103,21 @@ pub struct ProxySpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Load {
+    /// What drives the load: loadgen (the default) or a real client; see
+    /// `spec/tool.rs` for the keys each takes.
+    #[serde(default = "loadgen")]
+    pub tool: Tool,
+    /// loadgen's mode (needed by loadgen, refused for the other tools).
+    #[serde(default = "echo_mode")]
     pub mode: LoadMode,
     /// Concurrent connections, or "max": as many as the open-files limit
     /// lets a proxy hold.
     pub connections: Count,
     #[serde(default = "default_message_size")]
     pub message_size: usize,
+    /// How long each run measures (needed by every tool but
+    /// redis-benchmark, which counts `requests` instead).
+    #[serde(default = "zero")]
     pub duration: Dur,
     #[serde(default = "one_second")]
     pub warmup: Dur,
@@ -126,6 +136,13 @@ pub struct Load {
     /// process's descriptors.
     #[serde(default = "yes")]
     pub interleave: bool,
+    /// A real client's: how many rounds, each running the tool once per
+    /// subject in turn (3 unless told; 2 with `--quick`).
+    pub rounds: Option<usize>,
+    /// redis-benchmark's: requests per test in each run.
+    pub requests: Option<u64>,
+    /// redis-benchmark's: also run pipelined this deep (`-P`).
+    pub pipeline: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -209,10 +226,23 @@ pub struct Quick {
     pub rate: Option<f64>,
     pub hold_connections: Option<Vec<Count>>,
     pub quiet: Option<Dur>,
+    /// A real client's rounds (2 unless told).
+    pub rounds: Option<usize>,
+    /// redis-benchmark's requests per test.
+    pub requests: Option<u64>,
 }
 
 fn echo() -> BackendMode {
     BackendMode::Echo
+}
+fn loadgen() -> Tool {
+    Tool::Loadgen
+}
+fn echo_mode() -> LoadMode {
+    LoadMode::Echo
+}
+fn zero() -> Dur {
+    Dur(Duration::ZERO)
 }
 fn one() -> usize {
     1
@@ -283,6 +313,8 @@ impl Scenario {
                 ))
             }
         };
+        let raw: toml::Table = toml::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
+        tool::check(&raw, &body, &f.quick).map_err(|e| format!("{file}: {e}"))?;
         let s = Scenario {
             name,
             description: f.description,
@@ -432,6 +464,10 @@ impl Scenario {
                 l.window = q.window.unwrap_or(l.window);
                 l.connections = q.connections.map_or(l.connections, Count::N);
                 l.rate = q.rate.or(l.rate);
+                l.requests = q.requests.or(l.requests);
+                if quick {
+                    l.rounds = Some(q.rounds.unwrap_or(tool::QUICK_ROUNDS));
+                }
                 Body::Load(l)
             }
             Body::Hold(h) => {
