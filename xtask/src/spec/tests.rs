@@ -504,7 +504,7 @@ fn a_key_of_another_tool_is_refused_by_name() {
         e.contains("quick.window: not a key for tool = \"wrk\""),
         "{e}"
     );
-    let e = parse(&format!("[backend]\nmode = \"http\"\n{WRK}")).expect_err("own backend");
+    let e = parse(&format!("{WRK}[backend]\nmode = \"http\"\n")).expect_err("own backend");
     assert!(
         e.contains("backend: tool = \"wrk\" starts its own backend"),
         "{e}"

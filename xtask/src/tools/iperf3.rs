@@ -3,9 +3,9 @@
 //! (`-R`, the server sending) or both in turn, and the parser of its `-J`
 //! report: the bits per second received, and its `error` as one line.
 
-use super::{field, seconds, start_server, Invocation, Sample};
+use super::{connections, field, seconds, start_server, Invocation, Sample};
 use crate::procs;
-use crate::spec::{BulkDirection, Count, Load};
+use crate::spec::{BulkDirection, Load};
 use std::net::SocketAddr;
 use std::time::Duration;
 use testkit::Child;
@@ -20,10 +20,7 @@ pub fn backend() -> Result<(Child, SocketAddr), String> {
 
 /// The runs against `addr`: one a direction.
 pub fn invocations(l: &Load, addr: SocketAddr) -> Vec<Invocation> {
-    let streams = match l.connections {
-        Count::N(n) => n,
-        Count::Max => 1,
-    };
+    let streams = connections(l);
     let secs = seconds(l.duration.0);
     let run = |reverse: bool, suffix| {
         let mut argv: Vec<String> = [

@@ -16,7 +16,7 @@ use crate::peers::{Kind, START_TIMEOUT};
 use crate::procs;
 use crate::report::Skipped;
 use crate::run::{Ctx, Measured};
-use crate::spec::{Load, Scenario, Tool};
+use crate::spec::{Count, Load, Scenario, Tool};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -113,7 +113,7 @@ pub fn run(
         m.values.put_rounds(&figure, &subject, &vals);
     }
     for t in &targets {
-        m.values.put("connections", &t.label, connection_count(l));
+        m.values.put("connections", &t.label, connections(l) as f64);
     }
     Ok(())
 }
@@ -186,12 +186,22 @@ fn ratios(sample: &Sample, direct: &Sample) -> Sample {
     out
 }
 
-/// The connection count the client opens.
-fn connection_count(l: &Load) -> f64 {
+/// The connections (or iperf3's streams) the client opens: a count, as
+/// `spec/tool.rs` refuses "max" for a real client.
+fn connections(l: &Load) -> usize {
     match l.connections {
-        crate::spec::Count::N(n) => n as f64,
-        crate::spec::Count::Max => f64::NAN,
+        Count::N(n) => n,
+        Count::Max => 1,
     }
+}
+
+/// A figure of a sample, for tests.
+#[cfg(test)]
+fn figure(s: &Sample, name: &str) -> f64 {
+    s.iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no {name} in {s:?}"))
 }
 
 /// The middle value (the mean of the two middle ones for an even count).

@@ -4,9 +4,9 @@
 //! a second with `-e`, and hangs on a refused connection, which the
 //! run's time limit turns into a failure), so none are reported.
 
-use super::{start_server, Invocation, Sample};
+use super::{connections, start_server, Invocation, Sample};
 use crate::procs;
-use crate::spec::{Count, Load};
+use crate::spec::Load;
 use std::net::SocketAddr;
 use std::time::Duration;
 use testkit::Child;
@@ -37,10 +37,7 @@ pub fn backend() -> Result<(Child, SocketAddr), String> {
 /// The runs against `addr`: plain, then pipelined `pipeline` deep when
 /// the scenario says.
 pub fn invocations(l: &Load, addr: SocketAddr) -> Vec<Invocation> {
-    let conns = match l.connections {
-        Count::N(n) => n,
-        Count::Max => 1,
-    };
+    let conns = connections(l);
     let requests = l.requests.unwrap_or(100_000);
     let run = |pipeline: Option<usize>, suffix| {
         let mut argv: Vec<String> = [
@@ -143,14 +140,8 @@ pub fn parse(stdout: &str) -> Result<Sample, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::figure;
     use super::*;
-
-    fn figure(s: &Sample, name: &str) -> f64 {
-        s.iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| *v)
-            .unwrap_or_else(|| panic!("no {name} in {s:?}"))
-    }
 
     #[test]
     fn a_real_plain_run_parses_into_the_rate_over_both_tests() {

@@ -4,9 +4,9 @@
 //! without correction for coordinated omission: reported as
 //! `pNN_us_uncorrected`.
 
-use super::{field, seconds, start_server, Invocation, Sample};
+use super::{connections, field, seconds, start_server, Invocation, Sample};
 use crate::procs;
-use crate::spec::{Count, Load};
+use crate::spec::Load;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -33,15 +33,18 @@ end
 "#;
 
 /// nginx as a plain HTTP server on a free port, a fixed 200 reply to
-/// every request, one worker, keep-alive without end; and the Lua hook
-/// written beside its config.
+/// every request, one worker, keep-alive without end, a listen backlog
+/// that holds wrk's 1,000 connects at once (nginx's own is 511); and the
+/// Lua hook written beside its config.
 pub fn backend(l: &Load, dir: &Path) -> Result<(Child, SocketAddr), String> {
     let script = dir.join("done.lua");
     std::fs::write(&script, DONE_LUA)
         .map_err(|e| format!("cannot write {}: {e}", script.display()))?;
     let port = procs::free_port()?;
     let conf = dir.join("nginx.conf");
-    std::fs::write(&conf, config(port, connections(l) + 64, dir))
+    // Room for a round's connections while the last subject's close: a
+    // proxy may hold its backend sides a moment after wrk has gone.
+    std::fs::write(&conf, config(port, connections(l) * 4 + 1024, dir))
         .map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
     let argv = [
         "nginx",
@@ -64,16 +67,9 @@ fn config(port: u16, conns: usize, dir: &Path) -> String {
          http {{\n  access_log off;\n  keepalive_requests 1000000;\n  keepalive_timeout 1h;\n\
          \x20 client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
          \x20 fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-         \x20 server {{\n    listen 127.0.0.1:{port};\n    location / {{ return 200 \"hello\\n\"; }}\n  }}\n}}\n",
+         \x20 server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    location / {{ return 200 \"hello\\n\"; }}\n  }}\n}}\n",
         nofile = procs::nofile_hard(),
     )
-}
-
-fn connections(l: &Load) -> usize {
-    match l.connections {
-        Count::N(n) => n,
-        Count::Max => 1,
-    }
 }
 
 /// One wrk run against `addr` for the load's duration.
@@ -130,14 +126,8 @@ pub fn parse(stdout: &str) -> Result<Sample, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::figure;
     use super::*;
-
-    fn figure(s: &Sample, name: &str) -> f64 {
-        s.iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| *v)
-            .unwrap_or_else(|| panic!("no {name} in {s:?}"))
-    }
 
     #[test]
     fn a_real_run_at_100_connections_parses() {
@@ -180,7 +170,7 @@ mod tests {
             "access_log off;",
             "keepalive_requests 1000000;",
             "worker_connections 1064;",
-            "listen 127.0.0.1:8080;",
+            "listen 127.0.0.1:8080 backlog=4096;",
             "return 200 \"hello\\n\";",
         ] {
             assert!(c.contains(want), "{want} not in {c}");
