@@ -5,4 +5,5 @@
 mod files;
 mod gate;
 mod run;
+mod tools;
 mod util;
