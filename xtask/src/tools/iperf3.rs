@@ -44,6 +44,8 @@ pub fn invocations(l: &Load, addr: SocketAddr) -> Vec<Invocation> {
             argv,
             suffix,
             runs_for: Duration::from_secs(secs),
+            // Bytes, not requests: no CPU time per message.
+            messages: None,
             parse,
         }
     };

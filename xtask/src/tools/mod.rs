@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use testkit::proc::{self, TICKS_PER_SEC};
 use testkit::Child;
 
 /// Rounds of a real client's run unless the scenario says.
@@ -42,8 +43,15 @@ pub struct Invocation {
     pub suffix: &'static str,
     /// How long it runs, by itself.
     pub runs_for: Duration,
+    /// Requests it makes, when known before it runs (redis-benchmark's
+    /// `-n` times its tests); otherwise its parser gives [`MESSAGES`].
+    pub messages: Option<f64>,
     pub parse: fn(&str) -> Result<Sample, String>,
 }
+
+/// The name under which a parser gives the requests a run made, for the
+/// CPU time per message; not a figure itself.
+pub const MESSAGES: &str = "(messages)";
 
 /// A client's headline figures and the ratio to direct each gives.
 const HEADLINES: &[(&str, &str)] = &[
@@ -88,15 +96,30 @@ pub fn run(
         let mut direct: Option<Sample> = None;
         for t in &targets {
             let mut sample = Sample::new();
+            let pid = subjects
+                .iter()
+                .find(|s| s.kind.name() == t.label)
+                .and_then(|s| s.pid());
+            let cpu_before = pid.map(proc::usage_with_children).transpose()?;
+            let mut messages = 0.0;
             for inv in invocations(l, t.addr, &dir) {
                 if round == 0 {
                     m.commands.push(inv.argv.join(" "));
                 }
-                sample.extend(measure(&inv)?);
+                let (got, n) = measure(&inv)?;
+                sample.extend(got);
+                messages += n;
                 backend.check_alive()?;
                 for s in subjects.iter_mut() {
                     s.check_alive()?;
                 }
+            }
+            if let (Some(pid), Some(a)) = (pid, cpu_before) {
+                // The subject's CPU time over its own turn, per request.
+                let b = proc::usage_with_children(pid)?;
+                let ticks = b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64;
+                let us = ticks / TICKS_PER_SEC * 1e6 / messages;
+                sample.push(("cpu_us_per_message".into(), us));
             }
             if t.label == Kind::Direct.name() {
                 direct = Some(sample.clone());
@@ -120,6 +143,11 @@ pub fn run(
 
 /// Why `tool` (or the backend it needs) cannot run here, if it cannot.
 fn missing(tool: Tool) -> Option<String> {
+    missing_among(tool, |prog| procs::which(prog).is_some())
+}
+
+/// Why `tool` cannot run where `installed` says which programs are.
+fn missing_among(tool: Tool, installed: impl Fn(&str) -> bool) -> Option<String> {
     let needs: &[(&str, &str)] = match tool {
         Tool::Loadgen => &[],
         Tool::Wrk => &[("wrk", "wrk"), ("nginx", "nginx")],
@@ -131,7 +159,7 @@ fn missing(tool: Tool) -> Option<String> {
     };
     needs
         .iter()
-        .find(|(prog, _)| procs::which(prog).is_none())
+        .find(|(prog, _)| !installed(prog))
         .map(|(prog, pkg)| format!("{prog} is not installed (apt-get install {pkg})"))
 }
 
@@ -145,8 +173,9 @@ fn invocations(l: &Load, addr: SocketAddr, dir: &Path) -> Vec<Invocation> {
     }
 }
 
-/// Runs one invocation to its end and parses what it printed.
-fn measure(inv: &Invocation) -> Result<Sample, String> {
+/// Runs one invocation to its end and parses what it printed; returns
+/// its figures and the requests it made (not a number when unknown).
+fn measure(inv: &Invocation) -> Result<(Sample, f64), String> {
     let (prog, args) = inv.argv.split_first().ok_or("an empty command")?;
     let mut cmd = Command::new(prog);
     cmd.args(args).stdout(Stdio::piped());
@@ -160,11 +189,19 @@ fn measure(inv: &Invocation) -> Result<Sample, String> {
             out.chars().take(300).collect::<String>()
         ));
     }
-    Ok(parsed?
+    let parsed = parsed?;
+    let messages = parsed
+        .iter()
+        .find(|(n, _)| n == MESSAGES)
+        .map(|(_, v)| *v)
+        .or(inv.messages)
+        .unwrap_or(f64::NAN);
+    let sample = parsed
         .into_iter()
         .map(|(name, v)| (format!("{name}{}", inv.suffix), v))
         .filter(|(name, _)| figures::def(name).is_some())
-        .collect())
+        .collect();
+    Ok((sample, messages))
 }
 
 /// A subject's ratios to direct in the same round, for each headline
@@ -272,6 +309,21 @@ mod tests {
                 ("ratio_to_direct", 0.6)
             ])
         );
+    }
+
+    #[test]
+    fn a_missing_client_or_backend_is_named_with_its_package() {
+        let without = |gone: &'static str| move |p: &str| p != gone;
+        assert_eq!(
+            missing_among(Tool::Wrk, without("wrk")).as_deref(),
+            Some("wrk is not installed (apt-get install wrk)")
+        );
+        assert_eq!(
+            missing_among(Tool::RedisBenchmark, without("redis-server")).as_deref(),
+            Some("redis-server is not installed (apt-get install redis-server)")
+        );
+        assert_eq!(missing_among(Tool::Iperf3, without("wrk")), None);
+        assert_eq!(missing_among(Tool::Loadgen, |_| false), None);
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub fn invocations(l: &Load, addr: SocketAddr) -> Vec<Invocation> {
             suffix,
             // Counted in requests: the run's limit is the slack alone.
             runs_for: Duration::ZERO,
+            messages: Some(requests as f64 * TESTS.split(',').count() as f64),
             parse,
         }
     };

@@ -4,7 +4,7 @@
 //! without correction for coordinated omission: reported as
 //! `pNN_us_uncorrected`.
 
-use super::{connections, field, seconds, start_server, Invocation, Sample};
+use super::{connections, field, seconds, start_server, Invocation, Sample, MESSAGES};
 use crate::procs;
 use crate::spec::Load;
 use std::net::SocketAddr;
@@ -94,6 +94,7 @@ pub fn invocation(l: &Load, addr: SocketAddr, dir: &Path) -> Invocation {
         argv: argv.to_vec(),
         suffix: "",
         runs_for: Duration::from_secs(secs),
+        messages: None,
         parse,
     }
 }
@@ -117,6 +118,7 @@ pub fn parse(stdout: &str) -> Result<Sample, String> {
         ("mean_us".into(), get(&["mean"])?),
         ("max_us".into(), get(&["max"])?),
         ("errors".into(), errors),
+        (MESSAGES.into(), get(&["requests"])?),
     ];
     for p in ["p50", "p75", "p90", "p99"] {
         out.push((format!("{p}_us_uncorrected"), get(&[p])?));

@@ -43,6 +43,7 @@ rounds = 2
         assert!(get("p99_us", who) >= get("p50_us", who));
     }
     assert!(get("ratio_to_direct", "self") > 0.0);
+    assert!(get("cpu_us_per_message", "self") >= 0.0, "CPU from /proc");
     let rounds = &latest["scenarios"][0]["figures"]
         .as_array()
         .and_then(|f| f.iter().find(|f| f["name"] == "rate"))
