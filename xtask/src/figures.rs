@@ -185,6 +185,25 @@ pub const TABLE: &[Def] = &[
     wall("p90_us", "µs", Lower, Load),
     wall("p99_us", "µs", Lower, Load),
     wall("p999_us", "µs", Lower, Load),
+    // wrk 4.1's percentiles: of the latencies it saw, closed loop, with
+    // no correction for coordinated omission (a stalled reply holds back
+    // the requests behind it, which are then never timed).
+    wall("p50_us_uncorrected", "µs", Lower, Load),
+    wall("p75_us_uncorrected", "µs", Lower, Load),
+    wall("p90_us_uncorrected", "µs", Lower, Load),
+    wall("p99_us_uncorrected", "µs", Lower, Load),
+    // redis-benchmark's, the slower of its SET and GET tests at each
+    // percentile; `_pipelined` with `-P` (the scenario's `pipeline`).
+    wall("p95_us", "µs", Lower, Load),
+    wall("rate_pipelined", "req/s", Higher, Load),
+    wall("ratio_to_direct_pipelined", "ratio", Higher, Load),
+    wall("p50_us_pipelined", "µs", Lower, Load),
+    wall("p99_us_pipelined", "µs", Lower, Load),
+    // iperf3's, one run each way: up is the client sending.
+    wall("throughput_bps_up", "bit/s", Higher, Load),
+    wall("throughput_bps_down", "bit/s", Higher, Load),
+    wall("ratio_to_direct_up", "ratio", Higher, Load),
+    wall("ratio_to_direct_down", "ratio", Higher, Load),
     wall("max_us", "µs", Lower, Load),
     wall("added_p50_us", "µs", Lower, Load),
     wall("added_p99_us", "µs", Lower, Load),

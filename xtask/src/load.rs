@@ -14,10 +14,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use testkit::proc::{self, Usage, TICKS_PER_SEC};
 
-/// One address loadgen drives, under the subject's name.
-struct Target {
-    label: String,
-    addr: SocketAddr,
+/// One address loadgen (or a real client) drives, under the subject's name.
+pub struct Target {
+    pub label: String,
+    pub addr: SocketAddr,
 }
 
 /// What is read from the subjects before the load, to subtract after.
@@ -66,7 +66,7 @@ pub fn run(
 }
 
 /// Our proxy and the peers among `kinds`, in front of the backend.
-fn start_subjects(
+pub fn start_subjects(
     sc: &Scenario,
     kinds: &[Kind],
     backend: SocketAddr,
@@ -89,7 +89,12 @@ fn start_subjects(
 }
 
 /// Direct (when compared) first, then the subjects.
-fn targets(load: &Load, kinds: &[Kind], backend: SocketAddr, subjects: &[Subject]) -> Vec<Target> {
+pub fn targets(
+    load: &Load,
+    kinds: &[Kind],
+    backend: SocketAddr,
+    subjects: &[Subject],
+) -> Vec<Target> {
     let direct = (load.compare_direct || kinds.contains(&Kind::Direct)).then(|| Target {
         label: Kind::Direct.name().into(),
         addr: backend,

@@ -26,6 +26,7 @@ mod scenario;
 mod soak;
 mod spec;
 mod summary;
+mod tools;
 mod units;
 
 use flags::{Cmd, Xtask};

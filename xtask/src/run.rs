@@ -8,8 +8,8 @@ use crate::machine::{self, Utc};
 use crate::netns::{Place, Role, Setup};
 use crate::peers::{self, Kind, Subject, START_TIMEOUT};
 use crate::report::{self, Curve, Figure, Run, ScenarioReport, Skipped};
-use crate::spec::{self, Body, Scenario};
-use crate::{failover, hold, load, soak};
+use crate::spec::{self, Body, Scenario, Tool};
+use crate::{failover, hold, load, soak, tools};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -184,6 +184,9 @@ pub fn run_all(
             Ok(s) => {
                 ctx.place = s.place();
                 match sc.body(quick).with_duration(duration) {
+                    Body::Load(l) if l.tool != Tool::Loadgen => {
+                        tools::run(sc, &l, &usable, &ctx, &mut m)
+                    }
                     Body::Load(l) => load::run(sc, &l, &usable, &ctx, &mut m),
                     Body::Hold(h) => usable
                         .iter()

@@ -1,14 +1,19 @@
 //! Scenario files: `scenarios/NAME.toml`, parsed strictly (an unknown key,
 //! a wrong type, a bad mode or duration, or a missing field is one line
 //! naming the file, the line, the key and the value) and validated before
-//! anything starts.
+//! anything starts. Over 500 lines: it holds every table's fields with
+//! their docs, which read best together; the keys each load tool takes
+//! are checked in `spec/tool.rs`.
 
 mod failover;
 mod key;
+mod tool;
 mod values;
 
 pub use failover::Failover;
-pub use values::{fmt_num, BackendMode, Bound, BulkDirection, Count, Dur, LoadMode, Topology};
+pub use values::{
+    fmt_num, BackendMode, Bound, BulkDirection, Count, Dur, LoadMode, Tool, Topology,
+};
 
 use crate::figures::{self, Class, Producer};
 use serde::Deserialize;
@@ -107,12 +112,21 @@ pub struct ProxySpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Load {
+    /// What drives the load: loadgen (the default) or a real client; see
+    /// `spec/tool.rs` for the keys each takes.
+    #[serde(default = "loadgen")]
+    pub tool: Tool,
+    /// loadgen's mode (needed by loadgen, refused for the other tools).
+    #[serde(default = "echo_mode")]
     pub mode: LoadMode,
     /// Concurrent connections, or "max": as many as the open-files limit
     /// lets a proxy hold.
     pub connections: Count,
     #[serde(default = "default_message_size")]
     pub message_size: usize,
+    /// How long each run measures (needed by every tool but
+    /// redis-benchmark, which counts `requests` instead).
+    #[serde(default = "zero")]
     pub duration: Dur,
     #[serde(default = "one_second")]
     pub warmup: Dur,
@@ -131,6 +145,13 @@ pub struct Load {
     /// process's descriptors.
     #[serde(default = "yes")]
     pub interleave: bool,
+    /// A real client's: how many rounds, each running the tool once per
+    /// subject in turn (3 unless told; 2 with `--quick`).
+    pub rounds: Option<usize>,
+    /// redis-benchmark's: requests per test in each run.
+    pub requests: Option<u64>,
+    /// redis-benchmark's: also run pipelined this deep (`-P`).
+    pub pipeline: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -214,6 +235,10 @@ pub struct Quick {
     pub rate: Option<f64>,
     pub hold_connections: Option<Vec<Count>>,
     pub quiet: Option<Dur>,
+    /// A real client's rounds (2 unless told).
+    pub rounds: Option<usize>,
+    /// redis-benchmark's requests per test.
+    pub requests: Option<u64>,
 }
 
 fn echo() -> BackendMode {
@@ -221,6 +246,15 @@ fn echo() -> BackendMode {
 }
 fn loopback() -> Topology {
     Topology::Loopback
+}
+fn loadgen() -> Tool {
+    Tool::Loadgen
+}
+fn echo_mode() -> LoadMode {
+    LoadMode::Echo
+}
+fn zero() -> Dur {
+    Dur(Duration::ZERO)
 }
 fn one() -> usize {
     1
@@ -291,6 +325,8 @@ impl Scenario {
                 ))
             }
         };
+        let raw: toml::Table = toml::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
+        tool::check(&raw, &body, &f.quick).map_err(|e| format!("{file}: {e}"))?;
         let s = Scenario {
             name,
             description: f.description,
@@ -323,6 +359,14 @@ impl Scenario {
         }
         if self.topology == Topology::Netns && self.producer() != Producer::Load {
             return Err("topology: \"netns\" is for [load] scenarios only".into());
+        }
+        if let (Topology::Netns, Body::Load(l)) = (self.topology, &self.body) {
+            if l.tool != Tool::Loadgen {
+                return Err(format!(
+                    "topology: \"netns\" runs loadgen only, not tool = \"{}\"",
+                    l.tool.arg()
+                ));
+            }
         }
         match &self.body {
             Body::Load(l) => {
@@ -444,6 +488,10 @@ impl Scenario {
                 l.window = q.window.unwrap_or(l.window);
                 l.connections = q.connections.map_or(l.connections, Count::N);
                 l.rate = q.rate.or(l.rate);
+                l.requests = q.requests.or(l.requests);
+                if quick {
+                    l.rounds = Some(q.rounds.unwrap_or(tool::QUICK_ROUNDS));
+                }
                 Body::Load(l)
             }
             Body::Hold(h) => {

@@ -473,4 +473,100 @@ fn the_topology_is_loopback_unless_a_load_scenario_says_netns() {
         e.contains("topology: \"netns\" is for [load] scenarios"),
         "{e}"
     );
+    let e = parse(&format!("topology = \"netns\"\n{WRK}")).expect_err("netns wrk");
+    assert!(
+        e.ends_with("topology: \"netns\" runs loadgen only, not tool = \"wrk\""),
+        "{e}"
+    );
+}
+
+const WRK: &str = r#"
+description = "wrk"
+[load]
+tool = "wrk"
+connections = 100
+duration = "2s"
+"#;
+
+#[test]
+fn a_real_clients_load_parses_with_its_own_keys_and_quick_rounds() {
+    let s = parse(WRK).expect("wrk");
+    let l = load(&s, false);
+    assert_eq!(
+        (l.tool, l.connections, l.rounds),
+        (Tool::Wrk, Count::N(100), None)
+    );
+    assert_eq!(load(&s, true).rounds, Some(tool::QUICK_ROUNDS));
+    let r = parse(&format!("{WRK}[quick]\nrounds = 1\n")).expect("quick rounds");
+    assert_eq!(load(&r, true).rounds, Some(1));
+    let redis = parse(
+        "description = \"r\"\n[load]\ntool = \"redis-benchmark\"\nconnections = 50\nrequests = 1000\npipeline = 16\n",
+    )
+    .expect("redis needs no duration");
+    assert_eq!(load(&redis, false).pipeline, Some(16));
+    assert_eq!(load(&parse(GOOD).expect("good"), false).tool, Tool::Loadgen);
+}
+
+#[test]
+fn a_key_of_another_tool_is_refused_by_name() {
+    let e = parse(&WRK.replace("duration", "pipeline = 16\nduration")).expect_err("redis's key");
+    assert!(
+        e.ends_with(
+            "load.pipeline: not a key for tool = \"wrk\" (its keys: tool, connections, duration, \
+             rounds, compare_direct)"
+        ),
+        "{e}"
+    );
+    let e = parse(&WRK.replace("tool = \"wrk\"", "tool = \"wrk\"\nmode = \"http\""))
+        .expect_err("loadgen's key");
+    assert!(e.contains("load.mode: not a key for tool = \"wrk\""), "{e}");
+    let e = parse(&GOOD.replace("duration", "rounds = 2\nduration")).expect_err("a tool's key");
+    assert!(
+        e.contains("load.rounds: not a key for tool = \"loadgen\""),
+        "{e}"
+    );
+    let e = parse(&format!("{GOOD}[quick]\nrounds = 2\n")).expect_err("quick rounds");
+    assert!(e.contains("quick.rounds: only a real client's load"), "{e}");
+    let e = parse(&format!("{WRK}[quick]\nwindow = \"1s\"\n")).expect_err("quick window");
+    assert!(
+        e.contains("quick.window: not a key for tool = \"wrk\""),
+        "{e}"
+    );
+    let e = parse(&format!("{WRK}[backend]\nmode = \"http\"\n")).expect_err("own backend");
+    assert!(
+        e.contains("backend: tool = \"wrk\" starts its own backend"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_real_clients_values_are_checked() {
+    let e = parse(&WRK.replace("\"2s\"", "\"1500ms\"")).expect_err("whole seconds");
+    assert!(
+        e.ends_with("load.duration: 1500ms is not whole seconds, which tool = \"wrk\" takes"),
+        "{e}"
+    );
+    let e = parse(&format!("{WRK}[quick]\nduration = \"500ms\"\n")).expect_err("quick");
+    assert!(
+        e.contains("quick.duration: 500ms is not whole seconds"),
+        "{e}"
+    );
+    let e = parse(&WRK.replace("100", "\"max\"")).expect_err("max");
+    assert!(e.contains("load.connections: \"max\" is loadgen's"), "{e}");
+    let e = parse(&WRK.replace("duration", "rounds = 0\nduration")).expect_err("rounds");
+    assert!(e.ends_with("load.rounds: must be at least 1"), "{e}");
+    let e = parse(&WRK.replace("duration = \"2s\"\n", "")).expect_err("missing");
+    assert!(
+        e.ends_with("load: missing field `duration` (tool = \"wrk\" needs it)"),
+        "{e}"
+    );
+    let e = parse(
+        "description = \"r\"\n[load]\ntool = \"redis-benchmark\"\nconnections = 5\nrequests = 9\npipeline = 1\n",
+    )
+    .expect_err("pipeline 1");
+    assert!(e.contains("load.pipeline: 1 is no pipeline"), "{e}");
+    let e = parse(&GOOD.replace("mode = \"echo\"\n", "")).expect_err("loadgen's mode");
+    assert!(e.ends_with("load: missing field `mode`"), "{e}");
+    let e = parse(&WRK.replace("\"wrk\"", "\"ab\"")).expect_err("unknown tool");
+    assert!(e.contains("load.tool: unknown variant `ab`"), "{e}");
 }

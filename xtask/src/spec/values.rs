@@ -53,6 +53,20 @@ modes! {
 }
 
 modes! {
+    /// `[load] tool`: what drives the load, our loadgen or a real client
+    /// (each with the backend it talks to, started by the workbench).
+    Tool {
+        Loadgen = "loadgen",
+        /// HTTP against nginx serving a fixed reply.
+        Wrk = "wrk",
+        /// SET and GET against redis-server.
+        RedisBenchmark = "redis-benchmark",
+        /// One bulk stream each way against an iperf3 server.
+        Iperf3 = "iperf3",
+    }
+}
+
+modes! {
     /// loadgen `--bulk-direction`.
     BulkDirection { Up = "up", Down = "down", Both = "both" }
 }

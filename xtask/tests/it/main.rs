@@ -7,4 +7,5 @@ mod files;
 mod gate;
 mod netns;
 mod run;
+mod tools;
 mod util;
