@@ -32,7 +32,7 @@ fn compare_prints_and_writes_each_change_against_the_spread() {
     assert_eq!(r.code, Some(0), "{r}");
     assert!(
         r.stdout.contains(
-            "| throughput | rate | self | 100k msg/s | 80k msg/s | -20.0 % | worse | beyond spread |"
+            "| throughput | rate | self | 100k msg/s | 80.0k msg/s | -20.0 % | worse | beyond spread |"
         ),
         "{r}"
     );
