@@ -210,6 +210,7 @@ fn summary_html(run: &Run, out: &mut String) {
             State::NotRun => ("not-run", "absent"),
             State::Failed(_) => ("failed", "miss"),
             State::NoFigure => ("no-figure", "absent"),
+            State::Skipped(_) => ("skipped", "absent"),
         };
         let _ = write!(
             out,

@@ -38,6 +38,26 @@ pub const HEADLINES: &[Headline] = &[
     head("throughput", "cpu_us_per_message", "CPU per message"),
 ];
 
+/// Rows that confirm the headlines with clients nobody here wrote: shown
+/// only when their scenario is in the run (they are `bench_only`, so the
+/// `ci` gate's report never lists them as not run).
+pub const CLIENT_HEADLINES: &[Headline] = &[
+    head(
+        "wrk-throughput",
+        "rate",
+        "wrk: HTTP rate at 100 connections",
+    ),
+    head(
+        "wrk-concurrency",
+        "rate",
+        "wrk: HTTP rate at 1,000 connections",
+    ),
+    head("redis", "rate", "redis-benchmark: rate at 50 connections"),
+    head("redis", "rate_pipelined", "redis-benchmark: pipelined rate"),
+    head("iperf3-bulk", "throughput_bps_up", "iperf3: bulk up"),
+    head("iperf3-bulk", "throughput_bps_down", "iperf3: bulk down"),
+];
+
 /// What every report says about its summary.
 pub const NOTE: &str = "Each headline figure of ours beside each peer and going direct; \
 the ratio is ours over the best peer's, and within ±3 % of it we are level.";
@@ -52,7 +72,7 @@ pub const STORY: &[&str] = &[
     "connection-churn", "bulk",
     "memory-per-connection", "memory-in-flight", "idle-cpu",
     // Real clients as load tools.
-    "wrk-throughput", "redis", "iperf3-bulk",
+    "wrk-throughput", "wrk-concurrency", "redis", "iperf3-bulk",
     // A topology closer to a network.
     "netns-throughput", "netns-latency", "netns-bulk",
 ];
@@ -135,6 +155,9 @@ pub enum State {
     Failed(String),
     /// The scenario ran and did not produce the figure.
     NoFigure,
+    /// The scenario was skipped here (a tool not installed, no network
+    /// namespaces): why.
+    Skipped(String),
     Measured(Measured),
 }
 
@@ -179,10 +202,13 @@ pub fn peers(run: &Run) -> Vec<&str> {
         .collect()
 }
 
-/// The summary of `run`, one row per headline figure.
+/// The summary of `run`, one row per headline figure, then the real
+/// clients' rows of the scenarios it ran.
 pub fn rows(run: &Run) -> Vec<Row> {
+    let ran = |h: &&Headline| run.scenarios.iter().any(|s| s.name == h.scenario);
     HEADLINES
         .iter()
+        .chain(CLIENT_HEADLINES.iter().filter(ran))
         .map(|h| Row {
             head: *h,
             state: state(run, h),
@@ -198,7 +224,11 @@ fn state(run: &Run, h: &Headline) -> State {
         return State::Failed(e.clone());
     }
     let Some(f) = s.figures.iter().find(|f| f.name == h.figure) else {
-        return State::NoFigure;
+        // A scenario skipped whole says so after any peers skipped.
+        return match s.skipped.last() {
+            Some(k) if s.figures.is_empty() => State::Skipped(k.why.clone()),
+            _ => State::NoFigure,
+        };
     };
     let better = figures::spec(&f.name).map_or(Better::Higher, |d| d.better);
     let get = |who: &str| f.values.get(who).copied();
@@ -288,6 +318,10 @@ pub fn not_measured(state: &State, scenario: &str) -> String {
             e.chars().take(80).collect::<String>()
         ),
         State::NoFigure => format!("not measured by {scenario}"),
+        State::Skipped(why) => format!(
+            "{scenario} skipped: {}",
+            why.chars().take(80).collect::<String>()
+        ),
         State::Measured(_) => String::new(),
     }
 }

@@ -220,8 +220,49 @@ fn scenarios_follow_the_story_then_the_rest_alphabetically() {
 
 #[test]
 fn every_headline_names_a_known_figure() {
-    for h in HEADLINES {
+    for h in HEADLINES.iter().chain(CLIENT_HEADLINES) {
         assert!(figures::spec(h.figure).is_some(), "{}", h.figure);
         assert!(STORY.contains(&h.scenario), "{}", h.scenario);
     }
+}
+
+#[test]
+fn a_real_clients_rows_come_only_with_its_scenario() {
+    let without = run_with(vec![scenario("throughput", Vec::new())]);
+    assert_eq!(
+        rows(&without).len(),
+        HEADLINES.len(),
+        "no client scenario ran"
+    );
+    let with = run_with(vec![scenario("redis", Vec::new())]);
+    let all = rows(&with);
+    let redis: Vec<&str> = all[HEADLINES.len()..]
+        .iter()
+        .map(|r| r.head.figure)
+        .collect();
+    assert_eq!(redis, ["rate", "rate_pipelined"]);
+    assert!(all[HEADLINES.len()..]
+        .iter()
+        .all(|r| r.head.scenario == "redis" && r.state == State::NoFigure));
+}
+
+#[test]
+fn a_row_of_a_skipped_scenario_says_why() {
+    let mut skipped = scenario("redis", Vec::new());
+    skipped.skipped.push(crate::report::Skipped {
+        subject: "redis-benchmark".into(),
+        why: "redis-benchmark is not installed (apt-get install redis-tools)".into(),
+    });
+    let run = run_with(vec![skipped]);
+    let row = rows(&run)
+        .into_iter()
+        .find(|r| r.head.scenario == "redis")
+        .expect("redis row");
+    let State::Skipped(why) = &row.state else {
+        panic!("{:?}", row.state)
+    };
+    assert_eq!(
+        not_measured(&row.state, "redis"),
+        format!("redis skipped: {why}")
+    );
 }
