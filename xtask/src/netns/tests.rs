@@ -155,3 +155,39 @@ fn namespaces_a_gone_run_left_are_removed_before_new_ones_are_made() {
     assert!(!namespaces().contains(&left), "{}", namespaces());
     drop(t);
 }
+
+#[test]
+fn processes_a_gone_run_left_in_its_namespaces_are_killed_with_them() {
+    let mut child = Command::new("true").spawn().expect("true");
+    let gone = child.id();
+    child.wait().expect("wait");
+    let left = Names::new(gone, 1).of(Role::Proxy);
+    if ip(&["netns".into(), "add".into(), left.clone()]).is_err() {
+        eprintln!("skipping: network namespaces cannot be made here");
+        return;
+    }
+    // What a run killed with SIGKILL leaves: a process in its namespace.
+    let mut orphan = Command::new("ip")
+        .args(["netns", "exec", &left, "sleep", "30"])
+        .spawn()
+        .expect("sleep in the namespace");
+    let inside = || {
+        let out = Command::new("ip")
+            .args(["netns", "pids", &left])
+            .output()
+            .expect("ip netns pids");
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    };
+    while !inside() {
+        assert!(
+            orphan.try_wait().expect("wait").is_none(),
+            "sleep did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let t = made();
+    let status = orphan.wait().expect("wait");
+    assert!(!status.success(), "killed, not run to its end: {status}");
+    assert!(!namespaces().contains(&left), "{}", namespaces());
+    drop(t);
+}
