@@ -232,7 +232,9 @@ pub fn markdown(run: &Run) -> String {
     out.push_str(&md_row(&vec!["---".to_string(); header.len()]));
     for r in summary::rows(run) {
         let mut cells = summary::cells(run, &r, |v| format!("**{}**", v.to_uppercase()));
-        cells[0] = format!("[{}](#{})", cells[0], r.head.scenario);
+        if let Some(anchor) = r.anchor() {
+            cells[0] = format!("[{}](#{anchor})", cells[0]);
+        }
         out.push_str(&md_row(&cells));
     }
     out.push('\n');
@@ -458,6 +460,29 @@ pub(crate) mod tests {
         }
         assert_eq!(tables, 2, "{md}");
         assert!(md.contains("stderr: a \\| b c"), "{md}");
+    }
+
+    #[test]
+    fn summary_links_lead_only_to_sections_the_report_has() {
+        let run = sample();
+        let md = markdown(&run);
+        let html = crate::html::html(&run);
+        assert!(
+            md.contains("| [rate at 100 connections](#throughput) |"),
+            "{md}"
+        );
+        assert!(md.contains("| rate at 1 connection | - |"), "{md}");
+        for anchor in md.split("](#").skip(1) {
+            let id = anchor.split(')').next().unwrap_or_default();
+            assert!(md.contains(&format!("\n## {id}\n")), "#{id} leads nowhere");
+        }
+        for anchor in html.split("href=\"#").skip(1) {
+            let id = anchor.split('"').next().unwrap_or_default();
+            assert!(
+                html.contains(&format!("id=\"{id}\"")),
+                "#{id} leads nowhere"
+            );
+        }
     }
 
     #[test]
