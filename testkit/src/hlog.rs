@@ -29,9 +29,21 @@ pub struct Log {
 
 impl Log {
     /// Where interval timestamps count from, in seconds since the epoch:
-    /// BaseTime, else StartTime, else zero (timestamps are absolute).
+    /// BaseTime; else, with a StartTime only, StartTime when the first
+    /// timestamp is more than a year smaller than it (a delta) and zero
+    /// when not (Java's HistogramLogWriter writes absolute timestamps
+    /// after a StartTime unless given a BaseTime: its reader's rule);
+    /// else zero (timestamps are absolute).
     pub fn base(&self) -> Duration {
-        self.base_time.or(self.start_time).unwrap_or_default()
+        const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+        match (self.base_time, self.start_time) {
+            (Some(base), _) => base,
+            (None, Some(start)) => match self.intervals.first() {
+                Some(i) if i.start + YEAR > start => Duration::ZERO,
+                _ => start,
+            },
+            (None, None) => Duration::ZERO,
+        }
     }
 }
 
@@ -108,6 +120,55 @@ mod tests {
         assert_eq!(base64("aGVsbG8").as_deref(), Some(&b"hello"[..]));
         assert_eq!(base64("a+/9").map(|v| v.len()), Some(3));
         assert!(base64("a b").is_none());
+    }
+
+    /// A log of `header` lines and one interval at `start` (an empty
+    /// histogram, V2 deflated).
+    fn log_with(header: &str, start: &str) -> Log {
+        use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+        let h = Histogram::<u64>::new(3).expect("histogram");
+        let mut raw = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(&h, &mut raw)
+            .expect("serialize");
+        let b64 = encode(&raw);
+        let text = format!("{header}{start},1.000,0.000,{b64}\n");
+        read(text.as_bytes()).expect("reads")
+    }
+
+    /// Standard base64, for the test's own logs.
+    fn encode(raw: &[u8]) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for c in raw.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for k in 0..=c.len() {
+                out.push(A[(n >> (18 - 6 * k) & 63) as usize] as char);
+            }
+        }
+        while out.len() % 4 != 0 {
+            out.push('=');
+        }
+        out
+    }
+
+    #[test]
+    fn timestamps_after_a_start_time_alone_are_deltas_or_absolute_as_java_reads_them() {
+        let start =
+            "#[StartTime: 1700000000.000 (seconds since epoch), Tue Nov 14 22:13:20 UTC 2023]\n";
+        let s = Duration::from_secs(1_700_000_000);
+        // Java's writer without a BaseTime: absolute timestamps.
+        assert_eq!(log_with(start, "1700000001.500").base(), Duration::ZERO);
+        // Small timestamps: seconds since StartTime.
+        assert_eq!(log_with(start, "1.500").base(), s);
+        let both = format!("{start}#[BaseTime: 1600000000.000 (seconds since epoch)]\n");
+        assert_eq!(
+            log_with(&both, "1.500").base(),
+            Duration::from_secs(1_600_000_000)
+        );
+        assert_eq!(log_with("", "1700000001.500").base(), Duration::ZERO);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! ([`SPREAD_RULE`]): a figure with rounds in both runs (every
 //! interleaved window's value, `rounds` in `report.json`) is beyond the
 //! spread when the interquartile ranges of the two runs' rounds do not
-//! overlap; with rounds in neither run or only one, no spread was
+//! overlap; with fewer than two rounds in either run, no spread was
 //! measured and the change is only reported. Comparing is informational:
 //! it exits 0 whatever changed.
 
@@ -27,8 +27,13 @@ use std::process::ExitCode;
 /// The spread rule, as the output's footer states it.
 pub const SPREAD_RULE: &str = "A change is beyond the spread when the interquartile ranges \
 (25th to 75th percentile) of the two runs' rounds (each interleaved window's value) do not \
-overlap; \"no spread measured\" when either run has no rounds for the figure. Direction \
-follows the figure's better side; \"—\" where it has none.";
+overlap; \"no spread measured\" when either run has fewer than two rounds for the figure \
+(one round has no spread). Direction follows the figure's better side; \"—\" where it has \
+none.";
+
+/// Rounds a run needs for a figure before its spread counts: one round's
+/// interquartile range is a point, and any other value would lie beyond it.
+pub const MIN_SPREAD_ROUNDS: usize = 2;
 
 /// Compares the two runs, prints the table and writes it as Markdown and
 /// JSON.
@@ -110,7 +115,7 @@ pub enum Spread {
     /// The runs' interquartile ranges do not overlap.
     Beyond,
     Within,
-    /// Rounds in neither run or only one.
+    /// Fewer than [`MIN_SPREAD_ROUNDS`] rounds in either run.
     NotMeasured,
 }
 
@@ -231,7 +236,9 @@ fn row((scenario, figure, subject): (String, String, String), a: &Got, b: &Got) 
         Some(_) => Direction::Worse,
     };
     let iqr = (iqr(&a.rounds), iqr(&b.rounds));
+    let enough = a.rounds.len().min(b.rounds.len()) >= MIN_SPREAD_ROUNDS;
     let spread = match iqr {
+        _ if !enough => Spread::NotMeasured,
         (Some((a1, a3)), Some((b1, b3))) if a3 < b1 || b3 < a1 => Spread::Beyond,
         (Some(_), Some(_)) => Spread::Within,
         _ => Spread::NotMeasured,

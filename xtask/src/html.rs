@@ -227,13 +227,18 @@ fn summary_html(run: &Run, out: &mut String) {
                 .replace('\u{1}', "<span class=\"miss\">")
                 .replace('\u{2}', "</span>");
             match i {
-                0 => {
-                    let _ = write!(
-                        out,
-                        "<td class=\"label\"><a href=\"#{}\">{text}</a></td>",
-                        esc(r.head.scenario)
-                    );
-                }
+                0 => match r.anchor() {
+                    Some(anchor) => {
+                        let _ = write!(
+                            out,
+                            "<td class=\"label\"><a href=\"#{}\">{text}</a></td>",
+                            esc(anchor)
+                        );
+                    }
+                    None => {
+                        let _ = write!(out, "<td class=\"label\">{text}</td>");
+                    }
+                },
                 _ if i == last - 1 => {
                     let _ = write!(out, "<td class=\"verdict {class}\">{text}</td>");
                 }

@@ -313,10 +313,41 @@ fn remove_stale() {
     let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
     for name in stale(&String::from_utf8_lossy(&out.stdout), alive) {
         eprintln!("xtask: deleting network namespace {name}, left by a run that is gone");
+        kill_within(&name);
         if let Err(e) = ip(&["netns".into(), "del".into(), name]) {
             eprintln!("xtask: {e}");
         }
     }
+}
+
+/// Kills the processes still running in namespace `name`: a run killed
+/// with SIGKILL leaves its proxy and backend behind, and deleting the
+/// name alone would keep them (and the namespace) alive, unnamed.
+fn kill_within(name: &str) {
+    let Ok(out) = Command::new("ip")
+        .args(["netns", "pids", name])
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter(|p| p.parse::<u32>().is_ok())
+        .map(String::from)
+        .collect();
+    if pids.is_empty() {
+        return;
+    }
+    eprintln!(
+        "xtask: killing process(es) {} left in {name}",
+        pids.join(", ")
+    );
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .args(&pids)
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// The names in `ip netns list` output made by a process not `alive`.

@@ -206,8 +206,14 @@ pub fn terminal(run: &Run) -> String {
 pub const GATE_NOTE: &str = "Gated figures are exact counts and ratios to a peer measured in the \
 same run; wall-clock figures are reported, and their targets are goals.";
 
-/// A markdown table row.
+/// A markdown table row; a `|` or a line break inside a cell (an error
+/// quoting a child's stderr tail, whose lines are joined with ` | `)
+/// would end the cell or the row, so it is escaped or made a space.
 fn md_row(cells: &[String]) -> String {
+    let cells: Vec<String> = cells
+        .iter()
+        .map(|c| c.replace('|', "\\|").replace(['\n', '\r'], " "))
+        .collect();
     format!("| {} |\n", cells.join(" | "))
 }
 
@@ -226,7 +232,9 @@ pub fn markdown(run: &Run) -> String {
     out.push_str(&md_row(&vec!["---".to_string(); header.len()]));
     for r in summary::rows(run) {
         let mut cells = summary::cells(run, &r, |v| format!("**{}**", v.to_uppercase()));
-        cells[0] = format!("[{}](#{})", cells[0], r.head.scenario);
+        if let Some(anchor) = r.anchor() {
+            cells[0] = format!("[{}](#{anchor})", cells[0]);
+        }
         out.push_str(&md_row(&cells));
     }
     out.push('\n');
@@ -431,6 +439,50 @@ pub(crate) mod tests {
             ..Bound::default()
         });
         assert!(!out.baselined() && !out.gates());
+    }
+
+    #[test]
+    fn markdown_tables_keep_their_columns_whatever_a_cell_holds() {
+        let mut run = sample();
+        run.scenarios[0].error = Some("proxy exited (signal: 9); stderr: a | b\nc".into());
+        run.scenarios[0].name = "latency".into();
+        let md = markdown(&run);
+        // Cells are split at every `|` not escaped with a backslash.
+        let columns = |l: &str| l.replace("\\|", "").matches('|').count();
+        let mut tables = 0;
+        for block in md.split("\n\n") {
+            let rows: Vec<&str> = block.lines().filter(|l| l.starts_with('|')).collect();
+            let Some(header) = rows.first() else { continue };
+            tables += 1;
+            for r in &rows {
+                assert_eq!(columns(r), columns(header), "{r}\n{md}");
+            }
+        }
+        assert_eq!(tables, 2, "{md}");
+        assert!(md.contains("stderr: a \\| b c"), "{md}");
+    }
+
+    #[test]
+    fn summary_links_lead_only_to_sections_the_report_has() {
+        let run = sample();
+        let md = markdown(&run);
+        let html = crate::html::html(&run);
+        assert!(
+            md.contains("| [rate at 100 connections](#throughput) |"),
+            "{md}"
+        );
+        assert!(md.contains("| rate at 1 connection | - |"), "{md}");
+        for anchor in md.split("](#").skip(1) {
+            let id = anchor.split(')').next().unwrap_or_default();
+            assert!(md.contains(&format!("\n## {id}\n")), "#{id} leads nowhere");
+        }
+        for anchor in html.split("href=\"#").skip(1) {
+            let id = anchor.split('"').next().unwrap_or_default();
+            assert!(
+                html.contains(&format!("id=\"{id}\"")),
+                "#{id} leads nowhere"
+            );
+        }
     }
 
     #[test]

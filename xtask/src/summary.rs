@@ -193,6 +193,14 @@ pub struct Row {
     pub state: State,
 }
 
+impl Row {
+    /// The anchor of the scenario's section, when the report has one (a
+    /// scenario not in the run has none to link to).
+    pub fn anchor(&self) -> Option<&'static str> {
+        (self.state != State::NotRun).then_some(self.head.scenario)
+    }
+}
+
 /// The peers of a run: its subjects but the primary and going direct.
 pub fn peers(run: &Run) -> Vec<&str> {
     run.subjects

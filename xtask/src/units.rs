@@ -86,7 +86,7 @@ pub fn human(v: f64, unit: &str) -> String {
         "ms" => duration_us(v * 1e3),
         "s" => duration_us(v * 1e6),
         "µs/msg" => duration_us(v) + "/msg",
-        "msg/s" | "conn/s" => rate(unit),
+        "msg/s" | "req/s" | "conn/s" => rate(unit),
         "ratio" => ratio(v),
         "%" => format!("{} %", sig3(v)),
         "count" => fmt_num(v),
@@ -149,6 +149,17 @@ mod tests {
         assert_eq!(human(1_234_567.0, "msg/s"), "1.23M msg/s");
         assert_eq!(human(950.0, "conn/s"), "950 conn/s");
         assert_eq!(human(45_678.0, "conn/s"), "45.7k conn/s");
+        assert_eq!(human(226_172.6, "req/s"), "226k req/s");
+    }
+
+    #[test]
+    fn every_rate_of_the_figure_table_is_scaled() {
+        for d in crate::figures::TABLE {
+            if d.unit.ends_with("/s") && d.unit != "bit/s" {
+                let got = human(226_172.6, d.unit);
+                assert_eq!(got, format!("226k {}", d.unit), "{}", d.name);
+            }
+        }
     }
 
     #[test]

@@ -227,3 +227,27 @@ fn an_unknown_run_names_the_nearest_and_bad_json_is_one_line() {
     let e = runs::resolve(&bad.display().to_string(), wb.path()).expect_err("no scenarios");
     assert!(e.contains("not a workbench report"), "{e}");
 }
+
+#[test]
+fn one_round_measures_no_spread() {
+    // A single round's interquartile range is a point: any change would
+    // be "beyond" it, which says nothing about run-to-run noise.
+    let a = report("A", &[("rate", "msg/s", &[("self", 100.0, &[100.0])])]);
+    let b = report("B", &[("rate", "msg/s", &[("self", 101.0, &[101.0])])]);
+    let c = compare(&a, &b);
+    let rate = find(&c, "rate", "self");
+    assert_eq!(
+        (rate.direction, rate.spread),
+        (Direction::Better, Spread::NotMeasured)
+    );
+    assert_eq!(rate.iqr, (Some((100.0, 100.0)), Some((101.0, 101.0))));
+    let b = report(
+        "B",
+        &[("rate", "msg/s", &[("self", 101.0, &[101.0, 103.0])])],
+    );
+    assert_eq!(
+        find(&compare(&a, &b), "rate", "self").spread,
+        Spread::NotMeasured
+    );
+    assert!(SPREAD_RULE.contains("fewer than two rounds"));
+}

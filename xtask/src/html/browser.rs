@@ -184,7 +184,13 @@ fn the_report_renders_in_chromium_with_its_summary_and_curves() {
             h.label,
             h.scenario
         );
-        assert!(dom.contains(&format!("href=\"#{}\"", h.scenario)));
+        let ran = run.scenarios.iter().any(|s| s.name == h.scenario);
+        assert_eq!(
+            dom.contains(&format!("href=\"#{}\"", h.scenario)),
+            ran,
+            "{}: linked only to a section the report has",
+            h.label
+        );
     }
     assert_eq!(tags(&dom, "tr", "headline failed").len(), 1, "bulk failed");
     assert!(!tags(&dom, "tr", "headline not-run").is_empty());

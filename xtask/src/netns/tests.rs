@@ -140,18 +140,58 @@ fn a_real_topology_carries_bytes_direct_and_is_gone_when_dropped() {
     assert!(!namespaces().contains(&base), "{}", namespaces());
 }
 
-#[test]
-fn namespaces_a_gone_run_left_are_removed_before_new_ones_are_made() {
+/// A namespace named as if by a run that is gone (`n`, `role`), made
+/// here; `None` (and a line) when namespaces cannot be made.
+fn left_by_a_gone_run(n: u32, role: Role) -> Option<String> {
     // A pid that was just used and is gone: a child that has exited.
     let mut child = Command::new("true").spawn().expect("true");
     let gone = child.id();
     child.wait().expect("wait");
-    let left = Names::new(gone, 0).of(Role::Load);
+    let left = Names::new(gone, n).of(role);
     if ip(&["netns".into(), "add".into(), left.clone()]).is_err() {
         eprintln!("skipping: network namespaces cannot be made here");
+        return None;
+    }
+    Some(left)
+}
+
+#[test]
+fn namespaces_a_gone_run_left_are_removed_before_new_ones_are_made() {
+    let Some(left) = left_by_a_gone_run(0, Role::Load) else {
         return;
+    };
+    let t = made();
+    assert!(!namespaces().contains(&left), "{}", namespaces());
+    drop(t);
+}
+
+#[test]
+fn processes_a_gone_run_left_in_its_namespaces_are_killed_with_them() {
+    let Some(left) = left_by_a_gone_run(1, Role::Proxy) else {
+        return;
+    };
+    // What a run killed with SIGKILL leaves: a process in its namespace.
+    let mut orphan = Command::new("ip")
+        .args(["netns", "exec", &left, "sleep", "30"])
+        .spawn()
+        .expect("sleep in the namespace");
+    let inside = || {
+        let out = Command::new("ip")
+            .args(["netns", "pids", &left])
+            .output()
+            .expect("ip netns pids");
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    };
+    while !inside() {
+        assert!(
+            orphan.try_wait().expect("wait").is_none(),
+            "sleep did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let t = made();
+    let status = orphan.wait().expect("wait");
+    assert!(!status.success(), "killed, not run to its end: {status}");
     assert!(!namespaces().contains(&left), "{}", namespaces());
     drop(t);
 }
