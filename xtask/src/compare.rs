@@ -6,7 +6,9 @@
 //! ([`SPREAD_RULE`]): a figure with rounds in both runs (every
 //! interleaved window's value, `rounds` in `report.json`) is beyond the
 //! spread when the interquartile ranges of the two runs' rounds do not
-//! overlap; with fewer than two rounds in either run, no spread was
+//! overlap (with fewer than [`IQR_ROUNDS`] rounds, their whole ranges:
+//! the middle half of two or three values is narrower than the noise they
+//! show); with fewer than two rounds in either run, no spread was
 //! measured and the change is only reported. Comparing is informational:
 //! it exits 0 whatever changed.
 
@@ -27,13 +29,18 @@ use std::process::ExitCode;
 /// The spread rule, as the output's footer states it.
 pub const SPREAD_RULE: &str = "A change is beyond the spread when the interquartile ranges \
 (25th to 75th percentile) of the two runs' rounds (each interleaved window's value) do not \
-overlap; \"no spread measured\" when either run has fewer than two rounds for the figure \
+overlap, or with fewer than four rounds in a run, when their whole ranges (lowest to highest) \
+do not; \"no spread measured\" when either run has fewer than two rounds for the figure \
 (one round has no spread). Direction follows the figure's better side; \"—\" where it has \
 none.";
 
 /// Rounds a run needs for a figure before its spread counts: one round's
 /// interquartile range is a point, and any other value would lie beyond it.
 pub const MIN_SPREAD_ROUNDS: usize = 2;
+
+/// Rounds from which a run's spread is its interquartile range; below,
+/// it is the whole range of its rounds.
+pub const IQR_ROUNDS: usize = 4;
 
 /// Compares the two runs, prints the table and writes it as Markdown and
 /// JSON.
@@ -258,13 +265,17 @@ fn row((scenario, figure, subject): (String, String, String), a: &Got, b: &Got) 
 }
 
 /// The 25th and 75th percentiles of `rounds` (linear between the
-/// closest ranks); `None` without rounds.
+/// closest ranks), or with fewer than [`IQR_ROUNDS`] rounds the lowest
+/// and the highest; `None` without rounds.
 pub fn iqr(rounds: &[f64]) -> Option<Quartiles> {
     let mut v: Vec<f64> = rounds.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return None;
     }
     v.sort_by(f64::total_cmp);
+    if v.len() < IQR_ROUNDS {
+        return Some((v[0], v[v.len() - 1]));
+    }
     let at = |q: f64| {
         let pos = q * (v.len() - 1) as f64;
         let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);

@@ -43,6 +43,10 @@ fn interquartile_ranges_come_from_the_rounds() {
     assert_eq!(iqr(&[5.0]), Some((5.0, 5.0)));
     assert_eq!(iqr(&[4.0, 1.0, 3.0, 2.0, 5.0]), Some((2.0, 4.0)));
     assert_eq!(iqr(&[1.0, 2.0, 3.0, 4.0]), Some((1.75, 3.25)));
+    // Two or three rounds: their whole range, as their middle half would
+    // claim more than they show.
+    assert_eq!(iqr(&[200.0, 100.0]), Some((100.0, 200.0)));
+    assert_eq!(iqr(&[3.0, 1.0, 2.0]), Some((1.0, 3.0)));
 }
 
 #[test]
@@ -250,4 +254,31 @@ fn one_round_measures_no_spread() {
         Spread::NotMeasured
     );
     assert!(SPREAD_RULE.contains("fewer than two rounds"));
+}
+
+#[test]
+fn two_rounds_are_beyond_each_other_only_when_their_ranges_part() {
+    // The middle half of [100, 200] is [125, 175]; that of [190, 290] is
+    // [215, 265]: apart, though the rounds themselves overlap.
+    let a = report(
+        "A",
+        &[("rate", "msg/s", &[("self", 150.0, &[100.0, 200.0])])],
+    );
+    let b = report(
+        "B",
+        &[("rate", "msg/s", &[("self", 240.0, &[190.0, 290.0])])],
+    );
+    assert_eq!(
+        find(&compare(&a, &b), "rate", "self").spread,
+        Spread::Within
+    );
+    let c = report(
+        "C",
+        &[("rate", "msg/s", &[("self", 250.0, &[210.0, 290.0])])],
+    );
+    assert_eq!(
+        find(&compare(&a, &c), "rate", "self").spread,
+        Spread::Beyond
+    );
+    assert!(SPREAD_RULE.contains("fewer than four rounds"));
 }
