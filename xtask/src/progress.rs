@@ -48,11 +48,17 @@ impl Line {
     }
 
     fn update_at(&mut self, now: Instant, subject: &str, elapsed: Duration, rate_text: &str) {
+        // A load whose length is not known beforehand (zero) shows only
+        // how long it has run.
+        let of = if self.total.is_zero() {
+            String::new()
+        } else {
+            format!(" of {:.0} s", self.total.as_secs_f64())
+        };
         let text = format!(
-            "{}: {subject}, {:.0} s of {:.0} s, {rate_text}",
+            "{}: {subject}, {:.0} s{of}, {rate_text}",
             self.scenario,
             elapsed.as_secs_f64(),
-            self.total.as_secs_f64()
         );
         // A failed write to stderr leaves nothing to tell anyone.
         if self.tty {
@@ -277,5 +283,18 @@ mod tests {
                 "xtask: bulk: self, 21 s of 60 s, 1 Gbit/s",
             ]
         );
+    }
+
+    #[test]
+    fn a_load_of_unknown_length_shows_only_how_long_it_has_run() {
+        let (mut l, sink) = line("redis", 0, false);
+        l.update_at(
+            Instant::now(),
+            "self",
+            Duration::from_secs(4),
+            "round 1 of 3",
+        );
+        l.finish();
+        assert_eq!(sink.text(), "xtask: redis: self, 4 s, round 1 of 3\n");
     }
 }

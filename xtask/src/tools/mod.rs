@@ -14,6 +14,7 @@ use crate::figures;
 use crate::load;
 use crate::peers::{Kind, START_TIMEOUT};
 use crate::procs;
+use crate::progress;
 use crate::report::Skipped;
 use crate::run::{Ctx, Measured};
 use crate::spec::{Count, Load, Scenario, Tool};
@@ -92,9 +93,20 @@ pub fn run(
     let rounds = l.rounds.unwrap_or(ROUNDS);
     // (subject, figure) → every round's value.
     let mut got: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    // The live line: which subject is loaded in which round (a real
+    // client says nothing while it runs); redis-benchmark's runs are
+    // counted in requests, so its total time is not known beforehand.
+    let per_turn = l.duration.0 * invocations(l, backend_addr, &dir).len() as u32;
+    let mut line = progress::Line::start(&sc.name, per_turn * (rounds * targets.len()) as u32);
+    let started = std::time::Instant::now();
     for round in 0..rounds {
         let mut direct: Option<Sample> = None;
         for t in &targets {
+            line.update(
+                &t.label,
+                started.elapsed(),
+                &format!("round {} of {rounds}", round + 1),
+            );
             let mut sample = Sample::new();
             let pid = subjects
                 .iter()
@@ -131,6 +143,7 @@ pub fn run(
             }
         }
     }
+    line.finish();
     for ((subject, figure), vals) in got {
         m.values.put(&figure, &subject, median(&vals));
         m.values.put_rounds(&figure, &subject, &vals);
