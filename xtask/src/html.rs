@@ -187,11 +187,11 @@ pub fn bars_svg(title: &str, unit: &str, values: &[(String, f64)]) -> String {
     s
 }
 
-const STYLE: &str = "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}\
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
+const STYLE: &str = "body{font-family:sans-serif;max-width:1300px;margin:2em auto;color:#222}\
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}\
 td:first-child,th:first-child{text-align:left}.MISS,.miss{color:#b00;font-weight:bold}.pass{color:#070}\
 .ahead{color:#070}.behind{color:#a50}.absent{color:#777;font-style:italic}\
-.summary td.verdict{text-align:left}code{background:#f4f4f4}a{color:#14c}";
+.summary td.verdict,.summary td.label{text-align:left;white-space:normal}code{background:#f4f4f4}a{color:#14c}";
 
 /// The summary: one row per headline figure, each linked to its section.
 fn summary_html(run: &Run, out: &mut String) {
