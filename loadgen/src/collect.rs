@@ -85,12 +85,18 @@ pub struct Collector {
     hlog: Option<Hlog>,
 }
 
+/// A round's counts, measured start, measured time, and the machine's
+/// busy ticks in it.
+pub type RoundCounts = (Counts, Duration, Duration, Option<u64>);
+
 /// What the threads counted, added up.
 pub struct Collected {
     /// Per target, the whole run.
     pub totals: Vec<Tally>,
     /// Per target, its rounds in time order.
-    pub rounds: Vec<Vec<(Counts, Duration, Duration)>>,
+    pub rounds: Vec<Vec<RoundCounts>>,
+    /// Per target, the machine's busy ticks over its measured time.
+    pub machine: Vec<Option<u64>>,
     /// The interval log's histogram lines, in time order, if asked for.
     pub hlog: Option<Hlog>,
 }
@@ -151,13 +157,15 @@ impl Collector {
 
     /// Completes what is left and groups the intervals into rounds: a
     /// target measured in several windows gets one round per window, one
-    /// measured in a single window one per interval (second).
-    pub fn finish(mut self, plan: &[Segment]) -> Collected {
+    /// measured in a single window one per interval (second). `machine`
+    /// is each interval's busy ticks of the whole machine
+    /// ([`crate::machine::Sampler`]).
+    pub fn finish(mut self, plan: &[Segment], machine: &[Option<u64>]) -> Collected {
         let left: Vec<usize> = self.open.keys().copied().collect();
         for k in left {
             self.close(k);
         }
-        let mut rounds = vec![Vec::new(); self.totals.len()];
+        let mut rounds: Vec<Vec<RoundCounts>> = vec![Vec::new(); self.totals.len()];
         for (target, out) in rounds.iter_mut().enumerate() {
             let windows = plan.iter().filter(|s| s.target == target).count();
             let mut last_key = None;
@@ -167,12 +175,14 @@ impl Collector {
                 };
                 let key = if windows > 1 { i.segment } else { k };
                 let measured = c.end - i.start;
+                let busy = machine.get(k).copied().flatten();
                 match out.last_mut() {
-                    Some((counts, _, d)) if last_key == Some(key) => {
+                    Some((counts, _, d, m)) if last_key == Some(key) => {
                         Counts::add(counts, &c.counts);
                         *d += measured;
+                        *m = m.zip(busy).map(|(a, b)| a + b);
                     }
-                    _ => out.push((c.counts, i.start, measured)),
+                    _ => out.push((c.counts, i.start, measured, busy)),
                 }
                 last_key = Some(key);
             }
@@ -180,9 +190,14 @@ impl Collector {
         if let Some(h) = self.hlog.as_mut() {
             h.sort();
         }
+        let machine = rounds
+            .iter()
+            .map(|r| r.iter().try_fold(0, |sum, r| Some(sum + r.3?)))
+            .collect();
         Collected {
             totals: self.totals,
             rounds,
+            machine,
             hlog: self.hlog,
         }
     }
@@ -193,7 +208,9 @@ impl Collected {
     pub fn rounds_of(&self, i: usize, mode: crate::cli::Mode, message_size: usize) -> Vec<Round> {
         self.rounds[i]
             .iter()
-            .map(|(c, start, measured)| Round::new(mode, message_size, c, *start, *measured))
+            .map(|(c, start, measured, busy)| {
+                Round::new(mode, message_size, c, *start, *measured, *busy)
+            })
             .collect()
     }
 }
@@ -231,7 +248,7 @@ mod tests {
             }
             c.add(cut(0, None, Duration::ZERO, 0));
         }
-        let got = c.finish(&p);
+        let got = c.finish(&p, &[]);
         let windows = p.iter().filter(|s| s.target == 0).count();
         assert_eq!(got.rounds[0].len(), windows);
         for (target, rounds) in got.rounds.iter().enumerate() {
@@ -258,7 +275,7 @@ mod tests {
             c.add(cut(0, Some(0), iv[0].end, 5));
             c.add(cut(0, Some(1), stop, 2));
         }
-        let got = c.finish(&p);
+        let got = c.finish(&p, &[]);
         let r = &got.rounds[0];
         assert_eq!(r.len(), 2);
         assert_eq!((r[0].0.messages, r[0].1, r[0].2), (10, S, S));

@@ -89,9 +89,16 @@
 //!       "start_s": F,            // measured start, seconds into the timetable
 //!       "duration_s": F,         // measured seconds
 //!       "messages": N, "rate": F, "throughput_bps": F,
-//!       "connects": N, "connect_rate": F   // as for the whole target
-//!     }, ...]                    // messages (and bytes, connects) add up
+//!       "connects": N, "connect_rate": F,  // as for the whole target
+//!       "machine_cpu_s": null | F  // busy CPU seconds of the whole
+//!                                // machine in this round
+//!     }, ...],                   // messages (and bytes, connects) add up
 //!                                // to the target's
+//!     "machine_cpu_s": null | F  // busy CPU seconds of the whole machine
+//!                                // (all processes, softirq included;
+//!                                // /proc/stat) over this target's
+//!                                // measured time, the sum of its rounds';
+//!                                // null where /proc/stat cannot be read
 //!   }, ...],
 //!   "bulk_direction": null | "up" | "down" | "both",
 //!   "interrupted": false         // true: stopped early by Ctrl-C/SIGTERM
@@ -136,6 +143,7 @@ pub mod collect;
 pub mod engine;
 pub mod hlog;
 pub mod http;
+pub mod machine;
 pub mod mode;
 pub mod pacing;
 pub mod plan;

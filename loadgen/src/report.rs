@@ -2,6 +2,7 @@
 //! crate docs) and the readable summary.
 
 use crate::cli::{Config, Mode};
+use crate::machine;
 use crate::stats::{Counts, Errors, Tally};
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -71,6 +72,9 @@ pub struct TargetReport {
     /// The figures of each measured window, in time order (one target
     /// without windows: of each second).
     pub rounds: Vec<Round>,
+    /// Busy CPU seconds of the whole machine over this target's measured
+    /// time; `None` where `/proc/stat` cannot be read.
+    pub machine_cpu_s: Option<f64>,
 }
 
 /// One round of a target: a measured window, or a second of the only
@@ -85,6 +89,8 @@ pub struct Round {
     pub throughput_bps: f64,
     pub connects: u64,
     pub connect_rate: f64,
+    /// Busy CPU seconds of the whole machine in this round.
+    pub machine_cpu_s: Option<f64>,
 }
 
 impl Round {
@@ -94,6 +100,7 @@ impl Round {
         c: &Counts,
         start: Duration,
         measured: Duration,
+        machine_ticks: Option<u64>,
     ) -> Round {
         let r = Rates::of(mode, message_size, c, measured);
         Round {
@@ -104,6 +111,7 @@ impl Round {
             throughput_bps: r.throughput_bps,
             connects: c.connects,
             connect_rate: r.connect_rate,
+            machine_cpu_s: machine_ticks.map(machine::seconds),
         }
     }
 }
@@ -201,6 +209,7 @@ impl TargetReport {
         t: &Tally,
         measured: Duration,
         rounds: Vec<Round>,
+        machine_ticks: Option<u64>,
     ) -> TargetReport {
         let r = Rates::of(cfg.mode, cfg.message_size, &t.counts(), measured);
         TargetReport {
@@ -227,6 +236,7 @@ impl TargetReport {
             },
             error_times_dropped: t.error_times_dropped,
             rounds,
+            machine_cpu_s: machine_ticks.map(machine::seconds),
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::cli::{Config, Mode};
 use crate::collect::{Collected, Collector};
 use crate::engine::Setup;
 use crate::hlog::Hlog;
+use crate::machine::{self, Sampler};
 use crate::mode;
 use crate::plan::{self, Segment};
 use crate::progress::{Progress, Style};
@@ -25,6 +26,8 @@ use std::time::{Duration, Instant, SystemTime};
 const FD_HEADROOM: u64 = 64;
 /// Runs planned longer than this get a progress line (on a terminal).
 const PROGRESS_AFTER: Duration = Duration::from_secs(3);
+/// How often the running thread looks whether the timetable has started.
+const START_POLL: Duration = Duration::from_millis(5);
 
 /// What went wrong, by the step that failed.
 #[derive(Debug)]
@@ -132,9 +135,18 @@ pub fn run(cfg: Config) -> Result<Report, Error> {
         let targets = cfg.targets.iter().map(|t| t.0.as_str()).collect();
         Progress::new(s, &shared, &plan, targets)
     });
-    let mut collector =
-        Collector::new(plan::intervals(&plan), cfg.threads, cfg.targets.len(), hlog);
-    wait_for_threads(&notes_rx, handles.len(), &mut collector, progress);
+    let intervals = plan::intervals(&plan);
+    let mut sampler = Sampler::new(&intervals);
+    let mut collector = Collector::new(intervals.clone(), cfg.threads, cfg.targets.len(), hlog);
+    wait_for_threads(
+        &notes_rx,
+        handles.len(),
+        &mut collector,
+        progress,
+        &shared,
+        &mut sampler,
+    );
+    let machine = sampler.finish(&intervals, machine::read_busy);
 
     let mut outcomes: Vec<Finished> = Vec::with_capacity(handles.len());
     for h in handles {
@@ -150,7 +162,7 @@ pub fn run(cfg: Config) -> Result<Report, Error> {
         }
     }
     let interrupted = shared.stop.load(Ordering::Relaxed);
-    let mut collected = collector.finish(&plan);
+    let mut collected = collector.finish(&plan, &machine);
     if let Some(h) = collected.hlog.take() {
         let started = shared.started().map_or_else(SystemTime::now, |at| {
             SystemTime::now()
@@ -183,22 +195,36 @@ fn watch_signals(signals: signal::SignalFd, shared: &Shared, wakers: &[Arc<Waker
     }
 }
 
-/// Waits until every load thread has finished, taking their cuts and
-/// drawing a progress line once a second when asked to.
+/// Waits until every load thread has finished, taking their cuts,
+/// sampling the machine's CPU at every interval boundary and drawing a
+/// progress line once a second when asked to.
 fn wait_for_threads(
     notes: &mpsc::Receiver<Note>,
     n: usize,
     collector: &mut Collector,
     mut progress: Option<Progress<'_>>,
+    shared: &Shared,
+    sampler: &mut Sampler,
 ) {
     let mut left = n;
     let mut next_tick = Instant::now() + Duration::from_secs(1);
     while left > 0 {
-        let got = match progress {
+        let started = shared.started();
+        if let Some(at) = started {
+            sampler.sample_due(at.elapsed(), machine::read_busy);
+        }
+        // Until the timetable starts, look for its start often enough
+        // that the first boundary is sampled on time.
+        let boundary = match started {
+            Some(at) => sampler.next_due().map(|d| at + d),
+            None => Some(Instant::now() + START_POLL),
+        };
+        let tick = progress.as_ref().map(|_| next_tick);
+        let got = match boundary.into_iter().chain(tick).min() {
             None => notes
                 .recv()
                 .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            Some(_) => notes.recv_timeout(next_tick.saturating_duration_since(Instant::now())),
+            Some(due) => notes.recv_timeout(due.saturating_duration_since(Instant::now())),
         };
         match got {
             Ok(Note::Cut(c)) => collector.add(*c),
@@ -240,7 +266,8 @@ fn merge(
                 .sum();
             all += measured;
             let rounds = collected.rounds_of(i, cfg.mode, cfg.message_size);
-            TargetReport::new(cfg, cfg.targets[i].0.clone(), t, measured, rounds)
+            let machine = collected.machine[i];
+            TargetReport::new(cfg, cfg.targets[i].0.clone(), t, measured, rounds, machine)
         })
         .collect();
     Report {

@@ -222,6 +222,10 @@ pub const TABLE: &[Def] = &[
     count("read_write_per_message", "calls/msg", Lower, Load, room(0.0, 0.5)),
     count("syscalls_per_message", "calls/msg", Lower, Load, room(0.0, 1.0)),
     wall("cpu_us_per_message", "µs/msg", Lower, Load),
+    // The whole machine's busy CPU (/proc/stat) over a subject's windows
+    // per message: load, subject, backend and the softirq work charged to
+    // whichever task ran. Direct's is the floor.
+    wall("total_cpu_us_per_message", "µs/msg", Lower, Load),
     wall("cpu_user_percent", "%", Lower, Load),
     count("epoll_ctl_per_connection", "calls/conn", Lower, Load, room(0.05, 0.05)),
     count("connections_held", "count", Higher, Hold, NONE),

@@ -222,11 +222,7 @@ fn cpu_figures(
     results: &[Value],
     values: &mut Values,
 ) -> Result<(), String> {
-    let key = if load.mode == LoadMode::Connect {
-        "connects"
-    } else {
-        "messages"
-    };
+    let key = counted(load.mode);
     for ((s, before), t) in subjects.iter().zip(before).zip(results) {
         let (Some(pid), Some(a)) = (s.pid(), before) else {
             continue;
@@ -288,6 +284,7 @@ fn target_figures(
                 values.put(fig, label, f(lat, key));
             }
         }
+        total_cpu(load.mode, label, t, values);
         values.put("errors", label, run::error_total(t));
         values.put("verify_failures", label, f(t, "verify_failures"));
         if let (Some(d), false) = (direct, label == Kind::Direct.name()) {
@@ -375,6 +372,33 @@ fn headline_unit(mode: LoadMode) -> &'static str {
 
 /// `key` of every round of a target (loadgen's `rounds`, one a measured
 /// window); empty from a loadgen that reports none.
+/// What CPU per message is per: a connect in connect mode (one exchange
+/// each), a message otherwise.
+fn counted(mode: LoadMode) -> &'static str {
+    if mode == LoadMode::Connect {
+        "connects"
+    } else {
+        "messages"
+    }
+}
+
+/// `total_cpu_us_per_message`: the whole machine's busy CPU over the
+/// target's measured windows (loadgen's `machine_cpu_s`, from
+/// `/proc/stat`) per message, and per round. It counts the softirq work
+/// a send causes wherever it lands, and the load's and the backend's
+/// CPU too: direct's is the floor a subject adds to.
+fn total_cpu(mode: LoadMode, label: &str, t: &Value, values: &mut Values) {
+    let (key, per) = ("machine_cpu_s", counted(mode));
+    let name = "total_cpu_us_per_message";
+    values.put(name, label, f(t, key) * 1e6 / f(t, per));
+    let each: Vec<f64> = rounds(t, key)
+        .iter()
+        .zip(rounds(t, per))
+        .map(|(cpu, n)| cpu * 1e6 / n)
+        .collect();
+    values.put_rounds(name, label, &each);
+}
+
 fn rounds(target: &Value, key: &str) -> Vec<f64> {
     target["rounds"]
         .as_array()
@@ -411,6 +435,27 @@ mod tests {
     fn round(rate: f64, bps: f64) -> Value {
         json!({"start_s": 0.0, "duration_s": 0.1, "messages": 10, "rate": rate,
                "throughput_bps": bps, "connects": 0, "connect_rate": 0.0})
+    }
+
+    #[test]
+    fn total_cpu_is_the_machines_per_message_and_per_round() {
+        let mut r = [round(1.0, 1.0), round(1.0, 1.0)];
+        r[0]["machine_cpu_s"] = json!(0.25);
+        r[1]["machine_cpu_s"] = json!(0.75);
+        let t = json!({"messages": 20, "connects": 2, "machine_cpu_s": 1.0, "rounds": r});
+        let mut v = Values::default();
+        total_cpu(LoadMode::Echo, "direct", &t, &mut v);
+        assert_eq!(v.get("total_cpu_us_per_message", "direct"), Some(50_000.0));
+        assert_eq!(
+            v.rounds("total_cpu_us_per_message", "direct"),
+            [25_000.0, 75_000.0]
+        );
+        total_cpu(LoadMode::Connect, "self", &t, &mut v);
+        assert_eq!(v.get("total_cpu_us_per_message", "self"), Some(500_000.0));
+        // Unreadable /proc/stat: null, no figure.
+        let t = json!({"messages": 20, "machine_cpu_s": null, "rounds": []});
+        total_cpu(LoadMode::Echo, "nginx", &t, &mut v);
+        assert_eq!(v.get("total_cpu_us_per_message", "nginx"), None);
     }
 
     #[test]

@@ -89,6 +89,19 @@ fn rounds_progress_lines_and_the_interval_log_agree_with_the_report() {
             .map(|r| r["start_s"].as_f64().expect("start"))
             .collect();
         assert!(starts[0] < starts[1], "{starts:?}");
+        // The machine's busy CPU: the load kept it busy, and the rounds'
+        // add up to the target's.
+        let machine = t["machine_cpu_s"].as_f64().expect("machine_cpu_s");
+        assert!(machine > 0.0, "{t}");
+        let rounds_machine: f64 = rounds
+            .iter()
+            .map(|r| {
+                r["machine_cpu_s"]
+                    .as_f64()
+                    .expect("a round's machine_cpu_s")
+            })
+            .sum();
+        assert!((rounds_machine - machine).abs() < 1e-6, "{t}");
         for r in rounds {
             assert_eq!(r["duration_s"].as_f64(), Some(0.5), "{r}");
             for k in ["rate", "throughput_bps", "connect_rate"] {

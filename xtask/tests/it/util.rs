@@ -89,7 +89,8 @@ pub fn value(report: &serde_json::Value, scenario: usize, name: &str, who: &str)
 }
 
 /// Checks what a short echo load through ours and direct reports: rates,
-/// no errors, CPU per message from /proc, and our proxy's own counters.
+/// no errors, CPU per message from /proc (the subject's and the whole
+/// machine's), and our proxy's own counters.
 pub fn assert_echo_figures(latest: &serde_json::Value) {
     let get = |name: &str, who: &str| {
         value(latest, 0, name, who).unwrap_or_else(|| panic!("no {name} for {who} in {latest}"))
@@ -100,6 +101,24 @@ pub fn assert_echo_figures(latest: &serde_json::Value) {
     assert_eq!(get("errors", "self"), 0.0);
     let cpu = get("cpu_us_per_message", "self");
     assert!(cpu > 0.0 && cpu < 1e6, "CPU per message from /proc: {cpu}");
+    // The whole machine's CPU per message, direct's included (the floor),
+    // with a value for each round.
+    for who in ["self", "direct"] {
+        let total = get("total_cpu_us_per_message", who);
+        assert!(
+            total > 0.0 && total < 1e6,
+            "{who}: machine CPU per message from /proc/stat: {total}"
+        );
+        let fig = latest["scenarios"][0]["figures"]
+            .as_array()
+            .and_then(|f| f.iter().find(|f| f["name"] == "total_cpu_us_per_message"))
+            .expect("the figure");
+        let rounds = fig["rounds"][who].as_array().map_or(0, Vec::len);
+        assert!(
+            rounds > 0,
+            "{who}: rounds of total_cpu_us_per_message in {fig}"
+        );
+    }
     assert_eq!(
         get("epoll_ctl_per_connection", "self"),
         2.0,
