@@ -228,6 +228,10 @@ pub const TABLE: &[Def] = &[
     wall("total_cpu_us_per_message", "µs/msg", Lower, Load),
     wall("cpu_user_percent", "%", Lower, Load),
     count("epoll_ctl_per_connection", "calls/conn", Lower, Load, room(0.05, 0.05)),
+    // Every system call of our proxy over the connections it accepted, a
+    // connection per exchange: what an engine spends to open, serve and
+    // close one. Its waits follow batching, hence wall-clock.
+    wall("syscalls_per_connection", "calls/conn", Lower, Load),
     count("connections_held", "count", Higher, Hold, NONE),
     wall("buffers_held", "count", Lower, Hold),
     wall("rss_base_kib", "KiB", Lower, Hold),

@@ -317,9 +317,8 @@ fn target_figures(
     }
 }
 
-/// Reads and writes per message, syscalls per message and `epoll_ctl`
-/// per connection, from our proxy's own counters before and after the
-/// load.
+/// Our proxy's counter figures ([`counter_figures`]) of each subject
+/// that has them, from its counters before and after the load.
 fn metrics_figures(
     load: &Load,
     subjects: &[Subject],
@@ -330,30 +329,53 @@ fn metrics_figures(
         let (Some(a), Some(b)) = (s.scrape().transpose()?, b) else {
             continue;
         };
-        let d = |k: &str| a.get(k).copied().unwrap_or(0.0) - b.get(k).copied().unwrap_or(0.0);
-        // Per message: the relay's reads and writes, exact, plus the
-        // epoll_wait calls that found them; per-connection setup is
-        // counted apart.
-        let read_write = d("sys_read") + d("sys_write");
-        if load.mode == LoadMode::Echo && load.message_size > 0 {
-            let messages = d("bytes_client_to_backend") / load.message_size as f64;
-            if messages > 0.0 {
-                let name = s.kind.name();
-                values.put("read_write_per_message", name, read_write / messages);
-                let syscalls = read_write + d("sys_epoll_wait");
-                values.put("syscalls_per_message", name, syscalls / messages);
-            }
-        }
-        let accepted = d("accepted");
-        if accepted > 0.0 {
-            values.put(
-                "epoll_ctl_per_connection",
-                s.kind.name(),
-                d("sys_epoll_ctl") / accepted,
-            );
-        }
+        counter_figures(load, s.kind.name(), &b, &a, values);
     }
     Ok(())
+}
+
+/// Reads and writes per message, syscalls per message, `epoll_ctl` per
+/// connection and, for a connection per exchange, every system call per
+/// connection, from `name`'s counters `before` and `after` the load.
+fn counter_figures(
+    load: &Load,
+    name: &str,
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+    values: &mut Values,
+) {
+    let d = |k: &str| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
+    // Per message: the relay's reads and writes, exact, plus the
+    // epoll_wait calls that found them; per-connection setup is counted
+    // apart.
+    let read_write = d("sys_read") + d("sys_write");
+    if load.mode == LoadMode::Echo && load.message_size > 0 {
+        let messages = d("bytes_client_to_backend") / load.message_size as f64;
+        if messages > 0.0 {
+            values.put("read_write_per_message", name, read_write / messages);
+            let syscalls = read_write + d("sys_epoll_wait");
+            values.put("syscalls_per_message", name, syscalls / messages);
+        }
+    }
+    let accepted = d("accepted");
+    if accepted > 0.0 {
+        values.put(
+            "epoll_ctl_per_connection",
+            name,
+            d("sys_epoll_ctl") / accepted,
+        );
+        if load.mode == LoadMode::Connect {
+            // The whole kernel-crossing cost of a connection: accept,
+            // connect, registration, its one exchange, shutdown and close,
+            // and the waits that found them.
+            let all: f64 = after
+                .keys()
+                .filter(|k| k.starts_with("sys_"))
+                .map(|k| d(k))
+                .sum();
+            values.put("syscalls_per_connection", name, all / accepted);
+        }
+    }
 }
 
 /// The figure (and loadgen key) a mode is measured by.
@@ -491,5 +513,39 @@ mod tests {
         assert_eq!(m.values.get("ratio_to_direct", "self"), Some(0.5));
         assert!(m.values.rounds("rate", "self").is_empty());
         assert!(m.values.rounds("ratio_to_direct", "self").is_empty());
+    }
+
+    fn counters(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn a_connection_per_exchange_counts_every_system_call_per_connection() {
+        let before = counters(&[("accepted", 10.0), ("sys_accept", 10.0), ("sys_read", 5.0)]);
+        let after = counters(&[
+            ("accepted", 110.0),
+            ("sys_accept", 210.0),
+            ("sys_connect", 200.0),
+            ("sys_epoll_ctl", 200.0),
+            ("sys_read", 405.0),
+            ("sys_write", 200.0),
+            ("sys_close", 200.0),
+            ("bytes_client_to_backend", 6400.0),
+        ]);
+        let mut v = Values::default();
+        counter_figures(&load_of("connect"), "self", &before, &after, &mut v);
+        // (200 + 200 + 200 + 400 + 200 + 200) calls over 100 connections.
+        assert_eq!(v.get("syscalls_per_connection", "self"), Some(14.0));
+        assert_eq!(v.get("epoll_ctl_per_connection", "self"), Some(2.0));
+        assert_eq!(
+            v.get("syscalls_per_message", "self"),
+            None,
+            "not per message"
+        );
+        // A kept-connection load is judged per message instead.
+        let mut v = Values::default();
+        counter_figures(&load_of("echo"), "self", &before, &after, &mut v);
+        assert_eq!(v.get("syscalls_per_connection", "self"), None);
+        assert!(v.get("syscalls_per_message", "self").is_some());
     }
 }
