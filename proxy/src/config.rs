@@ -53,6 +53,8 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// After activity, poll without sleeping for this long before blocking.
     pub busy_poll: Option<Duration>,
+    /// The event loop (checked to be usable on this kernel).
+    pub engine: Engine,
     pub log_connections: bool,
     pub backlog: i32,
     pub acl: crate::acl::Acl,
@@ -72,6 +74,26 @@ impl Config {
     pub fn backend_set(&self) -> crate::backends::Backends {
         crate::backends::Backends::new(self.backends.clone(), self.health, self.balance)
             .with_all_down(self.all_down)
+    }
+}
+
+/// The event loop each worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// Edge-triggered epoll: readiness, then one system call an operation.
+    #[default]
+    Epoll,
+    /// io_uring: operations submitted and completed through shared rings.
+    Uring,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Epoll => "epoll",
+            Engine::Uring => "uring",
+        }
     }
 }
 
@@ -402,6 +424,17 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
         Some((d, _, _)) => Some(d),
         None => None,
     };
+    let engine = match (cli.engine, file.engine) {
+        (Some(e), _) => (e, true),
+        (None, Some(e)) => (e, false),
+        (None, None) => (Engine::Epoll, true),
+    };
+    if engine.0 == Engine::Uring {
+        if let Err(why) = netio::sys::uring::usable() {
+            return Err(names.bad("engine", engine.1, "uring", why));
+        }
+    }
+    let engine = engine.0;
     let cidrs = |name: &str, cli: &[String], file: &Option<Vec<String>>| {
         let (list, from_cli) = if cli.is_empty() {
             (file.clone().unwrap_or_default(), false)
@@ -499,6 +532,7 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
         connect_timeout,
         idle_timeout,
         busy_poll,
+        engine,
         log_connections: cli.log_connections || file.log_connections.unwrap_or(false),
         backlog,
         acl,

@@ -1,7 +1,7 @@
 //! The command line: every option with its `--help` text. Merged with the
 //! config file and checked by [`super::resolve`].
 
-use super::Balance;
+use super::{Balance, Engine};
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -105,6 +105,12 @@ pub struct Cli {
     /// busy; an idle proxy still sleeps (off unless set)
     #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
     pub busy_poll: Option<String>,
+    /// The event loop: epoll (edge-triggered readiness, one system call
+    /// an operation) or uring (io_uring: multishot receives into a
+    /// kernel-fed buffer ring, batched submissions); uring fails at start
+    /// if the kernel lacks or disables io_uring [default: epoll]
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: Option<Engine>,
     /// Print one line per closed connection
     #[arg(long)]
     pub log_connections: bool,

@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub connect_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub busy_poll: Option<String>,
+    pub engine: Option<crate::config::Engine>,
     pub log_connections: Option<bool>,
     pub backlog: Option<i32>,
     pub connect_retries: Option<u32>,

@@ -68,6 +68,11 @@ fn try_main(cli: Cli) -> Result<(), Error> {
     // One health state and one count per backend, and one set of the
     // settings a reload changes, shared by the workers, the metrics
     // endpoint and the admin socket.
+    if cfg.engine == config::Engine::Uring {
+        // Interim, until the uring engine lands (issue 12): never a
+        // silent fallback to epoll.
+        return Err(Error::Config("--engine uring: not built yet".into()));
+    }
     let live = Live::new(cfg.backend_set());
     let settings = Published::new(Settings::of(&cfg));
     let (workers, bound) = build_workers(&cfg, &live, &settings)?;
@@ -110,6 +115,7 @@ fn try_main(cli: Cli) -> Result<(), Error> {
     reloader
         .start_resolver()
         .map_err(|e| serve::Error::Setup("starting the resolver thread", e))?;
+    netio::log!("proxy: engine {}", reloader.running().engine.name());
     netio::log!("listening on {bound}");
     running.until_terminated_reloading(
         &signals,

@@ -187,6 +187,8 @@ fn fixed_changes(running: &Config, next: &Config) -> Vec<String> {
     for (key, a, b) in sizes {
         check(key, &a, &b, a == b);
     }
+    let (e, f) = (r.engine.name(), n.engine.name());
+    check("engine", &e, &f, e == f);
     let shown = |m: Option<std::net::SocketAddr>| m.map_or("none".to_string(), |a| a.to_string());
     check(
         "metrics",

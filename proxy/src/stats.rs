@@ -164,6 +164,12 @@ stats! {
     sys_pipe: "counter",
     /// ioctl(2) calls reading a send queue (after a reset, until it drains).
     sys_ioctl: "counter",
+    /// io_uring_enter(2) calls (the uring engine's waits and submissions).
+    sys_uring_enter: "counter",
+    /// Operations submitted to io_uring (submission-queue entries).
+    uring_submissions: "counter",
+    /// Completions taken from io_uring (completion-queue entries).
+    uring_completions: "counter",
     /// Log lines dropped because stderr was full, stalled or closed
     /// (process-wide: no worker counts it; the total reads it).
     log_dropped: "counter",
@@ -194,6 +200,7 @@ impl Snapshot {
             + self.sys_sockopt
             + self.sys_pipe
             + self.sys_ioctl
+            + self.sys_uring_enter
     }
 
     /// A one-line human summary, as printed on SIGUSR1 and at exit.

@@ -16,6 +16,7 @@ pub mod signal;
 pub mod socket;
 pub mod stderr;
 pub mod thread;
+pub mod uring;
 
 use std::io;
 
