@@ -7,10 +7,12 @@
 use crate::acl::Acl;
 use crate::backends::ConnectError;
 use crate::balance::Choice;
+use crate::engine::Engine;
 use crate::table::{self, Opening};
 use crate::worker::Worker;
-use netio::sys::{epoll, socket};
-use netio::{Fault, Side, Token};
+use netio::sys::socket;
+use netio::Fault;
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
@@ -48,11 +50,12 @@ impl Accepting {
     }
 }
 
-impl Worker {
+impl<E: Engine> Worker<E> {
     /// Accepts until the backlog is empty, the table is full, or the
-    /// process is out of descriptors.
+    /// process is out of descriptors. (An engine that completes accepts
+    /// itself brings them as [`Worker::on_accepted`].)
     pub(crate) fn accept_all(&mut self) {
-        if self.accepting.paused {
+        if self.accepting.paused || E::COMPLETES_ACCEPTS {
             return;
         }
         loop {
@@ -64,36 +67,51 @@ impl Worker {
                 self.pause_accept(None);
                 return;
             }
-            let stats = &self.control.stats;
-            stats.sys_accept.inc();
-            match socket::accept(listener) {
-                Ok((fd, peer)) if !self.accepting.acl.permits(peer.ip()) => {
-                    // Turned away at once, with a reset: no backend is
-                    // ever asked.
-                    stats.denied.inc();
-                    self.reset(fd);
-                }
-                Ok((fd, peer)) => {
-                    self.open(fd, peer);
-                    if self.accepting.paused {
-                        return; // out of descriptors for the backend side
-                    }
-                }
-                Err(e) => match netio::outcome::fault(&e) {
-                    Fault::WouldBlock => return,
-                    // That one client is gone; the next may be fine.
-                    Fault::Reset | Fault::Network | Fault::Denied => {}
-                    Fault::NoDescriptors => {
-                        self.out_of_fds();
-                        return;
-                    }
-                    _ => {
-                        netio::log!("proxy: accept failed: {e}");
-                        self.pause_accept(Some(Instant::now() + ACCEPT_RETRY));
-                        return;
-                    }
-                },
+            self.control.stats.sys_accept.inc();
+            let got = socket::accept(listener);
+            if !self.on_accepted(got) {
+                return;
             }
+        }
+    }
+
+    /// Handles what one accept returned: turns the client away, or opens
+    /// its pair. False when accepting should stop for now (the backlog is
+    /// empty, or accepting paused).
+    pub(crate) fn on_accepted(&mut self, got: io::Result<(OwnedFd, SocketAddr)>) -> bool {
+        match got {
+            Ok((fd, _)) if !self.table.has_free() => {
+                // An engine's accept completed after the table filled.
+                self.control.stats.rejected.inc();
+                self.reset(fd);
+                true
+            }
+            Ok((fd, peer)) if !self.accepting.acl.permits(peer.ip()) => {
+                // Turned away at once, with a reset: no backend is ever
+                // asked.
+                self.control.stats.denied.inc();
+                self.reset(fd);
+                true
+            }
+            Ok((fd, peer)) => {
+                self.open(fd, peer);
+                // Paused: out of descriptors for the backend side.
+                !self.accepting.paused
+            }
+            Err(e) => match netio::outcome::fault(&e) {
+                Fault::WouldBlock => false,
+                // That one client is gone; the next may be fine.
+                Fault::Reset | Fault::Network | Fault::Denied => true,
+                Fault::NoDescriptors => {
+                    self.out_of_fds();
+                    false
+                }
+                _ => {
+                    netio::log!("proxy: accept failed: {e}");
+                    self.pause_accept(Some(Instant::now() + ACCEPT_RETRY));
+                    false
+                }
+            },
         }
     }
 
@@ -210,20 +228,11 @@ impl Worker {
             Some((b, (fd, done))) => (b, Some(fd), done),
             None => (0, None, false),
         };
-        stats.sys_epoll_ctl.inc();
-        let mut reg = self.sockets.epoll.add(
-            &client,
-            epoll::SOCKET,
-            Token::new(slot, gen, Side::Client).encode(),
-        );
-        if let (Ok(()), Some(fd)) = (&reg, &backend) {
+        if let Some(fd) = &backend {
             stats.sys_sockopt.inc();
             let _ = socket::set_nodelay(fd);
-            stats.sys_epoll_ctl.inc();
-            let token = Token::new(slot, gen, Side::Backend).encode();
-            reg = self.sockets.epoll.add(fd, epoll::SOCKET, token);
         }
-        if let Err(e) = reg {
+        if let Err(e) = self.sockets.register(slot, gen, &client, backend.as_ref()) {
             netio::log!("proxy: cannot register client {peer}: {e}");
             if backend.is_some() {
                 self.table.release(b);
@@ -250,7 +259,7 @@ impl Worker {
             queued: backend.is_none(),
         };
         match self.table.open(slot, opening) {
-            Ok(()) => self.sockets.attach(slot, client, backend),
+            Ok(()) => self.sockets.attach(slot, gen, client, backend, done),
             Err(table::Refusal::NoBuffer) => {
                 self.table.put_back(slot);
                 stats.rejected.inc();

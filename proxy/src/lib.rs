@@ -32,6 +32,7 @@ pub mod checks_io;
 pub mod config;
 pub mod config_file;
 pub mod conn;
+pub mod engine;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod health;

@@ -5,8 +5,10 @@ use netio::serve::{self, Running};
 use netio::sys::socket;
 use proxy::backends::Live;
 use proxy::config::{self, Cli, Config};
+use proxy::engine::Engine;
 use proxy::reload::Reloader;
 use proxy::settings::{Published, Settings};
+use proxy::sockets::SysSockets;
 use proxy::stats::Snapshot;
 use proxy::worker::{Control, Worker};
 use std::fmt;
@@ -68,14 +70,27 @@ fn try_main(cli: Cli) -> Result<(), Error> {
     // One health state and one count per backend, and one set of the
     // settings a reload changes, shared by the workers, the metrics
     // endpoint and the admin socket.
-    if cfg.engine == config::Engine::Uring {
-        // Interim, until the uring engine lands (issue 12): never a
-        // silent fallback to epoll.
-        return Err(Error::Config("--engine uring: not built yet".into()));
-    }
     let live = Live::new(cfg.backend_set());
     let settings = Published::new(Settings::of(&cfg));
-    let (workers, bound) = build_workers(&cfg, &live, &settings)?;
+    match cfg.engine {
+        config::Engine::Epoll => serve::<SysSockets>(cli, limit, signals, cfg, live, settings),
+        // Interim, until the uring engine lands (issue 12): never a
+        // silent fallback to epoll.
+        config::Engine::Uring => Err(Error::Config("--engine uring: not built yet".into())),
+    }
+}
+
+/// Builds the workers on engine `E`, starts them and the endpoints, and
+/// serves until terminated.
+fn serve<E: Engine + Send + 'static>(
+    cli: Cli,
+    limit: netio::sys::rlimit::NoFile,
+    signals: netio::sys::signal::SignalFd,
+    cfg: Config,
+    live: Arc<Live>,
+    settings: Arc<Published<Settings>>,
+) -> Result<(), Error> {
+    let (workers, bound) = build_workers::<E>(&cfg, &live, &settings)?;
     let controls: Vec<Arc<Control>> = workers.iter().map(Worker::control).collect();
     // Removed when this returns, however it does.
     let _admin = match &cfg.admin_socket {
@@ -151,16 +166,16 @@ fn summary(controls: &[Arc<Control>]) -> String {
 /// Binds one listener per worker (sharing the port through SO_REUSEPORT
 /// when there are several) and builds the workers, each holding its share
 /// of `--max-connections`. Returns them with the address actually bound.
-fn build_workers(
+fn build_workers<E: Engine>(
     cfg: &Config,
     backends: &Arc<Live>,
     settings: &Arc<Published<Settings>>,
-) -> Result<(Vec<Worker>, SocketAddr), Error> {
+) -> Result<(Vec<Worker<E>>, SocketAddr), Error> {
     let (listeners, addr) = serve::listeners(cfg.listen, cfg.workers, cfg.backlog)?;
     let mut workers = Vec::with_capacity(cfg.workers);
     for (i, listener) in listeners.into_iter().enumerate() {
         let share = netio::budget::share(cfg.max_connections, cfg.workers, i);
-        let mut worker = Worker::new(cfg, backends, settings, listener, share)
+        let mut worker = Worker::<E>::new(cfg, backends, settings, listener, share)
             .map_err(|e| serve::Error::Setup("creating a worker", e))?;
         // One worker checks the backends; all read the results.
         if i == 0 {

@@ -1,18 +1,25 @@
-//! The epoll worker's sockets and pipes: the real [`Sockets`] and
-//! [`relay::Io`] behind the table, one system call a method, each counted
-//! in the worker's [`Stats`] (so that syscalls per message are exact).
+//! The epoll engine: the worker's epoll instance, sockets and pipes — the
+//! real [`Sockets`] and [`relay::Io`] behind the table, one system call a
+//! method, each counted in the worker's [`Stats`] (so that syscalls per
+//! message are exact) — and its [`Engine`] side: waiting, registering.
 
+use crate::config::Config;
+use crate::engine::{Engine, Event};
 use crate::pipes::PipeId;
 use crate::relay;
 use crate::stats::Stats;
 use crate::table::Sockets;
-use netio::sys::epoll::{self, Epoll};
+use netio::sys::epoll::{self, Epoll, Events, Waker};
 use netio::sys::pipe::{self, Pipe};
 use netio::sys::socket;
-use netio::{Errno, Outcome, Side, Token};
+use netio::{Errno, Outcome, Side, Source, Token};
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+
+/// Events fetched per `epoll_wait`.
+const MAX_EVENTS: usize = 256;
 
 /// The epoll instance, descriptors by slot (client, backend), and the
 /// pipes by id.
@@ -22,7 +29,10 @@ pub struct SysSockets {
     pipes: Vec<Option<Pipe>>,
     /// The capacity asked for each pipe.
     pipe_size: usize,
+    /// The capacity the kernel granted.
+    pipe_granted: usize,
     stats: Arc<Stats>,
+    events: Events,
 }
 
 impl SysSockets {
@@ -31,7 +41,7 @@ impl SysSockets {
         epoll: Epoll,
         capacity: usize,
         pipes: Vec<Pipe>,
-        pipe_size: usize,
+        (pipe_size, pipe_granted): (usize, usize),
         stats: Arc<Stats>,
     ) -> Self {
         let mut fds = Vec::with_capacity(capacity);
@@ -41,13 +51,76 @@ impl SysSockets {
             fds,
             pipes: pipes.into_iter().map(Some).collect(),
             pipe_size,
+            pipe_granted,
             stats,
+            events: Events::with_capacity(MAX_EVENTS),
         }
+    }
+}
+
+impl Engine for SysSockets {
+    const COMPLETES_ACCEPTS: bool = false;
+
+    fn new(cfg: &Config, capacity: usize, stats: Arc<Stats>) -> io::Result<Self> {
+        let epoll = Epoll::new()?;
+        let (pipes, granted) = crate::worker::make_pipes(cfg.pipes, cfg.pipe_size);
+        let sizes = (cfg.pipe_size, granted);
+        Ok(SysSockets::new(epoll, capacity, pipes, sizes, stats))
+    }
+
+    fn watch(&mut self, listener: &OwnedFd, waker: &Waker) -> io::Result<()> {
+        self.epoll
+            .add(listener, epoll::IN | epoll::ET, Token::LISTENER)?;
+        self.epoll.add(waker, epoll::IN | epoll::ET, Token::CONTROL)
+    }
+
+    fn wait(&mut self, timeout_ms: i32, out: &mut Vec<Event>) -> io::Result<usize> {
+        self.stats.sys_epoll_wait.inc();
+        let n = self.epoll.wait(&mut self.events, timeout_ms)?;
+        out.extend(self.events.iter().map(|(tok, bits)| match Source::of(tok) {
+            Source::Listener => Event::Listener,
+            Source::Control => Event::Control,
+            Source::Socket(t) => Event::Socket(t, bits),
+        }));
+        Ok(n)
+    }
+
+    fn side(&self) -> &Epoll {
+        &self.epoll
+    }
+
+    fn pipes(&self) -> (usize, usize) {
+        (self.pipes.len(), self.pipe_granted)
+    }
+
+    fn register(
+        &mut self,
+        slot: usize,
+        gen: u32,
+        client: &OwnedFd,
+        backend: Option<&OwnedFd>,
+    ) -> io::Result<()> {
+        self.stats.sys_epoll_ctl.inc();
+        let token = Token::new(slot, gen, Side::Client).encode();
+        self.epoll.add(client, epoll::SOCKET, token)?;
+        if let Some(fd) = backend {
+            self.stats.sys_epoll_ctl.inc();
+            let token = Token::new(slot, gen, Side::Backend).encode();
+            self.epoll.add(fd, epoll::SOCKET, token)?;
+        }
+        Ok(())
     }
 
     /// Gives `slot` its two sockets (a queued client has no backend
     /// socket yet: [`Sockets::reconnect`] makes it).
-    pub fn attach(&mut self, slot: usize, client: OwnedFd, backend: Option<OwnedFd>) {
+    fn attach(
+        &mut self,
+        slot: usize,
+        _gen: u32,
+        client: OwnedFd,
+        backend: Option<OwnedFd>,
+        _connected: bool,
+    ) {
         debug_assert!(self.fds[slot].iter().all(Option::is_none));
         self.fds[slot] = [Some(client), backend];
     }

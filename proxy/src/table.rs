@@ -222,6 +222,11 @@ impl Table {
         !self.free.is_empty()
     }
 
+    /// How many slots are free.
+    pub fn free_slots(&self) -> usize {
+        self.free.len()
+    }
+
     /// Pairs whose backend connect is in progress.
     pub fn connecting(&self) -> usize {
         self.connecting

@@ -7,9 +7,11 @@
 //! buffers to waiting pairs, and accept again if slots came free. Every
 //! socket is registered once, for `IN|OUT|RDHUP|ET`, and never modified.
 //!
-//! This file and [`crate::accept`] and [`crate::sockets`] are the epoll
-//! engine; the table, the relay, the pools, balancing, the access lists,
-//! the timers' rules and the PROXY header do not depend on it.
+//! The loop is written once against [`Engine`]: epoll
+//! ([`crate::sockets::SysSockets`]) or io_uring ([`crate::uring`]) feed it
+//! events and own the sockets; the table, the relay, the pools, balancing,
+//! the access lists, the timers' rules and the PROXY header do not depend
+//! on which.
 
 use crate::accept::Accepting;
 use crate::backends::Live;
@@ -17,6 +19,7 @@ use crate::balance::Balancer;
 use crate::checks_io::Checks;
 use crate::config::Config;
 use crate::conn::Reason;
+use crate::engine::{Engine, Event};
 use crate::pipes::PipePool;
 use crate::pool::{Pool, Pools};
 use crate::settings::{Published, Settings};
@@ -24,16 +27,15 @@ use crate::sockets::SysSockets;
 use crate::stats::Stats;
 use crate::table::Table;
 use crate::timers::Timers;
-use netio::sys::epoll::{self, Epoll, Events, Waker};
+use netio::sys::epoll::Waker;
 use netio::sys::pipe::Pipe;
-use netio::{Source, Token};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Events fetched per `epoll_wait`.
+/// Events handled per turn, at most (an engine may report more).
 const MAX_EVENTS: usize = 256;
 
 /// How the outside world talks to a running worker.
@@ -60,13 +62,13 @@ impl netio::serve::Stop for Control {
     }
 }
 
-/// One event loop with its listener, table and sockets.
-pub struct Worker {
+/// One event loop with its listener, table and sockets, on engine `E`.
+pub struct Worker<E: Engine = SysSockets> {
     /// Taken (closed) when the drain starts.
     pub(crate) listener: Option<OwnedFd>,
     pub(crate) control: Arc<Control>,
     pub(crate) table: Table,
-    pub(crate) sockets: SysSockets,
+    pub(crate) sockets: E,
     pub(crate) accepting: Accepting,
     timers: Timers,
     /// The backends' active health checks, on the one worker that runs
@@ -77,7 +79,7 @@ pub struct Worker {
     settings_seen: u64,
 }
 
-impl Worker {
+impl<E: Engine> Worker<E> {
     /// Builds a worker for `capacity` pairs around an already bound
     /// listener. Everything is allocated here, so the relay allocates
     /// nothing. Fails if `cfg` gives fewer than two buffers a pair. What
@@ -88,7 +90,7 @@ impl Worker {
         settings: &Arc<Published<Settings>>,
         listener: OwnedFd,
         capacity: usize,
-    ) -> io::Result<Worker> {
+    ) -> io::Result<Worker<E>> {
         // Table slots and the side sockets (health checks) share the
         // token space; a table this large could not get its descriptors.
         if capacity > netio::token::FIRST_SIDE_SLOT {
@@ -97,25 +99,24 @@ impl Worker {
                 format!("{capacity} connections a worker is more than a worker can hold"),
             ));
         }
-        let epoll = Epoll::new()?;
         let stats = Arc::new(Stats::default());
         let control = Arc::new(Control {
             waker: Waker::new()?,
             stop: AtomicBool::new(false),
             stats: Arc::clone(&stats),
         });
-        epoll.add(&listener, epoll::IN | epoll::ET, Token::LISTENER)?;
-        epoll.add(&control.waker, epoll::IN | epoll::ET, Token::CONTROL)?;
+        let mut sockets = E::new(cfg, capacity, Arc::clone(&stats))?;
+        sockets.watch(&listener, &control.waker)?;
         let bufs = Pools::new(
             Pool::try_new(cfg.buffers, cfg.buffer_size, false)?,
             Pool::try_new(cfg.large_buffers, cfg.large_buffer_size, true)?,
         );
-        let (pipes, pipe_size) = make_pipes(cfg.pipes, cfg.pipe_size);
+        let (pipes, pipe_size) = sockets.pipes();
         let (now, settings_seen) = settings.snapshot();
         let table = Table::new(
             capacity,
             bufs,
-            PipePool::new(pipes.len(), pipe_size),
+            PipePool::new(pipes, pipe_size),
             Balancer::new(Arc::clone(backends)),
             now.table_options(capacity),
             Arc::clone(&stats),
@@ -124,7 +125,7 @@ impl Worker {
             listener: Some(listener),
             control,
             table,
-            sockets: SysSockets::new(epoll, capacity, pipes, cfg.pipe_size, stats),
+            sockets,
             accepting: Accepting::new(now.acl.clone()),
             timers: Timers::new(&now),
             settings: Arc::clone(settings),
@@ -155,23 +156,25 @@ impl Worker {
     /// Runs until shut down and drained. Returns an error only if epoll
     /// itself fails.
     pub fn run(mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(MAX_EVENTS);
+        let mut events = Vec::with_capacity(MAX_EVENTS);
         loop {
             let wake = [self.accepting.retry(), self.checks_due()];
             let timeout = self
                 .timers
                 .timeout_ms(&self.table, wake.into_iter().flatten().min());
-            self.control.stats.sys_epoll_wait.inc();
-            let n = self.sockets.epoll.wait(&mut events, timeout)?;
+            let n = self.sockets.wait(timeout, &mut events)?;
             if self.settings.changed(self.settings_seen) {
                 self.apply_settings();
             }
             self.timers.after_wait(n, &mut self.table);
-            for (tok, bits) in events.iter() {
-                match Source::of(tok) {
-                    Source::Listener => self.accept_all(),
-                    Source::Control => self.on_control(),
-                    Source::Socket(t) => match (t.side_index(), self.checks.as_mut()) {
+            for event in events.drain(..) {
+                match event {
+                    Event::Listener => self.accept_all(),
+                    Event::Accepted(got) => {
+                        self.on_accepted(got);
+                    }
+                    Event::Control => self.on_control(),
+                    Event::Socket(t, bits) => match (t.side_index(), self.checks.as_mut()) {
                         (Some(k), Some(checks)) => checks.on_event(k, t, bits),
                         (Some(_), None) => {}
                         (None, _) => self.table.on_event(&mut self.sockets, t, bits),
@@ -188,7 +191,7 @@ impl Worker {
             if self.checks_due().is_some_and(|t| now >= t) {
                 if let Some(checks) = self.checks.as_mut() {
                     checks.refresh();
-                    checks.run(now, &self.sockets.epoll);
+                    checks.run(now, self.sockets.side());
                 }
             }
             if self.timers.sweep(now, &mut self.table, &mut self.sockets) {
@@ -246,8 +249,9 @@ impl Worker {
         }
         if self.control.stop.load(Ordering::Acquire) && self.timers.drain_deadline.is_none() {
             // Closing the listener deregisters it and refuses new clients.
-            if self.listener.take().is_some() {
+            if let Some(listener) = self.listener.take() {
                 self.control.stats.sys_close.inc();
+                self.sockets.unlisten(listener);
             }
             self.timers.start_drain(Instant::now());
         }
@@ -270,11 +274,14 @@ impl Worker {
                 break;
             }
         }
+        if let (Some(listener), false) = (self.listener.as_ref(), self.accepting.paused) {
+            self.sockets.accept_more(listener, self.table.free_slots());
+        }
         self.table.publish();
     }
 }
 
-impl netio::serve::Worker for Worker {
+impl<E: Engine + Send + 'static> netio::serve::Worker for Worker<E> {
     type Control = Control;
     fn control(&self) -> Arc<Control> {
         Worker::control(self)
@@ -287,7 +294,7 @@ impl netio::serve::Worker for Worker {
 /// Makes up to `n` pipes of `size` bytes for splicing, and returns them
 /// with the capacity the kernel granted. Splicing is an optimisation: if
 /// the descriptors run out, the worker runs with fewer and says so.
-fn make_pipes(n: usize, size: usize) -> (Vec<Pipe>, usize) {
+pub(crate) fn make_pipes(n: usize, size: usize) -> (Vec<Pipe>, usize) {
     let mut pipes = Vec::with_capacity(n);
     let mut granted = size;
     for _ in 0..n {
@@ -332,8 +339,8 @@ mod tests {
         };
         let backends = Live::new(cfg.backend_set());
         let settings = Published::new(Settings::of(&cfg));
-        assert!(Worker::new(&cfg, &backends, &settings, listen(), 4).is_ok());
-        let e = Worker::new(&cfg, &backends, &settings, listen(), 5)
+        assert!(Worker::<SysSockets>::new(&cfg, &backends, &settings, listen(), 4).is_ok());
+        let e = Worker::<SysSockets>::new(&cfg, &backends, &settings, listen(), 5)
             .err()
             .expect("8 buffers for 5 connections");
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
