@@ -192,6 +192,14 @@ impl Waker {
     }
 }
 
+impl AsFd for Epoll {
+    /// The epoll instance itself, to poll it from another loop (it is
+    /// readable while it has events).
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl AsFd for Waker {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

@@ -62,7 +62,7 @@ impl RawAddr {
 }
 
 /// Converts a kernel-filled address back to `SocketAddr`.
-fn from_raw(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
+pub(crate) fn from_raw(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
     match storage.ss_family as i32 {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.

@@ -1,7 +1,635 @@
 //! io_uring for the proxy's uring engine: whether the kernel offers what
-//! the engine needs ([`usable`]), and the ring itself.
+//! the engine needs ([`usable`]), and the ring itself ([`Ring`]).
+//!
+//! Every buffer the kernel reads or writes after a submission belongs to
+//! the ring and stays where it is until the kernel is done with it: the
+//! provided-buffer ring the receives fill, the send buffers (lent to the
+//! caller to fill, locked while their send is in flight), and the address
+//! slots of the accepts. So the ring's API is safe: no entry it submits
+//! can point at memory the caller might free or change. When a ring is
+//! dropped its buffers are leaked, since the kernel may finish cancelled
+//! requests after its descriptor is closed; a worker drops its ring only
+//! when it stops.
 
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use std::alloc::{self, Layout};
 use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// One completion: the submission's tag, its result (`-errno` on failure)
+/// and the kernel's flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Completion {
+    pub data: u64,
+    pub result: i32,
+    pub flags: u32,
+}
+
+impl Completion {
+    /// A multishot request goes on after this completion.
+    pub fn more(&self) -> bool {
+        cqueue::more(self.flags)
+    }
+
+    /// The provided buffer this completion filled, if any.
+    pub fn buffer(&self) -> Option<u16> {
+        cqueue::buffer_select(self.flags)
+    }
+}
+
+/// A piece of a provided buffer that a receive filled: the buffer, where
+/// in it, how many bytes. Held by the caller until [`Ring::release`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    pub bid: u16,
+    pub at: u32,
+    pub len: u32,
+}
+
+/// What the ring has done since it was made.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// `io_uring_enter(2)` calls.
+    pub enters: u64,
+    /// Submission-queue entries handed to the kernel.
+    pub submitted: u64,
+    /// Completions taken.
+    pub completed: u64,
+}
+
+/// A send buffer of the ring (see [`Ring::take_send`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendId(pub u32);
+
+struct SendBuf {
+    data: Vec<u8>,
+    /// A send of it is in flight: the kernel may read it.
+    busy: bool,
+    /// Given back while busy: freed when its send completes.
+    released: bool,
+}
+
+/// Where one accept writes the client's address.
+struct AcceptSlot {
+    addr: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+/// The provided-buffer ring: `count` buffers of `size` bytes that the
+/// kernel picks from for each receive, and gives back to us filled.
+struct BufRing {
+    /// The ring of entries the kernel reads (page-aligned).
+    entries: *mut types::BufRingEntry,
+    entries_layout: Layout,
+    /// The buffers themselves, `count * size` bytes.
+    mem: *mut u8,
+    mem_layout: Layout,
+    size: u32,
+    count: u16,
+    tail: u16,
+    group: u16,
+    /// Buffers are consumed incrementally (`IOU_PBUF_RING_INC`): one
+    /// buffer takes several receives, each after the last.
+    incremental: bool,
+    /// Each buffer is in the ring (the kernel may write it), else ours.
+    in_ring: Vec<bool>,
+    /// Bytes the kernel has written into each buffer since it was given.
+    filled: Vec<u32>,
+    /// Pieces of each buffer the caller still holds.
+    pieces: Vec<u32>,
+}
+
+/// `IOU_PBUF_RING_INC` (Linux 6.12): buffers consumed a piece at a time.
+const PBUF_RING_INC: u16 = 2;
+
+/// The group id of the one buffer ring a ring has.
+const GROUP: u16 = 0;
+
+impl BufRing {
+    fn new(count: u16, size: u32) -> io::Result<BufRing> {
+        if !count.is_power_of_two() || size == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a buffer ring needs a power-of-two count and a size (got {count} of {size} bytes)"),
+            ));
+        }
+        let bad = |e: alloc::LayoutError| io::Error::new(io::ErrorKind::InvalidInput, e);
+        let entries_layout = Layout::from_size_align(
+            usize::from(count) * std::mem::size_of::<types::BufRingEntry>(),
+            4096,
+        )
+        .map_err(bad)?;
+        let mem_layout =
+            Layout::from_size_align(usize::from(count) * size as usize, 4096).map_err(bad)?;
+        // SAFETY: both layouts have a non-zero size (count and size are
+        // non-zero). Zeroed memory is a valid array of ring entries, and
+        // untouched zero pages cost no memory until the kernel fills them.
+        let (entries, mem) = unsafe {
+            (
+                alloc::alloc_zeroed(entries_layout).cast::<types::BufRingEntry>(),
+                alloc::alloc_zeroed(mem_layout),
+            )
+        };
+        if entries.is_null() || mem.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        Ok(BufRing {
+            entries,
+            entries_layout,
+            mem,
+            mem_layout,
+            size,
+            count,
+            tail: 0,
+            group: GROUP,
+            incremental: false,
+            in_ring: vec![false; usize::from(count)],
+            filled: vec![0; usize::from(count)],
+            pieces: vec![0; usize::from(count)],
+        })
+    }
+
+    /// Hands buffer `bid` (back) to the kernel.
+    fn give(&mut self, bid: u16) {
+        let i = usize::from(bid);
+        if self.in_ring.get(i).copied().unwrap_or(true) {
+            return; // Not ours to give: already in the ring.
+        }
+        self.in_ring[i] = true;
+        self.filled[i] = 0;
+        let slot = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `slot < count`, within the entries' allocation; the
+        // kernel reads only entries below the tail, and this one is at it.
+        let e = unsafe { &mut *self.entries.add(slot) };
+        e.set_addr(self.addr(bid) as u64);
+        e.set_len(self.size);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: `entries` is the ring's first entry, so its `resv` field
+        // is the tail the kernel reads; the store publishes the entry
+        // written above (release), as io_uring_buf_ring_advance does.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.entries).cast_mut();
+            std::sync::atomic::AtomicU16::from_ptr(tail)
+                .store(self.tail, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    fn addr(&self, bid: u16) -> *mut u8 {
+        // SAFETY: `bid < count`, so the offset is within `mem`.
+        unsafe { self.mem.add(usize::from(bid) * self.size as usize) }
+    }
+}
+
+/// An io_uring set up for one thread, with a provided-buffer ring for its
+/// receives, a pool of send buffers, and address slots for its accepts.
+pub struct Ring {
+    ring: IoUring,
+    /// Made disabled; enabled by the thread that will submit (a
+    /// single-issuer ring belongs to the thread that enables it).
+    enabled: bool,
+    bufs: BufRing,
+    sends: Vec<SendBuf>,
+    free_sends: Vec<u32>,
+    accepts: Box<[AcceptSlot]>,
+    counts: Counts,
+}
+
+/// What a [`Ring`] is made with.
+#[derive(Debug, Clone, Copy)]
+pub struct RingSize {
+    /// Submission-queue entries (the completion queue gets eight times as many).
+    pub entries: u32,
+    /// Provided buffers (a power of two, at most 32768).
+    pub buffers: u16,
+    /// Bytes each.
+    pub buffer_size: u32,
+    /// Accepts that may be in flight at once.
+    pub accepts: usize,
+}
+
+impl Ring {
+    pub fn new(size: RingSize) -> io::Result<Ring> {
+        let mut b = builder();
+        b.setup_cqsize(size.entries * 8).setup_r_disabled();
+        let ring = b.build(size.entries)?;
+        let mut bufs = BufRing::new(size.buffers, size.buffer_size)?;
+        // SAFETY: the entries stay allocated (and are never moved) for as
+        // long as the ring exists: they are freed only if the ring's
+        // making fails below, and leaked when it is dropped.
+        let register = |flags| unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                bufs.entries as u64,
+                bufs.count,
+                bufs.group,
+                flags,
+            )
+        };
+        // Incremental consumption where the kernel has it: a small
+        // message then takes only its own bytes of a buffer.
+        let registered = match register(PBUF_RING_INC) {
+            Ok(()) => Ok(true),
+            Err(_) => register(0).map(|()| false),
+        };
+        let registered = registered.map(|inc| bufs.incremental = inc);
+        if let Err(e) = registered {
+            // SAFETY: allocated with these layouts in BufRing::new, and the
+            // kernel never saw them.
+            unsafe {
+                alloc::dealloc(bufs.entries.cast(), bufs.entries_layout);
+                alloc::dealloc(bufs.mem, bufs.mem_layout);
+            }
+            return Err(e);
+        }
+        for bid in 0..bufs.count {
+            bufs.give(bid);
+        }
+        let accepts = (0..size.accepts)
+            .map(|_| AcceptSlot {
+                // SAFETY: plain data; all-zero is a valid value.
+                addr: unsafe { std::mem::zeroed() },
+                len: 0,
+            })
+            .collect();
+        Ok(Ring {
+            ring,
+            enabled: false,
+            bufs,
+            sends: Vec::new(),
+            free_sends: Vec::new(),
+            accepts,
+            counts: Counts::default(),
+        })
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Bytes in each provided buffer.
+    pub fn buffer_size(&self) -> usize {
+        self.bufs.size as usize
+    }
+
+    /// Queues `e`, handing the queue to the kernel first if it is full;
+    /// `room` entries are made free first, for a chain that must go in
+    /// one submission.
+    fn push(&mut self, entries: &[squeue::Entry]) {
+        loop {
+            let free = {
+                let sq = self.ring.submission();
+                sq.capacity() - sq.len()
+            };
+            if free >= entries.len() {
+                break;
+            }
+            let _ = self.submit_for(Some(Duration::ZERO));
+        }
+        for e in entries {
+            // SAFETY: every buffer an entry names belongs to the ring and
+            // outlives the request (see the module's comment); there is
+            // room, checked above.
+            let _ = unsafe { self.ring.submission().push(e) };
+        }
+    }
+
+    /// A multishot receive on `fd` into the provided buffers.
+    pub fn recv_multi(&mut self, fd: RawFd, data: u64) {
+        let e = opcode::RecvMulti::new(types::Fd(fd), self.bufs.group).build();
+        self.push(&[e.user_data(data)]);
+    }
+
+    /// Takes a send buffer (empty) to fill with [`Ring::send_buf`].
+    pub fn take_send(&mut self) -> SendId {
+        if let Some(i) = self.free_sends.pop() {
+            return SendId(i);
+        }
+        self.sends.push(SendBuf {
+            data: Vec::new(),
+            busy: false,
+            released: false,
+        });
+        SendId(self.sends.len() as u32 - 1)
+    }
+
+    /// The contents of a send buffer, to fill; `None` while its send is in
+    /// flight.
+    pub fn send_buf(&mut self, id: SendId) -> Option<&mut Vec<u8>> {
+        let b = self.sends.get_mut(id.0 as usize)?;
+        (!b.busy && !b.released).then_some(&mut b.data)
+    }
+
+    /// Sends the send buffer `id` from byte `from` on to `fd`. The buffer
+    /// is locked until [`Ring::send_done`].
+    pub fn send(&mut self, fd: RawFd, id: SendId, from: usize, data: u64) {
+        let Some(b) = self.sends.get_mut(id.0 as usize) else {
+            return;
+        };
+        let rest = b.data.get(from..).unwrap_or_default();
+        let (ptr, len) = (rest.as_ptr(), rest.len() as u32);
+        b.busy = true;
+        let e = opcode::Send::new(types::Fd(fd), ptr, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build();
+        self.push(&[e.user_data(data)]);
+    }
+
+    /// The kernel is done with send buffer `id` (its send completed).
+    pub fn send_done(&mut self, id: SendId) {
+        let Some(b) = self.sends.get_mut(id.0 as usize) else {
+            return;
+        };
+        b.busy = false;
+        if b.released {
+            b.released = false;
+            b.data.clear();
+            self.free_sends.push(id.0);
+        }
+    }
+
+    /// Gives a send buffer back; if its send is still in flight, when it
+    /// completes.
+    pub fn release_send(&mut self, id: SendId) {
+        let Some(b) = self.sends.get_mut(id.0 as usize) else {
+            return;
+        };
+        if b.busy {
+            b.released = true;
+        } else if !b.released {
+            b.data.clear();
+            self.free_sends.push(id.0);
+        }
+    }
+
+    /// `shutdown(SHUT_WR)` of `fd`.
+    pub fn shutdown(&mut self, fd: RawFd, data: u64) {
+        let e = opcode::Shutdown::new(types::Fd(fd), libc::SHUT_WR).build();
+        self.push(&[e.user_data(data)]);
+    }
+
+    /// Polls `fd` for input for as long as the poll lasts (multishot).
+    pub fn poll_in(&mut self, fd: RawFd, data: u64) {
+        let e = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .multi(true)
+            .build();
+        self.push(&[e.user_data(data)]);
+    }
+
+    /// Polls `fd` once for an error or a hang-up only (those the kernel
+    /// always reports): a positive result is the event.
+    pub fn poll_fault(&mut self, fd: RawFd, data: u64) {
+        let events = (libc::POLLERR | libc::POLLHUP) as u32;
+        let e = opcode::PollAdd::new(types::Fd(fd), events).build();
+        self.push(&[e.user_data(data)]);
+    }
+
+    /// Polls a connecting socket once for the connect's end: its
+    /// completion's result says, through [`connect_failed`].
+    pub fn poll_connect(&mut self, fd: RawFd, data: u64) {
+        let events = (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) as u32;
+        let e = opcode::PollAdd::new(types::Fd(fd), events).build();
+        self.push(&[e.user_data(data)]);
+    }
+
+    /// Cancels every request on `fd`, then closes it: linked, so that no
+    /// request outlives its socket (a hard link: the close runs even when
+    /// there was nothing to cancel).
+    pub fn cancel_close(&mut self, fd: OwnedFd, data: u64) {
+        let raw = fd.into_raw_fd();
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(raw)).all())
+            .build()
+            .user_data(data)
+            .flags(squeue::Flags::IO_HARDLINK);
+        let close = opcode::Close::new(types::Fd(raw)).build().user_data(data);
+        self.push(&[cancel, close]);
+    }
+
+    /// Cancels every request on `fd` (which stays open).
+    pub fn cancel_fd(&mut self, fd: RawFd, data: u64) {
+        let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all()).build();
+        self.push(&[e.user_data(data)]);
+    }
+
+    /// Cancels the request tagged `target`.
+    pub fn cancel(&mut self, target: u64, data: u64) {
+        let e = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(target)).build();
+        self.push(&[e.user_data(data)]);
+    }
+
+    /// An accept on `listener` into address slot `k` (below the ring's
+    /// `accepts`), non-blocking and close-on-exec.
+    pub fn accept(&mut self, listener: RawFd, k: usize, data: u64) {
+        let Some(slot) = self.accepts.get_mut(k) else {
+            return;
+        };
+        slot.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let addr = (&mut slot.addr as *mut libc::sockaddr_storage).cast::<libc::sockaddr>();
+        let e = opcode::Accept::new(types::Fd(listener), addr, &mut slot.len)
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build();
+        self.push(&[e.user_data(data)]);
+    }
+
+    /// What the accept into slot `k` completed with (`result` from its
+    /// completion): the client's socket and address.
+    pub fn accepted(&self, k: usize, result: i32) -> io::Result<(OwnedFd, SocketAddr)> {
+        if result < 0 {
+            return Err(io::Error::from_raw_os_error(-result));
+        }
+        // SAFETY: a non-negative accept result is a new descriptor that
+        // nothing else owns.
+        let fd = unsafe { super::owned(result) };
+        let slot = self
+            .accepts
+            .get(k)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let peer = super::socket::from_raw(&slot.addr)?;
+        Ok((fd, peer))
+    }
+
+    /// Whether provided buffers are consumed incrementally.
+    pub fn incremental(&self) -> bool {
+        self.bufs.incremental
+    }
+
+    /// Notes a receive's completion into provided buffer `bid`: `len`
+    /// bytes, and whether the kernel goes on filling that buffer
+    /// (`IORING_CQE_F_BUF_MORE`). Returns where in the buffer they are;
+    /// the caller holds that piece until [`Ring::release`].
+    fn took(&mut self, bid: u16, len: u32, more: bool) -> u32 {
+        let b = &mut self.bufs;
+        let i = usize::from(bid);
+        if i >= b.in_ring.len() {
+            return 0;
+        }
+        let at = b.filled[i];
+        b.filled[i] = at.saturating_add(len).min(b.size);
+        b.pieces[i] += 1;
+        if !more {
+            b.in_ring[i] = false;
+        }
+        at
+    }
+
+    /// The `len` bytes at `at` of provided buffer `bid`, a piece the
+    /// caller holds.
+    pub fn piece(&self, bid: u16, at: u32, len: u32) -> &[u8] {
+        let b = &self.bufs;
+        let i = usize::from(bid);
+        let held = b.pieces.get(i).copied().unwrap_or(0) > 0;
+        let end = at.saturating_add(len);
+        if !held || end > b.filled[i] {
+            return &[];
+        }
+        // SAFETY: the piece is held and was completed by the kernel, which
+        // writes a buffer only past what it has filled (and a buffer out
+        // of the ring not at all); `at..end` lies within the buffer.
+        unsafe { std::slice::from_raw_parts(b.addr(bid).add(at as usize), len as usize) }
+    }
+
+    /// Gives back one held piece of buffer `bid`; the buffer returns to the
+    /// kernel once it has no piece held and the kernel is done with it.
+    pub fn release(&mut self, bid: u16) {
+        let b = &mut self.bufs;
+        let i = usize::from(bid);
+        let Some(p) = b.pieces.get_mut(i) else {
+            return;
+        };
+        *p = p.saturating_sub(1);
+        if *p == 0 && !b.in_ring[i] {
+            b.give(bid);
+        }
+    }
+
+    /// Submits what is queued and waits up to `timeout` (`None`: for
+    /// ever) for a completion. It enters the kernel only when it must:
+    /// with entries queued, with completions waiting to be run (the
+    /// task-run flag), or to sleep; with completions already there, or a
+    /// zero timeout, it does not sleep. So a busy-polling loop that calls
+    /// it with a zero timeout makes no system call while nothing happens.
+    pub fn submit_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let queued = self.ring.submission().len();
+        let pending = self.ring.submission().taskrun();
+        let ready = !self.ring.completion().is_empty();
+        let no_sleep = ready || timeout == Some(Duration::ZERO);
+        if queued == 0 && !pending && no_sleep {
+            return Ok(());
+        }
+        self.submit_for(if no_sleep {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        })
+        .map(|_| ())
+    }
+
+    fn submit_for(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        if !self.enabled {
+            // The first submission: this thread is the ring's one issuer.
+            self.ring.submitter().register_enable_rings()?;
+            self.enabled = true;
+        }
+        let queued = self.ring.submission().len();
+        self.counts.enters += 1;
+        let got = match timeout {
+            Some(t) if t.is_zero() => self.ring.submitter().submit_and_wait(0),
+            None => self.ring.submitter().submit_and_wait(1),
+            Some(t) => {
+                let ts = types::Timespec::from(t);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+        };
+        match got {
+            Ok(n) => {
+                self.counts.submitted += n as u64;
+                Ok(n)
+            }
+            Err(e) => match e.raw_os_error() {
+                // A timeout or a signal ends the wait; the entries went in.
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => {
+                    let left = self.ring.submission().len();
+                    self.counts.submitted += (queued - left) as u64;
+                    Ok(queued - left)
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Moves the completions waiting into `out`. A receive's completion
+    /// that carries data comes with its piece, held by the caller until
+    /// [`Ring::release`].
+    pub fn reap(&mut self, out: &mut Vec<(Completion, Option<Piece>)>) {
+        let before = out.len();
+        for c in self.ring.completion() {
+            out.push((
+                Completion {
+                    data: c.user_data(),
+                    result: c.result(),
+                    flags: c.flags(),
+                },
+                None,
+            ));
+        }
+        for (c, piece) in &mut out[before..] {
+            if let Some(bid) = c.buffer() {
+                let len = c.result.max(0) as u32;
+                let at = self.took(bid, len, cqueue::buffer_more(c.flags));
+                *piece = Some(Piece { bid, at, len });
+            }
+        }
+        self.counts.completed += (out.len() - before) as u64;
+    }
+}
+
+// SAFETY: the raw pointers are the ring's own allocations, used only
+// through `&mut self` (or `&self` for reads of held pieces); moving the
+// ring to another thread before it is enabled moves them with it.
+unsafe impl Send for BufRing {}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // The kernel may still finish cancelled requests into these after
+        // the ring's descriptor is closed: leaked, never freed (a worker
+        // drops its ring only when it stops).
+        self.sends
+            .iter_mut()
+            .for_each(|b| std::mem::forget(std::mem::take(&mut b.data)));
+        let accepts = std::mem::take(&mut self.accepts);
+        std::mem::forget(accepts);
+    }
+}
+
+/// Whether a poll's completion ([`Ring::poll_connect`],
+/// [`Ring::poll_fault`]) says the socket failed: an error or a hang-up
+/// (a FIN alone, which the kernel may report too, is not).
+pub fn poll_failed(result: i32) -> bool {
+    result < 0 || result as i16 & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+/// What a poll's completion reports, as epoll's bits (`IN`, `OUT`,
+/// `RDHUP`, `HUP`, `ERR`); none for a failed poll.
+pub fn poll_bits(result: i32) -> u32 {
+    use super::epoll::{ERR, HUP, IN, OUT, RDHUP};
+    let r = if result > 0 { result as i16 } else { 0 };
+    [
+        (libc::POLLIN, IN),
+        (libc::POLLOUT, OUT),
+        (libc::POLLRDHUP, RDHUP),
+        (libc::POLLHUP, HUP),
+        (libc::POLLERR, ERR),
+    ]
+    .into_iter()
+    .filter(|&(p, _)| r & p != 0)
+    .fold(0, |bits, (_, b)| bits | b)
+}
+
+/// A completion's `-errno` results the engine tells apart.
+pub const CANCELED: i32 = -libc::ECANCELED;
+pub const NO_BUFFERS: i32 = -libc::ENOBUFS;
 
 /// The kernel switch that turns io_uring off (Linux 6.6 and later).
 const DISABLED_SYSCTL: &str = "/proc/sys/kernel/io_uring_disabled";
