@@ -32,6 +32,10 @@ pub struct Accepting {
     /// A spare descriptor (`/dev/null`), freed to accept-and-reset a
     /// client when the process is out of descriptors.
     reserve: Option<OwnedFd>,
+    /// Clients whose accept completed after accepting paused (an engine
+    /// that completes accepts has a few in flight): they wait here, as
+    /// they would have in the backlog, until accepting resumes.
+    held: Vec<(OwnedFd, SocketAddr)>,
 }
 
 impl Accepting {
@@ -41,6 +45,7 @@ impl Accepting {
             paused: false,
             retry_at: None,
             reserve: socket::reserve_fd().ok(),
+            held: Vec::new(),
         }
     }
 
@@ -80,6 +85,10 @@ impl<E: Engine> Worker<E> {
     /// empty, or accepting paused).
     pub(crate) fn on_accepted(&mut self, got: io::Result<(OwnedFd, SocketAddr)>) -> bool {
         match got {
+            Ok(client) if self.accepting.paused => {
+                self.accepting.held.push(client);
+                false
+            }
             Ok((fd, _)) if !self.table.has_free() => {
                 // An engine's accept completed after the table filled.
                 self.control.stats.rejected.inc();
@@ -95,9 +104,15 @@ impl<E: Engine> Worker<E> {
             }
             Ok((fd, peer)) => {
                 self.open(fd, peer);
+                if E::COMPLETES_ACCEPTS && !self.table.has_free() {
+                    // Full: the backlog waits until a connection closes.
+                    self.pause_accept(None);
+                }
                 // Paused: out of descriptors for the backend side.
                 !self.accepting.paused
             }
+            // An accept submitted before the pause: the pause stands.
+            Err(_) if self.accepting.paused => false,
             Err(e) => match netio::outcome::fault(&e) {
                 Fault::WouldBlock => false,
                 // That one client is gone; the next may be fine.
@@ -146,6 +161,7 @@ impl<E: Engine> Worker<E> {
     pub(crate) fn pause_accept(&mut self, retry_at: Option<Instant>) {
         if !self.accepting.paused {
             self.control.stats.accept_pauses.inc();
+            self.sockets.stop_accepting();
         }
         self.accepting.paused = true;
         self.accepting.retry_at = retry_at;
@@ -158,6 +174,14 @@ impl<E: Engine> Worker<E> {
             if self.accepting.reserve.is_none() {
                 self.accepting.reserve = socket::reserve_fd().ok();
             }
+            // The held clients first, in order, for as long as it lasts.
+            let mut held = std::mem::take(&mut self.accepting.held).into_iter();
+            for client in held.by_ref() {
+                if !self.on_accepted(Ok(client)) {
+                    break;
+                }
+            }
+            self.accepting.held.extend(held);
             self.accept_all();
         }
     }

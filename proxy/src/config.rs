@@ -235,10 +235,31 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
 
     let workers_given = names.number("workers", &cli.workers, file.workers, 1, 256)?;
     let workers = workers_given.map_or(1, |w| w.0);
+    let engine = match (cli.engine, file.engine) {
+        (Some(e), _) => (e, true),
+        (None, Some(e)) => (e, false),
+        (None, None) => (Engine::Epoll, true),
+    };
+    if engine.0 == Engine::Uring {
+        if let Err(why) = netio::sys::uring::usable() {
+            return Err(names.bad("engine", engine.1, "uring", why));
+        }
+    }
+    let engine = engine.0;
     let pipes_given = names.number("pipes", &cli.pipes, file.pipes, 0, 4096)?;
     // Pipes are an optimisation: under a small open-files limit they give
-    // way to connections unless the user asked for them.
+    // way to connections unless the user asked for them. The uring engine
+    // moves bulk through its buffer ring and splices nothing.
     let pipes = match pipes_given {
+        Some((n, c)) if n > 0 && engine == Engine::Uring => {
+            return Err(names.bad(
+                "pipes",
+                c,
+                n,
+                "the uring engine does not splice; pipes are for --engine epoll",
+            ));
+        }
+        _ if engine == Engine::Uring => 0,
         Some((n, _)) => n,
         None => netio::budget::pipes(nofile, workers as u64, DEFAULT_PIPES as u64) as usize,
     };
@@ -424,17 +445,6 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
         Some((d, _, _)) => Some(d),
         None => None,
     };
-    let engine = match (cli.engine, file.engine) {
-        (Some(e), _) => (e, true),
-        (None, Some(e)) => (e, false),
-        (None, None) => (Engine::Epoll, true),
-    };
-    if engine.0 == Engine::Uring {
-        if let Err(why) = netio::sys::uring::usable() {
-            return Err(names.bad("engine", engine.1, "uring", why));
-        }
-    }
-    let engine = engine.0;
     let cidrs = |name: &str, cli: &[String], file: &Option<Vec<String>>| {
         let (list, from_cli) = if cli.is_empty() {
             (file.clone().unwrap_or_default(), false)

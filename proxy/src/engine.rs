@@ -78,6 +78,14 @@ pub trait Engine: Sockets + Sized {
     /// complete accepts).
     fn accept_more(&mut self, _listener: &OwnedFd, _room: usize) {}
 
+    /// The worker is about to stop: completes what is in flight (by
+    /// `deadline` at the latest).
+    fn finish(&mut self, _deadline: std::time::Instant) {}
+
+    /// Accepting paused: withdraws what accepts are submitted (engines
+    /// that complete accepts).
+    fn stop_accepting(&mut self) {}
+
     /// Stops accepting on `listener` and closes it.
     fn unlisten(&mut self, listener: OwnedFd) {
         drop(listener);

@@ -54,4 +54,5 @@ pub mod sockets;
 pub mod stats;
 pub mod table;
 pub mod timers;
+pub mod uring;
 pub mod worker;

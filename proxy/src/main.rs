@@ -10,6 +10,7 @@ use proxy::reload::Reloader;
 use proxy::settings::{Published, Settings};
 use proxy::sockets::SysSockets;
 use proxy::stats::Snapshot;
+use proxy::uring::Uring;
 use proxy::worker::{Control, Worker};
 use std::fmt;
 use std::net::SocketAddr;
@@ -74,9 +75,7 @@ fn try_main(cli: Cli) -> Result<(), Error> {
     let settings = Published::new(Settings::of(&cfg));
     match cfg.engine {
         config::Engine::Epoll => serve::<SysSockets>(cli, limit, signals, cfg, live, settings),
-        // Interim, until the uring engine lands (issue 12): never a
-        // silent fallback to epoll.
-        config::Engine::Uring => Err(Error::Config("--engine uring: not built yet".into())),
+        config::Engine::Uring => serve::<Uring>(cli, limit, signals, cfg, live, settings),
     }
 }
 

@@ -210,11 +210,13 @@ impl<E: Engine> Worker<E> {
             }
             if let Some(deadline) = self.timers.drain_deadline {
                 if self.table.active() == 0 {
+                    self.sockets.finish(deadline);
                     return Ok(());
                 }
                 if now >= deadline {
                     self.table.close_all(Reason::Drain);
                     self.settle();
+                    self.sockets.finish(now);
                     return Ok(());
                 }
             }

@@ -1,0 +1,901 @@
+//! The io_uring engine: the same table, relay and rules as the epoll
+//! engine, over completions instead of readiness.
+//!
+//! Each socket has a multishot receive submitted for as long as it may
+//! give data; the kernel fills buffers of the worker's provided-buffer ring
+//! (consumed incrementally where the kernel can, so a small message takes
+//! only its own bytes) and each completion's piece waits in that side's
+//! inbox. The relay's reads take from the inbox — no system call — and its
+//! writes copy into a send buffer of the ring and submit one send; while
+//! it is in flight the direction is "not writable" (one send in flight per
+//! direction keeps the order), and its completion is the `OUT` edge. So
+//! the relay's readiness rules ([`netio::Ready`]) hold unchanged: this
+//! engine turns completions into the edges epoll would have given.
+//!
+//! - Backpressure: a direction whose destination is full keeps what
+//!   arrived in a stash of its own (the ring's buffers go back at the end
+//!   of every batch, so a stalled pair cannot starve the others), and past
+//!   [`HIGH_WATER`] its receive is cancelled until the relay has taken the
+//!   stash down to [`LOW_WATER`]: then the kernel's window closes, as it
+//!   does under epoll when the proxy stops reading.
+//! - Half-close: the FIN is a `SHUTDOWN` submitted after the direction's
+//!   send completed.
+//! - Teardown: cancel-then-close, hard-linked, so no request outlives its
+//!   socket; a graceful close waits for the last send to complete first.
+//! - Connects: `socket` and `connect` as under epoll (no `epoll_ctl`);
+//!   an in-progress one completes through a one-shot poll.
+//! - Accepts: a few single-shot accepts stay submitted, each with its own
+//!   address slot, so the client's address (for the access lists, the
+//!   balancer and the PROXY header) comes with the accept, without a
+//!   `getpeername` a multishot accept would need.
+//! - The control waker and the health checks' sockets stay on a small
+//!   epoll instance, itself polled through the ring.
+//!
+//! Every request carries a tag: its operation, the slot and side, and the
+//! side's epoch, bumped whenever its socket is closed or replaced, so a
+//! completion for a socket that is gone is recognised and only its
+//! buffers are taken back.
+
+use crate::config::Config;
+use crate::engine::{Engine, Event};
+use crate::pipes::PipeId;
+use crate::relay;
+use crate::stats::Stats;
+use crate::table::Sockets;
+use netio::sys::epoll::{self, Epoll, Events, Waker};
+use netio::sys::socket;
+use netio::sys::uring::{self, Completion, Counts, Piece, Ring, RingSize, SendId};
+use netio::{Errno, Outcome, Side, Source, Token};
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Submission-queue entries of a worker's ring.
+const RING_ENTRIES: u32 = 1024;
+/// Provided buffers of a worker's ring, and their size: 1 MiB a worker,
+/// whatever the number of connections.
+const RING_BUFFERS: u16 = 32;
+const RING_BUFFER_SIZE: u32 = 32 * 1024;
+/// Side-epoll events fetched at a time.
+const SIDE_EVENTS: usize = 64;
+/// Accepts kept submitted at once.
+const ACCEPTS: usize = 8;
+/// A direction's stash size past which its receive is cancelled, and
+/// below which it is submitted again.
+pub const HIGH_WATER: usize = 64 * 1024;
+pub const LOW_WATER: usize = 16 * 1024;
+
+/// What a request was for (the tag's top bits).
+mod op {
+    pub const RECV: u64 = 1;
+    pub const SEND: u64 = 2;
+    pub const SHUTDOWN: u64 = 3;
+    pub const CONNECT: u64 = 4;
+    pub const CLOSE: u64 = 5;
+    pub const ACCEPT: u64 = 6;
+    pub const SIDE: u64 = 7;
+    pub const CANCEL: u64 = 8;
+    pub const FAULT: u64 = 9;
+}
+
+const EPOCH_MASK: u32 = 0x0FFF_FFFF;
+
+fn tag(op: u64, epoch: u32, slot: usize, side: Side) -> u64 {
+    (op << 60) | (u64::from(epoch & EPOCH_MASK) << 32) | ((slot as u64) << 1) | side.index() as u64
+}
+
+fn untag(t: u64) -> (u64, u32, usize, Side) {
+    let side = if t & 1 == 0 {
+        Side::Client
+    } else {
+        Side::Backend
+    };
+    let slot = ((t & 0xFFFF_FFFF) >> 1) as usize;
+    ((t >> 60), ((t >> 32) as u32) & EPOCH_MASK, slot, side)
+}
+
+/// Where a direction's receive stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Recv {
+    /// None submitted (not yet connected, ended, or out of buffers).
+    #[default]
+    Off,
+    /// A multishot receive is submitted.
+    On,
+    /// Cancelled for backpressure; submitted again below the low water.
+    Paused,
+}
+
+/// One socket of a pair, as the engine sees it.
+#[derive(Debug, Default)]
+struct End {
+    fd: Option<OwnedFd>,
+    epoch: u32,
+    /// The table's generation for the pair, for its events.
+    gen: u32,
+    recv: Recv,
+    /// Pieces received, oldest first, after the stash.
+    inbox: VecDeque<Piece>,
+    /// Bytes received and kept across batches (the destination was full).
+    stash: Vec<u8>,
+    /// How much of the stash the relay has taken.
+    stash_at: usize,
+    /// The peer's FIN arrived.
+    eof: bool,
+    /// A receive failed with this (reported once, then the end).
+    error: Option<Errno>,
+    /// A send failed with this: every later write fails too.
+    broken: Option<Errno>,
+    /// The send in flight, and the bytes of it not yet completed.
+    send: Option<SendId>,
+    unsent: usize,
+    /// The FIN is to follow the send in flight.
+    shutdown_pending: bool,
+    /// Edges to report to the table at the end of the batch.
+    bits: u32,
+    /// Anything (bytes or the end) has come from this socket. Until then,
+    /// writes to a backend are made at once, as epoll's are, so that a
+    /// backend that reset before any byte is found with the bytes still
+    /// held (and the client moves on to the next backend with them).
+    heard: bool,
+    /// A poll for an error or hang-up is submitted (while the receive is
+    /// paused, nothing else would see a reset).
+    watching: bool,
+}
+
+impl End {
+    fn held(&self) -> usize {
+        self.stash.len() - self.stash_at + self.inbox.iter().map(|p| p.len as usize).sum::<usize>()
+    }
+}
+
+/// A send in flight: whom it is for, and what follows it.
+#[derive(Debug)]
+struct SendRec {
+    slot: usize,
+    side: Side,
+    epoch: u32,
+    fd: RawFd,
+    at: usize,
+    len: usize,
+    /// The pair closed while it was in flight: the socket, to shut down
+    /// (if `shutdown`) and close once the send completed.
+    close: Option<OwnedFd>,
+    shutdown: bool,
+    /// Its socket was closed under it (a reset): nothing more is sent.
+    orphan: bool,
+}
+
+/// The uring engine of one worker.
+pub struct Uring {
+    ring: Ring,
+    ends: Vec<[End; 2]>,
+    sends: Vec<Option<SendRec>>,
+    side: Epoll,
+    side_events: Events,
+    stats: Arc<Stats>,
+    listener: Option<RawFd>,
+    accepts_free: Vec<usize>,
+    reaped: Vec<(Completion, Option<Piece>)>,
+    /// Ends with edges to report.
+    touched: Vec<(u32, Side)>,
+    /// Ends that received pieces this batch (stashed if the relay left
+    /// them), with their epoch.
+    holding: Vec<(u32, Side, u32)>,
+    /// Ends whose receive is to be submitted again (out of buffers).
+    rearm: Vec<(u32, Side, u32)>,
+    seen: Counts,
+}
+
+const CLOSED: Outcome = Outcome::Error(Errno::BAD_DESCRIPTOR);
+
+impl Uring {
+    /// Notes an edge for the table (reported at the end of the batch).
+    fn edge(touched: &mut Vec<(u32, Side)>, e: &mut End, slot: usize, side: Side, bits: u32) {
+        if e.bits == 0 {
+            touched.push((slot as u32, side));
+        }
+        e.bits |= bits;
+    }
+
+    /// Submits the receive of `slot`'s `side`.
+    fn arm(ring: &mut Ring, e: &mut End, slot: usize, side: Side) {
+        if let Some(fd) = &e.fd {
+            if e.recv != Recv::On && !e.eof && e.error.is_none() {
+                ring.recv_multi(fd.as_raw_fd(), tag(op::RECV, e.epoch, slot, side));
+                e.recv = Recv::On;
+            }
+        }
+    }
+
+    /// Gives `e`'s socket up: its requests cancelled, then closed; its
+    /// pieces given back. A graceful close with a send in flight waits
+    /// for that send.
+    fn drop_end(&mut self, slot: usize, side: Side, abort: bool) {
+        let e = &mut self.ends[slot][side.index()];
+        let Some(fd) = e.fd.take() else {
+            return;
+        };
+        if abort {
+            self.stats.sys_sockopt.inc();
+            let _ = socket::set_linger_zero(&fd);
+        }
+        for p in e.inbox.drain(..) {
+            self.ring.release(p.bid);
+        }
+        e.stash = Vec::new();
+        e.stash_at = 0;
+        let waiting = e
+            .send
+            .take()
+            .and_then(|id| self.sends.get_mut(id.0 as usize)?.as_mut());
+        match waiting {
+            Some(rec) if !abort && e.broken.is_none() => {
+                // The last bytes go out first; the receive stops now.
+                if e.recv == Recv::On {
+                    let t = tag(op::RECV, e.epoch, slot, side);
+                    self.ring.cancel(t, tag(op::CANCEL, 0, 0, Side::Client));
+                }
+                rec.shutdown = e.shutdown_pending;
+                rec.close = Some(fd);
+            }
+            waiting => {
+                if let Some(rec) = waiting {
+                    rec.orphan = true;
+                }
+                self.ring
+                    .cancel_close(fd, tag(op::CLOSE, 0, 0, Side::Client));
+            }
+        }
+        let epoch = e.epoch.wrapping_add(1);
+        *e = End {
+            epoch,
+            ..End::default()
+        };
+    }
+
+    /// Handles one completion.
+    fn complete(&mut self, c: Completion, piece: Option<Piece>, out: &mut Vec<Event>) {
+        let (what, epoch, slot, side) = untag(c.data);
+        match what {
+            op::RECV => self.received(c, piece, epoch, slot, side),
+            op::SEND => self.sent(c, slot),
+            op::CONNECT => {
+                let Some(e) = self.ends.get_mut(slot).map(|p| &mut p[side.index()]) else {
+                    return;
+                };
+                if e.epoch & EPOCH_MASK != epoch || e.fd.is_none() {
+                    return;
+                }
+                if uring::poll_failed(c.result) {
+                    Self::edge(
+                        &mut self.touched,
+                        e,
+                        slot,
+                        side,
+                        epoll::OUT | epoll::ERR | epoll::HUP,
+                    );
+                } else {
+                    Self::edge(&mut self.touched, e, slot, side, epoll::OUT);
+                    Self::arm(&mut self.ring, e, slot, side);
+                }
+            }
+            op::FAULT => {
+                let Some(e) = self.ends.get_mut(slot).map(|p| &mut p[side.index()]) else {
+                    return;
+                };
+                if e.epoch & EPOCH_MASK != epoch || e.fd.is_none() {
+                    return;
+                }
+                e.watching = false;
+                // What epoll's edge would have said: a reset (ERR), or a
+                // FIN or both ends shut (RDHUP, HUP), read in order once
+                // the receive resumes. Not polled again: it would hold.
+                let bits = uring::poll_bits(c.result);
+                if bits != 0 {
+                    Self::edge(&mut self.touched, e, slot, side, bits | epoll::IN);
+                }
+            }
+            op::ACCEPT => {
+                self.accepts_free.push(slot);
+                if c.result == uring::CANCELED {
+                    return;
+                }
+                out.push(Event::Accepted(self.ring.accepted(slot, c.result)));
+            }
+            op::SIDE => {
+                self.side_events_into(out);
+                if !c.more() {
+                    self.side_poll();
+                }
+            }
+            // Shutdowns, cancels and closes: nothing waits on them.
+            _ => {}
+        }
+    }
+
+    fn received(
+        &mut self,
+        c: Completion,
+        piece: Option<Piece>,
+        epoch: u32,
+        slot: usize,
+        side: Side,
+    ) {
+        let Uring {
+            ring,
+            ends,
+            touched,
+            holding,
+            rearm,
+            ..
+        } = self;
+        let live = ends
+            .get_mut(slot)
+            .map(|p| &mut p[side.index()])
+            .filter(|e| e.epoch & EPOCH_MASK == epoch && e.fd.is_some());
+        let Some(e) = live else {
+            if let Some(p) = piece {
+                ring.release(p.bid);
+            }
+            return;
+        };
+        match (c.result, piece) {
+            (n, Some(p)) if n > 0 => {
+                if e.inbox.is_empty() {
+                    holding.push((slot as u32, side, e.epoch));
+                }
+                e.inbox.push_back(p);
+                e.heard = true;
+                Self::edge(touched, e, slot, side, epoll::IN);
+            }
+            (_, Some(p)) => ring.release(p.bid),
+            (0, None) => {
+                e.eof = true;
+                e.heard = true;
+                Self::edge(touched, e, slot, side, epoll::IN | epoll::RDHUP);
+            }
+            (n, None) if n == uring::NO_BUFFERS => {
+                // The ring ran dry: submitted again once buffers are back.
+                rearm.push((slot as u32, side, e.epoch));
+            }
+            (n, None) if n == uring::CANCELED => {}
+            (n, None) if n < 0 => {
+                e.error = Some(Errno(-n));
+                let bits = epoll::IN | epoll::RDHUP | epoll::ERR | epoll::HUP;
+                Self::edge(touched, e, slot, side, bits);
+            }
+            _ => {}
+        }
+        if !c.more() && e.recv == Recv::On {
+            e.recv = Recv::Off;
+            if c.result > 0 {
+                // Ended for a reason of its own (e.g. a full completion
+                // queue): it goes on.
+                rearm.push((slot as u32, side, e.epoch));
+            }
+        }
+    }
+
+    fn sent(&mut self, c: Completion, id: usize) {
+        let Some(rec) = self.sends.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        let sid = SendId(id as u32);
+        if c.result > 0 && rec.at + (c.result as usize) < rec.len && !rec.orphan {
+            // A short send: the rest goes now, still the one in flight.
+            rec.at += c.result as usize;
+            self.ring.send_done(sid);
+            let fd = rec.close.as_ref().map_or(rec.fd, |f| f.as_raw_fd());
+            self.ring
+                .send(fd, sid, rec.at, tag(op::SEND, 0, id, Side::Client));
+            if let Some(e) = self
+                .ends
+                .get_mut(rec.slot)
+                .map(|p| &mut p[rec.side.index()])
+            {
+                if e.send == Some(sid) {
+                    e.unsent = rec.len - rec.at;
+                }
+            }
+            return;
+        }
+        let Some(rec) = self.sends.get_mut(id).and_then(Option::take) else {
+            return;
+        };
+        self.ring.send_done(sid);
+        self.ring.release_send(sid);
+        if let Some(fd) = rec.close {
+            // The pair closed while this was in flight.
+            if c.result >= 0 && rec.shutdown {
+                self.ring
+                    .shutdown(fd.as_raw_fd(), tag(op::SHUTDOWN, 0, 0, Side::Client));
+            }
+            self.ring
+                .cancel_close(fd, tag(op::CLOSE, 0, 0, Side::Client));
+            return;
+        }
+        let (slot, side) = (rec.slot, rec.side);
+        let Some(e) = self.ends.get_mut(slot).map(|p| &mut p[side.index()]) else {
+            return;
+        };
+        if e.send != Some(sid) || e.epoch != rec.epoch {
+            return;
+        }
+        e.send = None;
+        e.unsent = 0;
+        if c.result < 0 {
+            e.broken = Some(Errno(-c.result));
+            let bits = epoll::OUT | epoll::ERR | epoll::HUP;
+            Self::edge(&mut self.touched, e, slot, side, bits);
+            return;
+        }
+        if std::mem::take(&mut e.shutdown_pending) {
+            if let Some(fd) = &e.fd {
+                let t = tag(op::SHUTDOWN, e.epoch, slot, side);
+                self.ring.shutdown(fd.as_raw_fd(), t);
+            }
+        }
+        Self::edge(&mut self.touched, e, slot, side, epoll::OUT);
+    }
+
+    /// Polls the side epoll (control waker, health checks) through the ring.
+    fn side_poll(&mut self) {
+        let fd = self.side.as_fd().as_raw_fd();
+        self.ring.poll_in(fd, tag(op::SIDE, 0, 0, Side::Client));
+    }
+
+    fn side_events_into(&mut self, out: &mut Vec<Event>) {
+        loop {
+            self.stats.sys_epoll_wait.inc();
+            let Ok(n) = self.side.wait(&mut self.side_events, 0) else {
+                return;
+            };
+            out.extend(
+                self.side_events
+                    .iter()
+                    .map(|(tok, bits)| match Source::of(tok) {
+                        Source::Listener => Event::Listener,
+                        Source::Control => Event::Control,
+                        Source::Socket(t) => Event::Socket(t, bits),
+                    }),
+            );
+            if n < SIDE_EVENTS {
+                return;
+            }
+        }
+    }
+
+    /// Keeps what the relay left in the inboxes in each end's own stash,
+    /// so that the ring's buffers go back; pauses a receive past the high
+    /// water. Then submits again the receives that ran out of buffers.
+    fn settle_inboxes(&mut self) {
+        for (slot, side, epoch) in std::mem::take(&mut self.holding) {
+            let e = &mut self.ends[slot as usize][side.index()];
+            if e.epoch != epoch || e.inbox.is_empty() {
+                continue;
+            }
+            if e.stash_at > 0 {
+                e.stash.drain(..e.stash_at);
+                e.stash_at = 0;
+            }
+            for p in e.inbox.drain(..) {
+                e.stash
+                    .extend_from_slice(self.ring.piece(p.bid, p.at, p.len));
+                self.ring.release(p.bid);
+            }
+            if e.stash.len() >= HIGH_WATER {
+                // Whether its receive is on or ended (out of buffers), it
+                // stays off until the relay takes the stash down.
+                if e.recv == Recv::On {
+                    let t = tag(op::RECV, e.epoch, slot as usize, side);
+                    self.ring.cancel(t, tag(op::CANCEL, 0, 0, Side::Client));
+                }
+                e.recv = Recv::Paused;
+                // A reset must still be seen, as epoll's edge shows it.
+                if let (Some(fd), false) = (&e.fd, e.watching) {
+                    let t = tag(op::FAULT, e.epoch, slot as usize, side);
+                    self.ring.poll_fault(fd.as_raw_fd(), t);
+                    e.watching = true;
+                }
+            }
+        }
+        for (slot, side, epoch) in std::mem::take(&mut self.rearm) {
+            let e = &mut self.ends[slot as usize][side.index()];
+            if e.epoch == epoch && e.recv != Recv::Paused {
+                Self::arm(&mut self.ring, e, slot as usize, side);
+            }
+        }
+    }
+
+    fn count(&mut self) {
+        let now = self.ring.counts();
+        let s = &self.stats;
+        s.sys_uring_enter.add(now.enters - self.seen.enters);
+        s.uring_submissions.add(now.submitted - self.seen.submitted);
+        s.uring_completions.add(now.completed - self.seen.completed);
+        self.seen = now;
+    }
+}
+
+/// One pair's two ends, for the relay.
+pub struct PairIo<'a> {
+    stats: &'a Stats,
+    ring: &'a mut Ring,
+    ends: &'a mut [End; 2],
+    sends: &'a mut Vec<Option<SendRec>>,
+    slot: usize,
+}
+
+impl relay::Io for PairIo<'_> {
+    fn read(&mut self, from: Side, buf: &mut [u8]) -> Outcome {
+        let e = &mut self.ends[from.index()];
+        if e.fd.is_none() {
+            return CLOSED;
+        }
+        let mut n = 0;
+        if e.stash_at < e.stash.len() {
+            let take = (e.stash.len() - e.stash_at).min(buf.len());
+            buf[..take].copy_from_slice(&e.stash[e.stash_at..e.stash_at + take]);
+            e.stash_at += take;
+            n = take;
+            if e.stash_at == e.stash.len() {
+                // Kept only while the destination is slow.
+                e.stash = Vec::new();
+                e.stash_at = 0;
+            }
+        }
+        while n < buf.len() {
+            let Some(p) = e.inbox.front_mut() else {
+                break;
+            };
+            let take = (p.len as usize).min(buf.len() - n);
+            buf[n..n + take].copy_from_slice(&self.ring.piece(p.bid, p.at, take as u32)[..take]);
+            n += take;
+            p.at += take as u32;
+            p.len -= take as u32;
+            if p.len == 0 {
+                let bid = p.bid;
+                e.inbox.pop_front();
+                self.ring.release(bid);
+            }
+        }
+        if e.recv == Recv::Paused && e.held() <= LOW_WATER {
+            e.recv = Recv::Off;
+            Uring::arm(self.ring, e, self.slot, from);
+        }
+        if n > 0 {
+            return Outcome::Data(n);
+        }
+        if let Some(err) = e.error.take() {
+            e.eof = true;
+            return Outcome::of_error(&io::Error::from_raw_os_error(err.0));
+        }
+        if e.eof {
+            return Outcome::Eof;
+        }
+        Uring::arm(self.ring, e, self.slot, from);
+        Outcome::WouldBlock
+    }
+
+    fn write(&mut self, to: Side, data: &[u8]) -> Outcome {
+        let e = &mut self.ends[to.index()];
+        let Some(fd) = &e.fd else {
+            return CLOSED;
+        };
+        if let Some(err) = e.broken {
+            return Outcome::of_error(&io::Error::from_raw_os_error(err.0));
+        }
+        if e.send.is_some() {
+            return Outcome::WouldBlock;
+        }
+        if data.is_empty() {
+            return Outcome::Data(0);
+        }
+        let mut data = data;
+        let offered = data.len();
+        if to == Side::Backend && !e.heard {
+            self.stats.sys_write.inc();
+            match socket::write(fd, data) {
+                Ok(n) if n == data.len() => return Outcome::Data(n),
+                Ok(n) => data = &data[n..],
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Outcome::of_error(&err),
+            }
+        }
+        let id = self.ring.take_send();
+        let Some(buf) = self.ring.send_buf(id) else {
+            return Outcome::WouldBlock;
+        };
+        buf.clear();
+        buf.extend_from_slice(data);
+        let i = id.0 as usize;
+        if self.sends.len() <= i {
+            self.sends.resize_with(i + 1, || None);
+        }
+        let raw = fd.as_raw_fd();
+        self.sends[i] = Some(SendRec {
+            slot: self.slot,
+            side: to,
+            epoch: e.epoch,
+            fd: raw,
+            at: 0,
+            len: data.len(),
+            close: None,
+            shutdown: false,
+            orphan: false,
+        });
+        self.ring
+            .send(raw, id, 0, tag(op::SEND, 0, i, Side::Client));
+        e.send = Some(id);
+        e.unsent = data.len();
+        Outcome::Data(offered)
+    }
+
+    fn splice_in(&mut self, _from: Side, _pipe: &PipeId, _len: usize) -> Outcome {
+        CLOSED // This engine lends no pipes.
+    }
+
+    fn splice_out(&mut self, _pipe: &PipeId, _to: Side, _len: usize) -> Outcome {
+        CLOSED
+    }
+
+    fn shutdown(&mut self, to: Side) -> Outcome {
+        let e = &mut self.ends[to.index()];
+        let Some(fd) = &e.fd else {
+            return CLOSED;
+        };
+        if e.send.is_some() {
+            e.shutdown_pending = true;
+        } else {
+            let t = tag(op::SHUTDOWN, e.epoch, self.slot, to);
+            self.ring.shutdown(fd.as_raw_fd(), t);
+        }
+        Outcome::Data(0)
+    }
+}
+
+impl Sockets for Uring {
+    fn pair(&mut self, slot: usize) -> impl relay::Io + '_ {
+        PairIo {
+            stats: &self.stats,
+            ring: &mut self.ring,
+            ends: &mut self.ends[slot],
+            sends: &mut self.sends,
+            slot,
+        }
+    }
+
+    fn connect_error(&mut self, slot: usize) -> Option<Errno> {
+        let fd = self.ends[slot][Side::Backend.index()].fd.as_ref()?;
+        self.stats.sys_sockopt.inc();
+        socket::take_error(fd).ok().flatten().map(|e| Errno::of(&e))
+    }
+
+    fn close(&mut self, slot: usize, abort: [bool; 2]) {
+        for side in Side::BOTH {
+            self.drop_end(slot, side, abort[side.index()]);
+        }
+    }
+
+    fn renew_pipe(&mut self, _pipe: &PipeId) -> bool {
+        false
+    }
+
+    fn unacked(&mut self, slot: usize, side: Side) -> Option<usize> {
+        let e = &self.ends[slot][side.index()];
+        let fd = e.fd.as_ref()?;
+        self.stats.sys_ioctl.inc();
+        // What the kernel holds, plus what is still on its way to it.
+        socket::unacked(fd).ok().map(|n| n + e.unsent)
+    }
+
+    fn reconnect(&mut self, slot: usize, gen: u32, addr: SocketAddr) -> Result<bool, Errno> {
+        self.drop_end(slot, Side::Backend, true);
+        let stats = &self.stats;
+        let (fd, done) = socket::connect(&addr).map_err(|e| {
+            stats.sys_connect.add(2);
+            stats.sys_close.inc();
+            Errno::of(&e)
+        })?;
+        stats.sys_connect.add(2);
+        stats.sys_sockopt.inc();
+        let _ = socket::set_nodelay(&fd);
+        self.attach_backend(slot, gen, fd, done);
+        Ok(done)
+    }
+
+    fn local_addr(&mut self, slot: usize) -> Option<SocketAddr> {
+        let fd = self.ends[slot][Side::Client.index()].fd.as_ref()?;
+        self.stats.sys_sockopt.inc(); // getsockname
+        socket::local_addr(fd).ok()
+    }
+}
+
+impl Uring {
+    fn attach_backend(&mut self, slot: usize, gen: u32, fd: OwnedFd, connected: bool) {
+        let Uring {
+            ring,
+            ends,
+            touched,
+            ..
+        } = self;
+        let side = Side::Backend;
+        let e = &mut ends[slot][side.index()];
+        e.gen = gen;
+        let raw = fd.as_raw_fd();
+        e.fd = Some(fd);
+        if connected {
+            Self::arm(ring, e, slot, side);
+            Self::edge(touched, e, slot, side, epoll::OUT);
+        } else {
+            ring.poll_connect(raw, tag(op::CONNECT, e.epoch, slot, side));
+        }
+    }
+}
+
+impl Engine for Uring {
+    const COMPLETES_ACCEPTS: bool = true;
+
+    fn new(_cfg: &Config, capacity: usize, stats: Arc<Stats>) -> io::Result<Self> {
+        let ring = Ring::new(RingSize {
+            entries: RING_ENTRIES,
+            buffers: RING_BUFFERS,
+            buffer_size: RING_BUFFER_SIZE,
+            accepts: ACCEPTS,
+        })?;
+        let mut ends = Vec::with_capacity(capacity);
+        ends.resize_with(capacity, Default::default);
+        Ok(Uring {
+            ring,
+            ends,
+            sends: Vec::new(),
+            side: Epoll::new()?,
+            side_events: Events::with_capacity(SIDE_EVENTS),
+            stats,
+            listener: None,
+            accepts_free: (0..ACCEPTS).rev().collect(),
+            reaped: Vec::with_capacity(RING_ENTRIES as usize),
+            touched: Vec::new(),
+            holding: Vec::new(),
+            rearm: Vec::new(),
+            seen: Counts::default(),
+        })
+    }
+
+    fn watch(&mut self, listener: &OwnedFd, waker: &Waker) -> io::Result<()> {
+        self.listener = Some(listener.as_raw_fd());
+        self.side
+            .add(waker, epoll::IN | epoll::ET, Token::CONTROL)?;
+        self.side_poll();
+        self.accept_more(listener, self.ends.len());
+        Ok(())
+    }
+
+    fn wait(&mut self, timeout_ms: i32, out: &mut Vec<Event>) -> io::Result<usize> {
+        self.settle_inboxes();
+        let timeout = match timeout_ms {
+            // Edges noted since the last wait are reported without sleeping.
+            _ if !self.touched.is_empty() => Some(Duration::ZERO),
+            t if t < 0 => None,
+            t => Some(Duration::from_millis(t as u64)),
+        };
+        self.ring.submit_wait(timeout)?;
+        let before = out.len();
+        let mut reaped = std::mem::take(&mut self.reaped);
+        self.ring.reap(&mut reaped);
+        for (c, piece) in reaped.drain(..) {
+            self.complete(c, piece, out);
+        }
+        self.reaped = reaped;
+        for (slot, side) in self.touched.drain(..) {
+            let e = &mut self.ends[slot as usize][side.index()];
+            let bits = std::mem::take(&mut e.bits);
+            if bits != 0 {
+                out.push(Event::Socket(Token::new(slot as usize, e.gen, side), bits));
+            }
+        }
+        self.count();
+        Ok(out.len() - before)
+    }
+
+    fn side(&self) -> &Epoll {
+        &self.side
+    }
+
+    fn pipes(&self) -> (usize, usize) {
+        (0, 0)
+    }
+
+    fn register(
+        &mut self,
+        _slot: usize,
+        _gen: u32,
+        _client: &OwnedFd,
+        _backend: Option<&OwnedFd>,
+    ) -> io::Result<()> {
+        Ok(()) // Nothing to register: requests name their socket.
+    }
+
+    fn attach(
+        &mut self,
+        slot: usize,
+        gen: u32,
+        client: OwnedFd,
+        backend: Option<OwnedFd>,
+        connected: bool,
+    ) {
+        {
+            let Uring {
+                ring,
+                ends,
+                touched,
+                ..
+            } = self;
+            let side = Side::Client;
+            let e = &mut ends[slot][side.index()];
+            e.gen = gen;
+            e.fd = Some(client);
+            Self::arm(ring, e, slot, side);
+            // Writable from the start, as epoll's first edge says.
+            Self::edge(touched, e, slot, side, epoll::OUT);
+        }
+        if let Some(fd) = backend {
+            self.attach_backend(slot, gen, fd, connected);
+        }
+    }
+
+    fn accept_more(&mut self, listener: &OwnedFd, room: usize) {
+        let armed = ACCEPTS - self.accepts_free.len();
+        let mut want = room.min(ACCEPTS).saturating_sub(armed);
+        while want > 0 {
+            let Some(k) = self.accepts_free.pop() else {
+                return;
+            };
+            let t = tag(op::ACCEPT, 0, k, Side::Client);
+            self.ring.accept(listener.as_raw_fd(), k, t);
+            want -= 1;
+        }
+    }
+
+    fn finish(&mut self, deadline: std::time::Instant) {
+        // The last sends (and the closes after them) complete before the
+        // worker goes: its ring's requests end with it.
+        let mut out = Vec::new();
+        while self.sends.iter().any(Option::is_some) {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let left = (deadline - now).min(Duration::from_millis(10));
+            if self.ring.submit_wait(Some(left)).is_err() {
+                break;
+            }
+            let mut reaped = std::mem::take(&mut self.reaped);
+            self.ring.reap(&mut reaped);
+            for (c, piece) in reaped.drain(..) {
+                self.complete(c, piece, &mut out);
+            }
+            self.reaped = reaped;
+            out.clear();
+        }
+        let _ = self.ring.submit_wait(Some(Duration::ZERO));
+        self.count();
+    }
+
+    fn stop_accepting(&mut self) {
+        // The clients stay in the backlog until accepts are submitted again.
+        if let Some(fd) = self.listener {
+            self.ring.cancel_fd(fd, tag(op::CANCEL, 0, 0, Side::Client));
+        }
+    }
+
+    fn unlisten(&mut self, listener: OwnedFd) {
+        self.listener = None;
+        self.ring
+            .cancel_close(listener, tag(op::CLOSE, 0, 0, Side::Client));
+    }
+}
