@@ -109,7 +109,7 @@ fn the_syscall_counters_agree_with_strace() {
         .arg("-qq")
         .arg("-o")
         .arg(&trace)
-        .arg(env!("CARGO_BIN_EXE_proxy"));
+        .args(crate::util::proxy_argv());
     let (e, s) = (echo.addr.to_string(), stalled.addr.to_string());
     // The stalled backend never takes what the reset client sent: its
     // flush is cut off after half a second.

@@ -328,7 +328,7 @@ fn a_small_open_files_limit_gives_connections_before_pipes() {
     let backend = Backend::echo();
     let b = backend.addr.to_string();
     let mut cmd = Command::new("prlimit");
-    cmd.args(["--nofile=64:64", env!("CARGO_BIN_EXE_proxy")]);
+    cmd.arg("--nofile=64:64").args(crate::util::proxy_argv());
     let mut proxy = Proxy::start_with(cmd, &["-l", "127.0.0.1", "-p", "0", "-b", &b]);
     let line = proxy
         .log()
@@ -352,7 +352,8 @@ fn a_small_open_files_limit_gives_connections_before_pipes() {
 fn an_open_files_limit_too_small_for_any_connection_blames_no_default() {
     let run = |extra: &[&str]| {
         let mut cmd = Command::new("prlimit");
-        cmd.args(["--nofile=40:40", env!("CARGO_BIN_EXE_proxy")])
+        cmd.arg("--nofile=40:40")
+            .args(crate::util::proxy_argv())
             .args(["-l", "127.0.0.1", "-p", "0", "-b", "127.0.0.1:9"])
             .args(extra);
         let out = cmd.output().expect("prlimit runs");

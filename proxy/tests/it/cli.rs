@@ -9,7 +9,7 @@ use std::net::TcpListener;
 
 /// The proxy binary under `assert_cmd`, failing instead of hanging.
 fn proxy() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
+    let mut cmd = Command::from(crate::util::proxy_command());
     cmd.timeout(WAIT);
     cmd
 }

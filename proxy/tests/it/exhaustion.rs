@@ -57,10 +57,8 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// The proxy under `prlimit --nofile=N:N`.
 fn under_prlimit(nofile: usize) -> Command {
     let mut cmd = Command::new("prlimit");
-    cmd.args([
-        format!("--nofile={nofile}:{nofile}").as_str(),
-        env!("CARGO_BIN_EXE_proxy"),
-    ]);
+    cmd.arg(format!("--nofile={nofile}:{nofile}"))
+        .args(crate::util::proxy_argv());
     cmd
 }
 

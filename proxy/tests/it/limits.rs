@@ -206,7 +206,8 @@ fn run_out_of_descriptors(runs_out: RunsOut) {
     let backend = Backend::echo();
     let b = backend.addr.to_string();
     let mut cmd = Command::new("prlimit");
-    cmd.args(["--nofile=2048:2048", env!("CARGO_BIN_EXE_proxy")]);
+    cmd.arg("--nofile=2048:2048")
+        .args(crate::util::proxy_argv());
     // Descriptors run out long before the connection table does.
     let mut proxy = Proxy::start_with(
         cmd,

@@ -211,7 +211,7 @@ fn an_invalid_file_keeps_the_running_config_with_the_start_s_own_message() {
     let prefix = "proxy: reload failed; the running configuration is kept: ";
     assert!(line.starts_with(prefix), "{line}");
     // A start with the same file says the same.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+    let out = crate::util::proxy_command()
         .args(["-c", &path])
         .output()
         .expect("run proxy");
