@@ -11,6 +11,7 @@ pub(crate) mod admin;
 pub(crate) mod bad_input;
 pub(crate) mod cli;
 pub(crate) mod dns;
+pub(crate) mod engine;
 pub(crate) mod exhaustion;
 pub(crate) mod failover;
 pub(crate) mod failover_reset;

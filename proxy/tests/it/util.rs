@@ -174,6 +174,31 @@ impl Stats {
         Stats(map)
     }
 
+    /// The engine's calls that wait for events, where an idle worker
+    /// sleeps: `epoll_wait` under epoll; under uring `io_uring_enter`,
+    /// and the side epoll's rare polls.
+    pub fn waits(&self) -> u64 {
+        if ENGINE == "uring" {
+            self.get("sys_uring_enter") + self.get("sys_epoll_wait")
+        } else {
+            self.get("sys_epoll_wait")
+        }
+    }
+
+    /// Whether a stream went through the engine's bulk path: splice(2)
+    /// calls under epoll.
+    pub fn spliced(&self) -> bool {
+        if ENGINE == "uring" {
+            // uring: the lead says whether bulk moves through pipes
+            // (IORING_OP_SPLICE, not counted in sys_splice) or send/recv
+            // bundles, and puts the counter that shows it here; until then
+            // only that the stream went through the ring is certain.
+            self.get("uring_submissions") > 0
+        } else {
+            self.get("sys_splice") > 0
+        }
+    }
+
     /// Buffers and pipes lent out: what the proxy holds for bytes in flight.
     pub fn held(&self) -> u64 {
         self.get("pool_lent") + self.get("large_pool_lent") + self.get("pipes_lent")
@@ -437,6 +462,9 @@ pub fn thread_switches(pid: u32) -> Vec<(String, u64)> {
 }
 
 /// Voluntary context switches of all threads of `pid`, summed.
+// uring: io_uring's kernel workers (iou-wrk-*, iou-sqp-*) are tasks of
+// the process and count here: an idle uring proxy must not wake them
+// either. The lead confirms none is left waking when idle.
 pub fn voluntary_switches(pid: u32) -> u64 {
     thread_switches(pid).iter().map(|(_, n)| n).sum()
 }
