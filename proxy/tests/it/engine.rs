@@ -4,7 +4,8 @@
 //! not running stay at zero.
 
 use crate::cli::{bare_proxy, config_file, rejects, rejects_by};
-use crate::util::{connect, echo_byte, Backend, Proxy, ENGINE};
+use crate::util::{connect, echo_byte, Backend, Proxy, BIN, ENGINE};
+use std::process::Command;
 
 #[test]
 fn the_start_up_line_names_the_engine_before_listening() {
@@ -30,6 +31,23 @@ fn the_start_up_line_names_the_engine_before_listening() {
         1,
         "{log:?}"
     );
+}
+
+/// The config key alone chooses the engine, with no `--engine` given.
+#[test]
+fn the_config_key_alone_chooses_the_engine() {
+    let backend = Backend::echo();
+    let (_dir, path) = config_file(&format!(
+        "engine = \"{ENGINE}\"\n[[backend]]\naddress = \"{}\"\n",
+        backend.addr
+    ));
+    let proxy = Proxy::start_with(
+        Command::new(BIN),
+        &["-c", &path, "-l", "127.0.0.1", "-p", "0"],
+    );
+    proxy.wait_logged(|l| *l == format!("proxy: engine {ENGINE}"));
+    let mut c = connect(proxy.addr);
+    echo_byte(&mut c, 7);
 }
 
 #[test]
