@@ -38,8 +38,9 @@ pub fn proxy_argv() -> [&'static str; 3] {
 /// The proxy as a command with `--engine` [`ENGINE`]: the one way the
 /// tests start it directly.
 pub fn proxy_command() -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["--engine", ENGINE]);
+    let [bin, engine @ ..] = proxy_argv();
+    let mut cmd = Command::new(bin);
+    cmd.args(engine);
     cmd
 }
 
