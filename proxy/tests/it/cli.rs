@@ -7,9 +7,17 @@ use assert_cmd::Command;
 use std::io::Write;
 use std::net::TcpListener;
 
-/// The proxy binary under `assert_cmd`, failing instead of hanging.
+/// The proxy binary (with this binary's engine) under `assert_cmd`,
+/// failing instead of hanging.
 fn proxy() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
+    let mut cmd = Command::from(crate::util::proxy_command());
+    cmd.timeout(WAIT);
+    cmd
+}
+
+/// The proxy binary with no engine chosen, for the tests of `--engine`.
+pub(crate) fn bare_proxy() -> Command {
+    let mut cmd = Command::new(crate::util::BIN);
     cmd.timeout(WAIT);
     cmd
 }
@@ -33,7 +41,12 @@ pub(crate) fn rejects(args: &[&str], needles: &[&str]) -> String {
 
 /// [`rejects`] with exactly `all` as the arguments.
 pub(crate) fn rejects_exactly(all: &[&str], needles: &[&str]) -> String {
-    let out = proxy()
+    rejects_by(proxy(), all, needles)
+}
+
+/// [`rejects_exactly`] with `cmd` as the proxy.
+pub(crate) fn rejects_by(mut cmd: Command, all: &[&str], needles: &[&str]) -> String {
+    let out = cmd
         .args(all)
         .output()
         .unwrap_or_else(|e| panic!("proxy {all:?} did not exit: {e}"));

@@ -75,7 +75,7 @@ impl Resolver {
         ])
         .arg(&self.hosts)
         .arg(&self.resolv)
-        .arg(env!("CARGO_BIN_EXE_proxy"));
+        .args(crate::util::proxy_argv());
         cmd
     }
 }

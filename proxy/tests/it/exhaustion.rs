@@ -57,10 +57,8 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// The proxy under `prlimit --nofile=N:N`.
 fn under_prlimit(nofile: usize) -> Command {
     let mut cmd = Command::new("prlimit");
-    cmd.args([
-        format!("--nofile={nofile}:{nofile}").as_str(),
-        env!("CARGO_BIN_EXE_proxy"),
-    ]);
+    cmd.arg(format!("--nofile={nofile}:{nofile}"))
+        .args(crate::util::proxy_argv());
     cmd
 }
 
@@ -225,6 +223,15 @@ fn slow_readers_that_exhaust_the_pools_do_not_stop_other_clients() {
 /// Set in the environment of the test re-executed inside `unshare -n`.
 const INSIDE_NETNS: &str = "PROXY_TEST_INSIDE_NETNS";
 
+/// The full name of this module's test `f` as the harness knows it: the
+/// module's path without the crate's name (`exhaustion::f` in `it`,
+/// `it::exhaustion::f` in `it_uring`, which includes the same modules).
+fn test_name(f: &str) -> String {
+    let path = module_path!();
+    let inner = path.split_once("::").map_or(path, |(_, rest)| rest);
+    format!("{inner}::{f}")
+}
+
 /// Runs the test `name` of this executable again inside a private network
 /// namespace (`unshare -n`), where the environment variable
 /// [`INSIDE_NETNS`] is set, and fails if it fails. Where namespaces are
@@ -305,9 +312,8 @@ fn echo_one_then_close_first(mut s: TcpStream) {
 /// clients are relayed again.
 #[test]
 fn backend_side_ephemeral_ports_exhausted() {
-    const NAME: &str = "exhaustion::backend_side_ephemeral_ports_exhausted";
     if std::env::var_os(INSIDE_NETNS).is_none() {
-        in_private_netns(NAME);
+        in_private_netns(&test_name("backend_side_ephemeral_ports_exhausted"));
         return;
     }
     sh("ip link set lo up");

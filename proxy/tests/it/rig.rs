@@ -30,7 +30,7 @@ impl Rig {
     /// Starts the proxy on 127.0.0.1 port 0 in front of `backend` with
     /// its metrics endpoint, and takes the baseline.
     pub fn start(backend: SocketAddr, extra: &[&str]) -> Rig {
-        Rig::start_with(Command::new(env!("CARGO_BIN_EXE_proxy")), backend, extra)
+        Rig::start_with(crate::util::proxy_command(), backend, extra)
     }
 
     /// Like [`Rig::start`] with `cmd` as the proxy (under `prlimit`, say).

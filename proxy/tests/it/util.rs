@@ -14,6 +14,36 @@ use std::time::{Duration, Instant};
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// The engine this test binary runs every proxy with, from the binary's
+/// own name: `it` tests the epoll engine, `it_uring` (the same modules,
+/// see `tests/it_uring/main.rs`) the io_uring one. A failing test's
+/// binary so names its engine.
+pub const ENGINE: &str = match env!("CARGO_CRATE_NAME").as_bytes() {
+    b"it" => "epoll",
+    b"it_uring" => "uring",
+    _ => panic!("a test binary of the proxy without an engine: name it in util::ENGINE"),
+};
+
+/// The proxy binary, with no engine chosen: only for the tests of the
+/// `--engine` option itself. Every other start goes through
+/// [`proxy_command`] or [`proxy_argv`].
+pub const BIN: &str = env!("CARGO_BIN_EXE_proxy");
+
+/// The proxy's program and its engine flag, for a wrapper's command line
+/// (`prlimit --nofile=64:64 <these> ARGS`); the proxy's own arguments follow.
+pub fn proxy_argv() -> [&'static str; 3] {
+    [BIN, "--engine", ENGINE]
+}
+
+/// The proxy as a command with `--engine` [`ENGINE`]: the one way the
+/// tests start it directly.
+pub fn proxy_command() -> Command {
+    let [bin, engine @ ..] = proxy_argv();
+    let mut cmd = Command::new(bin);
+    cmd.args(engine);
+    cmd
+}
+
 /// A running `proxy` process, killed on drop; its process handling
 /// (stderr lines, signals, exit) comes from [`testkit::Child`].
 pub struct Proxy {
@@ -38,7 +68,7 @@ impl Proxy {
     /// Starts the proxy with `args` (add `-p 0` yourself if you want a
     /// free port; `start_to` does) and waits for its `listening on` line.
     pub fn start(args: &[&str]) -> Proxy {
-        Self::start_with(Command::new(env!("CARGO_BIN_EXE_proxy")), args)
+        Self::start_with(proxy_command(), args)
     }
 
     /// Starts `cmd` (the proxy, perhaps under `prlimit`) with `args`.
@@ -74,7 +104,7 @@ impl Proxy {
         let b = backend.to_string();
         let mut args = vec!["-l", "127.0.0.1", "-p", "0", "-b", b.as_str()];
         args.extend_from_slice(extra);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
+        let mut cmd = proxy_command();
         let mut proc = testkit::Child::spawn_then("proxy", cmd.args(&args), WAIT, after);
         let addr = proc.wait_listening();
         Proxy { proc, addr }
@@ -143,6 +173,31 @@ impl Stats {
             .map(|(k, v)| (k.to_string(), v.parse().expect("number")))
             .collect();
         Stats(map)
+    }
+
+    /// The engine's calls that wait for events, where an idle worker
+    /// sleeps: `epoll_wait` under epoll; under uring `io_uring_enter`,
+    /// and the side epoll's rare polls.
+    pub fn waits(&self) -> u64 {
+        if ENGINE == "uring" {
+            self.get("sys_uring_enter") + self.get("sys_epoll_wait")
+        } else {
+            self.get("sys_epoll_wait")
+        }
+    }
+
+    /// Whether a stream went through the engine's bulk path: splice(2)
+    /// calls under epoll.
+    pub fn spliced(&self) -> bool {
+        if ENGINE == "uring" {
+            // uring: the lead says whether bulk moves through pipes
+            // (IORING_OP_SPLICE, not counted in sys_splice) or send/recv
+            // bundles, and puts the counter that shows it here; until then
+            // only that the stream went through the ring is certain.
+            self.get("uring_submissions") > 0
+        } else {
+            self.get("sys_splice") > 0
+        }
     }
 
     /// Buffers and pipes lent out: what the proxy holds for bytes in flight.
@@ -408,6 +463,9 @@ pub fn thread_switches(pid: u32) -> Vec<(String, u64)> {
 }
 
 /// Voluntary context switches of all threads of `pid`, summed.
+// uring: io_uring's kernel workers (iou-wrk-*, iou-sqp-*) are tasks of
+// the process and count here: an idle uring proxy must not wake them
+// either. The lead confirms none is left waking when idle.
 pub fn voluntary_switches(pid: u32) -> u64 {
     thread_switches(pid).iter().map(|(_, n)| n).sum()
 }
