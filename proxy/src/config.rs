@@ -55,6 +55,8 @@ pub struct Config {
     pub busy_poll: Option<Duration>,
     /// The event loop (checked to be usable on this kernel).
     pub engine: Engine,
+    /// Settings given that do not apply, one line each for the start-up.
+    pub warnings: Vec<String>,
     pub log_connections: bool,
     pub backlog: i32,
     pub acl: crate::acl::Acl,
@@ -250,14 +252,18 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
     // Pipes are an optimisation: under a small open-files limit they give
     // way to connections unless the user asked for them. The uring engine
     // moves bulk through its buffer ring and splices nothing.
+    let mut warnings = Vec::new();
     let pipes = match pipes_given {
-        Some((n, c)) if n > 0 && engine == Engine::Uring => {
-            return Err(names.bad(
-                "pipes",
-                c,
-                n,
-                "the uring engine does not splice; pipes are for --engine epoll",
+        Some((n, from_cli)) if n > 0 && engine == Engine::Uring => {
+            let given = if from_cli {
+                "--pipes"
+            } else {
+                "the config key pipes"
+            };
+            warnings.push(format!(
+                "{given} {n} is for --engine epoll: the uring engine moves bulk through its buffer ring and makes no pipes"
             ));
+            0
         }
         _ if engine == Engine::Uring => 0,
         Some((n, _)) => n,
@@ -543,6 +549,7 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
         idle_timeout,
         busy_poll,
         engine,
+        warnings,
         log_connections: cli.log_connections || file.log_connections.unwrap_or(false),
         backlog,
         acl,

@@ -129,6 +129,9 @@ fn serve<E: Engine + Send + 'static>(
     reloader
         .start_resolver()
         .map_err(|e| serve::Error::Setup("starting the resolver thread", e))?;
+    for w in &reloader.running().warnings {
+        netio::log!("proxy: warning: {w}");
+    }
     netio::log!("proxy: engine {}", reloader.running().engine.name());
     netio::log!("listening on {bound}");
     running.until_terminated_reloading(

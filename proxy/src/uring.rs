@@ -14,10 +14,12 @@
 //!
 //! - Backpressure: a direction whose destination is full keeps what
 //!   arrived in a stash of its own (the ring's buffers go back at the end
-//!   of every batch, so a stalled pair cannot starve the others), and past
-//!   [`HIGH_WATER`] its receive is cancelled until the relay has taken the
-//!   stash down to [`LOW_WATER`]: then the kernel's window closes, as it
-//!   does under epoll when the proxy stops reading.
+//!   of every batch, so a stalled pair cannot starve the others), and its
+//!   receive is cancelled (not submitted again while its destination is
+//!   full) until the relay has taken the stash: then the kernel's window
+//!   closes, as it does under epoll when the proxy stops reading. What one
+//!   direction holds beyond the relay's buffer is what one batch brought
+//!   (at most 32 completions of [`RECV_MOST`] bytes).
 //! - Half-close: the FIN is a `SHUTDOWN` submitted after the direction's
 //!   send completed.
 //! - Teardown: cancel-then-close, hard-linked, so no request outlives its
@@ -59,14 +61,17 @@ const RING_ENTRIES: u32 = 1024;
 /// whatever the number of connections.
 const RING_BUFFERS: u16 = 32;
 const RING_BUFFER_SIZE: u32 = 32 * 1024;
+/// The most one receive completion brings: the kernel runs a multishot
+/// receive up to 32 times before it yields, so this bounds what one
+/// direction can take in a batch before its pause takes effect.
+const RECV_MOST: u32 = 16 * 1024;
 /// Side-epoll events fetched at a time.
 const SIDE_EVENTS: usize = 64;
 /// Accepts kept submitted at once.
 const ACCEPTS: usize = 8;
-/// A direction's stash size past which its receive is cancelled, and
-/// below which it is submitted again.
-pub const HIGH_WATER: usize = 64 * 1024;
-pub const LOW_WATER: usize = 16 * 1024;
+/// A direction's stash size from which its receive is cancelled: any byte
+/// the relay could not take. It is submitted again once the stash is empty.
+pub const PAUSE_AT: usize = 1;
 
 /// What a request was for (the tag's top bits).
 mod op {
@@ -134,6 +139,9 @@ struct End {
     unsent: usize,
     /// The FIN is to follow the send in flight.
     shutdown_pending: bool,
+    /// A write found the send in flight (the relay now waits for `OUT`,
+    /// as after `EAGAIN` under epoll; without one no edge is needed).
+    wants_out: bool,
     /// Edges to report to the table at the end of the batch.
     bits: u32,
     /// Anything (bytes or the end) has come from this socket. Until then,
@@ -188,6 +196,8 @@ pub struct Uring {
     /// Ends whose receive is to be submitted again (out of buffers).
     rearm: Vec<(u32, Side, u32)>,
     seen: Counts,
+    /// Accepting paused: the accepts still submitted are to be cancelled.
+    withdraw: bool,
 }
 
 const CLOSED: Outcome = Outcome::Error(Errno::BAD_DESCRIPTOR);
@@ -205,7 +215,11 @@ impl Uring {
     fn arm(ring: &mut Ring, e: &mut End, slot: usize, side: Side) {
         if let Some(fd) = &e.fd {
             if e.recv != Recv::On && !e.eof && e.error.is_none() {
-                ring.recv_multi(fd.as_raw_fd(), tag(op::RECV, e.epoch, slot, side));
+                ring.recv_multi(
+                    fd.as_raw_fd(),
+                    RECV_MOST,
+                    tag(op::RECV, e.epoch, slot, side),
+                );
                 e.recv = Recv::On;
             }
         }
@@ -439,7 +453,9 @@ impl Uring {
                 self.ring.shutdown(fd.as_raw_fd(), t);
             }
         }
-        Self::edge(&mut self.touched, e, slot, side, epoll::OUT);
+        if std::mem::take(&mut e.wants_out) {
+            Self::edge(&mut self.touched, e, slot, side, epoll::OUT);
+        }
     }
 
     /// Polls the side epoll (control waker, health checks) through the ring.
@@ -487,7 +503,9 @@ impl Uring {
                     .extend_from_slice(self.ring.piece(p.bid, p.at, p.len));
                 self.ring.release(p.bid);
             }
-            if e.stash.len() >= HIGH_WATER {
+            // Left over: the destination is full. Not received again
+            // until the relay has taken the stash down.
+            if e.stash.len() >= PAUSE_AT {
                 // Whether its receive is on or ended (out of buffers), it
                 // stays off until the relay takes the stash down.
                 if e.recv == Recv::On {
@@ -563,7 +581,7 @@ impl relay::Io for PairIo<'_> {
                 self.ring.release(bid);
             }
         }
-        if e.recv == Recv::Paused && e.held() <= LOW_WATER {
+        if e.recv == Recv::Paused && e.held() == 0 {
             e.recv = Recv::Off;
             Uring::arm(self.ring, e, self.slot, from);
         }
@@ -590,6 +608,7 @@ impl relay::Io for PairIo<'_> {
             return Outcome::of_error(&io::Error::from_raw_os_error(err.0));
         }
         if e.send.is_some() {
+            e.wants_out = true;
             return Outcome::WouldBlock;
         }
         if data.is_empty() {
@@ -608,7 +627,7 @@ impl relay::Io for PairIo<'_> {
         }
         let id = self.ring.take_send();
         let Some(buf) = self.ring.send_buf(id) else {
-            return Outcome::WouldBlock;
+            return CLOSED; // A free send buffer is never busy.
         };
         buf.clear();
         buf.extend_from_slice(data);
@@ -763,6 +782,7 @@ impl Engine for Uring {
             holding: Vec::new(),
             rearm: Vec::new(),
             seen: Counts::default(),
+            withdraw: false,
         })
     }
 
@@ -777,6 +797,11 @@ impl Engine for Uring {
 
     fn wait(&mut self, timeout_ms: i32, out: &mut Vec<Event>) -> io::Result<usize> {
         self.settle_inboxes();
+        if std::mem::take(&mut self.withdraw) && self.accepts_free.len() < ACCEPTS {
+            if let Some(fd) = self.listener {
+                self.ring.cancel_fd(fd, tag(op::CANCEL, 0, 0, Side::Client));
+            }
+        }
         let timeout = match timeout_ms {
             // Edges noted since the last wait are reported without sleeping.
             _ if !self.touched.is_empty() => Some(Duration::ZERO),
@@ -849,6 +874,7 @@ impl Engine for Uring {
     }
 
     fn accept_more(&mut self, listener: &OwnedFd, room: usize) {
+        self.withdraw = false;
         let armed = ACCEPTS - self.accepts_free.len();
         let mut want = room.min(ACCEPTS).saturating_sub(armed);
         while want > 0 {
@@ -887,10 +913,10 @@ impl Engine for Uring {
     }
 
     fn stop_accepting(&mut self) {
-        // The clients stay in the backlog until accepts are submitted again.
-        if let Some(fd) = self.listener {
-            self.ring.cancel_fd(fd, tag(op::CANCEL, 0, 0, Side::Client));
-        }
+        // The clients stay in the backlog until accepts are submitted
+        // again. Withdrawn at the next wait, once this batch's completions
+        // are in: the accepts that failed with it need no cancel.
+        self.withdraw = true;
     }
 
     fn unlisten(&mut self, listener: OwnedFd) {

@@ -295,9 +295,12 @@ impl Ring {
         }
     }
 
-    /// A multishot receive on `fd` into the provided buffers.
-    pub fn recv_multi(&mut self, fd: RawFd, data: u64) {
-        let e = opcode::RecvMulti::new(types::Fd(fd), self.bufs.group).build();
+    /// A multishot receive on `fd` into the provided buffers, at most
+    /// `most` bytes a completion (0: a whole buffer).
+    pub fn recv_multi(&mut self, fd: RawFd, most: u32, data: u64) {
+        let e = opcode::RecvMulti::new(types::Fd(fd), self.bufs.group)
+            .len(most)
+            .build();
         self.push(&[e.user_data(data)]);
     }
 

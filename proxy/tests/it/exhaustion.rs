@@ -189,8 +189,10 @@ fn slow_readers_that_exhaust_the_pools_do_not_stop_other_clients() {
             c
         })
         .collect();
+    // The uring engine has no pipes: its large buffers run out alone.
+    let pipes = if crate::util::ENGINE == "uring" { 0 } else { 4 };
     crate::util::wait_until("the large buffers and the pipes to run out", || {
-        rig.metric("proxy_large_pool_lent") == LARGE && rig.metric("proxy_pipes_lent") == 4
+        rig.metric("proxy_large_pool_lent") == LARGE && rig.metric("proxy_pipes_lent") == pipes
     });
     let grown_kib = rss(&rig).saturating_sub(base_kib);
     let bound_kib = (2 * CONNS * SIZE + LARGE * LARGE_SIZE) / 1024 + 2048;
