@@ -14,13 +14,15 @@ const COLORS: &[&str] = &[
 ];
 
 /// One colour per subject in every chart, so that curves and bars agree.
-fn color(label: &str, i: usize) -> &'static str {
+fn color(label: &str) -> &'static str {
     match label {
         "direct" => COLORS[0],
         "self" => COLORS[1],
         "haproxy" => COLORS[2],
         "nginx" => COLORS[3],
-        _ => COLORS[4 + i % 2],
+        "self-uring" => COLORS[4],
+        // Every subject is named above; anything else shares the last.
+        _ => COLORS[5],
     }
 }
 
@@ -127,7 +129,7 @@ pub fn latency_svg(curves: &[Curve]) -> String {
     );
     s.push_str(r#"<g class="legend">"#);
     for (i, c) in curves.iter().enumerate() {
-        let color = color(&c.label, i);
+        let color = color(&c.label);
         let ly = mt + 15.0 * (i as f64 + 1.0);
         let _ = write!(
             s,
@@ -140,8 +142,8 @@ pub fn latency_svg(curves: &[Curve]) -> String {
         );
     }
     s.push_str("</g>");
-    for (i, c) in curves.iter().enumerate() {
-        let color = color(&c.label, i);
+    for c in curves {
+        let color = color(&c.label);
         let pts: Vec<String> = c
             .points
             .iter()
@@ -170,7 +172,7 @@ pub fn bars_svg(title: &str, unit: &str, values: &[(String, f64)]) -> String {
     for (i, (label, v)) in values.iter().enumerate() {
         let y = 22.0 + bh * i as f64;
         let bw = ((w - ml - 100.0) * v / vmax).max(0.0);
-        let color = color(label, i);
+        let color = color(label);
         let _ = write!(
             s,
             r#"<text x="{}" y="{}" text-anchor="end">{}</text><rect x="{ml}" y="{y}" width="{bw:.1}" height="{}" fill="{color}"/><text x="{}" y="{}">{}</text>"#,

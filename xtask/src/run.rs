@@ -260,9 +260,10 @@ pub fn figures_of(sc: &Scenario, measured: &Values, primary: &str) -> Vec<Figure
         let Some(vals) = measured.0.get(name) else {
             continue;
         };
+        // The peers only: ours on another engine is not a peer.
         let peers = vals
             .iter()
-            .filter(|(k, _)| k.as_str() != primary && k.as_str() != "direct")
+            .filter(|(k, _)| k.as_str() != primary && Kind::is_peer(k))
             .map(|(_, v)| *v);
         let best = match figures::spec(name).map(|s| s.better) {
             Some(Better::Higher) => peers.fold(f64::NAN, f64::max),

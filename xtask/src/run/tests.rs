@@ -47,6 +47,8 @@ fn peer_ratios_compare_with_the_best_peer_not_direct() {
                 ("haproxy", 100.0),
                 ("nginx", 90.0),
                 ("direct", 500.0),
+                // Ours on the other engine: no peer, never the best.
+                ("self-uring", 200.0),
             ],
         ),
         (
