@@ -221,6 +221,12 @@ pub const TABLE: &[Def] = &[
     // scenarios' targets (<= 6) bound it.
     count("read_write_per_message", "calls/msg", Lower, Load, room(0.0, 0.5)),
     count("syscalls_per_message", "calls/msg", Lower, Load, room(0.0, 1.0)),
+    // The io_uring engine's crossings and requests per message (0 under
+    // epoll): reads and writes are submissions there, and how many go in
+    // one io_uring_enter follows batching, hence wall-clock.
+    wall("uring_enter_per_message", "calls/msg", Lower, Load),
+    wall("submissions_per_message", "sqes/msg", Lower, Load),
+    wall("completions_per_message", "cqes/msg", Lower, Load),
     wall("cpu_us_per_message", "µs/msg", Lower, Load),
     // The whole machine's busy CPU (/proc/stat) over a subject's windows
     // per message: load, subject, backend and the softirq work charged to
@@ -232,6 +238,9 @@ pub const TABLE: &[Def] = &[
     // connection per exchange: what an engine spends to open, serve and
     // close one. Its waits follow batching, hence wall-clock.
     wall("syscalls_per_connection", "calls/conn", Lower, Load),
+    // The io_uring requests (SQEs) of the same: accept, socket, connect,
+    // recv, send, shutdown, close, cancel (0 under epoll).
+    wall("submissions_per_connection", "sqes/conn", Lower, Load),
     count("connections_held", "count", Higher, Hold, NONE),
     wall("buffers_held", "count", Lower, Hold),
     wall("rss_base_kib", "KiB", Lower, Hold),
