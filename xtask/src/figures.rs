@@ -23,6 +23,10 @@
 //!   target gates (or is a goal, `gate = false`) and the baseline holds it
 //!   within the room given here. Only figures with a `vs_peer` room have
 //!   peer ratios.
+//! - A **ratio target** (`[ratio_targets]`, `spec/ratio.rs`) judges one
+//!   subject's figure over another's in the same run, ours on one engine
+//!   over ours on the other (`rate_vs_self` of `self-uring`): peer class,
+//!   so its target gates, judged on its own subject and never baselined.
 //! - **wall**: wall-clock and machine-dependent figures (rates,
 //!   microseconds, CPU time, ratios to going direct, `NAME_vs_best_peer`):
 //!   reported with their targets' verdicts, which are goals; never gated
@@ -338,10 +342,26 @@ pub fn spec(name: &str) -> Option<Spec> {
         let i = row(base)?;
         return Some(of(i, Class::Wall, "x best peer".into(), NONE, 3));
     }
+    // `NAME_vs_self`: one subject's figure over ours on an engine, same
+    // run, judged like a peer ratio and never baselined (it is judged on
+    // its own subject, not the primary).
+    if let Some((base, ours)) = split_vs_ours(name) {
+        let i = row(base)?;
+        return Some(of(i, Class::Peer, format!("x {}", ours.name()), NONE, 2));
+    }
     let (base, peer) = split_vs_peer(name)?;
     let i = row(base)?;
     let room = TABLE[i].vs_peer?;
     Some(of(i, Class::Peer, format!("x {}", peer.name()), room, 2))
+}
+
+/// `NAME_vs_OURS` → (`NAME`, OURS), for ours on either engine: a ratio
+/// target's figure (`spec/ratio.rs`).
+pub fn split_vs_ours(name: &str) -> Option<(&str, Kind)> {
+    Kind::OURS.iter().find_map(|&k| {
+        let base = name.strip_suffix(k.name())?.strip_suffix("_vs_")?;
+        Some((base, k))
+    })
 }
 
 /// `NAME_vs_PEER` → (`NAME`, PEER), for any peer.
@@ -451,7 +471,16 @@ mod tests {
         let at = spec("rss_per_conn_bytes@1000").expect("@N");
         assert_eq!((at.class, at.unit.as_str()), (Class::Wall, "bytes"));
         assert!(spec("p99_us_vs_haproxy").is_none(), "no peer ratio for p99");
-        assert!(spec("rate_vs_direct").is_none() && spec("rate_vs_self").is_none());
+        assert!(spec("rate_vs_direct").is_none());
+        let ours = spec("total_cpu_us_per_message_vs_self").expect("a ratio target's");
+        assert_eq!(
+            (ours.class, ours.better, ours.unit.as_str(), ours.room),
+            (Class::Peer, Lower, "x self", NONE)
+        );
+        assert_eq!(
+            spec("rate_vs_self-uring").expect("either engine").unit,
+            "x self-uring"
+        );
         assert!(spec("rss_kib@many").is_none() && spec("speed").is_none());
         assert!(spec("rss_kib").is_none(), "only ever produced as rss_kib@N");
         assert!(spec("rss_kib@5000").is_some());

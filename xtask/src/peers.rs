@@ -53,6 +53,14 @@ impl Kind {
         }
     }
 
+    /// Ours, on each engine.
+    pub const OURS: [Kind; 2] = [Kind::SelfProxy, Kind::SelfUring];
+
+    /// The kind of [`Kind::name`] `name`.
+    pub fn named(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     /// Whether this is one of the other proxies ours is measured against.
     pub fn is_peer(name: &str) -> bool {
         Kind::PEERS.iter().any(|k| k.name() == name)

@@ -60,7 +60,12 @@ pub struct Figure {
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub rounds: BTreeMap<String, Vec<f64>>,
     pub target: Option<Bound>,
-    /// Target met by the primary subject (None: no target or no value).
+    /// The subject the target judges when it is not the primary (a ratio
+    /// target's `of`, `spec/ratio.rs`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub judged: Option<String>,
+    /// Target met by the judged subject, the primary unless `judged`
+    /// (None: no target or no value).
     pub pass: Option<bool>,
 }
 
@@ -79,9 +84,16 @@ impl Figure {
     }
 
     /// Whether `cargo xtask ci` holds it to the baseline: counts and peer
-    /// ratios, unless the scenario says `baseline = false`.
+    /// ratios of the primary, unless the scenario says `baseline = false`.
     pub fn baselined(&self) -> bool {
-        self.class.can_gate() && self.target.is_none_or(|b| b.baseline != Some(false))
+        self.class.can_gate()
+            && self.judged.is_none()
+            && self.target.is_none_or(|b| b.baseline != Some(false))
+    }
+
+    /// The subject its target judges in `run`.
+    pub fn judged<'a>(&'a self, run: &'a Run) -> &'a str {
+        self.judged.as_deref().unwrap_or(&run.primary)
     }
 }
 
