@@ -245,6 +245,11 @@ pub const TABLE: &[Def] = &[
     // The io_uring requests (SQEs) of the same: accept, socket, connect,
     // recv, send, shutdown, close, cancel (0 under epoll).
     wall("submissions_per_connection", "sqes/conn", Lower, Load),
+    // TIME_WAIT sockets a short churn of the subject alone left, on the
+    // client side (its listen port) and the backend side (the backend's
+    // port), from `ss` (`timewait.rs`); they follow its connection rate.
+    wall("time_wait_client_side", "count", Lower, Load),
+    wall("time_wait_backend_side", "count", Lower, Load),
     count("connections_held", "count", Higher, Hold, NONE),
     wall("buffers_held", "count", Lower, Hold),
     wall("rss_base_kib", "KiB", Lower, Hold),

@@ -62,7 +62,11 @@ pub fn run(
         &mut m.values,
     )?;
     target_figures(load, &targets, &results, connections, m);
-    metrics_figures(load, &subjects, before.metrics, &mut m.values)
+    metrics_figures(load, &subjects, before.metrics, &mut m.values)?;
+    if load.mode == LoadMode::Connect {
+        crate::timewait::run(load, &targets, backend_addr, connections, ctx, m)?;
+    }
+    Ok(())
 }
 
 /// Our proxy and the peers among `kinds`, in front of the backend.

@@ -26,6 +26,7 @@ mod scenario;
 mod soak;
 mod spec;
 mod summary;
+mod timewait;
 mod tools;
 mod units;
 
