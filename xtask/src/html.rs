@@ -4,6 +4,7 @@
 //! axis and bars of its headline figure, one colour per subject
 //! throughout.
 
+use crate::goals;
 use crate::report::{about, cell, target_cell, verdict, Curve, Run, GATE_NOTE};
 use crate::summary::{self, State};
 use crate::units;
@@ -195,6 +196,36 @@ td:first-child,th:first-child{text-align:left}.MISS,.miss{color:#b00;font-weight
 .ahead{color:#070}.behind{color:#a50}.absent{color:#777;font-style:italic}\
 .summary td.verdict,.summary td.label{text-align:left;white-space:normal}code{background:#f4f4f4}a{color:#14c}";
 
+/// A cell, escaped, with the markers around a missed target made a span
+/// that stands out.
+fn marked(cell: &str) -> String {
+    esc(cell)
+        .replace('\u{1}', "<span class=\"miss\">")
+        .replace('\u{2}', "</span>")
+}
+
+/// Issue 12's goals for the uring engine, when it ran.
+fn goals_html(run: &Run, out: &mut String) {
+    let Some(rows) = goals::rows(run) else {
+        return;
+    };
+    out.push_str(
+        r#"<section id="uring-goals"><h2>uring engine goals</h2><table class="summary"><tr>"#,
+    );
+    for h in goals::header() {
+        let _ = write!(out, "<th>{}</th>", esc(&h));
+    }
+    out.push_str("</tr>");
+    for r in &rows {
+        out.push_str("<tr>");
+        for c in goals::cells(r, |v| format!("\u{1}{v}\u{2}")) {
+            let _ = write!(out, "<td>{}</td>", marked(&c));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table></section>");
+}
+
 /// The summary: one row per headline figure, each linked to its section.
 fn summary_html(run: &Run, out: &mut String) {
     let _ = write!(
@@ -224,10 +255,7 @@ fn summary_html(run: &Run, out: &mut String) {
         let cells = summary::cells(run, &r, |v| format!("\u{1}{v}\u{2}"));
         let last = cells.len() - 1;
         for (i, c) in cells.iter().enumerate() {
-            // Markers around a missed target become a span that stands out.
-            let text = esc(c)
-                .replace('\u{1}', "<span class=\"miss\">")
-                .replace('\u{2}', "</span>");
+            let text = marked(c);
             match i {
                 0 => match r.anchor() {
                     Some(anchor) => {
@@ -267,6 +295,7 @@ pub fn html(run: &Run) -> String {
         quick = if run.quick { " (quick run)" } else { "" }
     );
     summary_html(run, &mut out);
+    goals_html(run, &mut out);
     let scenarios = summary::in_story_order(run);
     for s in &scenarios {
         let _ = write!(

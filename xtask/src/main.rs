@@ -10,6 +10,7 @@ mod failover;
 mod figures;
 mod flags;
 mod gate;
+mod goals;
 mod hold;
 mod html;
 mod list;

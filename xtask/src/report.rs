@@ -4,7 +4,7 @@
 use crate::figures::Class;
 use crate::machine::Machine;
 use crate::spec::Bound;
-use crate::{summary, units};
+use crate::{goals, summary, units};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -211,6 +211,12 @@ pub fn terminal(run: &Run) -> String {
             .map(|r| summary::cells(run, r, |v| v.to_uppercase())),
     );
     out.push_str(&table(&rows));
+    if let Some(goals) = goals::rows(run) {
+        out.push_str("\nURING ENGINE GOALS\n");
+        let mut rows = vec![goals::header()];
+        rows.extend(goals.iter().map(|r| goals::cells(r, |v| v.to_uppercase())));
+        out.push_str(&table(&rows));
+    }
     out
 }
 
@@ -250,6 +256,15 @@ pub fn markdown(run: &Run) -> String {
         out.push_str(&md_row(&cells));
     }
     out.push('\n');
+    if let Some(goals) = goals::rows(run) {
+        out.push_str("## uring engine goals\n\n");
+        out.push_str(&md_row(&goals::header()));
+        out.push_str(&md_row(&vec!["---".to_string(); goals::header().len()]));
+        for r in &goals {
+            out.push_str(&md_row(&goals::cells(r, |v| format!("**{v}**"))));
+        }
+        out.push('\n');
+    }
     let scenarios = summary::in_story_order(run);
     for s in &scenarios {
         let _ = writeln!(out, "## {}\n\n{}\n", s.name, s.description);
