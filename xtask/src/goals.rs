@@ -246,19 +246,7 @@ mod tests {
     use super::*;
     use crate::figures::Class;
     use crate::report::tests::{figure, sample};
-    use crate::report::ScenarioReport;
-
-    fn scenario(name: &str, figures: Vec<Figure>) -> ScenarioReport {
-        ScenarioReport {
-            name: name.into(),
-            description: String::new(),
-            figures,
-            curves: Vec::new(),
-            skipped: Vec::new(),
-            error: None,
-            commands: Vec::new(),
-        }
-    }
+    use crate::summary::tests::scenario;
 
     fn row<'a>(rows: &'a [Row], label: &str, against: Against) -> &'a Row {
         rows.iter()

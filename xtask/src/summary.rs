@@ -347,4 +347,4 @@ pub fn header(run: &Run) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -6,7 +6,8 @@ use crate::figures::Class;
 use crate::report::tests::{bound, figure};
 use crate::report::ScenarioReport;
 
-fn scenario(name: &str, figures: Vec<crate::report::Figure>) -> ScenarioReport {
+/// A scenario's report of `figures`, without errors or skips.
+pub(crate) fn scenario(name: &str, figures: Vec<crate::report::Figure>) -> ScenarioReport {
     ScenarioReport {
         name: name.into(),
         description: String::new(),
