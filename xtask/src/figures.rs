@@ -248,8 +248,14 @@ pub const TABLE: &[Def] = &[
     // TIME_WAIT sockets a short churn of the subject alone left, on the
     // client side (its listen port) and the backend side (the backend's
     // port), from `ss` (`timewait.rs`); they follow its connection rate.
+    // Sockets the kernel closed without TIME_WAIT for a full table
+    // (`time_wait_overflow` > 0) make them lower bounds.
     wall("time_wait_client_side", "count", Lower, Load),
     wall("time_wait_backend_side", "count", Lower, Load),
+    wall("time_wait_probe_connects", "count", Higher, Load),
+    wall("time_wait_probe_errors", "count", Lower, Load),
+    wall("time_wait_overflow", "count", Lower, Load),
+    wall("time_wait_reused", "count", Lower, Load),
     count("connections_held", "count", Higher, Hold, NONE),
     wall("buffers_held", "count", Lower, Hold),
     wall("rss_base_kib", "KiB", Lower, Hold),

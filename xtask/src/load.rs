@@ -43,6 +43,11 @@ pub fn run(
         Count::N(n) => n,
         Count::Max => Shape::of(&sc.proxy.args).max_connections(),
     };
+    // Before the measured load, whose churn would fill the kernel's
+    // TIME_WAIT table (see `timewait.rs`).
+    if load.mode == LoadMode::Connect {
+        crate::timewait::run(load, &targets, backend_addr, connections, ctx, m)?;
+    }
     let before = Before::read(&subjects);
     let mut alive = || {
         backend.check_alive()?;
@@ -62,11 +67,7 @@ pub fn run(
         &mut m.values,
     )?;
     target_figures(load, &targets, &results, connections, m);
-    metrics_figures(load, &subjects, before.metrics, &mut m.values)?;
-    if load.mode == LoadMode::Connect {
-        crate::timewait::run(load, &targets, backend_addr, connections, ctx, m)?;
-    }
-    Ok(())
+    metrics_figures(load, &subjects, before.metrics, &mut m.values)
 }
 
 /// Our proxy and the peers among `kinds`, in front of the backend.

@@ -1,9 +1,9 @@
-//! TIME_WAIT sockets per side after connection churn: after a
-//! connection-per-exchange load, each target (direct, then the subjects)
-//! is churned again alone for a short probe, and the TIME_WAIT sockets
-//! the probe left are counted with `ss` on the client side (a socket
-//! whose local or peer port is the target's listen port) and the backend
-//! side (the backend's port).
+//! TIME_WAIT sockets per side after connection churn: in a
+//! connection-per-exchange scenario, each target (direct, then the
+//! subjects) is churned alone for a short probe, and the TIME_WAIT
+//! sockets the probe left are counted with `ss` on the client side (a
+//! socket whose local or peer port is the target's listen port) and the
+//! backend side (the backend's port).
 //!
 //! Why a probe of its own: the measured load interleaves the subjects in
 //! windows, and every proxy's backend side connects to the one shared
@@ -18,6 +18,18 @@
 //! connection is in TIME_WAIT again); sockets that expire during the
 //! probe drop out of neither count. TIME_WAIT lasts 60 s, so the counts
 //! are of this probe only, never of an earlier run.
+//!
+//! The probes run before the measured load, not after it: the kernel
+//! holds at most `net.ipv4.tcp_max_tw_buckets` TIME_WAIT sockets (131,072
+//! here) and closes the rest without one (`TCPTimeWaitOverflow` in
+//! /proc/net/netstat), and a measured churn of several subjects fills
+//! that table, after which a probe would count nearly nothing. Each
+//! probe's overflow is reported beside its counts
+//! (`time_wait_overflow`): where it is above 0 the counts are lower
+//! bounds. So is each probe's `time_wait_reused` (`TWRecycled`): a
+//! reused tuple is told apart by its timer, which `ss` shows to the
+//! second, so a tuple reused and closed again within the second its old
+//! timer read may be missed; where it is 0 the counts are exact.
 
 use crate::load::Target;
 use crate::netns::{Place, Role};
@@ -37,7 +49,8 @@ type Sockets = BTreeMap<(String, String), u64>;
 
 /// Probes each of `targets` (direct's backend side is the backend itself:
 /// it has only a client side) and records `time_wait_client_side` and
-/// `time_wait_backend_side` for each.
+/// `time_wait_backend_side` for each, with the probe's connections and
+/// errors.
 pub fn run(
     load: &Load,
     targets: &[Target],
@@ -54,13 +67,27 @@ pub fn run(
         return Ok(());
     }
     for t in targets {
+        let (overflow, reused) = counters(&ctx.place)?;
         let before = snapshot(&ctx.place)?;
         let args = probe_args(load, connections, t.addr);
         let lg = run::spawn_loadgen(ctx, "loadgen (TIME_WAIT probe)", &args, m)?;
-        run::loadgen_report(lg, PROBE + Duration::from_secs(60), "loadgen")?;
+        let report = run::loadgen_report(lg, PROBE + Duration::from_secs(60), "loadgen")?;
         let after = snapshot(&ctx.place)?;
+        let (overflow_after, reused_after) = counters(&ctx.place)?;
+        let overflow = overflow_after.saturating_sub(overflow);
+        m.values
+            .put("time_wait_overflow", &t.label, overflow as f64);
+        let reused = reused_after.saturating_sub(reused);
+        m.values.put("time_wait_reused", &t.label, reused as f64);
         let new = fresh(&before, &after);
         let label = t.label.as_str();
+        // What the counts are of: a probe whose exchanges failed (a
+        // connection reset leaves no TIME_WAIT) says so beside them.
+        let probe = &report["targets"][0];
+        let connects = probe["connects"].as_f64().unwrap_or(f64::NAN);
+        m.values.put("time_wait_probe_connects", label, connects);
+        m.values
+            .put("time_wait_probe_errors", label, run::error_total(probe));
         let client = on(&new, t.addr.port());
         m.values.put("time_wait_client_side", label, client as f64);
         if t.addr != backend {
@@ -93,30 +120,64 @@ fn probe_args(load: &Load, connections: usize, target: SocketAddr) -> Vec<String
     .to_vec()
 }
 
-/// The TIME_WAIT sockets wherever the place's processes run: one
-/// namespace on the loopback, each role's own with namespaces.
-fn snapshot(place: &Place) -> Result<Sockets, String> {
-    let roles: &[Role] = match place {
+/// The network namespaces of a place, by a role in each: one on the
+/// loopback, each role's own with namespaces.
+fn roles(place: &Place) -> &'static [Role] {
+    match place {
         Place::Loopback => &[Role::Proxy],
         _ => &[Role::Load, Role::Proxy, Role::Backend],
-    };
+    }
+}
+
+/// The standard output of `argv` run in `role`'s namespace.
+fn output_in(place: &Place, role: Role, argv: &[&str]) -> Result<String, String> {
+    let out = place
+        .command(role, argv[0])
+        .args(&argv[1..])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} exited {}: {}",
+            argv.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The TIME_WAIT sockets wherever the place's processes run.
+fn snapshot(place: &Place) -> Result<Sockets, String> {
     let mut all = Sockets::new();
-    for &role in roles {
-        let out = place
-            .command(role, "ss")
-            .args(["-tanoH", "state", "time-wait"])
-            .output()
-            .map_err(|e| format!("cannot run ss: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "ss -tanoH state time-wait exited {}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        all.extend(parse(&String::from_utf8_lossy(&out.stdout)));
+    for &role in roles(place) {
+        let text = output_in(place, role, &["ss", "-tanoH", "state", "time-wait"])?;
+        all.extend(parse(&text));
     }
     Ok(all)
+}
+
+/// The kernel's TIME_WAIT counters so far, over the place's namespaces:
+/// sockets closed without TIME_WAIT for a full table
+/// (`TCPTimeWaitOverflow`), and TIME_WAIT tuples reused by a new
+/// connection (`TWRecycled`).
+fn counters(place: &Place) -> Result<(u64, u64), String> {
+    let (mut overflow, mut reused) = (0, 0);
+    for &role in roles(place) {
+        let text = output_in(place, role, &["cat", "/proc/net/netstat"])?;
+        overflow += tcp_ext(&text, "TCPTimeWaitOverflow").unwrap_or(0);
+        reused += tcp_ext(&text, "TWRecycled").unwrap_or(0);
+    }
+    Ok((overflow, reused))
+}
+
+/// Counter `name` of /proc/net/netstat's `TcpExt:` lines (a line of names,
+/// then a line of values).
+fn tcp_ext(netstat: &str, name: &str) -> Option<u64> {
+    let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let i = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(i)?.parse().ok()
 }
 
 /// `ss -tanoH state time-wait` lines: `Recv-Q Send-Q LOCAL PEER
@@ -182,6 +243,15 @@ fn has_port(addr: &str, port: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_overflow_counter_reads_from_netstat() {
+        let text = "TcpExt: SyncookiesSent TCPTimeWaitOverflow TWKilled\n\
+                    TcpExt: 1 818682 0\nIpExt: InNoRoutes\nIpExt: 0\n";
+        assert_eq!(tcp_ext(text, "TCPTimeWaitOverflow"), Some(818_682));
+        assert_eq!(tcp_ext(text, "Missing"), None);
+        assert!(counters(&Place::Loopback).is_ok(), "this machine's");
+    }
 
     #[test]
     fn timers_read_as_ss_prints_them() {
