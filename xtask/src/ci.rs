@@ -1,9 +1,12 @@
 //! `cargo xtask ci`: the regression gate. Every scenario but the
 //! `bench_only` ones, quick, through
 //! our proxy with HAProxy compared in the same run (the peer ratios gate;
-//! under `CI=true` a missing HAProxy fails the run), then the gated
-//! targets and the baseline (`scenarios/baseline.json`); or, with
-//! `--write-baseline`, this run's counts and peer ratios as the new one.
+//! under `CI=true` a missing HAProxy fails the run), and each also
+//! through the subjects its `[ratio_targets]` name (ours on the io_uring
+//! engine in throughput and connection-churn, for the engine's floor),
+//! then the gated targets and the baseline (`scenarios/baseline.json`);
+//! or, with `--write-baseline`, this run's counts and peer ratios as the
+//! new one.
 
 use crate::flags;
 use crate::gate::{self, Baseline};

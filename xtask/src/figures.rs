@@ -23,6 +23,10 @@
 //!   target gates (or is a goal, `gate = false`) and the baseline holds it
 //!   within the room given here. Only figures with a `vs_peer` room have
 //!   peer ratios.
+//! - A **ratio target** (`[ratio_targets]`, `spec/ratio.rs`) judges one
+//!   subject's figure over another's in the same run, ours on one engine
+//!   over ours on the other (`rate_vs_self` of `self-uring`): peer class,
+//!   so its target gates, judged on its own subject and never baselined.
 //! - **wall**: wall-clock and machine-dependent figures (rates,
 //!   microseconds, CPU time, ratios to going direct, `NAME_vs_best_peer`):
 //!   reported with their targets' verdicts, which are goals; never gated
@@ -221,6 +225,12 @@ pub const TABLE: &[Def] = &[
     // scenarios' targets (<= 6) bound it.
     count("read_write_per_message", "calls/msg", Lower, Load, room(0.0, 0.5)),
     count("syscalls_per_message", "calls/msg", Lower, Load, room(0.0, 1.0)),
+    // The io_uring engine's crossings and requests per message (0 under
+    // epoll): reads and writes are submissions there, and how many go in
+    // one io_uring_enter follows batching, hence wall-clock.
+    wall("uring_enter_per_message", "calls/msg", Lower, Load),
+    wall("submissions_per_message", "sqes/msg", Lower, Load),
+    wall("completions_per_message", "cqes/msg", Lower, Load),
     wall("cpu_us_per_message", "µs/msg", Lower, Load),
     // The whole machine's busy CPU (/proc/stat) over a subject's windows
     // per message: load, subject, backend and the softirq work charged to
@@ -232,6 +242,20 @@ pub const TABLE: &[Def] = &[
     // connection per exchange: what an engine spends to open, serve and
     // close one. Its waits follow batching, hence wall-clock.
     wall("syscalls_per_connection", "calls/conn", Lower, Load),
+    // The io_uring requests (SQEs) of the same: accept, socket, connect,
+    // recv, send, shutdown, close, cancel (0 under epoll).
+    wall("submissions_per_connection", "sqes/conn", Lower, Load),
+    // TIME_WAIT sockets a short churn of the subject alone left, on the
+    // client side (its listen port) and the backend side (the backend's
+    // port), from `ss` (`timewait.rs`); they follow its connection rate.
+    // Sockets the kernel closed without TIME_WAIT for a full table
+    // (`time_wait_overflow` > 0) make them lower bounds.
+    wall("time_wait_client_side", "count", Lower, Load),
+    wall("time_wait_backend_side", "count", Lower, Load),
+    wall("time_wait_probe_connects", "count", Higher, Load),
+    wall("time_wait_probe_errors", "count", Lower, Load),
+    wall("time_wait_overflow", "count", Lower, Load),
+    wall("time_wait_reused", "count", Lower, Load),
     count("connections_held", "count", Higher, Hold, NONE),
     wall("buffers_held", "count", Lower, Hold),
     wall("rss_base_kib", "KiB", Lower, Hold),
@@ -329,10 +353,26 @@ pub fn spec(name: &str) -> Option<Spec> {
         let i = row(base)?;
         return Some(of(i, Class::Wall, "x best peer".into(), NONE, 3));
     }
+    // `NAME_vs_self`: one subject's figure over ours on an engine, same
+    // run, judged like a peer ratio and never baselined (it is judged on
+    // its own subject, not the primary).
+    if let Some((base, ours)) = split_vs_ours(name) {
+        let i = row(base)?;
+        return Some(of(i, Class::Peer, format!("x {}", ours.name()), NONE, 2));
+    }
     let (base, peer) = split_vs_peer(name)?;
     let i = row(base)?;
     let room = TABLE[i].vs_peer?;
     Some(of(i, Class::Peer, format!("x {}", peer.name()), room, 2))
+}
+
+/// `NAME_vs_OURS` → (`NAME`, OURS), for ours on either engine: a ratio
+/// target's figure (`spec/ratio.rs`).
+pub fn split_vs_ours(name: &str) -> Option<(&str, Kind)> {
+    Kind::OURS.iter().find_map(|&k| {
+        let base = name.strip_suffix(k.name())?.strip_suffix("_vs_")?;
+        Some((base, k))
+    })
 }
 
 /// `NAME_vs_PEER` → (`NAME`, PEER), for any peer.
@@ -442,7 +482,16 @@ mod tests {
         let at = spec("rss_per_conn_bytes@1000").expect("@N");
         assert_eq!((at.class, at.unit.as_str()), (Class::Wall, "bytes"));
         assert!(spec("p99_us_vs_haproxy").is_none(), "no peer ratio for p99");
-        assert!(spec("rate_vs_direct").is_none() && spec("rate_vs_self").is_none());
+        assert!(spec("rate_vs_direct").is_none());
+        let ours = spec("total_cpu_us_per_message_vs_self").expect("a ratio target's");
+        assert_eq!(
+            (ours.class, ours.better, ours.unit.as_str(), ours.room),
+            (Class::Peer, Lower, "x self", NONE)
+        );
+        assert_eq!(
+            spec("rate_vs_self-uring").expect("either engine").unit,
+            "x self-uring"
+        );
         assert!(spec("rss_kib@many").is_none() && spec("speed").is_none());
         assert!(spec("rss_kib").is_none(), "only ever produced as rss_kib@N");
         assert!(spec("rss_kib@5000").is_some());

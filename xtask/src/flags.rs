@@ -59,7 +59,8 @@ pub struct With {
     /// The proxy whose figures are judged.
     #[arg(long, value_enum, default_value = "self")]
     pub proxy: Kind,
-    /// Peers measured side by side in the same run, e.g. haproxy,nginx.
+    /// Subjects measured side by side in the same run, e.g.
+    /// haproxy,nginx,self-uring (ours on the io_uring engine).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub compare: Vec<Kind>,
     /// Short durations and smaller counts.
@@ -126,6 +127,13 @@ mod tests {
             panic!("bench parses")
         };
         assert_eq!(w.kinds(), [Kind::SelfProxy, Kind::Haproxy, Kind::Nginx]);
+        let Ok(Xtask {
+            cmd: Cmd::Scenario(s),
+        }) = parse(&["scenario", "throughput", "--compare", "self-uring"])
+        else {
+            panic!("scenario parses")
+        };
+        assert_eq!(s.with.kinds(), [Kind::SelfProxy, Kind::SelfUring]);
     }
 
     #[test]
@@ -149,7 +157,7 @@ mod tests {
             .err()
             .expect("refused");
         assert!(
-            e.contains("envoy") && e.contains("self, haproxy, nginx, direct"),
+            e.contains("envoy") && e.contains("self, self-uring, haproxy, nginx, direct"),
             "{e}"
         );
     }

@@ -47,8 +47,9 @@ pub fn runnable(
     Ok(Runnable { run, skipped })
 }
 
-/// Failed scenarios and missed gated targets of the primary subject, one
-/// line each. Goals (wall-clock targets, `gate = false`) never fail.
+/// Failed scenarios and missed gated targets of the subject each judges
+/// (the primary, or a ratio target's own), one line each. Goals
+/// (wall-clock targets, `gate = false`) never fail.
 pub fn misses(run: &Run) -> Vec<String> {
     let mut out = Vec::new();
     for s in &run.scenarios {
@@ -60,10 +61,14 @@ pub fn misses(run: &Run) -> Vec<String> {
             .iter()
             .filter(|f| f.gates() && f.pass == Some(false))
         {
-            let v = f.values.get(&run.primary).copied().unwrap_or(f64::NAN);
+            let v = f.values.get(f.judged(run)).copied().unwrap_or(f64::NAN);
             let t = f.target.map(|b| b.describe()).unwrap_or_default();
+            let of = f
+                .judged
+                .as_ref()
+                .map_or_else(String::new, |j| format!(" of {j}"));
             out.push(format!(
-                "{}.{} = {} (target {t})",
+                "{}.{}{of} = {} (target {t})",
                 s.name,
                 f.name,
                 fmt_num(v)

@@ -4,6 +4,7 @@
 //! axis and bars of its headline figure, one colour per subject
 //! throughout.
 
+use crate::goals;
 use crate::report::{about, cell, target_cell, verdict, Curve, Run, GATE_NOTE};
 use crate::summary::{self, State};
 use crate::units;
@@ -14,13 +15,15 @@ const COLORS: &[&str] = &[
 ];
 
 /// One colour per subject in every chart, so that curves and bars agree.
-fn color(label: &str, i: usize) -> &'static str {
+fn color(label: &str) -> &'static str {
     match label {
         "direct" => COLORS[0],
         "self" => COLORS[1],
         "haproxy" => COLORS[2],
         "nginx" => COLORS[3],
-        _ => COLORS[4 + i % 2],
+        "self-uring" => COLORS[4],
+        // Every subject is named above; anything else shares the last.
+        _ => COLORS[5],
     }
 }
 
@@ -127,7 +130,7 @@ pub fn latency_svg(curves: &[Curve]) -> String {
     );
     s.push_str(r#"<g class="legend">"#);
     for (i, c) in curves.iter().enumerate() {
-        let color = color(&c.label, i);
+        let color = color(&c.label);
         let ly = mt + 15.0 * (i as f64 + 1.0);
         let _ = write!(
             s,
@@ -140,8 +143,8 @@ pub fn latency_svg(curves: &[Curve]) -> String {
         );
     }
     s.push_str("</g>");
-    for (i, c) in curves.iter().enumerate() {
-        let color = color(&c.label, i);
+    for c in curves {
+        let color = color(&c.label);
         let pts: Vec<String> = c
             .points
             .iter()
@@ -170,7 +173,7 @@ pub fn bars_svg(title: &str, unit: &str, values: &[(String, f64)]) -> String {
     for (i, (label, v)) in values.iter().enumerate() {
         let y = 22.0 + bh * i as f64;
         let bw = ((w - ml - 100.0) * v / vmax).max(0.0);
-        let color = color(label, i);
+        let color = color(label);
         let _ = write!(
             s,
             r#"<text x="{}" y="{}" text-anchor="end">{}</text><rect x="{ml}" y="{y}" width="{bw:.1}" height="{}" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
@@ -192,6 +195,36 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 td:first-child,th:first-child{text-align:left}.MISS,.miss{color:#b00;font-weight:bold}.pass{color:#070}\
 .ahead{color:#070}.behind{color:#a50}.absent{color:#777;font-style:italic}\
 .summary td.verdict,.summary td.label{text-align:left;white-space:normal}code{background:#f4f4f4}a{color:#14c}";
+
+/// A cell, escaped, with the markers around a missed target made a span
+/// that stands out.
+fn marked(cell: &str) -> String {
+    esc(cell)
+        .replace('\u{1}', "<span class=\"miss\">")
+        .replace('\u{2}', "</span>")
+}
+
+/// Issue 12's goals for the uring engine, when it ran.
+fn goals_html(run: &Run, out: &mut String) {
+    let Some(rows) = goals::rows(run) else {
+        return;
+    };
+    out.push_str(
+        r#"<section id="uring-goals"><h2>uring engine goals</h2><table class="summary"><tr>"#,
+    );
+    for h in goals::header() {
+        let _ = write!(out, "<th>{}</th>", esc(&h));
+    }
+    out.push_str("</tr>");
+    for r in &rows {
+        out.push_str("<tr>");
+        for c in goals::cells(r, |v| format!("\u{1}{v}\u{2}")) {
+            let _ = write!(out, "<td>{}</td>", marked(&c));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table></section>");
+}
 
 /// The summary: one row per headline figure, each linked to its section.
 fn summary_html(run: &Run, out: &mut String) {
@@ -222,10 +255,7 @@ fn summary_html(run: &Run, out: &mut String) {
         let cells = summary::cells(run, &r, |v| format!("\u{1}{v}\u{2}"));
         let last = cells.len() - 1;
         for (i, c) in cells.iter().enumerate() {
-            // Markers around a missed target become a span that stands out.
-            let text = esc(c)
-                .replace('\u{1}', "<span class=\"miss\">")
-                .replace('\u{2}', "</span>");
+            let text = marked(c);
             match i {
                 0 => match r.anchor() {
                     Some(anchor) => {
@@ -265,6 +295,7 @@ pub fn html(run: &Run) -> String {
         quick = if run.quick { " (quick run)" } else { "" }
     );
     summary_html(run, &mut out);
+    goals_html(run, &mut out);
     let scenarios = summary::in_story_order(run);
     for s in &scenarios {
         let _ = write!(

@@ -1,7 +1,9 @@
 //! A load scenario: the backend and the subjects started, loadgen run
 //! over all of them in alternating windows (or over each in turn), and
 //! its report, the subjects' CPU time and our proxy's own counters turned
-//! into figures.
+//! into figures. Over 500 lines with its tests, which check each figure
+//! beside the code that derives it from loadgen's report and the
+//! counters.
 
 use crate::peers::{self, Kind, Shape, Subject};
 use crate::progress;
@@ -43,6 +45,11 @@ pub fn run(
         Count::N(n) => n,
         Count::Max => Shape::of(&sc.proxy.args).max_connections(),
     };
+    // Before the measured load, whose churn would fill the kernel's
+    // TIME_WAIT table (see `timewait.rs`).
+    if load.mode == LoadMode::Connect {
+        crate::timewait::run(load, &targets, backend_addr, connections, ctx, m)?;
+    }
     let before = Before::read(&subjects);
     let mut alive = || {
         backend.check_alive()?;
@@ -335,8 +342,11 @@ fn metrics_figures(
 }
 
 /// Reads and writes per message, syscalls per message, `epoll_ctl` per
-/// connection and, for a connection per exchange, every system call per
-/// connection, from `name`'s counters `before` and `after` the load.
+/// connection and, for a connection per exchange, every system call and
+/// io_uring submission per connection, from `name`'s counters `before`
+/// and `after` the load. Both engines get every figure: under epoll the
+/// io_uring counters stay 0; under uring reads and writes are
+/// submissions, not system calls, and `io_uring_enter` is the crossing.
 fn counter_figures(
     load: &Load,
     name: &str,
@@ -345,16 +355,27 @@ fn counter_figures(
     values: &mut Values,
 ) {
     let d = |k: &str| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
+    // The io_uring counters, where this proxy has them.
+    let uring = after.contains_key("uring_submissions");
     // Per message: the relay's reads and writes, exact, plus the
-    // epoll_wait calls that found them; per-connection setup is counted
-    // apart.
+    // epoll_wait and io_uring_enter calls that found (or carried) them;
+    // per-connection setup is counted apart.
     let read_write = d("sys_read") + d("sys_write");
     if load.mode == LoadMode::Echo && load.message_size > 0 {
         let messages = d("bytes_client_to_backend") / load.message_size as f64;
         if messages > 0.0 {
             values.put("read_write_per_message", name, read_write / messages);
-            let syscalls = read_write + d("sys_epoll_wait");
+            let syscalls = read_write + d("sys_epoll_wait") + d("sys_uring_enter");
             values.put("syscalls_per_message", name, syscalls / messages);
+            if uring {
+                for (figure, counter) in [
+                    ("uring_enter_per_message", "sys_uring_enter"),
+                    ("submissions_per_message", "uring_submissions"),
+                    ("completions_per_message", "uring_completions"),
+                ] {
+                    values.put(figure, name, d(counter) / messages);
+                }
+            }
         }
     }
     let accepted = d("accepted");
@@ -374,6 +395,10 @@ fn counter_figures(
                 .map(|k| d(k))
                 .sum();
             values.put("syscalls_per_connection", name, all / accepted);
+            if uring {
+                let submitted = d("uring_submissions");
+                values.put("submissions_per_connection", name, submitted / accepted);
+            }
         }
     }
 }
@@ -547,5 +572,61 @@ mod tests {
         counter_figures(&load_of("echo"), "self", &before, &after, &mut v);
         assert_eq!(v.get("syscalls_per_connection", "self"), None);
         assert!(v.get("syscalls_per_message", "self").is_some());
+        // A proxy without io_uring counters gets no io_uring figures.
+        assert_eq!(v.get("submissions_per_message", "self"), None);
+    }
+
+    #[test]
+    fn under_uring_the_crossings_are_io_uring_enter_and_reads_are_submissions() {
+        // 100 echoes of 64 bytes; the relay's reads and writes went as
+        // submissions, 50 io_uring_enter calls carried them.
+        let before = counters(&[("uring_submissions", 0.0), ("accepted", 1.0)]);
+        let after = counters(&[
+            ("accepted", 1.0),
+            ("bytes_client_to_backend", 6400.0),
+            ("sys_read", 0.0),
+            ("sys_write", 0.0),
+            ("sys_epoll_wait", 2.0),
+            ("sys_uring_enter", 50.0),
+            ("uring_submissions", 200.0),
+            ("uring_completions", 400.0),
+        ]);
+        let mut v = Values::default();
+        counter_figures(&load_of("echo"), "self-uring", &before, &after, &mut v);
+        let get = |f: &str| v.get(f, "self-uring");
+        assert_eq!(
+            get("syscalls_per_message"),
+            Some(0.52),
+            "enters and side polls"
+        );
+        assert_eq!(get("read_write_per_message"), Some(0.0));
+        assert_eq!(get("uring_enter_per_message"), Some(0.5));
+        assert_eq!(get("submissions_per_message"), Some(2.0));
+        assert_eq!(get("completions_per_message"), Some(4.0));
+        // Epoll's figures have them too, at 0.
+        let epoll = counters(&[
+            ("bytes_client_to_backend", 6400.0),
+            ("sys_read", 200.0),
+            ("sys_write", 200.0),
+            ("sys_uring_enter", 0.0),
+            ("uring_submissions", 0.0),
+            ("uring_completions", 0.0),
+        ]);
+        counter_figures(&load_of("echo"), "self", &counters(&[]), &epoll, &mut v);
+        assert_eq!(v.get("syscalls_per_message", "self"), Some(4.0));
+        assert_eq!(v.get("submissions_per_message", "self"), Some(0.0));
+        // A connection per exchange: its submissions per connection, and
+        // io_uring_enter among its system calls.
+        let before = counters(&[("accepted", 0.0), ("uring_submissions", 0.0)]);
+        let after = counters(&[
+            ("accepted", 100.0),
+            ("sys_uring_enter", 300.0),
+            ("sys_close", 100.0),
+            ("uring_submissions", 700.0),
+        ]);
+        let mut v = Values::default();
+        counter_figures(&load_of("connect"), "self-uring", &before, &after, &mut v);
+        assert_eq!(v.get("submissions_per_connection", "self-uring"), Some(7.0));
+        assert_eq!(v.get("syscalls_per_connection", "self-uring"), Some(4.0));
     }
 }

@@ -57,7 +57,8 @@ fn version(root: &std::path::Path, subject: &str) -> Option<String> {
         Some(line.to_string())
     };
     match subject {
-        "self" => {
+        // One binary, both engines.
+        "self" | "self-uring" => {
             let ours = format!("proxy {}", env!("CARGO_PKG_VERSION"));
             Some(match first_line("git", &["rev-parse", "--short", "HEAD"]) {
                 Some(commit) => format!("{ours} (commit {commit})"),

@@ -10,6 +10,7 @@ mod failover;
 mod figures;
 mod flags;
 mod gate;
+mod goals;
 mod hold;
 mod html;
 mod list;
@@ -26,6 +27,7 @@ mod scenario;
 mod soak;
 mod spec;
 mod summary;
+mod timewait;
 mod tools;
 mod units;
 

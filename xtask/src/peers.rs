@@ -3,7 +3,8 @@
 //! on a free port, equivalent to ours: as many threads or workers as ours
 //! (one unless `--workers`), HAProxy splicing when ours does, TCP_NODELAY,
 //! long timeouts, and as many connections as our proxy's own fd budget
-//! gives it under the same limit.
+//! gives it under the same limit. Over 500 lines with its tests of each
+//! peer's generated config.
 
 use crate::netns::{Place, Role};
 use crate::procs;
@@ -20,8 +21,11 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// Which proxy a measurement goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
-    /// Ours, built in release.
+    /// Ours, built in release, on its default engine (edge-triggered epoll).
     SelfProxy,
+    /// Ours with `--engine uring`: the same binary, scraped the same way,
+    /// measured as a subject of its own beside `self`.
+    SelfUring,
     Haproxy,
     Nginx,
     /// No proxy: straight at the backend.
@@ -29,22 +33,55 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::SelfProxy, Kind::Haproxy, Kind::Nginx, Kind::Direct];
-    /// The other proxies ours is measured against.
+    pub const ALL: [Kind; 5] = [
+        Kind::SelfProxy,
+        Kind::SelfUring,
+        Kind::Haproxy,
+        Kind::Nginx,
+        Kind::Direct,
+    ];
+    /// The other proxies ours is measured against (the "best peer" is
+    /// the best of these: ours on another engine is not a peer).
     pub const PEERS: [Kind; 2] = [Kind::Haproxy, Kind::Nginx];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::SelfProxy => "self",
+            Kind::SelfUring => "self-uring",
             Kind::Haproxy => "haproxy",
             Kind::Nginx => "nginx",
             Kind::Direct => "direct",
         }
     }
 
+    /// Ours, on each engine.
+    pub const OURS: [Kind; 2] = [Kind::SelfProxy, Kind::SelfUring];
+
+    /// The kind of [`Kind::name`] `name`.
+    pub fn named(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether this is one of the other proxies ours is measured against.
+    pub fn is_peer(name: &str) -> bool {
+        Kind::PEERS.iter().any(|k| k.name() == name)
+    }
+
+    /// The arguments that pick our proxy's engine (none for the default).
+    fn engine_args(self) -> &'static [&'static str] {
+        match self {
+            Kind::SelfUring => &["--engine", "uring"],
+            _ => &[],
+        }
+    }
+
     /// Why this proxy cannot run here, if it cannot.
     pub fn missing(self) -> Option<String> {
         match self {
+            Kind::SelfUring if uring_disabled() => Some(
+                "io_uring is disabled on this kernel (/proc/sys/kernel/io_uring_disabled = 2)"
+                    .into(),
+            ),
             Kind::Haproxy if procs::which("haproxy").is_none() => {
                 Some("haproxy is not installed (apt-get install haproxy)".into())
             }
@@ -185,7 +222,7 @@ pub fn start(
             process: None,
             place: place.clone(),
         }),
-        Kind::SelfProxy => {
+        Kind::SelfProxy | Kind::SelfUring => {
             let mut cmd = place.command(Role::Proxy, root.join("target/release/proxy"));
             let listen = place.listen(Role::Proxy).to_string();
             cmd.args(["-l", &listen, "-p", "0"]);
@@ -194,6 +231,7 @@ pub fn start(
             }
             // On the loopback of its namespace: off the measured links.
             cmd.args(["--metrics", "127.0.0.1:0"])
+                .args(kind.engine_args())
                 .args(proxy_args)
                 .stdout(Stdio::null());
             let mut p = Child::try_spawn("proxy", &mut cmd, START_TIMEOUT)?;
@@ -332,6 +370,13 @@ fn start_peer(
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Whether the kernel refuses io_uring to every process (value 2; 1
+/// refuses it to unprivileged processes outside `io_uring_group`, which
+/// the proxy itself reports at start).
+fn uring_disabled() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").is_ok_and(|v| v.trim() == "2")
 }
 
 fn nginx_stream_module() -> Option<PathBuf> {
@@ -483,5 +528,14 @@ mod tests {
             assert_eq!(Kind::from_str(k.name(), false), Ok(k));
         }
         assert!(Kind::from_str("envoy", false).is_err());
+        assert_eq!(Kind::from_str("self-uring", false), Ok(Kind::SelfUring));
+    }
+
+    #[test]
+    fn ours_on_the_uring_engine_is_ours_with_its_flag_and_no_peer() {
+        assert_eq!(Kind::SelfUring.engine_args(), ["--engine", "uring"]);
+        assert!(Kind::SelfProxy.engine_args().is_empty());
+        assert!(Kind::is_peer("haproxy") && Kind::is_peer("nginx"));
+        assert!(!Kind::is_peer("self-uring") && !Kind::is_peer("self") && !Kind::is_peer("direct"));
     }
 }

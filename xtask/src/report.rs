@@ -4,7 +4,7 @@
 use crate::figures::Class;
 use crate::machine::Machine;
 use crate::spec::Bound;
-use crate::{summary, units};
+use crate::{goals, summary, units};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -60,7 +60,12 @@ pub struct Figure {
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub rounds: BTreeMap<String, Vec<f64>>,
     pub target: Option<Bound>,
-    /// Target met by the primary subject (None: no target or no value).
+    /// The subject the target judges when it is not the primary (a ratio
+    /// target's `of`, `spec/ratio.rs`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub judged: Option<String>,
+    /// Target met by the judged subject, the primary unless `judged`
+    /// (None: no target or no value).
     pub pass: Option<bool>,
 }
 
@@ -79,9 +84,16 @@ impl Figure {
     }
 
     /// Whether `cargo xtask ci` holds it to the baseline: counts and peer
-    /// ratios, unless the scenario says `baseline = false`.
+    /// ratios of the primary, unless the scenario says `baseline = false`.
     pub fn baselined(&self) -> bool {
-        self.class.can_gate() && self.target.is_none_or(|b| b.baseline != Some(false))
+        self.class.can_gate()
+            && self.judged.is_none()
+            && self.target.is_none_or(|b| b.baseline != Some(false))
+    }
+
+    /// The subject its target judges in `run`.
+    pub fn judged<'a>(&'a self, run: &'a Run) -> &'a str {
+        self.judged.as_deref().unwrap_or(&run.primary)
     }
 }
 
@@ -199,6 +211,12 @@ pub fn terminal(run: &Run) -> String {
             .map(|r| summary::cells(run, r, |v| v.to_uppercase())),
     );
     out.push_str(&table(&rows));
+    if let Some(goals) = goals::rows(run) {
+        out.push_str("\nURING ENGINE GOALS\n");
+        let mut rows = vec![goals::header()];
+        rows.extend(goals.iter().map(|r| goals::cells(r, |v| v.to_uppercase())));
+        out.push_str(&table(&rows));
+    }
     out
 }
 
@@ -238,6 +256,15 @@ pub fn markdown(run: &Run) -> String {
         out.push_str(&md_row(&cells));
     }
     out.push('\n');
+    if let Some(goals) = goals::rows(run) {
+        out.push_str("## uring engine goals\n\n");
+        out.push_str(&md_row(&goals::header()));
+        out.push_str(&md_row(&vec!["---".to_string(); goals::header().len()]));
+        for r in &goals {
+            out.push_str(&md_row(&goals::cells(r, |v| format!("**{v}**"))));
+        }
+        out.push('\n');
+    }
     let scenarios = summary::in_story_order(run);
     for s in &scenarios {
         let _ = writeln!(out, "## {}\n\n{}\n", s.name, s.description);

@@ -110,7 +110,6 @@ impl Values {
 
     /// Every round's value of `figure` for `subject`; empty when it was
     /// not measured in rounds.
-    #[cfg(test)]
     pub fn rounds(&self, figure: &str, subject: &str) -> &[f64] {
         self.1
             .get(figure)
@@ -128,9 +127,11 @@ pub struct Measured {
     pub skipped: Vec<Skipped>,
 }
 
-/// Runs `scenarios` through `kinds` (the primary first), for `duration`
-/// if given (`--duration`), and returns the whole run. Peers that cannot run here are skipped with a line, or,
-/// under `CI=true`, fail the run before anything is built.
+/// Runs `scenarios` through `kinds` (the primary first), and each also
+/// through the subjects its ratio targets name, for `duration` if given
+/// (`--duration`), and returns the whole run. Subjects that cannot run
+/// here are skipped with a line, or, under `CI=true`, fail the run before
+/// anything is built.
 pub fn run_all(
     paths: &Paths,
     scenarios: &[Scenario],
@@ -138,10 +139,16 @@ pub fn run_all(
     quick: bool,
     duration: Option<std::time::Duration>,
 ) -> Result<Run, String> {
+    let mut wanted = kinds.to_vec();
+    for k in scenarios.iter().flat_map(Scenario::ratio_subjects) {
+        if !wanted.contains(&k) {
+            wanted.push(k);
+        }
+    }
     let gate::Runnable {
         run: usable,
         skipped,
-    } = gate::runnable(kinds, gate::under_ci(), Kind::missing)?;
+    } = gate::runnable(&wanted, gate::under_ci(), Kind::missing)?;
     for (k, why) in &skipped {
         eprintln!("xtask: skipping {}: {why}", k.name());
     }
@@ -160,9 +167,13 @@ pub fn run_all(
     let mut reports = Vec::new();
     for sc in scenarios {
         eprintln!("xtask: scenario {} ({})", sc.name, sc.description);
+        let here = sc.ratio_subjects();
+        let of_scenario = |k: &Kind| kinds.contains(k) || here.contains(k);
+        let usable: Vec<Kind> = usable.iter().copied().filter(of_scenario).collect();
         let mut m = Measured {
             skipped: skipped
                 .iter()
+                .filter(|(k, _)| of_scenario(k))
                 .map(|(k, why)| Skipped {
                     subject: k.name().into(),
                     why: why.clone(),
@@ -211,7 +222,7 @@ pub fn run_all(
             commands: m.commands,
         });
     }
-    let mut subjects: Vec<String> = kinds.iter().map(|k| k.name().to_string()).collect();
+    let mut subjects: Vec<String> = wanted.iter().map(|k| k.name().to_string()).collect();
     let has_direct = reports
         .iter()
         .any(|r| r.figures.iter().any(|f| f.values.contains_key("direct")));
@@ -260,9 +271,10 @@ pub fn figures_of(sc: &Scenario, measured: &Values, primary: &str) -> Vec<Figure
         let Some(vals) = measured.0.get(name) else {
             continue;
         };
+        // The peers only: ours on another engine is not a peer.
         let peers = vals
             .iter()
-            .filter(|(k, _)| k.as_str() != primary && k.as_str() != "direct")
+            .filter(|(k, _)| k.as_str() != primary && Kind::is_peer(k))
             .map(|(_, v)| *v);
         let best = match figures::spec(name).map(|s| s.better) {
             Some(Better::Higher) => peers.fold(f64::NAN, f64::max),
@@ -272,6 +284,20 @@ pub fn figures_of(sc: &Scenario, measured: &Values, primary: &str) -> Vec<Figure
             values.put(&format!("{name}{VS_BEST_PEER}"), primary, ours / best);
         }
     }
+    // One subject's figure over another's, for the ratio targets, with
+    // the ratio of each pair of rounds (their windows alternate).
+    for (name, t) in &sc.ratio_targets {
+        let (of, vs) = (t.of.name(), t.vs.name());
+        if let (Some(a), Some(b)) = (measured.get(name, of), measured.get(name, vs)) {
+            let figure = t.figure(name);
+            values.put(&figure, of, a / b);
+            let (ra, rb) = (measured.rounds(name, of), measured.rounds(name, vs));
+            if ra.len() == rb.len() {
+                let each: Vec<f64> = ra.iter().zip(rb).map(|(a, b)| a / b).collect();
+                values.put_rounds(&figure, of, &each);
+            }
+        }
+    }
     let mut rounds = values.1;
     let mut out: Vec<Figure> = values
         .0
@@ -279,11 +305,17 @@ pub fn figures_of(sc: &Scenario, measured: &Values, primary: &str) -> Vec<Figure
         .map(|(name, vals)| {
             let rounds = rounds.remove(&name).unwrap_or_default();
             let spec = figures::spec(&name);
-            let target = sc.targets.get(&name).copied().or_else(|| {
-                let base = name.strip_suffix(VS_BEST_PEER)?;
-                sc.peer_targets.get(base).copied()
+            let ratio = figures::split_vs_ours(&name)
+                .and_then(|(base, vs)| sc.ratio_targets.get(base).filter(|t| t.vs == vs));
+            let judged = ratio.map(|t| t.of.name().to_string());
+            let target = ratio.map(|t| t.bound).or_else(|| {
+                sc.targets.get(&name).copied().or_else(|| {
+                    let base = name.strip_suffix(VS_BEST_PEER)?;
+                    sc.peer_targets.get(base).copied()
+                })
             });
-            let pass = target.and_then(|b| vals.get(primary).map(|v| b.check(*v)));
+            let who = judged.as_deref().unwrap_or(primary);
+            let pass = target.and_then(|b| vals.get(who).map(|v| b.check(*v)));
             Figure {
                 unit: spec
                     .as_ref()
@@ -293,6 +325,7 @@ pub fn figures_of(sc: &Scenario, measured: &Values, primary: &str) -> Vec<Figure
                 values: vals,
                 rounds,
                 target,
+                judged,
                 pass,
             }
         })

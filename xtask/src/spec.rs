@@ -7,10 +7,12 @@
 
 mod failover;
 mod key;
+mod ratio;
 mod tool;
 mod values;
 
 pub use failover::Failover;
+pub use ratio::RatioTarget;
 pub use values::{
     fmt_num, BackendMode, Bound, BulkDirection, Count, Dur, LoadMode, Tool, Topology,
 };
@@ -46,6 +48,9 @@ pub struct Scenario {
     /// `NAME_vs_best_peer` when peers are compared; never gated, as the
     /// best peer depends on which peers ran.
     pub peer_targets: BTreeMap<String, Bound>,
+    /// Figure name → target on one subject's figure over another's in the
+    /// same run; see `spec/ratio.rs`.
+    pub ratio_targets: BTreeMap<String, RatioTarget>,
 }
 
 /// A scenario file as written.
@@ -82,6 +87,8 @@ struct File {
     targets: BTreeMap<String, Bound>,
     #[serde(default)]
     peer_targets: BTreeMap<String, Bound>,
+    #[serde(default)]
+    ratio_targets: BTreeMap<String, RatioTarget>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -338,9 +345,24 @@ impl Scenario {
             quick: f.quick,
             targets: f.targets,
             peer_targets: f.peer_targets,
+            ratio_targets: f.ratio_targets,
         };
         s.validate().map_err(|e| format!("{file}: {e}"))?;
         Ok(s)
+    }
+
+    /// The subjects its ratio targets name, which every run of it
+    /// measures.
+    pub fn ratio_subjects(&self) -> Vec<crate::peers::Kind> {
+        let mut out = Vec::new();
+        for t in self.ratio_targets.values() {
+            for k in [t.of, t.vs] {
+                if !out.contains(&k) {
+                    out.push(k);
+                }
+            }
+        }
+        out
     }
 
     /// The kind of figures this scenario produces.
@@ -423,6 +445,13 @@ impl Scenario {
             )
         };
         for (name, bound) in &self.targets {
+            if let Some((base, ours)) = figures::split_vs_ours(name) {
+                return Err(format!(
+                    "targets.{name}: a ratio to {} goes in [ratio_targets], as {base} = {{ of =                      \"…\", vs = \"{}\", min = … }}",
+                    ours.name(),
+                    ours.name()
+                ));
+            }
             let spec = figures::spec(name)
                 .filter(|s| s.from.serves(self.producer()))
                 .ok_or_else(|| match figures::split_vs_peer(name) {
@@ -450,6 +479,7 @@ impl Scenario {
                 }
             }
         }
+        ratio::check(self.ratio_targets.iter(), self.producer())?;
         for (name, bound) in &self.peer_targets {
             figures::def(name)
                 .filter(|d| d.from.serves(self.producer()))

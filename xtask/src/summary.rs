@@ -201,7 +201,8 @@ impl Row {
     }
 }
 
-/// The peers of a run: its subjects but the primary and going direct.
+/// The columns beside ours: the run's subjects but the primary and going
+/// direct (the peers, and ours on the other engine when compared).
 pub fn peers(run: &Run) -> Vec<&str> {
     run.subjects
         .iter()
@@ -244,8 +245,11 @@ fn state(run: &Run, h: &Headline) -> State {
         .into_iter()
         .map(|p| (p.to_string(), get(p)))
         .collect();
+    // The best of the peers only: ours on the other engine is a column,
+    // not a peer.
     let best = peers
         .iter()
+        .filter(|(p, _)| crate::peers::Kind::is_peer(p))
         .filter_map(|(p, v)| Some((p.clone(), (*v)?)))
         .reduce(|a, b| {
             let b_better = match better {
@@ -343,4 +347,4 @@ pub fn header(run: &Run) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -258,3 +258,20 @@ fn a_missing_peer_fails_under_ci_and_is_skipped_otherwise() {
     );
     assert!(runnable(&kinds, true, |_| None).is_ok());
 }
+
+#[test]
+fn a_missed_ratio_target_names_the_subject_it_judges() {
+    let mut f = figure("rate_vs_self", Class::Peer, &[("self-uring", 0.9)], None);
+    f.target = Some(crate::report::tests::bound(Some(1.0), None));
+    f.judged = Some("self-uring".into());
+    f.pass = Some(false);
+    let run = run_of(vec![f], Vec::new());
+    assert_eq!(
+        misses(&run),
+        ["throughput.rate_vs_self of self-uring = 0.900 (target >= 1)"]
+    );
+    assert!(
+        Baseline::from_run(&run).figures.is_empty(),
+        "never baselined"
+    );
+}

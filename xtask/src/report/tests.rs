@@ -18,6 +18,7 @@ pub(crate) fn figure(
         values,
         rounds: BTreeMap::new(),
         target,
+        judged: None,
         pass,
     }
 }

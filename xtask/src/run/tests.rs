@@ -47,6 +47,8 @@ fn peer_ratios_compare_with_the_best_peer_not_direct() {
                 ("haproxy", 100.0),
                 ("nginx", 90.0),
                 ("direct", 500.0),
+                // Ours on the other engine: no peer, never the best.
+                ("self-uring", 200.0),
             ],
         ),
         (
@@ -147,4 +149,42 @@ fn rounds_go_with_their_figure_and_leave_out_what_is_not_a_number() {
         !rate.rounds.contains_key("direct"),
         "no finite round, no rounds"
     );
+}
+
+#[test]
+fn a_ratio_target_is_one_subjects_figure_over_anothers_judged_on_the_first() {
+    let sc = scenario(
+        "[ratio_targets]\nrate = { of = \"self-uring\", vs = \"self\", min = 1.0 }\n\
+         total_cpu_us_per_message = { of = \"self-uring\", vs = \"self\", max = 1.0 }\n",
+    );
+    let mut v = values(&[
+        (
+            "rate",
+            &[("self", 100.0), ("self-uring", 110.0), ("haproxy", 90.0)],
+        ),
+        (
+            "total_cpu_us_per_message",
+            &[("self", 30.0), ("self-uring", 33.0)],
+        ),
+    ]);
+    v.put_rounds("rate", "self", &[100.0, 50.0]);
+    v.put_rounds("rate", "self-uring", &[110.0, 60.0]);
+    let figs = figures_of(&sc, &v, "self");
+    let rate = get(&figs, "rate_vs_self");
+    assert_eq!(rate.values.keys().collect::<Vec<_>>(), ["self-uring"]);
+    assert!((rate.values["self-uring"] - 1.1).abs() < 1e-9);
+    assert_eq!(rate.rounds["self-uring"], [1.1, 1.2]);
+    assert_eq!(
+        (rate.judged.as_deref(), rate.pass),
+        (Some("self-uring"), Some(true))
+    );
+    assert!(rate.gates() && !rate.baselined(), "gates, never baselined");
+    let cpu = get(&figs, "total_cpu_us_per_message_vs_self");
+    assert_eq!(cpu.pass, Some(false), "1.1 over a max of 1.0");
+    assert_eq!(cpu.unit, "x self");
+    // Without self-uring measured, no ratio.
+    let alone = values(&[("rate", &[("self", 100.0)])]);
+    assert!(figures_of(&sc, &alone, "self")
+        .iter()
+        .all(|f| f.name != "rate_vs_self"));
 }

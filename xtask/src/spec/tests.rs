@@ -570,3 +570,72 @@ fn a_real_clients_values_are_checked() {
     let e = parse(&WRK.replace("\"wrk\"", "\"ab\"")).expect_err("unknown tool");
     assert!(e.contains("load.tool: unknown variant `ab`"), "{e}");
 }
+
+#[test]
+fn ratio_targets_name_two_subjects_and_bring_them_into_the_run() {
+    let s = parse(&format!(
+        "{GOOD}\n[ratio_targets]\nrate = {{ of = \"self-uring\", vs = \"self\", min = 1.0 }}\n\
+         total_cpu_us_per_message = {{ of = \"self-uring\", vs = \"self\", max = 1.0, gate = false }}\n"
+    ))
+    .expect("good");
+    use crate::peers::Kind;
+    let t = s.ratio_targets["rate"];
+    assert_eq!(
+        (t.of, t.vs, t.bound.min),
+        (Kind::SelfUring, Kind::SelfProxy, Some(1.0))
+    );
+    assert_eq!(t.figure("rate"), "rate_vs_self");
+    assert_eq!(
+        s.ratio_targets["total_cpu_us_per_message"].bound.gate,
+        Some(false)
+    );
+    assert_eq!(s.ratio_subjects(), [Kind::SelfUring, Kind::SelfProxy]);
+    assert!(parse(GOOD).expect("good").ratio_subjects().is_empty());
+}
+
+#[test]
+fn a_bad_ratio_target_is_one_line_naming_its_key() {
+    let bad = |t: &str| {
+        parse(&format!("{GOOD}\n[ratio_targets]\n{t}\n"))
+            .expect_err("bad")
+            .to_string()
+    };
+    let e = bad(r#"rate = { of = "envoy", vs = "self", min = 1 }"#);
+    assert!(
+        e.contains("demo.toml:11: ratio_targets.rate: ")
+            && e.contains("of: \"envoy\" is not a proxy of the run (one of: self, self-uring, haproxy, nginx)")
+            && !e.contains('\n'),
+        "{e}"
+    );
+    let e = bad(r#"rate = { of = "self-uring", vs = "haproxy", min = 1 }"#);
+    assert!(
+        e.contains("ratio_targets.rate") && e.contains("vs: \"haproxy\" is not one of our engines"),
+        "{e}"
+    );
+    let e = bad(r#"rate = { of = "self", vs = "self", min = 1 }"#);
+    assert!(e.contains("of and vs are both \"self\""), "{e}");
+    let e = bad(r#"rate = { of = "self-uring", vs = "self", least = 1 }"#);
+    assert!(
+        e.contains("ratio_targets.rate") && e.contains("unknown field `least`"),
+        "{e}"
+    );
+    let e = bad(r#"rate = { of = "self-uring", min = 1 }"#);
+    assert!(
+        e.contains("ratio_targets.rate") && e.contains("missing field `vs`"),
+        "{e}"
+    );
+    let e = bad(r#"rate = { of = "self-uring", vs = "self", min = 1, baseline = false }"#);
+    assert!(e.contains("unknown field `baseline`"), "{e}");
+    let e = bad(r#"rate = { of = "self-uring", vs = "self" }"#);
+    assert!(e.contains("ratio_targets.rate: give `min` or `max`"), "{e}");
+    let e = bad(r#"fd_leak = { of = "self-uring", vs = "self", max = 0 }"#);
+    assert!(
+        e.contains("ratio_targets.fd_leak: not a figure this scenario produces"),
+        "{e}"
+    );
+    let e = parse(&format!("{GOOD}rate_vs_self = {{ min = 1 }}\n")).expect_err("bad");
+    assert!(
+        e.contains("targets.rate_vs_self: a ratio to self goes in [ratio_targets]"),
+        "{e}"
+    );
+}

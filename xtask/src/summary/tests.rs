@@ -6,7 +6,8 @@ use crate::figures::Class;
 use crate::report::tests::{bound, figure};
 use crate::report::ScenarioReport;
 
-fn scenario(name: &str, figures: Vec<crate::report::Figure>) -> ScenarioReport {
+/// A scenario's report of `figures`, without errors or skips.
+pub(crate) fn scenario(name: &str, figures: Vec<crate::report::Figure>) -> ScenarioReport {
     ScenarioReport {
         name: name.into(),
         description: String::new(),
@@ -265,4 +266,22 @@ fn a_row_of_a_skipped_scenario_says_why() {
         not_measured(&row.state, "redis"),
         format!("redis skipped: {why}")
     );
+}
+
+#[test]
+fn ours_on_the_other_engine_is_a_column_and_never_the_best_peer() {
+    let mut run = run_with(vec![scenario(
+        "throughput",
+        vec![figure(
+            "rate",
+            Class::Wall,
+            &[("self", 110.0), ("self-uring", 130.0), ("haproxy", 100.0)],
+            None,
+        )],
+    )]);
+    run.subjects = ["self", "self-uring", "haproxy"].map(String::from).to_vec();
+    let m = measured(&run, "throughput", "rate");
+    assert_eq!(m.best, Some(("haproxy".into(), 100.0)));
+    assert!(m.peers.contains(&("self-uring".into(), Some(130.0))));
+    assert_eq!(header(&run)[2], "self-uring");
 }

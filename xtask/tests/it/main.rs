@@ -8,4 +8,5 @@ mod gate;
 mod netns;
 mod run;
 mod tools;
+mod uring;
 mod util;
