@@ -52,6 +52,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +66,13 @@ const RING_BUFFER_SIZE: u32 = 32 * 1024;
 /// receive up to 32 times before it yields, so this bounds what one
 /// direction can take in a batch before its pause takes effect.
 const RECV_MOST: u32 = 16 * 1024;
+/// The most one submitted receive brings in all before it ends and is
+/// submitted again (only once what it brought was taken): what a direction
+/// can hold beyond the relay's buffer while its destination is full.
+const RECV_TOTAL: u32 = 32 * 1024;
+/// Whether this kernel takes the receives' total limit; cleared (for every
+/// worker) at the first receive it refuses.
+static TOTAL_LIMIT: AtomicBool = AtomicBool::new(true);
 /// Side-epoll events fetched at a time.
 const SIDE_EVENTS: usize = 64;
 /// Accepts kept submitted at once.
@@ -215,11 +223,13 @@ impl Uring {
     fn arm(ring: &mut Ring, e: &mut End, slot: usize, side: Side) {
         if let Some(fd) = &e.fd {
             if e.recv != Recv::On && !e.eof && e.error.is_none() {
-                ring.recv_multi(
-                    fd.as_raw_fd(),
-                    RECV_MOST,
-                    tag(op::RECV, e.epoch, slot, side),
-                );
+                let total = if TOTAL_LIMIT.load(Relaxed) {
+                    RECV_TOTAL
+                } else {
+                    0
+                };
+                let t = tag(op::RECV, e.epoch, slot, side);
+                ring.recv_multi(fd.as_raw_fd(), RECV_MOST, total, t);
                 e.recv = Recv::On;
             }
         }
@@ -371,6 +381,12 @@ impl Uring {
                 e.eof = true;
                 e.heard = true;
                 Self::edge(touched, e, slot, side, epoll::IN | epoll::RDHUP);
+            }
+            (n, None) if n == uring::INVALID && TOTAL_LIMIT.load(Relaxed) => {
+                // A kernel before the receives' total limit: without it,
+                // what a direction holds is bounded by the batch.
+                TOTAL_LIMIT.store(false, Relaxed);
+                rearm.push((slot as u32, side, e.epoch));
             }
             (n, None) if n == uring::NO_BUFFERS => {
                 // The ring ran dry: submitted again once buffers are back.

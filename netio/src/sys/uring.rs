@@ -296,11 +296,16 @@ impl Ring {
     }
 
     /// A multishot receive on `fd` into the provided buffers, at most
-    /// `most` bytes a completion (0: a whole buffer).
-    pub fn recv_multi(&mut self, fd: RawFd, most: u32, data: u64) {
+    /// `most` bytes a completion (0: a whole buffer) and, if `total` is
+    /// not 0, `total` bytes in all: then it ends (a completion without
+    /// `more`), so that what it can bring before the caller decides to
+    /// submit it again is bounded. A kernel without that limit (before
+    /// Linux 6.15) fails the receive with `EINVAL`.
+    pub fn recv_multi(&mut self, fd: RawFd, most: u32, total: u32, data: u64) {
         let e = opcode::RecvMulti::new(types::Fd(fd), self.bufs.group)
             .len(most)
             .build();
+        let e = if total > 0 { with_optlen(e, total) } else { e };
         self.push(&[e.user_data(data)]);
     }
 
@@ -606,6 +611,22 @@ impl Drop for Ring {
     }
 }
 
+/// Where the kernel's submission entry keeps `optlen` (a receive's total
+/// limit), which the io-uring crate does not set.
+const SQE_OPTLEN: usize = 44;
+const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
+
+/// `e` with its `optlen` field set.
+fn with_optlen(e: squeue::Entry, optlen: u32) -> squeue::Entry {
+    // SAFETY: an Entry is a `repr(C)` wrapper of the kernel's 64-byte
+    // `io_uring_sqe` (the size is asserted above), plain data with no
+    // invalid bit patterns; `optlen` is the u32 at byte 44 of it.
+    let mut raw: [u8; 64] = unsafe { std::mem::transmute(e) };
+    raw[SQE_OPTLEN..SQE_OPTLEN + 4].copy_from_slice(&optlen.to_ne_bytes());
+    // SAFETY: as above; only the 4 bytes of `optlen` changed.
+    unsafe { std::mem::transmute::<[u8; 64], squeue::Entry>(raw) }
+}
+
 /// Whether a poll's completion ([`Ring::poll_connect`],
 /// [`Ring::poll_fault`]) says the socket failed: an error or a hang-up
 /// (a FIN alone, which the kernel may report too, is not).
@@ -633,6 +654,7 @@ pub fn poll_bits(result: i32) -> u32 {
 /// A completion's `-errno` results the engine tells apart.
 pub const CANCELED: i32 = -libc::ECANCELED;
 pub const NO_BUFFERS: i32 = -libc::ENOBUFS;
+pub const INVALID: i32 = -libc::EINVAL;
 
 /// The kernel switch that turns io_uring off (Linux 6.6 and later).
 const DISABLED_SYSCTL: &str = "/proc/sys/kernel/io_uring_disabled";
@@ -732,6 +754,115 @@ mod tests {
         for m in [two, one, none, old] {
             assert!(m.ends_with("use --engine epoll"), "{m}");
         }
+    }
+
+    /// A connected loopback pair: (the ring's side, the peer).
+    fn pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let a = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (b, _) = l.accept().expect("accept");
+        a.set_nonblocking(true).expect("nonblocking");
+        (a, b)
+    }
+
+    fn ring() -> Ring {
+        Ring::new(RingSize {
+            entries: 64,
+            buffers: 16,
+            buffer_size: 16 * 1024,
+            accepts: 1,
+        })
+        .expect("ring")
+    }
+
+    /// Waits for completions until `done` says enough (bounded).
+    fn reap_until(
+        r: &mut Ring,
+        out: &mut Vec<(Completion, Option<Piece>)>,
+        done: impl Fn(&[(Completion, Option<Piece>)]) -> bool,
+    ) {
+        for _ in 0..200 {
+            r.submit_wait(Some(Duration::from_millis(10)))
+                .expect("enter");
+            r.reap(out);
+            if done(out) {
+                return;
+            }
+        }
+        panic!("completions never came: {out:?}");
+    }
+
+    #[test]
+    fn a_multishot_receive_delivers_pieces_in_order_and_ends_at_its_total() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let (a, mut b) = pair();
+        let mut r = ring();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        b.write_all(&data).expect("write");
+        r.recv_multi(a.as_raw_fd(), 4096, 20_000, 7);
+        let mut out = Vec::new();
+        reap_until(&mut r, &mut out, |o| o.iter().any(|(c, _)| !c.more()));
+        let mut got = Vec::new();
+        for (c, piece) in &out {
+            assert_eq!(c.data, 7);
+            if let Some(p) = piece {
+                assert!(
+                    p.len <= 4096,
+                    "a piece beyond the per-completion limit: {p:?}"
+                );
+                got.extend_from_slice(r.piece(p.bid, p.at, p.len));
+                r.release(p.bid);
+            }
+        }
+        // The total limit ends the receive once it has brought that much
+        // (it may round up to the completion that crossed it).
+        assert!(
+            got.len() >= 20_000 && got.len() < 20_000 + 4096,
+            "{}",
+            got.len()
+        );
+        assert_eq!(got, data[..got.len()], "pieces out of order or altered");
+        assert_eq!(r.counts().completed as usize, out.len());
+    }
+
+    #[test]
+    fn a_send_goes_out_whole_and_its_buffer_is_locked_until_done() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let (a, mut b) = pair();
+        let mut r = ring();
+        let id = r.take_send();
+        r.send_buf(id)
+            .expect("free")
+            .extend_from_slice(b"hello ring");
+        r.send(a.as_raw_fd(), id, 0, 9);
+        assert!(
+            r.send_buf(id).is_none(),
+            "a buffer in flight is not lent out"
+        );
+        let mut out = Vec::new();
+        reap_until(&mut r, &mut out, |o| !o.is_empty());
+        assert_eq!((out[0].0.data, out[0].0.result), (9, 10));
+        r.send_done(id);
+        r.release_send(id);
+        assert_eq!(r.take_send(), id, "the buffer is reused");
+        let mut got = [0u8; 10];
+        b.read_exact(&mut got).expect("read");
+        assert_eq!(&got, b"hello ring");
+    }
+
+    #[test]
+    fn a_poll_reports_epoll_bits_and_a_fin_is_no_failure() {
+        use crate::sys::epoll::{ERR, HUP, IN, RDHUP};
+        let fin = libc::POLLIN | libc::POLLRDHUP;
+        assert_eq!(poll_bits(i32::from(fin)), IN | RDHUP);
+        assert!(!poll_failed(i32::from(fin)));
+        let reset = libc::POLLERR | libc::POLLHUP;
+        assert_eq!(poll_bits(i32::from(reset)), ERR | HUP);
+        assert!(poll_failed(i32::from(reset)));
+        assert!(poll_failed(-libc::ECANCELED));
+        assert_eq!(poll_bits(-libc::ECANCELED), 0);
     }
 
     #[test]
