@@ -157,6 +157,8 @@ struct End {
     /// backend that reset before any byte is found with the bytes still
     /// held (and the client moves on to the next backend with them).
     heard: bool,
+    /// A connect's poll is submitted.
+    connecting: bool,
     /// A poll for an error or hang-up is submitted (while the receive is
     /// paused, nothing else would see a reset).
     watching: bool,
@@ -252,26 +254,40 @@ impl Uring {
         }
         e.stash = Vec::new();
         e.stash_at = 0;
-        let waiting = e
-            .send
-            .take()
-            .and_then(|id| self.sends.get_mut(id.0 as usize)?.as_mut());
+        // The requests still submitted on this socket, by tag.
+        let mut targets = [0u64; 4];
+        let mut n = 0;
+        for (on, what) in [
+            (e.recv == Recv::On, op::RECV),
+            (e.connecting, op::CONNECT),
+            (e.watching, op::FAULT),
+        ] {
+            if on {
+                targets[n] = tag(what, e.epoch, slot, side);
+                n += 1;
+            }
+        }
+        let sent = e.send.take();
+        let waiting = sent.and_then(|id| self.sends.get_mut(id.0 as usize)?.as_mut());
+        let cancel = tag(op::CANCEL, 0, 0, Side::Client);
         match waiting {
             Some(rec) if !abort && e.broken.is_none() => {
-                // The last bytes go out first; the receive stops now.
-                if e.recv == Recv::On {
-                    let t = tag(op::RECV, e.epoch, slot, side);
-                    self.ring.cancel(t, tag(op::CANCEL, 0, 0, Side::Client));
+                // The last bytes go out first; the rest stops now, and the
+                // close follows the send.
+                for &t in &targets[..n] {
+                    self.ring.cancel(t, cancel);
                 }
                 rec.shutdown = e.shutdown_pending;
                 rec.close = Some(fd);
             }
             waiting => {
-                if let Some(rec) = waiting {
+                if let (Some(rec), Some(id)) = (waiting, sent) {
                     rec.orphan = true;
+                    targets[n] = tag(op::SEND, 0, id.0 as usize, Side::Client);
+                    n += 1;
                 }
-                self.ring
-                    .cancel_close(fd, tag(op::CLOSE, 0, 0, Side::Client));
+                let close = tag(op::CLOSE, 0, 0, Side::Client);
+                self.ring.cancel_close(fd, &targets[..n], close);
             }
         }
         let epoch = e.epoch.wrapping_add(1);
@@ -294,6 +310,7 @@ impl Uring {
                 if e.epoch & EPOCH_MASK != epoch || e.fd.is_none() {
                     return;
                 }
+                e.connecting = false;
                 if uring::poll_failed(c.result) {
                     Self::edge(
                         &mut self.touched,
@@ -444,8 +461,10 @@ impl Uring {
                 self.ring
                     .shutdown(fd.as_raw_fd(), tag(op::SHUTDOWN, 0, 0, Side::Client));
             }
+            // Nothing else is submitted on it any more (cancelled when
+            // the pair closed).
             self.ring
-                .cancel_close(fd, tag(op::CLOSE, 0, 0, Side::Client));
+                .cancel_close(fd, &[], tag(op::CLOSE, 0, 0, Side::Client));
             return;
         }
         let (slot, side) = (rec.slot, rec.side);
@@ -768,6 +787,7 @@ impl Uring {
             Self::edge(touched, e, slot, side, epoll::OUT);
         } else {
             ring.poll_connect(raw, tag(op::CONNECT, e.epoch, slot, side));
+            e.connecting = true;
         }
     }
 }
@@ -938,6 +958,6 @@ impl Engine for Uring {
     fn unlisten(&mut self, listener: OwnedFd) {
         self.listener = None;
         self.ring
-            .cancel_close(listener, tag(op::CLOSE, 0, 0, Side::Client));
+            .cancel_all_close(listener, tag(op::CLOSE, 0, 0, Side::Client));
     }
 }

@@ -401,10 +401,31 @@ impl Ring {
         self.push(&[e.user_data(data)]);
     }
 
-    /// Cancels every request on `fd`, then closes it: linked, so that no
-    /// request outlives its socket (a hard link: the close runs even when
-    /// there was nothing to cancel).
-    pub fn cancel_close(&mut self, fd: OwnedFd, data: u64) {
+    /// Cancels the requests tagged `targets` (those still on `fd`), then
+    /// closes it: hard-linked in one submission, so that the close comes
+    /// after the cancels (even a cancel that found nothing) and no request
+    /// outlives its socket. With no target it is only the close. Cancels by
+    /// tag are hash lookups in the kernel, where one by descriptor walks
+    /// every pending request.
+    pub fn cancel_close(&mut self, fd: OwnedFd, targets: &[u64], data: u64) {
+        let raw = fd.into_raw_fd();
+        let mut chain: Vec<squeue::Entry> = targets
+            .iter()
+            .map(|&t| {
+                opcode::AsyncCancel2::new(types::CancelBuilder::user_data(t))
+                    .build()
+                    .user_data(data)
+                    .flags(squeue::Flags::IO_HARDLINK)
+            })
+            .collect();
+        chain.push(opcode::Close::new(types::Fd(raw)).build().user_data(data));
+        self.push(&chain);
+    }
+
+    /// Cancels every request on `fd`, then closes it (hard-linked): for a
+    /// socket whose requests are not known by tag (the listener's
+    /// accepts).
+    pub fn cancel_all_close(&mut self, fd: OwnedFd, data: u64) {
         let raw = fd.into_raw_fd();
         let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(raw)).all())
             .build()
