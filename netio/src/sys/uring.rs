@@ -71,6 +71,19 @@ struct SendBuf {
     released: bool,
 }
 
+/// A send buffer kept for reuse keeps up to this much of its capacity:
+/// a large write's buffer is not held by every connection after it.
+const SEND_KEEP: usize = 16 * 1024;
+
+/// Empties a send buffer given back, freeing a large one's memory.
+fn recycle(data: &mut Vec<u8>) {
+    if data.capacity() > SEND_KEEP {
+        *data = Vec::new();
+    } else {
+        data.clear();
+    }
+}
+
 /// Where one accept writes the client's address.
 struct AcceptSlot {
     addr: libc::sockaddr_storage,
@@ -352,7 +365,7 @@ impl Ring {
         b.busy = false;
         if b.released {
             b.released = false;
-            b.data.clear();
+            recycle(&mut b.data);
             self.free_sends.push(id.0);
         }
     }
@@ -366,15 +379,9 @@ impl Ring {
         if b.busy {
             b.released = true;
         } else if !b.released {
-            b.data.clear();
+            recycle(&mut b.data);
             self.free_sends.push(id.0);
         }
-    }
-
-    /// `shutdown(SHUT_WR)` of `fd`.
-    pub fn shutdown(&mut self, fd: RawFd, data: u64) {
-        let e = opcode::Shutdown::new(types::Fd(fd), libc::SHUT_WR).build();
-        self.push(&[e.user_data(data)]);
     }
 
     /// Polls `fd` for input for as long as the poll lasts (multishot).
@@ -722,7 +729,6 @@ fn probe() -> io::Result<()> {
         (opcode::Accept::CODE, "accept"),
         (opcode::RecvMulti::CODE, "recv"),
         (opcode::Send::CODE, "send"),
-        (opcode::Shutdown::CODE, "shutdown"),
         (opcode::AsyncCancel2::CODE, "cancel"),
         (opcode::Close::CODE, "close"),
         (opcode::PollAdd::CODE, "poll"),
