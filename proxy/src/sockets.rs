@@ -126,6 +126,21 @@ impl Engine for SysSockets {
     }
 }
 
+/// A backend socket for a retry: `socket(2)`, `connect(2)` and
+/// `TCP_NODELAY`, each counted (and the close of the socket if the connect
+/// failed at once). True if it completed at once.
+pub(crate) fn connect_counted(stats: &Stats, addr: &SocketAddr) -> Result<(OwnedFd, bool), Errno> {
+    let (fd, done) = socket::connect(addr).map_err(|e| {
+        stats.sys_connect.add(2);
+        stats.sys_close.inc();
+        Errno::of(&e)
+    })?;
+    stats.sys_connect.add(2);
+    stats.sys_sockopt.inc();
+    let _ = socket::set_nodelay(&fd);
+    Ok((fd, done))
+}
+
 /// One pair's sockets, for the relay.
 pub struct PairIo<'a> {
     fds: &'a [Option<OwnedFd>; 2],
@@ -232,15 +247,7 @@ impl Sockets for SysSockets {
             stats.sys_close.inc();
             drop(old);
         }
-        let (fd, done) = socket::connect(&addr).map_err(|e| {
-            // socket(2) and connect(2), and the close of the socket.
-            stats.sys_connect.add(2);
-            stats.sys_close.inc();
-            Errno::of(&e)
-        })?;
-        stats.sys_connect.add(2);
-        stats.sys_sockopt.inc();
-        let _ = socket::set_nodelay(&fd);
+        let (fd, done) = connect_counted(stats, &addr)?;
         stats.sys_epoll_ctl.inc();
         let token = Token::new(slot, gen, Side::Backend).encode();
         if let Err(e) = self.epoll.add(&fd, epoll::SOCKET, token) {

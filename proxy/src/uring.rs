@@ -792,15 +792,7 @@ impl Sockets for Uring {
 
     fn reconnect(&mut self, slot: usize, gen: u32, addr: SocketAddr) -> Result<bool, Errno> {
         self.drop_end(slot, Side::Backend, true);
-        let stats = &self.stats;
-        let (fd, done) = socket::connect(&addr).map_err(|e| {
-            stats.sys_connect.add(2);
-            stats.sys_close.inc();
-            Errno::of(&e)
-        })?;
-        stats.sys_connect.add(2);
-        stats.sys_sockopt.inc();
-        let _ = socket::set_nodelay(&fd);
+        let (fd, done) = crate::sockets::connect_counted(&self.stats, &addr)?;
         self.attach_backend(slot, gen, fd, done);
         Ok(done)
     }
