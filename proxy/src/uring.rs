@@ -18,8 +18,9 @@
 //!   receive is cancelled (not submitted again while its destination is
 //!   full) until the relay has taken the stash: then the kernel's window
 //!   closes, as it does under epoll when the proxy stops reading. What one
-//!   direction holds beyond the relay's buffer is what one batch brought
-//!   (at most 32 completions of [`RECV_MOST`] bytes).
+//!   direction holds beyond the relay's buffer is what its last receive
+//!   brought: at most `RECV_TOTAL` bytes (`RECV_CONGESTED` once its
+//!   destination was found full).
 //! - Half-close: the FIN is a `shutdown(2)` once the direction's send
 //!   completed (io_uring's `SHUTDOWN` is always run by a worker thread).
 //! - Teardown: cancel-then-close, hard-linked, so no request outlives its
