@@ -144,18 +144,20 @@ impl<E: Engine> Worker<E> {
     /// the backlog), then pause until a connection closes or a short retry
     /// timer fires. Never spins.
     fn out_of_fds(&mut self) {
+        // The pause and the client turned away are counted before that
+        // client can see its reset (and ask for the counts).
+        self.pause_accept(Some(Instant::now() + ACCEPT_RETRY));
         if let (Some(reserve), Some(listener)) =
             (self.accepting.reserve.take(), self.listener.as_ref())
         {
             drop(reserve);
             self.control.stats.sys_accept.inc();
             if let Ok((fd, _)) = socket::accept(listener) {
-                self.reset(fd);
                 self.control.stats.rejected.inc();
+                self.reset(fd);
             }
             self.accepting.reserve = socket::reserve_fd().ok();
         }
-        self.pause_accept(Some(Instant::now() + ACCEPT_RETRY));
     }
 
     pub(crate) fn pause_accept(&mut self, retry_at: Option<Instant>) {
