@@ -277,6 +277,13 @@ impl Ring {
         })
     }
 
+    /// Whether completions are posted that [`Ring::reap`] has not taken
+    /// yet (an entry can complete inline in any submission, such as the
+    /// one that makes room in a full submission queue).
+    pub fn completions_waiting(&mut self) -> bool {
+        !self.ring.completion().is_empty()
+    }
+
     pub fn counts(&self) -> Counts {
         self.counts
     }
