@@ -194,6 +194,36 @@ impl End {
     fn held(&self) -> usize {
         self.stash.len() - self.stash_at + self.inbox.iter().map(|p| p.len as usize).sum::<usize>()
     }
+
+    /// The read-out after a write found the peer gone: the kernel may hold
+    /// what it sent before (or its end) while the receive's completion for
+    /// that has not run yet (it runs only in a later enter), so this reads
+    /// the socket itself, as epoll would. Only with nothing received and
+    /// no completion left unreaped (one posted by a submission during this
+    /// batch may hold earlier bytes), so nothing is taken out of order.
+    /// `None`: nothing there now, or the end already known.
+    fn read_socket(&mut self, stats: &Stats, buf: &mut [u8]) -> Option<Outcome> {
+        if self.error.is_some() || self.eof {
+            return None;
+        }
+        let fd = self.fd.as_ref()?;
+        stats.sys_read.inc();
+        match socket::read(fd, buf) {
+            Ok(0) => {
+                self.eof = true;
+                None
+            }
+            Ok(got) => {
+                self.heard = true;
+                Some(Outcome::Data(got))
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => None,
+            Err(err) => {
+                self.eof = true;
+                Some(Outcome::of_error(&err))
+            }
+        }
+    }
 }
 
 /// A send in flight: whom it is for, and what follows it.
@@ -665,33 +695,9 @@ impl relay::Io for PairIo<'_> {
             e.recv = Recv::Off;
             Uring::arm(self.ring, e, self.slot, from);
         }
-        if n == 0
-            && e.broken.is_some()
-            && e.error.is_none()
-            && !e.eof
-            && !self.ring.completions_waiting()
-        {
-            // A write found the peer gone, and the relay reads out what it
-            // sent before: the kernel may hold that (or the end) while the
-            // receive's completion for it has not run yet — it runs only
-            // in a later enter. Read it from the socket, as epoll would,
-            // but only with no completion left unreaped (one posted by a
-            // submission during this batch may hold earlier bytes), so
-            // nothing is taken out of order.
-            if let Some(fd) = &e.fd {
-                self.stats.sys_read.inc();
-                match socket::read(fd, buf) {
-                    Ok(0) => e.eof = true,
-                    Ok(got) => {
-                        e.heard = true;
-                        return Outcome::Data(got);
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(err) => {
-                        e.eof = true;
-                        return Outcome::of_error(&err);
-                    }
-                }
+        if n == 0 && e.broken.is_some() && !self.ring.completions_waiting() {
+            if let Some(got) = e.read_socket(self.stats, buf) {
+                return got;
             }
         }
         if n > 0 {
@@ -733,7 +739,7 @@ impl relay::Io for PairIo<'_> {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                 Err(err) => {
                     // Every later write fails alike, and the read-out that
-                    // follows asks the kernel (see `read`).
+                    // follows asks the kernel (see `End::read_socket`).
                     e.broken = Some(Errno::of(&err));
                     return Outcome::of_error(&err);
                 }
@@ -1190,7 +1196,7 @@ mod tests {
         u.ring.submit_wait(Some(Duration::ZERO)).expect("submit");
         assert!(u.ring.completions_waiting(), "no inline completion");
         // As a failed send's completion leaves the end.
-        u.ends[0][1].broken = Some(Errno(104)); // ECONNRESET
+        u.ends[0][1].broken = Some(Errno::of(&io::ErrorKind::ConnectionReset.into()));
         assert!(matches!(
             u.pair(0).read(Side::Backend, &mut buf),
             Outcome::WouldBlock
