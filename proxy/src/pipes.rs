@@ -4,6 +4,12 @@
 //! relay only borrows and returns ids, like buffers from the
 //! [`crate::pool::Pool`]. An empty pool is an ordinary outcome: the
 //! direction moves its bytes through a buffer instead.
+//!
+//! [`Pipes`] is the drivers' side: the pipes themselves, made at start-up
+//! and renewed when one is closed with bytes in it.
+
+use crate::stats::Stats;
+use netio::sys::pipe::Pipe;
 
 /// A pipe on loan, by index.
 #[derive(Debug, PartialEq, Eq)]
@@ -92,6 +98,83 @@ impl PipePool {
             let was = std::mem::replace(&mut self.lent_map[_pipe.index()], false);
             debug_assert!(was, "pipe {} given back twice", _pipe.0);
         }
+    }
+}
+
+/// A worker's pipes, by [`PipeId`], as an engine holds them.
+#[derive(Debug)]
+pub struct Pipes {
+    pipes: Vec<Option<Pipe>>,
+    /// The capacity asked for each pipe.
+    size: usize,
+    /// The capacity the kernel granted.
+    granted: usize,
+}
+
+impl Pipes {
+    /// Makes up to `n` pipes of `size` bytes. Splicing is an
+    /// optimisation: if the descriptors run out, the worker runs with
+    /// fewer and says so.
+    pub fn new(n: usize, size: usize) -> Pipes {
+        let mut pipes = Vec::with_capacity(n);
+        let mut granted = size;
+        for _ in 0..n {
+            let made = Pipe::new().and_then(|p| {
+                // A refused size keeps the default capacity.
+                let got = p.set_size(size).or_else(|_| p.size())?;
+                Ok((p, got))
+            });
+            match made {
+                Ok((p, got)) => {
+                    granted = got;
+                    pipes.push(Some(p));
+                }
+                Err(e) => {
+                    netio::log!(
+                        "proxy: warning: only {} of {n} pipes for splicing: {e}",
+                        pipes.len()
+                    );
+                    break;
+                }
+            }
+        }
+        Pipes {
+            pipes,
+            size,
+            granted,
+        }
+    }
+
+    /// How many pipes there are, and the capacity of each (for the pool).
+    pub fn counts(&self) -> (usize, usize) {
+        (self.pipes.len(), self.granted)
+    }
+
+    /// The pipe lent as `id`, unless it could not be renewed.
+    #[inline]
+    pub fn get(&self, id: &PipeId) -> Option<&Pipe> {
+        self.pipes.get(id.index()).and_then(Option::as_ref)
+    }
+
+    /// Closes the pipe lent as `id` (bytes nobody will read are in it) and
+    /// makes a new one in its place; false if none could be made.
+    pub fn renew(&mut self, id: &PipeId, stats: &Stats) -> bool {
+        let Some(slot) = self.pipes.get_mut(id.index()) else {
+            return false;
+        };
+        if slot.take().is_some() {
+            stats.sys_close.add(2);
+        }
+        stats.sys_pipe.inc();
+        let Ok(p) = Pipe::new() else {
+            return false;
+        };
+        // A refused size keeps the default capacity: splices then move
+        // less at a time, which is all.
+        stats.sys_pipe.inc();
+        let _ = p.set_size(self.size);
+        *slot = Some(p);
+        true
     }
 }
 

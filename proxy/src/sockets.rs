@@ -6,11 +6,12 @@
 use crate::config::Config;
 use crate::engine::{Engine, Event};
 use crate::pipes::PipeId;
+use crate::pipes::Pipes;
 use crate::relay;
 use crate::stats::Stats;
 use crate::table::Sockets;
 use netio::sys::epoll::{self, Epoll, Events, Waker};
-use netio::sys::pipe::{self, Pipe};
+use netio::sys::pipe;
 use netio::sys::socket;
 use netio::{Errno, Outcome, Side, Source, Token};
 use std::io;
@@ -26,32 +27,20 @@ const MAX_EVENTS: usize = 256;
 pub struct SysSockets {
     pub(crate) epoll: Epoll,
     fds: Vec<[Option<OwnedFd>; 2]>,
-    pipes: Vec<Option<Pipe>>,
-    /// The capacity asked for each pipe.
-    pipe_size: usize,
-    /// The capacity the kernel granted.
-    pipe_granted: usize,
+    pipes: Pipes,
     stats: Arc<Stats>,
     events: Events,
 }
 
 impl SysSockets {
     /// Room for `capacity` pairs, and `pipes` made at start-up.
-    pub fn new(
-        epoll: Epoll,
-        capacity: usize,
-        pipes: Vec<Pipe>,
-        (pipe_size, pipe_granted): (usize, usize),
-        stats: Arc<Stats>,
-    ) -> Self {
+    pub fn new(epoll: Epoll, capacity: usize, pipes: Pipes, stats: Arc<Stats>) -> Self {
         let mut fds = Vec::with_capacity(capacity);
         fds.resize_with(capacity, || [None, None]);
         SysSockets {
             epoll,
             fds,
-            pipes: pipes.into_iter().map(Some).collect(),
-            pipe_size,
-            pipe_granted,
+            pipes,
             stats,
             events: Events::with_capacity(MAX_EVENTS),
         }
@@ -63,9 +52,8 @@ impl Engine for SysSockets {
 
     fn new(cfg: &Config, capacity: usize, stats: Arc<Stats>) -> io::Result<Self> {
         let epoll = Epoll::new()?;
-        let (pipes, granted) = crate::worker::make_pipes(cfg.pipes, cfg.pipe_size);
-        let sizes = (cfg.pipe_size, granted);
-        Ok(SysSockets::new(epoll, capacity, pipes, sizes, stats))
+        let pipes = Pipes::new(cfg.pipes, cfg.pipe_size);
+        Ok(SysSockets::new(epoll, capacity, pipes, stats))
     }
 
     fn watch(&mut self, listener: &OwnedFd, waker: &Waker) -> io::Result<()> {
@@ -90,7 +78,7 @@ impl Engine for SysSockets {
     }
 
     fn pipes(&self) -> (usize, usize) {
-        (self.pipes.len(), self.pipe_granted)
+        self.pipes.counts()
     }
 
     fn register(
@@ -144,7 +132,7 @@ pub(crate) fn connect_counted(stats: &Stats, addr: &SocketAddr) -> Result<(Owned
 /// One pair's sockets, for the relay.
 pub struct PairIo<'a> {
     fds: &'a [Option<OwnedFd>; 2],
-    pipes: &'a [Option<Pipe>],
+    pipes: &'a Pipes,
     stats: &'a Stats,
 }
 
@@ -153,8 +141,8 @@ impl PairIo<'_> {
         self.fds[side.index()].as_ref()
     }
 
-    fn pipe(&self, id: &PipeId) -> Option<&Pipe> {
-        self.pipes.get(id.index()).and_then(Option::as_ref)
+    fn pipe(&self, id: &PipeId) -> Option<&pipe::Pipe> {
+        self.pipes.get(id)
     }
 }
 
@@ -271,21 +259,6 @@ impl Sockets for SysSockets {
     }
 
     fn renew_pipe(&mut self, id: &PipeId) -> bool {
-        let Some(slot) = self.pipes.get_mut(id.index()) else {
-            return false;
-        };
-        if slot.take().is_some() {
-            self.stats.sys_close.add(2);
-        }
-        self.stats.sys_pipe.inc();
-        let Ok(p) = Pipe::new() else {
-            return false;
-        };
-        // A refused size keeps the default capacity: splices then move
-        // less at a time, which is all.
-        self.stats.sys_pipe.inc();
-        let _ = p.set_size(self.pipe_size);
-        *slot = Some(p);
-        true
+        self.pipes.renew(id, &self.stats)
     }
 }

@@ -28,7 +28,6 @@ use crate::stats::Stats;
 use crate::table::Table;
 use crate::timers::Timers;
 use netio::sys::epoll::Waker;
-use netio::sys::pipe::Pipe;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -291,35 +290,6 @@ impl<E: Engine + Send + 'static> netio::serve::Worker for Worker<E> {
     fn run(self) -> io::Result<()> {
         Worker::run(self)
     }
-}
-
-/// Makes up to `n` pipes of `size` bytes for splicing, and returns them
-/// with the capacity the kernel granted. Splicing is an optimisation: if
-/// the descriptors run out, the worker runs with fewer and says so.
-pub(crate) fn make_pipes(n: usize, size: usize) -> (Vec<Pipe>, usize) {
-    let mut pipes = Vec::with_capacity(n);
-    let mut granted = size;
-    for _ in 0..n {
-        let made = Pipe::new().and_then(|p| {
-            // A refused size keeps the default capacity.
-            let got = p.set_size(size).or_else(|_| p.size())?;
-            Ok((p, got))
-        });
-        match made {
-            Ok((p, got)) => {
-                granted = got;
-                pipes.push(p);
-            }
-            Err(e) => {
-                netio::log!(
-                    "proxy: warning: only {} of {n} pipes for splicing: {e}",
-                    pipes.len()
-                );
-                break;
-            }
-        }
-    }
-    (pipes, granted)
 }
 
 #[cfg(test)]
