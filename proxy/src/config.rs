@@ -250,22 +250,9 @@ pub fn resolve_within(cli: Cli, nofile: u64, mem: &sizes::Memory) -> Result<Conf
     let engine = engine.0;
     let pipes_given = names.number("pipes", &cli.pipes, file.pipes, 0, 4096)?;
     // Pipes are an optimisation: under a small open-files limit they give
-    // way to connections unless the user asked for them. The uring engine
-    // moves bulk through its buffer ring and splices nothing.
-    let mut warnings = Vec::new();
+    // way to connections unless the user asked for them.
+    let warnings: Vec<String> = Vec::new();
     let pipes = match pipes_given {
-        Some((n, from_cli)) if n > 0 && engine == Engine::Uring => {
-            let given = if from_cli {
-                "--pipes"
-            } else {
-                "the config key pipes"
-            };
-            warnings.push(format!(
-                "{given} {n} is for --engine epoll: the uring engine moves bulk through its buffer ring and makes no pipes"
-            ));
-            0
-        }
-        _ if engine == Engine::Uring => 0,
         Some((n, _)) => n,
         None => netio::budget::pipes(nofile, workers as u64, DEFAULT_PIPES as u64) as usize,
     };

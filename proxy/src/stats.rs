@@ -137,7 +137,7 @@ stats! {
     accept_pauses: "counter",
     /// read(2) calls on sockets.
     sys_read: "counter",
-    /// send(2) calls on sockets.
+    /// send(2) calls on sockets (and, under uring, write(2) into a pipe).
     sys_write: "counter",
     /// epoll_wait(2) calls.
     sys_epoll_wait: "counter",

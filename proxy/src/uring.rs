@@ -21,6 +21,12 @@
 //!   direction holds beyond the relay's buffer is what its last receive
 //!   brought: at most `RECV_TOTAL` bytes (`RECV_CONGESTED` once its
 //!   destination was found full).
+//! - Bulk: a direction the relay splices (a stream) has no receive; its
+//!   socket is read with `splice(2)` into the relay's pipe whenever a
+//!   one-shot poll says it is readable (what a receive brought before goes
+//!   into the pipe first), and the pipe is spliced into a destination that
+//!   a one-shot poll says has room: epoll's bulk path, with the ring's
+//!   polls for its edges. (`IORING_OP_SPLICE` runs in an io-wq thread.)
 //! - Half-close: the FIN is a `shutdown(2)` once the direction's send
 //!   completed (io_uring's `SHUTDOWN` is always run by a worker thread).
 //! - Teardown: cancel-then-close, hard-linked, so no request outlives its
@@ -41,13 +47,13 @@
 
 use crate::config::Config;
 use crate::engine::{Engine, Event};
-use crate::pipes::PipeId;
+use crate::pipes::{PipeId, Pipes};
 use crate::relay;
 use crate::stats::Stats;
 use crate::table::Sockets;
 use netio::sys::epoll::{self, Epoll, Events, Waker};
-use netio::sys::socket;
 use netio::sys::uring::{self, Completion, Counts, Piece, Ring, RingSize, SendId};
+use netio::sys::{pipe, socket};
 use netio::{Errno, Outcome, Side, Source, Token};
 use std::collections::VecDeque;
 use std::io;
@@ -96,6 +102,8 @@ mod op {
     pub const SIDE: u64 = 7;
     pub const CANCEL: u64 = 8;
     pub const FAULT: u64 = 9;
+    pub const POLL_IN: u64 = 10;
+    pub const POLL_OUT: u64 = 11;
 }
 
 const EPOCH_MASK: u32 = 0x0FFF_FFFF;
@@ -188,11 +196,65 @@ struct End {
     /// A poll for an error or hang-up is submitted (while the receive is
     /// paused, nothing else would see a reset).
     watching: bool,
+    /// The relay splices this direction (a stream): no receive is
+    /// submitted, and `splice(2)` reads the socket when a poll says it is
+    /// readable, as under epoll.
+    splicing: bool,
+    /// A poll for input, or for room to write, is submitted.
+    polling_in: bool,
+    polling_out: bool,
 }
 
 impl End {
     fn held(&self) -> usize {
         self.stash.len() - self.stash_at + self.inbox.iter().map(|p| p.len as usize).sum::<usize>()
+    }
+
+    /// Moves up to `len` of the bytes received and not yet taken into a
+    /// pipe's write end, oldest first (they go ahead of anything spliced
+    /// from the socket after them).
+    fn held_into(&mut self, ring: &mut Ring, to: &OwnedFd, len: usize, stats: &Stats) -> Outcome {
+        let mut n = 0;
+        while n < len {
+            let (data, piece) = if self.stash_at < self.stash.len() {
+                let end = self.stash.len().min(self.stash_at + len - n);
+                (&self.stash[self.stash_at..end], false)
+            } else if let Some(p) = self.inbox.front() {
+                let take = (p.len as usize).min(len - n) as u32;
+                (ring.piece(p.bid, p.at, take), true)
+            } else {
+                break;
+            };
+            stats.sys_write.inc();
+            let offered = data.len();
+            let moved = match pipe::write(to, data) {
+                Ok(m) => m,
+                Err(err) if n == 0 => return Outcome::of_error(&err),
+                Err(_) => break,
+            };
+            if piece {
+                if let Some(p) = self.inbox.front_mut() {
+                    p.at += moved as u32;
+                    p.len -= moved as u32;
+                    if p.len == 0 {
+                        let bid = p.bid;
+                        self.inbox.pop_front();
+                        ring.release(bid);
+                    }
+                }
+            } else {
+                self.stash_at += moved;
+                if self.stash_at == self.stash.len() {
+                    self.stash = Vec::new();
+                    self.stash_at = 0;
+                }
+            }
+            n += moved;
+            if moved < offered {
+                break;
+            }
+        }
+        Outcome::Data(n)
     }
 
     /// The read-out after a write found the peer gone: the kernel may hold
@@ -248,6 +310,8 @@ pub struct Uring {
     ring: Ring,
     ends: Vec<[End; 2]>,
     sends: Vec<Option<SendRec>>,
+    /// The pipes the relay lends to streams.
+    pipes: Pipes,
     side: Epoll,
     side_events: Events,
     stats: Arc<Stats>,
@@ -280,7 +344,7 @@ impl Uring {
     /// Submits the receive of `slot`'s `side`.
     fn arm(ring: &mut Ring, e: &mut End, slot: usize, side: Side) {
         if let Some(fd) = &e.fd {
-            if e.recv != Recv::On && !e.eof && e.error.is_none() {
+            if e.recv != Recv::On && !e.eof && e.error.is_none() && !e.splicing {
                 let (most, total) = match (e.congested, TOTAL_LIMIT.load(Relaxed)) {
                     (true, true) => (RECV_CONGESTED, RECV_CONGESTED),
                     (false, true) => (RECV_MOST, RECV_TOTAL),
@@ -313,12 +377,14 @@ impl Uring {
         e.stash = Vec::new();
         e.stash_at = 0;
         // The requests still submitted on this socket, by tag.
-        let mut targets = [0u64; 4];
+        let mut targets = [0u64; 6];
         let mut n = 0;
         for (on, t) in [
             (e.recv == Recv::On, e.recv_tag),
             (e.connecting, tag(op::CONNECT, e.epoch, slot, side)),
             (e.watching, tag(op::FAULT, e.epoch, slot, side)),
+            (e.polling_in, tag(op::POLL_IN, e.epoch, slot, side)),
+            (e.polling_out, tag(op::POLL_OUT, e.epoch, slot, side)),
         ] {
             if on {
                 targets[n] = t;
@@ -392,10 +458,50 @@ impl Uring {
                 e.watching = false;
                 // What epoll's edge would have said: a reset (ERR), or a
                 // FIN or both ends shut (RDHUP, HUP), read in order once
-                // the receive resumes. Not polled again: it would hold.
+                // the receive resumes. Not polled again after a reset or a
+                // hang-up: it would hold.
                 let bits = uring::poll_bits(c.result);
                 if bits != 0 {
                     Self::edge(&mut self.touched, e, slot, side, bits | epoll::IN);
+                }
+                if bits & (epoll::ERR | epoll::HUP) == 0 && c.result >= 0 {
+                    // Ended on an event not asked for (a FIN): a reset
+                    // after it must still be seen.
+                    if let Some(fd) = &e.fd {
+                        self.ring.poll_fault(fd.as_raw_fd(), c.data);
+                        e.watching = true;
+                    }
+                }
+            }
+            op::POLL_IN | op::POLL_OUT => {
+                let Some(e) = self.ends.get_mut(slot).map(|p| &mut p[side.index()]) else {
+                    return;
+                };
+                if e.epoch & EPOCH_MASK != epoch || e.fd.is_none() {
+                    return;
+                }
+                let out = what == op::POLL_OUT;
+                // The kernel may end a poll on an event it was not asked
+                // for (a FIN ends a poll for room to write): only those
+                // asked for are edges, and it is polled again without one.
+                let asked = if out {
+                    epoll::OUT | epoll::ERR | epoll::HUP
+                } else {
+                    epoll::IN | epoll::RDHUP | epoll::ERR | epoll::HUP
+                };
+                let bits = uring::poll_bits(c.result) & asked;
+                if bits != 0 {
+                    Self::edge(&mut self.touched, e, slot, side, bits);
+                } else if c.result >= 0 {
+                    if let Some(fd) = &e.fd {
+                        self.ring.poll_once(fd.as_raw_fd(), out, c.data);
+                        return;
+                    }
+                }
+                if out {
+                    e.polling_out = false;
+                } else {
+                    e.polling_in = false;
                 }
             }
             op::ACCEPT => {
@@ -650,6 +756,8 @@ pub struct PairIo<'a> {
     ring: &'a mut Ring,
     ends: &'a mut [End; 2],
     sends: &'a mut Vec<Option<SendRec>>,
+    pipes: &'a Pipes,
+    touched: &'a mut Vec<(u32, Side)>,
     slot: usize,
 }
 
@@ -659,6 +767,9 @@ impl relay::Io for PairIo<'_> {
         if e.fd.is_none() {
             return CLOSED;
         }
+        // Back from splicing (what it read was small): the socket may hold
+        // bytes no receive has seen, read here before one is submitted.
+        let unspliced = std::mem::take(&mut e.splicing);
         let mut n = 0;
         if e.stash_at < e.stash.len() {
             let take = (e.stash.len() - e.stash_at).min(buf.len());
@@ -695,8 +806,12 @@ impl relay::Io for PairIo<'_> {
             e.recv = Recv::Off;
             Uring::arm(self.ring, e, self.slot, from);
         }
-        if n == 0 && e.broken.is_some() && !self.ring.completions_waiting() {
+        if n == 0 && (e.broken.is_some() || unspliced) && !self.ring.completions_waiting() {
             if let Some(got) = e.read_socket(self.stats, buf) {
+                if unspliced {
+                    // What follows comes through a receive again.
+                    Uring::arm(self.ring, e, self.slot, from);
+                }
                 return got;
             }
         }
@@ -774,12 +889,113 @@ impl relay::Io for PairIo<'_> {
         Outcome::Data(offered)
     }
 
-    fn splice_in(&mut self, _from: Side, _pipe: &PipeId, _len: usize) -> Outcome {
-        CLOSED // This engine lends no pipes.
+    /// A stream's read: what was received before it switched goes into
+    /// the pipe first; from then on no receive is submitted, and
+    /// `splice(2)` reads the socket while a poll says it is readable.
+    fn splice_in(&mut self, from: Side, id: &PipeId, len: usize) -> Outcome {
+        let e = &mut self.ends[from.index()];
+        let (Some(fd), Some(p)) = (&e.fd, self.pipes.get(id)) else {
+            return CLOSED;
+        };
+        if !e.splicing {
+            e.splicing = true;
+            if e.recv == Recv::On {
+                // Its last bytes, if any, come to the inbox and go into
+                // the pipe at the next splice.
+                self.ring
+                    .cancel(e.recv_tag, tag(op::CANCEL, 0, 0, Side::Client));
+                e.recv = Recv::Off;
+            }
+        }
+        if e.held() > 0 {
+            let got = e.held_into(self.ring, &p.write, len, self.stats);
+            if e.recv == Recv::Paused && e.held() == 0 {
+                e.recv = Recv::Off;
+            }
+            return got;
+        }
+        if e.recv == Recv::Paused {
+            e.recv = Recv::Off;
+        }
+        if let Some(err) = e.error.take() {
+            e.eof = true;
+            return Outcome::of_error(&io::Error::from_raw_os_error(err.0));
+        }
+        if e.eof {
+            return Outcome::Eof;
+        }
+        if self.ring.completions_waiting() {
+            // One posted during this batch may hold bytes from before:
+            // come back once it is reaped.
+            Uring::edge(self.touched, e, self.slot, from, epoll::IN);
+            return Outcome::WouldBlock;
+        }
+        self.stats.sys_splice.inc();
+        match pipe::splice(fd, &p.write, len) {
+            Ok(0) => {
+                e.eof = true;
+                e.heard = true;
+                Outcome::Eof
+            }
+            Ok(n) => {
+                e.heard = true;
+                if !e.polling_in && !e.watching {
+                    // While the destination is full nothing else reads
+                    // this socket: a reset must still be seen, as epoll's
+                    // edge shows it.
+                    let t = tag(op::FAULT, e.epoch, self.slot, from);
+                    self.ring.poll_fault(fd.as_raw_fd(), t);
+                    e.watching = true;
+                }
+                Outcome::Data(n)
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                if !e.polling_in {
+                    let t = tag(op::POLL_IN, e.epoch, self.slot, from);
+                    self.ring.poll_once(fd.as_raw_fd(), false, t);
+                    e.polling_in = true;
+                }
+                Outcome::WouldBlock
+            }
+            Err(err) => {
+                e.eof = true;
+                e.heard = true;
+                Outcome::of_error(&err)
+            }
+        }
     }
 
-    fn splice_out(&mut self, _pipe: &PipeId, _to: Side, _len: usize) -> Outcome {
-        CLOSED
+    /// `splice(2)` into the socket once the send in flight (if any) is
+    /// done; a poll gives the edge when it is full.
+    fn splice_out(&mut self, id: &PipeId, to: Side, len: usize) -> Outcome {
+        let e = &mut self.ends[to.index()];
+        let (Some(fd), Some(p)) = (&e.fd, self.pipes.get(id)) else {
+            return CLOSED;
+        };
+        if let Some(err) = e.broken {
+            return Outcome::of_error(&io::Error::from_raw_os_error(err.0));
+        }
+        if e.send.is_some() {
+            e.wants_out = true;
+            return Outcome::WouldBlock;
+        }
+        self.stats.sys_splice.inc();
+        let got = match pipe::splice(&p.read, fd, len) {
+            Ok(n) if n == len => return Outcome::Data(n),
+            Ok(n) => Outcome::Data(n),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Outcome::WouldBlock,
+            Err(err) => {
+                e.broken = Some(Errno::of(&err));
+                return Outcome::of_error(&err);
+            }
+        };
+        // Full: the relay waits for `OUT`.
+        if !e.polling_out {
+            let t = tag(op::POLL_OUT, e.epoch, self.slot, to);
+            self.ring.poll_once(fd.as_raw_fd(), true, t);
+            e.polling_out = true;
+        }
+        got
     }
 
     fn shutdown(&mut self, to: Side) -> Outcome {
@@ -808,6 +1024,8 @@ impl Sockets for Uring {
             ring: &mut self.ring,
             ends: &mut self.ends[slot],
             sends: &mut self.sends,
+            pipes: &self.pipes,
+            touched: &mut self.touched,
             slot,
         }
     }
@@ -824,8 +1042,8 @@ impl Sockets for Uring {
         }
     }
 
-    fn renew_pipe(&mut self, _pipe: &PipeId) -> bool {
-        false
+    fn renew_pipe(&mut self, id: &PipeId) -> bool {
+        self.pipes.renew(id, &self.stats)
     }
 
     fn unacked(&mut self, slot: usize, side: Side) -> Option<usize> {
@@ -876,7 +1094,7 @@ impl Uring {
 impl Engine for Uring {
     const COMPLETES_ACCEPTS: bool = true;
 
-    fn new(_cfg: &Config, capacity: usize, stats: Arc<Stats>) -> io::Result<Self> {
+    fn new(cfg: &Config, capacity: usize, stats: Arc<Stats>) -> io::Result<Self> {
         let ring = Ring::new(RingSize {
             entries: RING_ENTRIES,
             buffers: RING_BUFFERS,
@@ -889,6 +1107,7 @@ impl Engine for Uring {
             ring,
             ends,
             sends: Vec::new(),
+            pipes: Pipes::new(cfg.pipes, cfg.pipe_size),
             side: Epoll::new()?,
             side_events: Events::with_capacity(SIDE_EVENTS),
             stats,
@@ -949,7 +1168,7 @@ impl Engine for Uring {
     }
 
     fn pipes(&self) -> (usize, usize) {
-        (0, 0)
+        self.pipes.counts()
     }
 
     fn register(
@@ -1238,5 +1457,197 @@ mod tests {
         let (got, end) = read_out_after_a_write_found_the_reset(b"answer");
         assert_eq!(got, b"answer");
         assert!(!matches!(end, Outcome::WouldBlock), "nothing more to read");
+    }
+
+    /// The edges a turn reports for `side` of the pair.
+    fn edges(u: &mut Uring, side: Side) -> u32 {
+        let mut out = Vec::new();
+        u.wait(10, &mut out).expect("wait");
+        out.iter()
+            .filter_map(|ev| match ev {
+                Event::Socket(t, bits) if t.side == side => Some(*bits),
+                _ => None,
+            })
+            .fold(0, |a, b| a | b)
+    }
+
+    /// A pipe of the engine's, lent as the relay would.
+    fn lend_pipe(u: &Uring) -> PipeId {
+        assert!(u.pipes.counts().0 > 0, "the engine made no pipe");
+        crate::pipes::PipePool::new(1, 0)
+            .checkout()
+            .expect("a pipe")
+    }
+
+    /// Reads what `pipe` holds.
+    fn drain_pipe(u: &Uring, pipe: &PipeId) -> Vec<u8> {
+        let p = u.pipes.get(pipe).expect("pipe");
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n) = socket::read(&p.read, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    /// Bytes the receive brought before the relay switched the direction
+    /// to splicing go into the pipe first, then what the socket holds
+    /// after them: the stream stays in order across the switch.
+    #[test]
+    fn bytes_received_before_a_direction_splices_go_into_the_pipe_first() {
+        let (mut u, _client, mut backend) = engine();
+        let first: Vec<u8> = (0..10_000).map(|i| (i % 251) as u8).collect();
+        backend.write_all(&first).expect("write");
+        for _ in 0..50 {
+            turn(&mut u);
+            if !u.ends[0][1].inbox.is_empty() {
+                break;
+            }
+        }
+        assert!(u.ends[0][1].held() > 0, "nothing received");
+        let rest: Vec<u8> = (0..100_000).map(|i| (i % 241) as u8).collect();
+        backend.write_all(&rest).expect("write");
+        let pipe = lend_pipe(&u);
+        let mut got = Vec::new();
+        for _ in 0..50 {
+            let got_now = u.pair(0).splice_in(Side::Backend, &pipe, 64 << 10);
+            match got_now {
+                Outcome::Data(_) => got.extend(drain_pipe(&u, &pipe)),
+                Outcome::WouldBlock => turn(&mut u),
+                end => panic!("{end:?}"),
+            }
+            if got.len() >= first.len() + rest.len() {
+                break;
+            }
+        }
+        assert_eq!(got.len(), first.len() + rest.len());
+        assert!(
+            got[..first.len()] == first[..],
+            "the held bytes did not come first"
+        );
+        assert!(got[first.len()..] == rest[..], "the spliced bytes changed");
+        assert_eq!(u.ends[0][1].recv, Recv::Off, "a receive is still on");
+    }
+
+    /// Back from splicing to reads (the stream turned small): the first
+    /// read takes what the socket holds, and later bytes still arrive
+    /// through a receive submitted again (a stream stopped for ever
+    /// without it).
+    #[test]
+    fn a_direction_back_from_splicing_receives_again() {
+        let (mut u, _client, mut backend) = engine();
+        turn(&mut u);
+        let pipe = lend_pipe(&u);
+        backend.write_all(&[1u8; 20_000]).expect("write");
+        let mut spliced = 0;
+        while spliced < 20_000 {
+            let got_now = u.pair(0).splice_in(Side::Backend, &pipe, 64 << 10);
+            match got_now {
+                Outcome::Data(n) => spliced += n,
+                Outcome::WouldBlock => turn(&mut u),
+                end => panic!("{end:?}"),
+            }
+        }
+        drain_pipe(&u, &pipe);
+        backend.write_all(b"small").expect("write");
+        std::thread::sleep(Duration::from_millis(20));
+        let mut buf = [0u8; 64];
+        assert!(matches!(
+            u.pair(0).read(Side::Backend, &mut buf),
+            Outcome::Data(5)
+        ));
+        backend.write_all(b"later").expect("write");
+        let mut got = 0;
+        for _ in 0..100 {
+            if edges(&mut u, Side::Backend) & epoll::IN != 0 {
+                if let Outcome::Data(n) = u.pair(0).read(Side::Backend, &mut buf) {
+                    got += n;
+                    break;
+                }
+            }
+        }
+        assert_eq!(got, 5, "the bytes after the switch never arrived");
+    }
+
+    /// A splicing direction whose destination is full reads nothing, yet
+    /// its source's reset must still come as an edge, as epoll's would
+    /// (the reset-flush timer and the pair's end depend on it).
+    #[test]
+    fn a_splicing_direction_sees_its_source_reset_while_it_does_not_read() {
+        let (mut u, _client, mut backend) = engine();
+        turn(&mut u);
+        let pipe = lend_pipe(&u);
+        backend.write_all(&[2u8; 30_000]).expect("write");
+        let mut spliced = 0;
+        while spliced == 0 {
+            let got_now = u.pair(0).splice_in(Side::Backend, &pipe, 64 << 10);
+            match got_now {
+                Outcome::Data(n) => spliced += n,
+                Outcome::WouldBlock => turn(&mut u),
+                end => panic!("{end:?}"),
+            }
+        }
+        // The relay now waits for its destination; nothing reads here.
+        edges(&mut u, Side::Backend);
+        reset(backend);
+        let seen = (0..100).any(|_| edges(&mut u, Side::Backend) & epoll::ERR != 0);
+        assert!(seen, "the reset was never reported");
+    }
+
+    /// A poll for room to write that the kernel ends on another event (the
+    /// peer's FIN) is not the edge the relay waits for: it is polled again,
+    /// and the edge comes once the peer reads.
+    #[test]
+    fn a_poll_for_room_ended_by_the_peers_fin_is_polled_again() {
+        let (mut u, mut client, mut backend) = engine();
+        turn(&mut u);
+        let pipe = lend_pipe(&u);
+        let chunk = vec![3u8; 64 << 10];
+        backend.set_nonblocking(true).expect("nonblocking");
+        // Fill the client's side: splice the backend's bytes into it until
+        // it takes no more.
+        let mut full = false;
+        for _ in 0..2000 {
+            let _ = backend.write(&chunk);
+            turn(&mut u);
+            let Outcome::Data(n) = u.pair(0).splice_in(Side::Backend, &pipe, 64 << 10) else {
+                continue;
+            };
+            match u.pair(0).splice_out(&pipe, Side::Client, n) {
+                Outcome::Data(m) if m == n => {}
+                _ => {
+                    full = true;
+                    break;
+                }
+            }
+        }
+        assert!(full, "the client's side never filled");
+        assert!(u.ends[0][0].polling_out, "no poll for room");
+        client.shutdown(std::net::Shutdown::Write).expect("fin");
+        for _ in 0..5 {
+            assert_eq!(
+                edges(&mut u, Side::Client) & epoll::OUT,
+                0,
+                "room while full"
+            );
+        }
+        assert!(
+            u.ends[0][0].polling_out,
+            "the poll for room ended on the FIN"
+        );
+        let mut sink = vec![0u8; 1 << 20];
+        client.set_nonblocking(true).expect("nonblocking");
+        let mut room = false;
+        for _ in 0..200 {
+            let _ = std::io::Read::read(&mut client, &mut sink);
+            if edges(&mut u, Side::Client) & epoll::OUT != 0 {
+                room = true;
+                break;
+            }
+        }
+        assert!(room, "no edge once the peer read");
     }
 }

@@ -65,6 +65,15 @@ pub fn splice(from: impl AsFd, to: impl AsFd, len: usize) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// One non-blocking `write(2)` of `buf` into a pipe's write end.
+#[inline]
+pub fn write(pipe: impl AsFd, buf: &[u8]) -> io::Result<usize> {
+    let raw = pipe.as_fd().as_raw_fd();
+    // SAFETY: the kernel reads at most `buf.len()` bytes from `buf`.
+    let n = cvt_retry(|| unsafe { libc::write(raw, buf.as_ptr().cast(), buf.len()) })?;
+    Ok(n as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

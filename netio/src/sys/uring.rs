@@ -407,6 +407,19 @@ impl Ring {
         self.push(&[e.user_data(data)]);
     }
 
+    /// Polls `fd` once for input (or its end: a FIN, an error, a hang-up),
+    /// or with `out` for room to write: the one edge epoll would give, read
+    /// with [`poll_bits`]. A poll finds a socket already ready at once.
+    pub fn poll_once(&mut self, fd: RawFd, out: bool, data: u64) {
+        let events = if out {
+            libc::POLLOUT
+        } else {
+            libc::POLLIN | libc::POLLRDHUP
+        };
+        let e = opcode::PollAdd::new(types::Fd(fd), events as u32).build();
+        self.push(&[e.user_data(data)]);
+    }
+
     /// Polls a connecting socket once for the connect's end: its
     /// completion's result says, through [`connect_failed`].
     pub fn poll_connect(&mut self, fd: RawFd, data: u64) {

@@ -335,13 +335,9 @@ fn a_small_open_files_limit_gives_connections_before_pipes() {
         .into_iter()
         .find(|l| l.contains("from the open-files limit"))
         .expect("a line saying what the limit gave");
-    // The uring engine splices nothing: every descriptor goes to
-    // connections. Its ring and side epoll fit the worker's share
-    // (netio::budget::PER_WORKER), so the budget is the same formula.
-    let (derived, pipes) = match crate::util::ENGINE {
-        "uring" => ("12 connections, 0 pipes", 0),
-        _ => ("9 connections, 3 pipes", 3),
-    };
+    // The uring engine's ring and side epoll fit the worker's share
+    // (netio::budget::PER_WORKER): the budget is the same for both.
+    let (derived, pipes) = ("9 connections, 3 pipes", 3);
     assert!(line.contains(derived), "{line}");
     // Several clients at once are all served.
     let mut clients: Vec<_> = (0..5).map(|_| connect(proxy.addr)).collect();

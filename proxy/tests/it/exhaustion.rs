@@ -189,8 +189,7 @@ fn slow_readers_that_exhaust_the_pools_do_not_stop_other_clients() {
             c
         })
         .collect();
-    // The uring engine has no pipes: its large buffers run out alone.
-    let pipes = if crate::util::ENGINE == "uring" { 0 } else { 4 };
+    let pipes = 4;
     crate::util::wait_until("the large buffers and the pipes to run out", || {
         rig.metric("proxy_large_pool_lent") == LARGE && rig.metric("proxy_pipes_lent") == pipes
     });

@@ -428,14 +428,7 @@ fn streams_are_spliced_through_pipes_and_arrive_identical() {
                 s.get("sys_read") < 200,
                 "a spliced stream still went through read(2): {s:?}"
             );
-            // The uring engine makes no pipes: bulk goes through its
-            // buffer ring (and `--pipes` only draws a warning).
-            let pipes = if crate::util::ENGINE == "uring" {
-                0
-            } else {
-                16
-            };
-            assert_eq!(s.get("pipes_capacity"), pipes, "{s:?}");
+            assert_eq!(s.get("pipes_capacity"), 16, "{s:?}");
         } else {
             assert_eq!(s.get("sys_splice"), 0, "{s:?}");
             assert_eq!(s.get("pipes_capacity"), 0, "{s:?}");
@@ -465,8 +458,7 @@ fn more_streams_than_pipes_share_them_and_stay_intact() {
     let s = assert_clean(&mut proxy, CONNS as u64, total as u64);
     assert!(s.spliced(), "{s:?}");
     assert_eq!(s.get("pipes_lent"), 0, "{s:?}");
-    let pipes = if crate::util::ENGINE == "uring" { 0 } else { 2 };
-    assert_eq!(s.get("pipes_capacity"), pipes, "{s:?}");
+    assert_eq!(s.get("pipes_capacity"), 2, "{s:?}");
 }
 
 /// A spliced upload ends with the client's FIN: the backend gets every

@@ -187,17 +187,9 @@ impl Stats {
     }
 
     /// Whether a stream went through the engine's bulk path: splice(2)
-    /// calls under epoll.
+    /// calls, under either engine.
     pub fn spliced(&self) -> bool {
-        if ENGINE == "uring" {
-            // uring: the lead says whether bulk moves through pipes
-            // (IORING_OP_SPLICE, not counted in sys_splice) or send/recv
-            // bundles, and puts the counter that shows it here; until then
-            // only that the stream went through the ring is certain.
-            self.get("uring_submissions") > 0
-        } else {
-            self.get("sys_splice") > 0
-        }
+        self.get("sys_splice") > 0
     }
 
     /// Buffers and pipes lent out: what the proxy holds for bytes in flight.
