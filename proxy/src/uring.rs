@@ -225,6 +225,10 @@ impl End {
             } else {
                 break;
             };
+            if data.is_empty() {
+                debug_assert!(false, "a held piece with no bytes");
+                break;
+            }
             stats.sys_write.inc();
             let offered = data.len();
             let moved = match pipe::write(to, data) {
@@ -359,6 +363,16 @@ impl Uring {
         }
     }
 
+    /// Watches `e`'s socket for a reset while nothing else would see one
+    /// (its receive is off), as epoll's edge shows it.
+    fn watch(ring: &mut Ring, e: &mut End, slot: usize, side: Side) {
+        if let (Some(fd), false) = (&e.fd, e.watching) {
+            let t = tag(op::FAULT, e.epoch, slot, side);
+            ring.poll_fault(fd.as_raw_fd(), t);
+            e.watching = true;
+        }
+    }
+
     /// Gives `e`'s socket up: its requests cancelled, then closed; its
     /// pieces given back. A graceful close with a send in flight waits
     /// for that send.
@@ -455,53 +469,64 @@ impl Uring {
                 if e.epoch & EPOCH_MASK != epoch || e.fd.is_none() {
                     return;
                 }
-                e.watching = false;
+                if !c.more() {
+                    e.watching = false;
+                }
                 // What epoll's edge would have said: a reset (ERR), or a
                 // FIN or both ends shut (RDHUP, HUP), read in order once
-                // the receive resumes. Not polled again after a reset or a
-                // hang-up: it would hold.
+                // the receive resumes. Multishot: it reports new wake-ups
+                // only (a one-shot one armed after a FIN would complete at
+                // once, every time).
                 let bits = uring::poll_bits(c.result);
                 if bits != 0 {
                     Self::edge(&mut self.touched, e, slot, side, bits | epoll::IN);
                 }
-                if bits & (epoll::ERR | epoll::HUP) == 0 && c.result >= 0 {
-                    // Ended on an event not asked for (a FIN): a reset
-                    // after it must still be seen.
-                    if let Some(fd) = &e.fd {
-                        self.ring.poll_fault(fd.as_raw_fd(), c.data);
-                        e.watching = true;
-                    }
+                if !c.more() && c.result > 0 && bits & (epoll::ERR | epoll::HUP) == 0 {
+                    // Ended by the kernel with neither (a full completion
+                    // queue): a reset must still be seen.
+                    Self::watch(&mut self.ring, e, slot, side);
                 }
             }
-            op::POLL_IN | op::POLL_OUT => {
+            op::POLL_IN => {
                 let Some(e) = self.ends.get_mut(slot).map(|p| &mut p[side.index()]) else {
                     return;
                 };
                 if e.epoch & EPOCH_MASK != epoch || e.fd.is_none() {
                     return;
                 }
-                let out = what == op::POLL_OUT;
-                // The kernel may end a poll on an event it was not asked
-                // for (a FIN ends a poll for room to write): only those
-                // asked for are edges, and it is polled again without one.
-                let asked = if out {
-                    epoll::OUT | epoll::ERR | epoll::HUP
-                } else {
-                    epoll::IN | epoll::RDHUP | epoll::ERR | epoll::HUP
-                };
-                let bits = uring::poll_bits(c.result) & asked;
+                e.polling_in = false;
+                let bits = uring::poll_bits(c.result)
+                    & (epoll::IN | epoll::RDHUP | epoll::ERR | epoll::HUP);
                 if bits != 0 {
                     Self::edge(&mut self.touched, e, slot, side, bits);
-                } else if c.result >= 0 {
+                } else if c.result > 0 {
+                    // Ended on an event not asked for: polled again.
                     if let Some(fd) = &e.fd {
-                        self.ring.poll_once(fd.as_raw_fd(), out, c.data);
-                        return;
+                        self.ring.poll_once(fd.as_raw_fd(), c.data);
+                        e.polling_in = true;
                     }
                 }
-                if out {
+            }
+            op::POLL_OUT => {
+                let Some(e) = self.ends.get_mut(slot).map(|p| &mut p[side.index()]) else {
+                    return;
+                };
+                if e.epoch & EPOCH_MASK != epoch || e.fd.is_none() {
+                    return;
+                }
+                if !c.more() {
                     e.polling_out = false;
-                } else {
-                    e.polling_in = false;
+                }
+                // Multishot, and only room (or a failure) is the edge: the
+                // kernel also reports the peer's FIN, which is no room.
+                let bits = uring::poll_bits(c.result) & (epoll::OUT | epoll::ERR | epoll::HUP);
+                if bits != 0 {
+                    Self::edge(&mut self.touched, e, slot, side, bits);
+                } else if !c.more() && c.result > 0 {
+                    if let Some(fd) = &e.fd {
+                        self.ring.poll_room(fd.as_raw_fd(), c.data);
+                        e.polling_out = true;
+                    }
                 }
             }
             op::ACCEPT => {
@@ -724,12 +749,7 @@ impl Uring {
                     self.ring.cancel(t, tag(op::CANCEL, 0, 0, Side::Client));
                 }
                 e.recv = Recv::Paused;
-                // A reset must still be seen, as epoll's edge shows it.
-                if let (Some(fd), false) = (&e.fd, e.watching) {
-                    let t = tag(op::FAULT, e.epoch, slot as usize, side);
-                    self.ring.poll_fault(fd.as_raw_fd(), t);
-                    e.watching = true;
-                }
+                Self::watch(&mut self.ring, e, slot as usize, side);
             }
         }
         for (slot, side, epoch) in std::mem::take(&mut self.rearm) {
@@ -900,9 +920,9 @@ impl relay::Io for PairIo<'_> {
     /// `splice(2)` reads the socket while a poll says it is readable.
     fn splice_in(&mut self, from: Side, id: &PipeId, len: usize) -> Outcome {
         let e = &mut self.ends[from.index()];
-        let (Some(fd), Some(p)) = (&e.fd, self.pipes.get(id)) else {
+        if e.fd.is_none() || self.pipes.get(id).is_none() {
             return CLOSED;
-        };
+        }
         if !e.splicing {
             e.splicing = true;
             if e.recv == Recv::On {
@@ -912,8 +932,14 @@ impl relay::Io for PairIo<'_> {
                     .cancel(e.recv_tag, tag(op::CANCEL, 0, 0, Side::Client));
                 e.recv = Recv::Off;
             }
+            // From now on nothing reads it while its destination is full:
+            // a reset must still come as an edge.
+            Uring::watch(self.ring, e, self.slot, from);
         }
         if e.held() > 0 {
+            let Some(p) = self.pipes.get(id) else {
+                return CLOSED;
+            };
             let got = e.held_into(self.ring, &p.write, len, self.stats);
             if e.recv == Recv::Paused && e.held() == 0 {
                 e.recv = Recv::Off;
@@ -936,6 +962,9 @@ impl relay::Io for PairIo<'_> {
             Uring::edge(self.touched, e, self.slot, from, epoll::IN);
             return Outcome::WouldBlock;
         }
+        let (Some(fd), Some(p)) = (&e.fd, self.pipes.get(id)) else {
+            return CLOSED;
+        };
         self.stats.sys_splice.inc();
         match pipe::splice(fd, &p.write, len) {
             Ok(0) => {
@@ -945,20 +974,12 @@ impl relay::Io for PairIo<'_> {
             }
             Ok(n) => {
                 e.heard = true;
-                if !e.polling_in && !e.watching {
-                    // While the destination is full nothing else reads
-                    // this socket: a reset must still be seen, as epoll's
-                    // edge shows it.
-                    let t = tag(op::FAULT, e.epoch, self.slot, from);
-                    self.ring.poll_fault(fd.as_raw_fd(), t);
-                    e.watching = true;
-                }
                 Outcome::Data(n)
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 if !e.polling_in {
                     let t = tag(op::POLL_IN, e.epoch, self.slot, from);
-                    self.ring.poll_once(fd.as_raw_fd(), false, t);
+                    self.ring.poll_once(fd.as_raw_fd(), t);
                     e.polling_in = true;
                 }
                 Outcome::WouldBlock
@@ -995,10 +1016,11 @@ impl relay::Io for PairIo<'_> {
                 return Outcome::of_error(&err);
             }
         };
-        // Full: the relay waits for `OUT`.
+        // Full: the relay waits for `OUT`, which the poll for room (it
+        // stays submitted) gives at each wake-up.
         if !e.polling_out {
             let t = tag(op::POLL_OUT, e.epoch, self.slot, to);
-            self.ring.poll_once(fd.as_raw_fd(), true, t);
+            self.ring.poll_room(fd.as_raw_fd(), t);
             e.polling_out = true;
         }
         got
@@ -1633,6 +1655,8 @@ mod tests {
         assert!(full, "the client's side never filled");
         assert!(u.ends[0][0].polling_out, "no poll for room");
         client.shutdown(std::net::Shutdown::Write).expect("fin");
+        turn(&mut u);
+        let before = u.ring.counts().completed;
         for _ in 0..5 {
             assert_eq!(
                 edges(&mut u, Side::Client) & epoll::OUT,
@@ -1644,6 +1668,10 @@ mod tests {
             u.ends[0][0].polling_out,
             "the poll for room ended on the FIN"
         );
+        // And it waits: a poll armed again after the FIN would complete at
+        // once, every turn (the worker would spin until the peer reads).
+        let spun = u.ring.counts().completed - before;
+        assert!(spun <= 2, "{spun} completions in five idle turns");
         let mut sink = vec![0u8; 1 << 20];
         client.set_nonblocking(true).expect("nonblocking");
         let mut room = false;
@@ -1692,5 +1720,60 @@ mod tests {
             }
         }
         assert_eq!(later, 5, "no edge for the bytes after the short read");
+    }
+
+    /// A splicing direction's watch for a reset, on a source that has sent
+    /// its FIN while the relay does not read it (its destination is full):
+    /// the kernel reports the FIN to every poll, and the watch must not
+    /// complete again and again for it (the worker spun so, with the idle
+    /// timeout never firing, until the destination drained).
+    #[test]
+    fn the_reset_watch_of_a_source_that_sent_its_fin_waits() {
+        let (mut u, _client, mut backend) = engine();
+        turn(&mut u);
+        let pipe = lend_pipe(&u);
+        backend.write_all(&[5u8; 30_000]).expect("write");
+        backend.shutdown(std::net::Shutdown::Write).expect("fin");
+        let mut spliced = 0;
+        while spliced == 0 {
+            let got = u.pair(0).splice_in(Side::Backend, &pipe, 1000);
+            match got {
+                Outcome::Data(n) => spliced += n,
+                Outcome::WouldBlock => turn(&mut u),
+                end => panic!("{end:?}"),
+            }
+        }
+        assert!(u.ends[0][1].watching, "no watch while splicing");
+        // The relay now waits for its destination and reads nothing.
+        turn(&mut u);
+        let before = u.ring.counts().completed;
+        for _ in 0..5 {
+            turn(&mut u);
+        }
+        let spun = u.ring.counts().completed - before;
+        assert!(spun <= 2, "{spun} completions in five idle turns");
+        assert!(u.ends[0][1].watching, "the watch ended on the FIN");
+    }
+
+    /// The first splice of a stream can move only what its receive had
+    /// brought (the socket is not read then): its source must be watched
+    /// for a reset from that moment, since its receive is cancelled.
+    #[test]
+    fn a_reset_right_after_the_switch_to_splicing_is_seen() {
+        let (mut u, _client, mut backend) = engine();
+        backend.write_all(&[6u8; 100]).expect("write");
+        for _ in 0..50 {
+            turn(&mut u);
+            if u.ends[0][1].held() == 100 {
+                break;
+            }
+        }
+        let pipe = lend_pipe(&u);
+        let moved = u.pair(0).splice_in(Side::Backend, &pipe, 10);
+        assert!(matches!(moved, Outcome::Data(10)), "{moved:?}");
+        // The relay waits for its destination; the source resets.
+        reset(backend);
+        let seen = (0..100).any(|_| edges(&mut u, Side::Backend) & epoll::ERR != 0);
+        assert!(seen, "the reset was never reported");
     }
 }

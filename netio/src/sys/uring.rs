@@ -281,7 +281,8 @@ impl Ring {
     /// yet (an entry can complete inline in any submission, such as the
     /// one that makes room in a full submission queue).
     pub fn completions_waiting(&mut self) -> bool {
-        !self.ring.completion().is_empty()
+        // Also those the kernel keeps aside while the queue is full.
+        self.ring.submission().cq_overflow() || !self.ring.completion().is_empty()
     }
 
     pub fn counts(&self) -> Counts {
@@ -399,23 +400,34 @@ impl Ring {
         self.push(&[e.user_data(data)]);
     }
 
-    /// Polls `fd` once for an error or a hang-up only (those the kernel
-    /// always reports): a positive result is the event.
+    /// Polls `fd` for an error or a hang-up for as long as the poll lasts
+    /// (multishot). The kernel adds the peer's FIN (`POLLRDHUP`) to every
+    /// poll, and a one-shot poll armed after the FIN would complete at
+    /// once every time; a multishot one reports only new wake-ups.
     pub fn poll_fault(&mut self, fd: RawFd, data: u64) {
         let events = (libc::POLLERR | libc::POLLHUP) as u32;
-        let e = opcode::PollAdd::new(types::Fd(fd), events).build();
+        let e = opcode::PollAdd::new(types::Fd(fd), events)
+            .multi(true)
+            .build();
         self.push(&[e.user_data(data)]);
     }
 
-    /// Polls `fd` once for input (or its end: a FIN, an error, a hang-up),
-    /// or with `out` for room to write: the one edge epoll would give, read
-    /// with [`poll_bits`]. A poll finds a socket already ready at once.
-    pub fn poll_once(&mut self, fd: RawFd, out: bool, data: u64) {
-        let events = if out {
-            libc::POLLOUT
-        } else {
-            libc::POLLIN | libc::POLLRDHUP
-        };
+    /// Polls `fd` for room to write for as long as the poll lasts
+    /// (multishot): each wake-up after a write found it full, as epoll's
+    /// edge. Multishot for the same reason as [`Ring::poll_fault`]: after
+    /// the peer's FIN a one-shot poll would end at once on it.
+    pub fn poll_room(&mut self, fd: RawFd, data: u64) {
+        let e = opcode::PollAdd::new(types::Fd(fd), libc::POLLOUT as u32)
+            .multi(true)
+            .build();
+        self.push(&[e.user_data(data)]);
+    }
+
+    /// Polls `fd` once for input (or its end: a FIN, an error, a hang-up):
+    /// the one edge epoll would give, read with [`poll_bits`]. A poll finds
+    /// a socket already ready at once.
+    pub fn poll_once(&mut self, fd: RawFd, data: u64) {
+        let events = libc::POLLIN | libc::POLLRDHUP;
         let e = opcode::PollAdd::new(types::Fd(fd), events as u32).build();
         self.push(&[e.user_data(data)]);
     }
