@@ -1507,6 +1507,34 @@ mod tests {
             .expect("a pipe")
     }
 
+    /// Splices the backend side into `pipe` until at least `least` bytes
+    /// moved, `len` at most a splice, as the relay would; returns how many.
+    fn splice_at_least(u: &mut Uring, pipe: &PipeId, least: usize, len: usize) -> usize {
+        let mut spliced = 0;
+        while spliced < least {
+            let got = u.pair(0).splice_in(Side::Backend, pipe, len);
+            match got {
+                Outcome::Data(n) => spliced += n,
+                Outcome::WouldBlock => turn(u),
+                end => panic!("{end:?}"),
+            }
+        }
+        spliced
+    }
+
+    /// What the backend side gives at its next `IN` edge (0 if none comes
+    /// within 100 turns).
+    fn read_at_the_next_edge(u: &mut Uring, buf: &mut [u8]) -> usize {
+        for _ in 0..100 {
+            if edges(u, Side::Backend) & epoll::IN != 0 {
+                if let Outcome::Data(n) = u.pair(0).read(Side::Backend, buf) {
+                    return n;
+                }
+            }
+        }
+        0
+    }
+
     /// Reads what `pipe` holds.
     fn drain_pipe(u: &Uring, pipe: &PipeId) -> Vec<u8> {
         let p = u.pipes.get(pipe).expect("pipe");
@@ -1570,15 +1598,7 @@ mod tests {
         turn(&mut u);
         let pipe = lend_pipe(&u);
         backend.write_all(&[1u8; 20_000]).expect("write");
-        let mut spliced = 0;
-        while spliced < 20_000 {
-            let got_now = u.pair(0).splice_in(Side::Backend, &pipe, 64 << 10);
-            match got_now {
-                Outcome::Data(n) => spliced += n,
-                Outcome::WouldBlock => turn(&mut u),
-                end => panic!("{end:?}"),
-            }
-        }
+        splice_at_least(&mut u, &pipe, 20_000, 64 << 10);
         drain_pipe(&u, &pipe);
         backend.write_all(b"small").expect("write");
         std::thread::sleep(Duration::from_millis(20));
@@ -1588,16 +1608,11 @@ mod tests {
             Outcome::Data(5)
         ));
         backend.write_all(b"later").expect("write");
-        let mut got = 0;
-        for _ in 0..100 {
-            if edges(&mut u, Side::Backend) & epoll::IN != 0 {
-                if let Outcome::Data(n) = u.pair(0).read(Side::Backend, &mut buf) {
-                    got += n;
-                    break;
-                }
-            }
-        }
-        assert_eq!(got, 5, "the bytes after the switch never arrived");
+        assert_eq!(
+            read_at_the_next_edge(&mut u, &mut buf),
+            5,
+            "the bytes after the switch never arrived"
+        );
     }
 
     /// A splicing direction whose destination is full reads nothing, yet
@@ -1609,15 +1624,7 @@ mod tests {
         turn(&mut u);
         let pipe = lend_pipe(&u);
         backend.write_all(&[2u8; 30_000]).expect("write");
-        let mut spliced = 0;
-        while spliced == 0 {
-            let got_now = u.pair(0).splice_in(Side::Backend, &pipe, 64 << 10);
-            match got_now {
-                Outcome::Data(n) => spliced += n,
-                Outcome::WouldBlock => turn(&mut u),
-                end => panic!("{end:?}"),
-            }
-        }
+        splice_at_least(&mut u, &pipe, 1, 64 << 10);
         // The relay now waits for its destination; nothing reads here.
         edges(&mut u, Side::Backend);
         reset(backend);
@@ -1710,16 +1717,11 @@ mod tests {
         let got = u.pair(0).read(Side::Backend, &mut buf);
         assert!(matches!(got, Outcome::Data(90)), "{got:?}");
         backend.write_all(b"later").expect("write");
-        let mut later = 0;
-        for _ in 0..100 {
-            if edges(&mut u, Side::Backend) & epoll::IN != 0 {
-                if let Outcome::Data(n) = u.pair(0).read(Side::Backend, &mut buf) {
-                    later = n;
-                    break;
-                }
-            }
-        }
-        assert_eq!(later, 5, "no edge for the bytes after the short read");
+        assert_eq!(
+            read_at_the_next_edge(&mut u, &mut buf),
+            5,
+            "no edge for the bytes after the short read"
+        );
     }
 
     /// A splicing direction's watch for a reset, on a source that has sent
@@ -1734,15 +1736,7 @@ mod tests {
         let pipe = lend_pipe(&u);
         backend.write_all(&[5u8; 30_000]).expect("write");
         backend.shutdown(std::net::Shutdown::Write).expect("fin");
-        let mut spliced = 0;
-        while spliced == 0 {
-            let got = u.pair(0).splice_in(Side::Backend, &pipe, 1000);
-            match got {
-                Outcome::Data(n) => spliced += n,
-                Outcome::WouldBlock => turn(&mut u),
-                end => panic!("{end:?}"),
-            }
-        }
+        splice_at_least(&mut u, &pipe, 1, 1000);
         assert!(u.ends[0][1].watching, "no watch while splicing");
         // The relay now waits for its destination and reads nothing.
         turn(&mut u);
