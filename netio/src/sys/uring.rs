@@ -574,12 +574,14 @@ impl Ring {
     /// Submits what is queued and waits up to `timeout` (`None`: for
     /// ever) for a completion. It enters the kernel only when it must:
     /// with entries queued, with completions waiting to be run (the
-    /// task-run flag), or to sleep; with completions already there, or a
-    /// zero timeout, it does not sleep. So a busy-polling loop that calls
-    /// it with a zero timeout makes no system call while nothing happens.
+    /// task-run flag, or completions the kernel kept aside while the queue
+    /// was full: only an enter brings those in), or to sleep; with
+    /// completions already there, or a zero timeout, it does not sleep. So
+    /// a busy-polling loop that calls it with a zero timeout makes no
+    /// system call while nothing happens.
     pub fn submit_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         let queued = self.ring.submission().len();
-        let pending = self.ring.submission().taskrun();
+        let pending = self.ring.submission().taskrun() || self.ring.submission().cq_overflow();
         let ready = !self.ring.completion().is_empty();
         let no_sleep = ready || timeout == Some(Duration::ZERO);
         if queued == 0 && !pending && no_sleep {
@@ -931,5 +933,35 @@ mod tests {
         if let Err(why) = usable() {
             panic!("io_uring: {why}");
         }
+    }
+
+    /// Completions past the queue's size wait in the kernel, and only an
+    /// enter brings them in: with some kept aside, a turn that has nothing
+    /// to submit and must not sleep still enters, and
+    /// `completions_waiting` says so meanwhile. (Without it, a relay told
+    /// to come back once they were in spun for ever with no system call.)
+    #[test]
+    fn completions_kept_aside_by_a_full_queue_come_in_at_the_next_turn() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let (a, mut b) = pair();
+        b.write_all(b"x").expect("write");
+        std::thread::sleep(Duration::from_millis(20));
+        let mut r = ring();
+        // More than the completion queue holds (8 times the 64 entries),
+        // each completing as it is submitted: the socket is readable.
+        let n = 600;
+        for i in 0..n {
+            r.poll_once(a.as_raw_fd(), i);
+        }
+        r.submit_wait(Some(Duration::ZERO)).expect("enter");
+        let mut out = Vec::new();
+        r.reap(&mut out);
+        assert!(out.len() < n as usize, "the queue held them all");
+        assert!(r.completions_waiting(), "the kept-aside ones not seen");
+        // Nothing to submit and no sleeping: it must still enter.
+        r.submit_wait(Some(Duration::ZERO)).expect("enter");
+        r.reap(&mut out);
+        assert_eq!(out.len(), n as usize, "completions left in the kernel");
     }
 }
