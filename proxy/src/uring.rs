@@ -24,9 +24,10 @@
 //! - Bulk: a direction the relay splices (a stream) has no receive; its
 //!   socket is read with `splice(2)` into the relay's pipe whenever a
 //!   one-shot poll says it is readable (what a receive brought before goes
-//!   into the pipe first), and the pipe is spliced into a destination that
-//!   a one-shot poll says has room: epoll's bulk path, with the ring's
-//!   polls for its edges. (`IORING_OP_SPLICE` runs in an io-wq thread.)
+//!   into the pipe first; a multishot poll watches for a reset meanwhile),
+//!   and the pipe is spliced into a destination that a multishot poll for
+//!   room says has some: epoll's bulk path, with the ring's polls for its
+//!   edges. (`IORING_OP_SPLICE` runs in an io-wq thread.)
 //! - Half-close: the FIN is a `shutdown(2)` once the direction's send
 //!   completed (io_uring's `SHUTDOWN` is always run by a worker thread).
 //! - Teardown: cancel-then-close, hard-linked, so no request outlives its
@@ -292,6 +293,13 @@ impl End {
     }
 }
 
+/// `slot`'s `side` if its socket is still the one a request tagged with
+/// `epoch` was for (not closed or replaced since).
+fn live(ends: &mut [[End; 2]], slot: usize, side: Side, epoch: u32) -> Option<&mut End> {
+    let e = &mut ends.get_mut(slot)?[side.index()];
+    (e.epoch & EPOCH_MASK == epoch && e.fd.is_some()).then_some(e)
+}
+
 /// A send in flight: whom it is for, and what follows it.
 #[derive(Debug)]
 struct SendRec {
@@ -442,12 +450,9 @@ impl Uring {
             op::RECV => self.received(c, piece, epoch, slot, side),
             op::SEND => self.sent(c, slot),
             op::CONNECT => {
-                let Some(e) = self.ends.get_mut(slot).map(|p| &mut p[side.index()]) else {
+                let Some(e) = live(&mut self.ends, slot, side, epoch) else {
                     return;
                 };
-                if e.epoch & EPOCH_MASK != epoch || e.fd.is_none() {
-                    return;
-                }
                 e.connecting = false;
                 if uring::poll_failed(c.result) {
                     Self::edge(
@@ -463,12 +468,9 @@ impl Uring {
                 }
             }
             op::FAULT => {
-                let Some(e) = self.ends.get_mut(slot).map(|p| &mut p[side.index()]) else {
+                let Some(e) = live(&mut self.ends, slot, side, epoch) else {
                     return;
                 };
-                if e.epoch & EPOCH_MASK != epoch || e.fd.is_none() {
-                    return;
-                }
                 if !c.more() {
                     e.watching = false;
                 }
@@ -488,12 +490,9 @@ impl Uring {
                 }
             }
             op::POLL_IN => {
-                let Some(e) = self.ends.get_mut(slot).map(|p| &mut p[side.index()]) else {
+                let Some(e) = live(&mut self.ends, slot, side, epoch) else {
                     return;
                 };
-                if e.epoch & EPOCH_MASK != epoch || e.fd.is_none() {
-                    return;
-                }
                 e.polling_in = false;
                 let bits = uring::poll_bits(c.result)
                     & (epoll::IN | epoll::RDHUP | epoll::ERR | epoll::HUP);
@@ -508,12 +507,9 @@ impl Uring {
                 }
             }
             op::POLL_OUT => {
-                let Some(e) = self.ends.get_mut(slot).map(|p| &mut p[side.index()]) else {
+                let Some(e) = live(&mut self.ends, slot, side, epoch) else {
                     return;
                 };
-                if e.epoch & EPOCH_MASK != epoch || e.fd.is_none() {
-                    return;
-                }
                 if !c.more() {
                     e.polling_out = false;
                 }
