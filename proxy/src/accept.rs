@@ -199,6 +199,11 @@ impl<E: Engine> Worker<E> {
         };
         let mut next = self.table.pick_backend(&peer, 0);
         let (mut tried, mut tries) = (0, 0);
+        // Only the socket is made here when the engine connects it (once
+        // the pair is open, a failure then coming as a failed connect's
+        // edge); otherwise the connect is made here too.
+        let later = self.sockets.can_connect_later();
+        let calls = if later { 1 } else { 2 };
         let stats = &self.control.stats;
         let connected = loop {
             let b = match next {
@@ -218,9 +223,15 @@ impl<E: Engine> Worker<E> {
             };
             tried = crate::balance::add(tried, b);
             tries += 1;
-            let e = match socket::connect(&self.table.backend_addr(b)) {
+            let addr = self.table.backend_addr(b);
+            let made = if later {
+                socket::stream_socket(&addr).map(|fd| (fd, false))
+            } else {
+                socket::connect(&addr)
+            };
+            let e = match made {
                 Ok(pair) => {
-                    stats.sys_connect.add(2);
+                    stats.sys_connect.add(calls);
                     break Some((b, pair));
                 }
                 Err(e) => e,
@@ -235,8 +246,10 @@ impl<E: Engine> Worker<E> {
                 self.reset(client);
                 return;
             }
-            stats.sys_connect.add(2);
-            stats.sys_close.inc(); // the backend socket
+            stats.sys_connect.add(calls);
+            if !later {
+                stats.sys_close.inc(); // the backend socket
+            }
             let why = (ConnectError::of(netio::outcome::fault(&e)), &*e.to_string());
             next = self.table.failed_try(b, Some(peer), why, tried, tries);
             self.table.release(b);
@@ -254,7 +267,7 @@ impl<E: Engine> Worker<E> {
             Some((b, (fd, done))) => (b, Some(fd), done),
             None => (0, None, false),
         };
-        if let Some(fd) = &backend {
+        if let (Some(fd), false) = (&backend, later) {
             stats.sys_sockopt.inc();
             let _ = socket::set_nodelay(fd);
         }
@@ -285,7 +298,14 @@ impl<E: Engine> Worker<E> {
             queued: backend.is_none(),
         };
         match self.table.open(slot, opening) {
-            Ok(()) => self.sockets.attach(slot, gen, client, backend, done),
+            Ok(()) => match backend {
+                Some(fd) if later => {
+                    self.sockets.attach(slot, gen, client, None, false);
+                    let addr = self.table.backend_addr(b);
+                    self.sockets.connect_later(slot, gen, fd, addr);
+                }
+                backend => self.sockets.attach(slot, gen, client, backend, done),
+            },
             Err(table::Refusal::NoBuffer) => {
                 self.table.put_back(slot);
                 stats.rejected.inc();

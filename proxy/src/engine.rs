@@ -74,6 +74,20 @@ pub trait Engine: Sockets + Sized {
         connected: bool,
     );
 
+    /// Whether this engine connects a new pair's backend socket itself
+    /// ([`Engine::connect_later`]): the loop then makes only the socket.
+    fn can_connect_later(&self) -> bool {
+        false
+    }
+
+    /// Gives `slot` (opened at `gen`, attached with no backend socket) its
+    /// backend socket `backend`, made and not yet connected, and starts
+    /// its connect to `addr`; only called if [`Engine::can_connect_later`]
+    /// says so. Its end comes as an in-progress connect's does: an `OUT`
+    /// edge on the backend side, with `ERR` if it failed
+    /// ([`Sockets::connect_error`] says why).
+    fn connect_later(&mut self, _slot: usize, _gen: u32, _backend: OwnedFd, _addr: SocketAddr) {}
+
     /// Keeps accepts submitted for up to `room` new clients (engines that
     /// complete accepts).
     fn accept_more(&mut self, _listener: &OwnedFd, _room: usize) {}

@@ -32,8 +32,12 @@
 //!   completed (io_uring's `SHUTDOWN` is always run by a worker thread).
 //! - Teardown: cancel-then-close, hard-linked, so no request outlives its
 //!   socket; a graceful close waits for the last send to complete first.
-//! - Connects: `socket` and `connect` as under epoll (no `epoll_ctl`);
-//!   an in-progress one completes through a one-shot poll.
+//! - Connects: `socket(2)` (running out of descriptors is then found
+//!   before the pair opens, as under epoll), then `TCP_NODELAY` and the
+//!   connect through the ring, linked; its completion is the connect's
+//!   edge. Where the kernel cannot set options through the ring, the
+//!   connect is a system call and an in-progress one completes through a
+//!   one-shot poll.
 //! - Accepts: a few single-shot accepts stay submitted, each with its own
 //!   address slot, so the client's address (for the access lists, the
 //!   balancer and the PROXY header) comes with the accept, without a
@@ -105,6 +109,12 @@ mod op {
     pub const FAULT: u64 = 9;
     pub const POLL_IN: u64 = 10;
     pub const POLL_OUT: u64 = 11;
+    /// A backend connect made by the ring, and the option set before it
+    /// (its completion comes only if it failed).
+    pub const LINKED: u64 = 12;
+    pub const NODELAY: u64 = 13;
+    /// The cancel of a ring connect for a socket given up on.
+    pub const UNLINK: u64 = 14;
 }
 
 const EPOCH_MASK: u32 = 0x0FFF_FFFF;
@@ -194,6 +204,12 @@ struct End {
     heard: bool,
     /// A connect's poll is submitted.
     connecting: bool,
+    /// A connect made by the ring is submitted: the socket stays open
+    /// until its completion, even if given up on.
+    linking: bool,
+    /// Why that connect failed (what `SO_ERROR` says of one made with a
+    /// system call).
+    connect_err: Option<Errno>,
     /// A poll for an error or hang-up is submitted (while the receive is
     /// paused, nothing else would see a reset).
     watching: bool,
@@ -340,7 +356,27 @@ pub struct Uring {
     seen: Counts,
     /// Accepting paused: the accepts still submitted are to be cancelled.
     withdraw: bool,
+    /// The ring makes backend connects (the kernel sets socket options
+    /// through it; cleared at the first it refuses).
+    ring_connects: bool,
+    /// Sockets given up on while the ring connected them: closed when
+    /// their connect's completion comes.
+    unlinked: Vec<Unlinked>,
 }
+
+/// A socket given up on while the ring connected it.
+#[derive(Debug)]
+struct Unlinked {
+    slot: u32,
+    epoch: u32,
+    fd: OwnedFd,
+    /// Cancels of its connect made again after one found nothing.
+    cancels: u8,
+}
+
+/// How many times a cancel that found its connect not yet made is made
+/// again: one enter is enough for the connect to be made.
+const UNLINK_TRIES: u8 = 8;
 
 const CLOSED: Outcome = Outcome::Error(Errno::BAD_DESCRIPTOR);
 
@@ -393,6 +429,28 @@ impl Uring {
             self.stats.sys_sockopt.inc();
             let _ = socket::set_linger_zero(&fd);
         }
+        if e.linking {
+            // Its connect is cancelled; the socket stays open until that
+            // completes, since a linked request looks its descriptor up
+            // only when it runs, and the number could be another
+            // socket's by then.
+            let epoch = e.epoch & EPOCH_MASK;
+            *e = End {
+                epoch: e.epoch.wrapping_add(1),
+                ..End::default()
+            };
+            self.unlinked.push(Unlinked {
+                slot: slot as u32,
+                epoch,
+                fd,
+                cancels: 0,
+            });
+            self.ring.cancel(
+                tag(op::LINKED, epoch, slot, side),
+                tag(op::UNLINK, epoch, slot, side),
+            );
+            return;
+        }
         for p in e.inbox.drain(..) {
             self.ring.release(p.bid);
         }
@@ -443,6 +501,63 @@ impl Uring {
         };
     }
 
+    /// A connect the ring made ended with `result` (0, or `-errno`).
+    fn linked(&mut self, result: i32, epoch: u32, slot: usize, side: Side) {
+        let Some(e) = live(&mut self.ends, slot, side, epoch) else {
+            // Given up on: its socket can be closed now.
+            let at = self
+                .unlinked
+                .iter()
+                .position(|u| u.slot as usize == slot && u.epoch == epoch);
+            if let Some(at) = at {
+                let u = self.unlinked.swap_remove(at);
+                self.ring
+                    .cancel_close(u.fd, &[], tag(op::CLOSE, 0, 0, Side::Client));
+            }
+            return;
+        };
+        e.linking = false;
+        if result == 0 {
+            Self::edge(&mut self.touched, e, slot, side, epoll::OUT);
+            Self::arm(&mut self.ring, e, slot, side);
+        } else {
+            e.connect_err.get_or_insert(Errno(-result));
+            Self::edge(
+                &mut self.touched,
+                e,
+                slot,
+                side,
+                epoll::OUT | epoll::ERR | epoll::HUP,
+            );
+        }
+    }
+
+    /// Gives `slot`'s backend end the socket `fd`, made and not yet
+    /// connected, and has the ring set its option and connect it to
+    /// `addr`: no system call.
+    fn connect_linked(&mut self, slot: usize, gen: u32, fd: OwnedFd, addr: &SocketAddr) {
+        let side = Side::Backend;
+        let e = &mut self.ends[slot][side.index()];
+        debug_assert!(e.fd.is_none());
+        e.gen = gen;
+        e.linking = true;
+        e.connect_err = None;
+        let (nodelay, connect) = (
+            tag(op::NODELAY, e.epoch, slot, side),
+            tag(op::LINKED, e.epoch, slot, side),
+        );
+        let made = self
+            .ring
+            .connect(slot, fd.as_raw_fd(), addr, nodelay, connect);
+        e.fd = Some(fd);
+        if !made {
+            // No address slot for it (none can be missing: one per pair).
+            debug_assert!(made, "no connect slot for pair {slot}");
+            let epoch = e.epoch & EPOCH_MASK;
+            self.linked(-Errno::BAD_DESCRIPTOR.0, epoch, slot, side);
+        }
+    }
+
     /// Handles one completion.
     fn complete(&mut self, c: Completion, piece: Option<Piece>, out: &mut Vec<Event>) {
         let (what, epoch, slot, side) = untag(c.data);
@@ -465,6 +580,31 @@ impl Uring {
                 } else {
                     Self::edge(&mut self.touched, e, slot, side, epoll::OUT);
                     Self::arm(&mut self.ring, e, slot, side);
+                }
+            }
+            op::LINKED => self.linked(c.result, epoch, slot, side),
+            op::NODELAY => {
+                // The option failed (its success posts nothing): the
+                // connect after it was never made, and posts nothing
+                // either. This kernel (or a security module) refuses
+                // options through the ring: later connects are made with
+                // system calls.
+                self.ring_connects = false;
+                self.linked(c.result, epoch, slot, side);
+            }
+            op::UNLINK => {
+                let held = self
+                    .unlinked
+                    .iter_mut()
+                    .find(|u| u.slot as usize == slot && u.epoch == epoch);
+                if let (uring::NOT_FOUND, Some(u)) = (c.result, held) {
+                    // The cancel ran before the connect did (both in one
+                    // submission): again, a few times (the connect is
+                    // made at the next enter at the latest).
+                    if u.cancels < UNLINK_TRIES {
+                        u.cancels += 1;
+                        self.ring.cancel(tag(op::LINKED, epoch, slot, side), c.data);
+                    }
                 }
             }
             op::FAULT => {
@@ -1055,7 +1195,11 @@ impl Sockets for Uring {
     }
 
     fn connect_error(&mut self, slot: usize) -> Option<Errno> {
-        let fd = self.ends[slot][Side::Backend.index()].fd.as_ref()?;
+        let e = &mut self.ends[slot][Side::Backend.index()];
+        if let Some(err) = e.connect_err.take() {
+            return Some(err);
+        }
+        let fd = e.fd.as_ref()?;
         self.stats.sys_sockopt.inc();
         socket::take_error(fd).ok().flatten().map(|e| Errno::of(&e))
     }
@@ -1080,6 +1224,12 @@ impl Sockets for Uring {
 
     fn reconnect(&mut self, slot: usize, gen: u32, addr: SocketAddr) -> Result<bool, Errno> {
         self.drop_end(slot, Side::Backend, true);
+        if self.can_connect_later() {
+            self.stats.sys_connect.inc(); // socket()
+            let fd = socket::stream_socket(&addr).map_err(|e| Errno::of(&e))?;
+            self.connect_linked(slot, gen, fd, &addr);
+            return Ok(false);
+        }
         let (fd, done) = crate::sockets::connect_counted(&self.stats, &addr)?;
         self.attach_backend(slot, gen, fd, done);
         Ok(done)
@@ -1119,11 +1269,13 @@ impl Engine for Uring {
     const COMPLETES_ACCEPTS: bool = true;
 
     fn new(cfg: &Config, capacity: usize, stats: Arc<Stats>) -> io::Result<Self> {
+        let ring_connects = uring::ring_connects();
         let ring = Ring::new(RingSize {
             entries: RING_ENTRIES,
             buffers: RING_BUFFERS,
             buffer_size: RING_BUFFER_SIZE,
             accepts: ACCEPTS,
+            connects: if ring_connects { capacity } else { 0 },
         })?;
         let mut ends = Vec::with_capacity(capacity);
         ends.resize_with(capacity, Default::default);
@@ -1143,6 +1295,8 @@ impl Engine for Uring {
             rearm: Vec::new(),
             seen: Counts::default(),
             withdraw: false,
+            ring_connects,
+            unlinked: Vec::new(),
         })
     }
 
@@ -1233,6 +1387,14 @@ impl Engine for Uring {
         }
     }
 
+    fn can_connect_later(&self) -> bool {
+        self.ring_connects
+    }
+
+    fn connect_later(&mut self, slot: usize, gen: u32, backend: OwnedFd, addr: SocketAddr) {
+        self.connect_linked(slot, gen, backend, &addr);
+    }
+
     fn accept_more(&mut self, listener: &OwnedFd, room: usize) {
         self.withdraw = false;
         let armed = ACCEPTS - self.accepts_free.len();
@@ -1251,7 +1413,8 @@ impl Engine for Uring {
         // The last sends (and the closes after them) complete before the
         // worker goes: its ring's requests end with it.
         let mut out = Vec::new();
-        while self.sends.iter().any(Option::is_some) {
+        // So do the connects of sockets given up on (then closed).
+        while self.sends.iter().any(Option::is_some) || !self.unlinked.is_empty() {
             let now = std::time::Instant::now();
             if now >= deadline {
                 break;
@@ -1765,5 +1928,177 @@ mod tests {
         reset(backend);
         let seen = (0..100).any(|_| edges(&mut u, Side::Backend) & epoll::ERR != 0);
         assert!(seen, "the reset was never reported");
+    }
+
+    /// An engine for one pair whose client is attached, with no backend
+    /// socket yet, and the client's peer.
+    fn engine_connecting() -> (Uring, TcpStream) {
+        use clap::Parser;
+        let cli = crate::config::Cli::try_parse_from(["proxy"]).expect("cli");
+        let cfg = crate::config::resolve(cli, 1024).expect("config");
+        let mut u = <Uring as Engine>::new(&cfg, 1, Arc::new(Stats::default())).expect("ring");
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let ours = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        ours.set_nonblocking(true).expect("nonblocking");
+        let peer = l.accept().expect("accept").0;
+        u.attach(0, 0, OwnedFd::from(ours), None, false);
+        (u, peer)
+    }
+
+    /// Starts the ring's connect of the pair's backend to `addr`, as the
+    /// loop does for a new pair.
+    fn connect_later(u: &mut Uring, addr: SocketAddr) {
+        let fd = socket::stream_socket(&addr).expect("socket");
+        u.connect_later(0, 0, fd, addr);
+    }
+
+    /// Turns until the backend side has an edge (bounded).
+    fn backend_edge(u: &mut Uring) -> u32 {
+        for _ in 0..200 {
+            let bits = edges(u, Side::Backend);
+            if bits != 0 {
+                return bits;
+            }
+        }
+        panic!("no edge for the backend");
+    }
+
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").expect("fds").count()
+    }
+
+    /// A backend connect made by the ring: the end gets the `OUT` edge of
+    /// a connect that completed and its socket carries bytes, with no
+    /// system call for the connect or the option (`TCP_NODELAY` is set).
+    #[test]
+    fn a_ring_connect_gives_the_backend_a_connected_socket_without_a_system_call() {
+        use std::io::Read;
+        let (mut u, _client) = engine_connecting();
+        assert!(
+            u.can_connect_later(),
+            "this kernel sets options through the ring"
+        );
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        connect_later(&mut u, l.local_addr().expect("addr"));
+        let bits = backend_edge(&mut u);
+        assert_eq!(bits & (epoll::ERR | epoll::HUP), 0, "failed: {bits:#x}");
+        assert_ne!(bits & epoll::OUT, 0, "{bits:#x}");
+        let (mut peer, _) = l.accept().expect("accept");
+        assert_eq!(u.pair(0).write(Side::Backend, b"hi"), Outcome::Data(2));
+        turn(&mut u);
+        let mut got = [0u8; 2];
+        peer.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        peer.read_exact(&mut got).expect("read");
+        assert_eq!(&got, b"hi");
+        assert_eq!(
+            (u.stats.sys_connect.get(), u.stats.sys_sockopt.get()),
+            (0, 0),
+            "system calls made by the engine for the connect"
+        );
+        let fd = u.ends[0][Side::Backend.index()]
+            .fd
+            .as_ref()
+            .expect("socket");
+        assert!(
+            socket::nodelay(fd).expect("getsockopt"),
+            "TCP_NODELAY not set"
+        );
+        assert_eq!(u.connect_error(0), None);
+    }
+
+    /// A refused ring connect is a connect that failed, with the reason
+    /// the table logs and counts.
+    #[test]
+    fn a_refused_ring_connect_fails_with_its_reason() {
+        let (mut u, _client) = engine_connecting();
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr");
+        connect_later(&mut u, closed);
+        let bits = backend_edge(&mut u);
+        assert_ne!(bits & epoll::ERR, 0, "not failed: {bits:#x}");
+        let why = u.connect_error(0).map(Errno::fault);
+        assert_eq!(why, Some(netio::Fault::Refused));
+    }
+
+    /// A listener whose accept queue is full: a connect to it waits (its
+    /// SYN is dropped) until the kernel gives up, minutes later.
+    fn silent_backend() -> (OwnedFd, TcpStream, SocketAddr) {
+        let opts = socket::ListenOptions {
+            backlog: 0,
+            reuse_port: false,
+        };
+        let fd = socket::listen(&"127.0.0.1:0".parse().expect("addr"), opts).expect("listen");
+        let addr = socket::local_addr(&fd).expect("addr");
+        let filler = TcpStream::connect(addr).expect("connect");
+        (fd, filler, addr)
+    }
+
+    /// A pair given up on while the ring connects it (a client that left,
+    /// a connect timeout): the connect is cancelled and its socket closed
+    /// once it ended, whether the give-up came in a later batch or in the
+    /// same one as the connect (then the cancel runs before the connect
+    /// does, and is made again).
+    #[test]
+    fn a_pair_given_up_on_while_the_ring_connects_it_leaves_nothing_behind() {
+        let (_listener, _filler, addr) = silent_backend();
+        for same_batch in [false, true] {
+            let (mut u, _client) = engine_connecting();
+            let before = open_fds();
+            connect_later(&mut u, addr);
+            if !same_batch {
+                for _ in 0..5 {
+                    turn(&mut u);
+                }
+                let e = &u.ends[0][Side::Backend.index()];
+                assert!(e.linking, "the connect did not wait");
+            }
+            u.close(0, [true, true]);
+            for _ in 0..100 {
+                if u.unlinked.is_empty() {
+                    break;
+                }
+                turn(&mut u);
+            }
+            assert!(
+                u.unlinked.is_empty(),
+                "the connect was never cancelled (same batch: {same_batch})"
+            );
+            turn(&mut u);
+            assert_eq!(edges(&mut u, Side::Backend), 0, "an edge for a pair gone");
+            assert_eq!(
+                open_fds(),
+                before - 1,
+                "a descriptor left open (same batch: {same_batch})"
+            );
+        }
+    }
+
+    /// An option the kernel refuses through the ring ends the connect
+    /// with its own completion (none comes for the connect after it): the
+    /// connect fails with that reason, the socket is not held for a
+    /// completion that never comes, and later connects are made with
+    /// system calls. (A Unix socket has no `TCP_NODELAY`.)
+    #[test]
+    fn a_refused_option_fails_the_connect_and_turns_ring_connects_off() {
+        use std::os::unix::net::UnixStream;
+        let (mut u, _client) = engine_connecting();
+        let (unix, _other) = UnixStream::pair().expect("pair");
+        unix.set_nonblocking(true).expect("nonblocking");
+        let addr = "127.0.0.1:1".parse().expect("addr");
+        u.connect_later(0, 0, OwnedFd::from(unix), addr);
+        let bits = backend_edge(&mut u);
+        assert_ne!(bits & epoll::ERR, 0, "not failed: {bits:#x}");
+        assert!(u.connect_error(0).is_some(), "no reason");
+        assert!(!u.can_connect_later(), "ring connects still on");
+        assert!(!u.ends[0][Side::Backend.index()].linking);
+        u.close(0, [false, false]);
+        turn(&mut u);
+        assert!(
+            u.unlinked.is_empty(),
+            "a socket held for a completion that never comes"
+        );
     }
 }

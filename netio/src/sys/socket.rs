@@ -8,13 +8,13 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// A socket address in the kernel's layout.
-struct RawAddr {
+pub(crate) struct RawAddr {
     storage: libc::sockaddr_storage,
-    len: libc::socklen_t,
+    pub(crate) len: libc::socklen_t,
 }
 
 impl RawAddr {
-    fn new(addr: &SocketAddr) -> RawAddr {
+    pub(crate) fn new(addr: &SocketAddr) -> RawAddr {
         // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
         let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let len = match addr {
@@ -56,7 +56,7 @@ impl RawAddr {
         }
     }
 
-    fn ptr(&self) -> *const libc::sockaddr {
+    pub(crate) fn ptr(&self) -> *const libc::sockaddr {
         (&self.storage as *const libc::sockaddr_storage).cast()
     }
 }
@@ -100,7 +100,9 @@ fn family(addr: &SocketAddr) -> i32 {
     }
 }
 
-fn stream_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
+/// A non-blocking, close-on-exec TCP socket for a connect to `addr`
+/// (of its family), not yet connected.
+pub fn stream_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
     let ty = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
     // SAFETY: plain syscall with valid constants; the result is checked.
     let fd = cvt(unsafe { libc::socket(family(addr), ty, 0) })?;
@@ -212,6 +214,23 @@ pub fn take_error(fd: impl AsFd) -> io::Result<Option<io::Error>> {
         )
     })?;
     Ok((err != 0).then(|| io::Error::from_raw_os_error(err)))
+}
+
+/// Whether Nagle's algorithm is off (`TCP_NODELAY`).
+pub fn nodelay(fd: impl AsFd) -> io::Result<bool> {
+    let mut v: i32 = 0;
+    let mut len = size_of::<i32>() as libc::socklen_t;
+    // SAFETY: passes a pointer to a live i32 and its exact size.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&mut v as *mut i32).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(v != 0)
 }
 
 /// Disables Nagle's algorithm: the proxy forwards what it has at once.

@@ -18,6 +18,8 @@ use std::net::SocketAddr;
 use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
+use super::socket::{self, RawAddr};
+
 /// One completion: the submission's tag, its result (`-errno` on failure)
 /// and the kernel's flags.
 #[derive(Debug, Clone, Copy)]
@@ -207,8 +209,25 @@ pub struct Ring {
     sends: Vec<SendBuf>,
     free_sends: Vec<u32>,
     accepts: Box<[AcceptSlot]>,
+    /// The address of each connect slot's connect ([`Ring::connect`]).
+    connects: Box<[ConnectAddr]>,
     counts: Counts,
 }
+
+/// A connect's address, where the kernel reads it when the connect is
+/// submitted: room for an IPv6 address (an IPv4 one is smaller).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct ConnectAddr {
+    addr: libc::sockaddr_in6,
+    len: libc::socklen_t,
+    /// The ring's enter count when it was written: while no enter has
+    /// followed, a connect still to be submitted reads it.
+    written_at: u64,
+}
+
+/// `TCP_NODELAY`'s value, read by the kernel when its request runs.
+static ONE: i32 = 1;
 
 /// What a [`Ring`] is made with.
 #[derive(Debug, Clone, Copy)]
@@ -221,6 +240,9 @@ pub struct RingSize {
     pub buffer_size: u32,
     /// Accepts that may be in flight at once.
     pub accepts: usize,
+    /// Connect slots, for connects that may be in flight at once (one per
+    /// pair).
+    pub connects: usize,
 }
 
 impl Ring {
@@ -266,6 +288,14 @@ impl Ring {
                 len: 0,
             })
             .collect();
+        let connects = (0..size.connects)
+            .map(|_| ConnectAddr {
+                // SAFETY: plain data; all-zero is a valid value.
+                addr: unsafe { std::mem::zeroed() },
+                len: 0,
+                written_at: u64::MAX,
+            })
+            .collect();
         Ok(Ring {
             ring,
             enabled: false,
@@ -273,8 +303,75 @@ impl Ring {
             sends: Vec::new(),
             free_sends: Vec::new(),
             accepts,
+            connects,
             counts: Counts::default(),
         })
+    }
+
+    /// `TCP_NODELAY` on the new socket `fd`, then its connect to `addr`,
+    /// linked in one submission (the connect runs once the option is set),
+    /// with connect slot `k`'s address storage. The option's request posts
+    /// a completion (tagged `nodelay`) only if it fails, and the connect
+    /// is then cancelled; the connect's completion (tagged `connect`) says
+    /// how it ended: 0, or `-errno`.
+    ///
+    /// `fd` must stay open until the connect's completion: a linked
+    /// request looks its descriptor up only when it runs. False (nothing
+    /// submitted) if there is no slot `k`.
+    ///
+    /// A failed option ends the chain with its own completion only: the
+    /// kernel posts none for the connect after it (a request skipped on
+    /// success that fails suppresses its links' completions).
+    pub fn connect(
+        &mut self,
+        k: usize,
+        fd: RawFd,
+        addr: &SocketAddr,
+        nodelay: u64,
+        connect: u64,
+    ) -> bool {
+        if self
+            .connects
+            .get(k)
+            .is_some_and(|c| c.written_at == self.counts.enters)
+        {
+            // A connect queued since the last enter still reads this
+            // slot's address: it goes in first.
+            let _ = self.submit_for(Some(Duration::ZERO));
+        }
+        let enters = self.counts.enters;
+        let Some(slot) = self.connects.get_mut(k) else {
+            return false;
+        };
+        slot.written_at = enters;
+        let raw = RawAddr::new(addr);
+        let len = (raw.len as usize).min(std::mem::size_of::<libc::sockaddr_in6>());
+        // SAFETY: both are plain data; `len` bytes fit in each (the address
+        // is at most a sockaddr_in6, and the copy is clamped to it).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                raw.ptr().cast::<u8>(),
+                (&mut slot.addr as *mut libc::sockaddr_in6).cast::<u8>(),
+                len,
+            );
+        }
+        slot.len = len as libc::socklen_t;
+        let ptr = (&slot.addr as *const libc::sockaddr_in6).cast::<libc::sockaddr>();
+        let option = opcode::SetSockOpt::new(
+            types::Fd(fd),
+            libc::IPPROTO_TCP as u32,
+            libc::TCP_NODELAY as u32,
+            (&ONE as *const i32).cast(),
+            std::mem::size_of::<i32>() as u32,
+        )
+        .build()
+        .flags(squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS)
+        .user_data(nodelay);
+        let conn = opcode::Connect::new(types::Fd(fd), ptr, slot.len)
+            .build()
+            .user_data(connect);
+        self.push(&[option, conn]);
+        true
     }
 
     /// Whether completions are posted that [`Ring::reap`] has not taken
@@ -670,6 +767,8 @@ impl Drop for Ring {
             .for_each(|b| std::mem::forget(std::mem::take(&mut b.data)));
         let accepts = std::mem::take(&mut self.accepts);
         std::mem::forget(accepts);
+        let connects = std::mem::take(&mut self.connects);
+        std::mem::forget(connects);
     }
 }
 
@@ -717,6 +816,7 @@ pub fn poll_bits(result: i32) -> u32 {
 pub const CANCELED: i32 = -libc::ECANCELED;
 pub const NO_BUFFERS: i32 = -libc::ENOBUFS;
 pub const INVALID: i32 = -libc::EINVAL;
+pub const NOT_FOUND: i32 = -libc::ENOENT;
 
 /// The kernel switch that turns io_uring off (Linux 6.6 and later).
 const DISABLED_SYSCTL: &str = "/proc/sys/kernel/io_uring_disabled";
@@ -750,6 +850,38 @@ fn explain(disabled: Option<&str>, setup: Option<&io::Error>) -> Result<(), Stri
         Some(libc::EINVAL) => "this kernel's io_uring lacks single-issuer deferred task running (needs Linux 6.1 or later); use --engine epoll".to_string(),
         _ => format!("cannot set up io_uring: {e}; use --engine epoll"),
     })
+}
+
+/// Whether this kernel sets socket options through the ring, which
+/// [`Ring::connect`] needs: tried once for the process, on a socket of
+/// its own (the command's opcode is older than sockets' support of it,
+/// Linux 6.7, and a security module may refuse it).
+pub fn ring_connects() -> bool {
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORKS.get_or_init(|| try_ring_option().unwrap_or(false))
+}
+
+fn try_ring_option() -> io::Result<bool> {
+    let mut ring = builder().build(8)?;
+    let mut p = io_uring::Probe::new();
+    ring.submitter().register_probe(&mut p)?;
+    if !p.is_supported(opcode::SetSockOpt::CODE) || !p.is_supported(opcode::Connect::CODE) {
+        return Ok(false);
+    }
+    let fd = socket::stream_socket(&SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let e = opcode::SetSockOpt::new(
+        types::Fd(std::os::fd::AsRawFd::as_raw_fd(&fd)),
+        libc::IPPROTO_TCP as u32,
+        libc::TCP_NODELAY as u32,
+        (&ONE as *const i32).cast(),
+        std::mem::size_of::<i32>() as u32,
+    )
+    .build();
+    // SAFETY: the option's value is a static; the ring has room.
+    unsafe { ring.submission().push(&e) }.map_err(io::Error::other)?;
+    ring.submit_and_wait(1)?;
+    let done = ring.completion().next().map(|c| c.result());
+    Ok(done == Some(0) && socket::nodelay(&fd)?)
 }
 
 /// Makes (and drops) a small ring set up as the engine sets up its own,
@@ -832,8 +964,51 @@ mod tests {
             buffers: 16,
             buffer_size: 16 * 1024,
             accepts: 1,
+            connects: 2,
         })
         .expect("ring")
+    }
+
+    /// A connect made by the ring: the socket ends up connected, with
+    /// `TCP_NODELAY`, and only the connect posts a completion.
+    #[test]
+    fn a_ring_connect_sets_nodelay_and_connects() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let fd = crate::sys::socket::stream_socket(&addr).expect("socket");
+        let mut r = ring();
+        use std::os::fd::AsRawFd;
+        assert!(r.connect(1, fd.as_raw_fd(), &addr, 5, 6));
+        assert!(!r.connect(2, fd.as_raw_fd(), &addr, 5, 6), "no such slot");
+        let mut out = Vec::new();
+        reap_until(&mut r, &mut out, |o| !o.is_empty());
+        let got: Vec<(u64, i32)> = out.iter().map(|(c, _)| (c.data, c.result)).collect();
+        assert_eq!(got, [(6, 0)]);
+        let s = std::net::TcpStream::from(fd);
+        assert_eq!(s.peer_addr().expect("peer"), addr);
+        assert!(s.nodelay().expect("nodelay"), "TCP_NODELAY not set");
+        let (peer, _) = l.accept().expect("accept");
+        assert_eq!(
+            peer.peer_addr().expect("peer"),
+            s.local_addr().expect("local")
+        );
+    }
+
+    /// A refused ring connect says why in its completion.
+    #[test]
+    fn a_refused_ring_connect_says_why() {
+        let addr = std::net::TcpListener::bind("[::1]:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr");
+        let fd = crate::sys::socket::stream_socket(&addr).expect("socket");
+        let mut r = ring();
+        use std::os::fd::AsRawFd;
+        assert!(r.connect(0, fd.as_raw_fd(), &addr, 5, 6));
+        let mut out = Vec::new();
+        reap_until(&mut r, &mut out, |o| !o.is_empty());
+        let got: Vec<(u64, i32)> = out.iter().map(|(c, _)| (c.data, c.result)).collect();
+        assert_eq!(got, [(6, -libc::ECONNREFUSED)]);
     }
 
     /// Waits for completions until `done` says enough (bounded).

@@ -38,9 +38,12 @@ fn worker_calls(trace: &str) -> BTreeMap<String, u64> {
         }
         by_tid.entry(tid).or_default().push((name, args));
     }
+    // The thread that waited most (the start-up thread may enter a ring
+    // once, to try what the kernel supports).
     let worker = by_tid
         .into_values()
-        .find(|calls| calls.iter().any(|(n, _)| *n == WAIT_CALL))
+        .max_by_key(|calls| calls.iter().filter(|(n, _)| *n == WAIT_CALL).count())
+        .filter(|calls| calls.iter().any(|(n, _)| *n == WAIT_CALL))
         .unwrap_or_else(|| panic!("a thread that called {WAIT_CALL}"));
     let last = worker
         .iter()
