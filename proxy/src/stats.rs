@@ -119,6 +119,10 @@ stats! {
     bytes_client_to_backend: "counter",
     /// Bytes relayed from backends to clients.
     bytes_backend_to_client: "counter",
+    /// Bytes read and dropped from the side that stayed, while a pair
+    /// delivered what its other side sent before it reset (nobody could
+    /// receive them).
+    bytes_discarded: "counter",
     /// Buffers in the pool.
     pool_capacity: "gauge",
     /// Buffers lent out now.

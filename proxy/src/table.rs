@@ -424,6 +424,12 @@ impl Table {
         if !c.stage.is_open() {
             return;
         }
+        if let Some(dead) = c.reset {
+            if self.discard(io, slot, dead.other()) {
+                yielded = true;
+            }
+        }
+        let c = &self.conns[slot];
         if c.both_ended() {
             if c.reset.is_some() {
                 self.linger(io, slot);

@@ -5,6 +5,8 @@
 //! [`super`], kept apart to keep the table's file about pairs.
 
 use super::*;
+use netio::Outcome;
+use relay::Io as _;
 
 impl Table {
     /// The socket `side` reset or failed. The first side to do so starts
@@ -69,6 +71,33 @@ impl Table {
         if queued || (c.stage == Stage::Connecting && f.eof && f.hold.held() == 0) {
             self.close_later(slot, Reason::Error(dead));
             return false;
+        }
+        true
+    }
+
+    /// While a pair delivers what its dead side sent, what its `live` side
+    /// sends can reach nobody: it is read and dropped, so that a peer that
+    /// writes as it reads (an echo, a server answering a stream of
+    /// requests) is not stopped by its own unread answers and goes on
+    /// taking the flush. True if it stopped only to be fair (more to read).
+    pub(super) fn discard(&mut self, io: &mut impl Sockets, slot: usize, live: Side) -> bool {
+        let c = &mut self.conns[slot];
+        let ready = &mut c.ready[live.index()];
+        if !ready.readable {
+            return false;
+        }
+        let mut scratch = [0u8; 16 * 1024];
+        let mut pair = io.pair(slot);
+        for _ in 0..relay::FAIR_ROUNDS {
+            match pair.read(live, &mut scratch) {
+                Outcome::Data(n) => self.stats.bytes_discarded.add(n as u64),
+                // Drained, ended or failed (a failure comes as its own
+                // edge): nothing more until the next edge.
+                _ => {
+                    ready.readable = false;
+                    return false;
+                }
+            }
         }
         true
     }

@@ -172,6 +172,90 @@ fn a_reply_sent_before_a_reset_for_unread_request_bytes_arrives_whole() {
     assert_settled(&mut proxy, 1, 0);
 }
 
+/// A client that resets while its backend echoes, and is blocked writing
+/// answers nobody reads: what the proxy had taken of the upload still
+/// reaches the backend — the answers meant for the client that is gone
+/// are read and dropped, so the echo goes on reading — and then the
+/// reset, long before the flush timeout (here 120 s, beyond the test's
+/// wait: the pair would otherwise sit there until it).
+#[test]
+fn a_client_reset_reaches_an_echo_backend_blocked_on_its_own_answers() {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let backend = Backend::spawn(move |mut s| {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        s.set_write_timeout(Some(WAIT)).expect("timeout");
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        // Once a write finds the reset (the socket reports it once), what
+        // its kernel already received is still read, and the end that
+        // follows is that reset's.
+        let mut reset_seen = false;
+        let end = loop {
+            match s.read(&mut buf) {
+                Ok(0) if reset_seen => break End::Reset,
+                Ok(0) => break End::Fin,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    if !reset_seen {
+                        match s.write_all(&buf[..n]) {
+                            Ok(()) => {}
+                            Err(e) if is_timeout(&e) => break End::Stopped,
+                            Err(e) if e.kind() == ErrorKind::ConnectionReset => reset_seen = true,
+                            Err(e) if e.kind() == ErrorKind::BrokenPipe => reset_seen = true,
+                            Err(e) => panic!("echo: {e}"),
+                        }
+                    }
+                }
+                Err(e) if is_timeout(&e) => break End::Stopped,
+                Err(_) => break End::Reset,
+            }
+        };
+        let _ = tx.lock().expect("reporter").send((got, end));
+    });
+    let mut proxy = Proxy::start_to(backend.addr, &["--reset-flush-timeout", "120s"]);
+    let data = pattern(38, 64 << 20);
+    let mut client = connect(proxy.addr);
+    client.set_nonblocking(true).expect("nonblocking");
+    // Upload until nothing moves: the echo is blocked on the answers the
+    // client never reads, and everything on the way is full.
+    let mut written = 0;
+    let mut last = Instant::now();
+    while last.elapsed() < Duration::from_millis(500) {
+        match client.write(&data[written..]) {
+            Ok(n) => {
+                written += n;
+                last = Instant::now();
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("upload after {written} bytes: {e}"),
+        }
+        assert!(
+            written < data.len(),
+            "all of the upload went through: nothing blocked"
+        );
+    }
+    // What the proxy's kernel has acknowledged must all arrive.
+    let taken = written - netio::sys::socket::unacked(&client).expect("SIOCOUTQ");
+    reset(client);
+    let (got, end) = rx
+        .recv_timeout(WAIT)
+        .expect("the backend's report: the flush never reached it");
+    assert!(
+        got.len() >= taken,
+        "{} of the {taken} bytes the proxy took reached the backend",
+        got.len()
+    );
+    assert_whole(&got, &data[..got.len()], "client → echo backend");
+    assert_eq!(end, End::Reset, "the client's reset must be passed on");
+    assert_settled(&mut proxy, 1, 0);
+    let st = proxy.stats();
+    assert!(
+        st.get("bytes_discarded") > 0,
+        "no answer was dropped: {st:?}"
+    );
+}
+
 /// A receiver that stops reading cannot hold the pair open for ever:
 /// after `--reset-flush-timeout` the reset is passed on anyway, and what
 /// the receiver reads then ends in that reset, never a FIN.
