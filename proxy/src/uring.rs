@@ -220,6 +220,9 @@ struct End {
     /// A poll for input, or for room to write, is submitted.
     polling_in: bool,
     polling_out: bool,
+    /// A read of this side was turned away while the other side's send
+    /// was in flight: that send's end is this side's next `IN` edge.
+    gated: bool,
 }
 
 impl End {
@@ -389,6 +392,15 @@ impl Uring {
         e.bits |= bits;
     }
 
+    /// `side`'s reads were turned away while the other side's send was
+    /// in flight, and it is over: the relay reads again.
+    fn ungate(touched: &mut Vec<(u32, Side)>, pair: &mut [End; 2], slot: usize, side: Side) {
+        let e = &mut pair[side.index()];
+        if std::mem::take(&mut e.gated) && e.fd.is_some() {
+            Self::edge(touched, e, slot, side, epoll::IN);
+        }
+    }
+
     /// Submits the receive of `slot`'s `side`.
     fn arm(ring: &mut Ring, e: &mut End, slot: usize, side: Side) {
         if let Some(fd) = &e.fd {
@@ -421,6 +433,8 @@ impl Uring {
     /// pieces given back. A graceful close with a send in flight waits
     /// for that send.
     fn drop_end(&mut self, slot: usize, side: Side, abort: bool) {
+        // Its send is going away with it: the other side reads again.
+        Self::ungate(&mut self.touched, &mut self.ends[slot], slot, side.other());
         let e = &mut self.ends[slot][side.index()];
         let Some(fd) = e.fd.take() else {
             return;
@@ -795,12 +809,15 @@ impl Uring {
             return;
         }
         let (slot, side) = (rec.slot, rec.side);
-        let Some(e) = self.ends.get_mut(slot).map(|p| &mut p[side.index()]) else {
+        let Some(pair) = self.ends.get_mut(slot) else {
             return;
         };
+        let e = &pair[side.index()];
         if e.send != Some(sid) || e.epoch != rec.epoch {
             return;
         }
+        Self::ungate(&mut self.touched, pair, slot, side.other());
+        let e = &mut pair[side.index()];
         e.send = None;
         e.unsent = 0;
         if c.result < 0 {
@@ -919,6 +936,19 @@ pub struct PairIo<'a> {
 
 impl relay::Io for PairIo<'_> {
     fn read(&mut self, from: Side, buf: &mut [u8]) -> Outcome {
+        // While the destination's send is in flight nothing read now could
+        // be written, and the relay would keep it in a buffer of its own
+        // beside the send's copy: it waits where it is (received, or in
+        // the kernel once the receive is paused), as under epoll, where
+        // the kernel holds what a full destination cannot take.
+        let dest = &self.ends[from.other().index()];
+        if dest.send.is_some() && dest.broken.is_none() && dest.fd.is_some() {
+            let e = &mut self.ends[from.index()];
+            if e.fd.is_some() && !e.splicing {
+                e.gated = true;
+                return Outcome::WouldBlock;
+            }
+        }
         let e = &mut self.ends[from.index()];
         if e.fd.is_none() {
             return CLOSED;
@@ -2100,5 +2130,45 @@ mod tests {
             u.unlinked.is_empty(),
             "a socket held for a completion that never comes"
         );
+    }
+
+    /// While a send to one side is in flight, a read of the other side
+    /// (that send's source) is turned away, so the relay does not take
+    /// bytes it could not write yet; the send's end is that side's next
+    /// `IN` edge, and the bytes are all there.
+    #[test]
+    fn a_read_waits_while_the_send_to_its_destination_is_in_flight() {
+        use std::io::Read;
+        let (mut u, mut client_peer, mut backend_peer) = engine();
+        backend_peer.write_all(b"answer").expect("write");
+        for _ in 0..50 {
+            turn(&mut u);
+            if !u.ends[0][Side::Backend.index()].inbox.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(u.pair(0).write(Side::Client, b"hello"), Outcome::Data(5));
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            u.pair(0).read(Side::Backend, &mut buf),
+            Outcome::WouldBlock,
+            "read while the send to its destination is in flight"
+        );
+        let mut bits = 0;
+        for _ in 0..50 {
+            bits |= edges(&mut u, Side::Backend);
+            if bits & epoll::IN != 0 {
+                break;
+            }
+        }
+        assert_ne!(bits & epoll::IN, 0, "no IN edge after the send: {bits:#x}");
+        assert_eq!(u.pair(0).read(Side::Backend, &mut buf), Outcome::Data(6));
+        assert_eq!(&buf[..6], b"answer");
+        let mut got = [0u8; 5];
+        client_peer
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        client_peer.read_exact(&mut got).expect("read");
+        assert_eq!(&got, b"hello");
     }
 }

@@ -151,6 +151,11 @@ fn flood_or_echo(mut s: TcpStream) {
 /// directions; each connection's own two buffers are always there). The
 /// proxy's memory stays at the pools' bound, other clients keep being
 /// relayed, and once the slow readers go everything is given back.
+///
+/// Under uring the relay reads no further while a send to the same
+/// destination is in flight, so a direction that waits for a pipe holds
+/// that send, not a large buffer: there the pipes run out, and the large
+/// buffers need not.
 #[test]
 fn slow_readers_that_exhaust_the_pools_do_not_stop_other_clients() {
     const CONNS: u64 = 32;
@@ -190,9 +195,15 @@ fn slow_readers_that_exhaust_the_pools_do_not_stop_other_clients() {
         })
         .collect();
     let pipes = 4;
-    crate::util::wait_until("the large buffers and the pipes to run out", || {
-        rig.metric("proxy_large_pool_lent") == LARGE && rig.metric("proxy_pipes_lent") == pipes
-    });
+    if crate::util::ENGINE == "uring" {
+        crate::util::wait_until("the pipes to run out", || {
+            rig.metric("proxy_pipes_lent") == pipes
+        });
+    } else {
+        crate::util::wait_until("the large buffers and the pipes to run out", || {
+            rig.metric("proxy_large_pool_lent") == LARGE && rig.metric("proxy_pipes_lent") == pipes
+        });
+    }
     let grown_kib = rss(&rig).saturating_sub(base_kib);
     let bound_kib = (2 * CONNS * SIZE + LARGE * LARGE_SIZE) / 1024 + 2048;
     eprintln!("RSS grew by {grown_kib} KiB with the pools taken (bound {bound_kib} KiB)");
