@@ -201,36 +201,29 @@ pub fn connect(addr: &SocketAddr) -> io::Result<(OwnedFd, bool)> {
 
 /// Reads and clears the socket's pending error (`SO_ERROR`).
 pub fn take_error(fd: impl AsFd) -> io::Result<Option<io::Error>> {
-    let mut err: i32 = 0;
-    let mut len = size_of::<i32>() as libc::socklen_t;
-    // SAFETY: passes a pointer to a live i32 and its exact size.
-    cvt(unsafe {
-        libc::getsockopt(
-            fd.as_fd().as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut err as *mut i32).cast(),
-            &mut len,
-        )
-    })?;
+    let err = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ERROR)?;
     Ok((err != 0).then(|| io::Error::from_raw_os_error(err)))
 }
 
 /// Whether Nagle's algorithm is off (`TCP_NODELAY`).
 pub fn nodelay(fd: impl AsFd) -> io::Result<bool> {
+    Ok(getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY)? != 0)
+}
+
+fn getsockopt_int(fd: impl AsFd, level: i32, name: i32) -> io::Result<i32> {
     let mut v: i32 = 0;
     let mut len = size_of::<i32>() as libc::socklen_t;
     // SAFETY: passes a pointer to a live i32 and its exact size.
     cvt(unsafe {
         libc::getsockopt(
             fd.as_fd().as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
+            level,
+            name,
             (&mut v as *mut i32).cast(),
             &mut len,
         )
     })?;
-    Ok(v != 0)
+    Ok(v)
 }
 
 /// Disables Nagle's algorithm: the proxy forwards what it has at once.

@@ -357,16 +357,9 @@ impl Ring {
         }
         slot.len = len as libc::socklen_t;
         let ptr = (&slot.addr as *const libc::sockaddr_in6).cast::<libc::sockaddr>();
-        let option = opcode::SetSockOpt::new(
-            types::Fd(fd),
-            libc::IPPROTO_TCP as u32,
-            libc::TCP_NODELAY as u32,
-            (&ONE as *const i32).cast(),
-            std::mem::size_of::<i32>() as u32,
-        )
-        .build()
-        .flags(squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS)
-        .user_data(nodelay);
+        let option = nodelay_entry(fd)
+            .flags(squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS)
+            .user_data(nodelay);
         let conn = opcode::Connect::new(types::Fd(fd), ptr, slot.len)
             .build()
             .user_data(connect);
@@ -861,6 +854,18 @@ pub fn ring_connects() -> bool {
     *WORKS.get_or_init(|| try_ring_option().unwrap_or(false))
 }
 
+/// `TCP_NODELAY` on `fd`, as a ring request.
+fn nodelay_entry(fd: RawFd) -> squeue::Entry {
+    opcode::SetSockOpt::new(
+        types::Fd(fd),
+        libc::IPPROTO_TCP as u32,
+        libc::TCP_NODELAY as u32,
+        (&ONE as *const i32).cast(),
+        std::mem::size_of::<i32>() as u32,
+    )
+    .build()
+}
+
 fn try_ring_option() -> io::Result<bool> {
     let mut ring = builder().build(8)?;
     let mut p = io_uring::Probe::new();
@@ -869,14 +874,7 @@ fn try_ring_option() -> io::Result<bool> {
         return Ok(false);
     }
     let fd = socket::stream_socket(&SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let e = opcode::SetSockOpt::new(
-        types::Fd(std::os::fd::AsRawFd::as_raw_fd(&fd)),
-        libc::IPPROTO_TCP as u32,
-        libc::TCP_NODELAY as u32,
-        (&ONE as *const i32).cast(),
-        std::mem::size_of::<i32>() as u32,
-    )
-    .build();
+    let e = nodelay_entry(std::os::fd::AsRawFd::as_raw_fd(&fd));
     // SAFETY: the option's value is a static; the ring has room.
     unsafe { ring.submission().push(&e) }.map_err(io::Error::other)?;
     ring.submit_and_wait(1)?;
