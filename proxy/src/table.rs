@@ -425,14 +425,30 @@ impl Table {
             return;
         }
         if let Some(dead) = c.reset {
-            if self.discard(io, slot, dead.other()) {
-                yielded = true;
+            match self.discard(io, slot, dead.other()) {
+                flush::Discard::Drained => {}
+                flush::Discard::More => yielded = true,
+                flush::Discard::Failed => {
+                    if !self.failed(io, slot, dead.other()) {
+                        return;
+                    }
+                }
             }
         }
         let c = &self.conns[slot];
+        if !c.stage.is_open() {
+            return;
+        }
         if c.both_ended() {
             if c.reset.is_some() {
                 self.linger(io, slot);
+                // What the live side still sends is read while the pair
+                // lingers too: a peer blocked on its own answers would
+                // otherwise stop taking the flush.
+                let c = &self.conns[slot];
+                if yielded && c.stage.is_open() {
+                    self.again.push(slot as u32, c.gen);
+                }
             } else {
                 self.close_later(slot, Reason::Done);
             }

@@ -8,6 +8,17 @@ use super::*;
 use netio::Outcome;
 use relay::Io as _;
 
+/// What [`Table::discard`] left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Discard {
+    /// Nothing more to read until the next edge.
+    Drained,
+    /// Stopped only to be fair: more to read.
+    More,
+    /// The live side failed too.
+    Failed,
+}
+
 impl Table {
     /// The socket `side` reset or failed. The first side to do so starts
     /// the flush: the pair stays open (true) to deliver what that side had
@@ -79,27 +90,32 @@ impl Table {
     /// sends can reach nobody: it is read and dropped, so that a peer that
     /// writes as it reads (an echo, a server answering a stream of
     /// requests) is not stopped by its own unread answers and goes on
-    /// taking the flush. True if it stopped only to be fair (more to read).
-    pub(super) fn discard(&mut self, io: &mut impl Sockets, slot: usize, live: Side) -> bool {
+    /// taking the flush.
+    pub(super) fn discard(&mut self, io: &mut impl Sockets, slot: usize, live: Side) -> Discard {
         let c = &mut self.conns[slot];
         let ready = &mut c.ready[live.index()];
         if !ready.readable {
-            return false;
+            return Discard::Drained;
         }
         let mut scratch = [0u8; 16 * 1024];
         let mut pair = io.pair(slot);
         for _ in 0..relay::FAIR_ROUNDS {
             match pair.read(live, &mut scratch) {
                 Outcome::Data(n) => self.stats.bytes_discarded.add(n as u64),
-                // Drained, ended or failed (a failure comes as its own
-                // edge): nothing more until the next edge.
+                // The read took the socket's error: no edge brings it
+                // again, so it is handled here (both sides have failed).
+                Outcome::Reset | Outcome::Error(_) => {
+                    ready.readable = false;
+                    return Discard::Failed;
+                }
+                // Drained or ended: nothing more until the next edge.
                 _ => {
                     ready.readable = false;
-                    return false;
+                    return Discard::Drained;
                 }
             }
         }
-        true
+        Discard::More
     }
 
     /// Both directions of a pair whose side reset are done: pass the reset

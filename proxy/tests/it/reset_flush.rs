@@ -332,3 +332,44 @@ fn a_huge_reset_flush_timeout_waits_for_the_receiver() {
     );
     assert_settled(&mut proxy, 1, 0);
 }
+
+/// A backend that resets while the pair lingers (the client reset, all it
+/// sent is in the proxy's send queue to a backend that does not read)
+/// ends the pair at once, though a reset socket's send queue still counts
+/// its unacknowledged bytes: a wait for them would last the whole
+/// `--reset-flush-timeout` (here 120 s, beyond the test's wait). Here the
+/// reset comes as an error edge; the race where the read that drops what
+/// the backend sends finds it first is the relay model's
+/// `a_reset_found_by_the_read_that_drops_ends_a_lingering_pair_at_once`.
+#[test]
+fn a_backend_that_resets_during_the_flush_ends_the_pair_at_once() {
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let go = Mutex::new(go_rx);
+    let backend = Backend::spawn(move |mut s| {
+        // Reads nothing: the upload waits in the proxy's send queue.
+        let go = go.lock().expect("signal");
+        if go.recv_timeout(WAIT).is_ok() {
+            s.set_write_timeout(Some(WAIT)).expect("timeout");
+            let _ = s.write_all(&pattern(40, 16 << 10));
+            reset(s);
+        }
+    });
+    let mut proxy = Proxy::start_to(backend.addr, &["--reset-flush-timeout", "120s"]);
+    let mut client = connect(proxy.addr);
+    client.set_write_timeout(Some(WAIT)).expect("timeout");
+    // More than a backend that does not read can take into its kernel,
+    // less than the proxy's send queue to it holds.
+    const UPLOAD: usize = 1 << 20;
+    client.write_all(&pattern(39, UPLOAD)).expect("upload");
+    proxy.wait_stats("the upload passed to the backend's socket", |s| {
+        s.get("bytes_client_to_backend") == UPLOAD as u64 && s.held() == 0
+    });
+    reset(client);
+    proxy.wait_stats("the pair flushing", |s| s.get("flushing") == 1);
+    thread::sleep(Duration::from_millis(200));
+    go_tx.send(()).expect("backend waiting");
+    let st = proxy.wait_stats("the pair closed", |s| s.get("active") == 0);
+    assert_eq!(st.get("reset_flush_timeouts"), 0, "{st:?}");
+    assert_eq!(st.get("flushing"), 0, "{st:?}");
+    assert_eq!(st.held(), 0, "{st:?}");
+}
