@@ -1235,6 +1235,18 @@ impl Sockets for Uring {
     }
 
     fn close(&mut self, slot: usize, abort: [bool; 2]) {
+        let mut abort = abort;
+        // Bytes a source still holds, or has left in its kernel while its
+        // reads were held back by the gate, never reach their destination:
+        // a clean end there would pass a cut stream off as whole (the
+        // table sees only what the relay was told, and a gated read told
+        // it nothing was there).
+        for side in Side::BOTH {
+            let src = &self.ends[slot][side.index()];
+            if src.fd.is_some() && (src.gated || src.held() > 0) {
+                abort[side.other().index()] = true;
+            }
+        }
         for side in Side::BOTH {
             self.drop_end(slot, side, abort[side.index()]);
         }

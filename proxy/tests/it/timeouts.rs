@@ -1,9 +1,11 @@
 //! Connect and idle timeouts: a backend that never answers a SYN, and a
 //! connection that goes quiet, are closed by the proxy on its own.
 
-use crate::util::{connect, echo_byte, is_timeout, Backend, Proxy};
-use std::io::Read;
-use std::time::Duration;
+use crate::util::{connect, echo_byte, is_timeout, pattern, Backend, Proxy, WAIT};
+use std::io::{ErrorKind, Read, Write};
+use std::sync::{mpsc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
 
 #[test]
 fn a_backend_that_never_answers_is_given_up_after_the_connect_timeout() {
@@ -61,4 +63,64 @@ fn a_busy_connection_outlives_the_idle_timeout() {
     }
     let s = proxy.stats();
     assert_eq!((s.get("active"), s.get("closed")), (1, 0), "{s:?}");
+}
+
+/// An upload the idle timeout cuts off (the backend stopped reading, so
+/// nothing moved for a whole period) is not passed off as complete: what
+/// the proxy still held for the backend is lost, so the backend's stream
+/// ends in a reset, never a FIN.
+#[test]
+fn an_upload_cut_by_the_idle_timeout_ends_in_a_reset_at_the_backend() {
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (end_tx, end_rx) = mpsc::channel::<std::io::Result<usize>>();
+    let (go, end_tx) = (Mutex::new(go_rx), Mutex::new(end_tx));
+    let backend = Backend::spawn(move |mut s| {
+        // Reads nothing until the proxy has given the pair up.
+        if go.lock().expect("signal").recv_timeout(WAIT).is_err() {
+            return;
+        }
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0;
+        let end = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break Ok(total),
+                Ok(n) => total += n,
+                Err(e) => break Err(e),
+            }
+        };
+        let _ = end_tx.lock().expect("reporter").send(end);
+    });
+    // Made before the connection: the idle timer runs from its accept.
+    let data = pattern(41, 32 << 20);
+    // Through buffers: with splicing no read waits on a send.
+    let mut proxy = Proxy::start_to(backend.addr, &["--idle-timeout", "1s", "--pipes", "0"]);
+    let mut client = connect(proxy.addr);
+    client.set_nonblocking(true).expect("nonblocking");
+    let (mut written, mut last) = (0, Instant::now());
+    while last.elapsed() < Duration::from_millis(300) {
+        match client.write(&data[written..]) {
+            Ok(n) => {
+                written += n;
+                last = Instant::now();
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(5)),
+            // The proxy's idle timer runs from the last byte it moved: it
+            // may give up while the client's own kernel still takes bytes.
+            Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {
+                break
+            }
+            Err(e) => panic!("upload after {written} bytes: {e}"),
+        }
+        assert!(written < data.len(), "all of the upload went through");
+    }
+    proxy.wait_stats("the idle pair closed", |s| s.get("active") == 0);
+    go_tx.send(()).expect("backend waiting");
+    let end = end_rx.recv_timeout(WAIT).expect("the backend's report");
+    match end {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}"),
+        Ok(n) => {
+            panic!("a FIN after {n} of the {written} bytes uploaded: a cut stream ended clean")
+        }
+    }
 }
