@@ -42,6 +42,13 @@ pub const SPLICE_MIN: usize = 8192;
 pub trait Io {
     /// `read(2)` from `from` into `buf`.
     fn read(&mut self, from: Side, buf: &mut [u8]) -> Outcome;
+    /// A read for a direction that streams (its last read filled the
+    /// buffer) and has no pipe: an engine may read such a socket
+    /// differently (the uring engine reads it with `read(2)`, as epoll
+    /// does, rather than through receives). By default, [`Io::read`].
+    fn read_stream(&mut self, from: Side, buf: &mut [u8]) -> Outcome {
+        self.read(from, buf)
+    }
     /// `send(2)` of `data` to `to`.
     fn write(&mut self, to: Side, data: &[u8]) -> Outcome;
     /// `splice(2)` of up to `len` bytes from socket `from` into `pipe`.
@@ -365,7 +372,11 @@ fn receive(
             };
             let spare = lend.bufs.spare(b);
             let room = spare.len();
-            let got = io.read(src, spare);
+            let got = if flow.streaming {
+                io.read_stream(src, spare)
+            } else {
+                io.read(src, spare)
+            };
             ready.after_read(got, room);
             (got, room)
         }

@@ -86,6 +86,10 @@ const RECV_TOTAL: u32 = 16 * 1024;
 /// full the last time: what it holds beyond the relay's buffer while its
 /// destination stays full.
 const RECV_CONGESTED: u32 = 4 * 1024;
+/// Writes this large are a stream's (larger than any receive brings):
+/// made with a system call; what the socket does not take is then sent
+/// through the ring.
+const WRITE_AT_ONCE: usize = RECV_MOST as usize + 1;
 /// Whether this kernel takes the receives' total limit; cleared (for every
 /// worker) at the first receive it refuses.
 static TOTAL_LIMIT: AtomicBool = AtomicBool::new(true);
@@ -228,6 +232,44 @@ struct End {
 impl End {
     fn held(&self) -> usize {
         self.stash.len() - self.stash_at + self.inbox.iter().map(|p| p.len as usize).sum::<usize>()
+    }
+
+    /// Copies what was received and not yet taken into `buf`, oldest
+    /// first; gives the pieces emptied back to the ring.
+    fn take_held(&mut self, ring: &mut Ring, buf: &mut [u8]) -> usize {
+        let mut n = 0;
+        if self.stash_at < self.stash.len() {
+            let take = (self.stash.len() - self.stash_at).min(buf.len());
+            buf[..take].copy_from_slice(&self.stash[self.stash_at..self.stash_at + take]);
+            self.stash_at += take;
+            n = take;
+            if self.stash_at == self.stash.len() {
+                // Kept only while the destination is slow.
+                self.stash = Vec::new();
+                self.stash_at = 0;
+            }
+        }
+        while n < buf.len() {
+            let Some(p) = self.inbox.front_mut() else {
+                break;
+            };
+            let take = (p.len as usize).min(buf.len() - n);
+            buf[n..n + take].copy_from_slice(&ring.piece(p.bid, p.at, take as u32)[..take]);
+            n += take;
+            p.at += take as u32;
+            p.len -= take as u32;
+            if p.len == 0 {
+                let bid = p.bid;
+                self.inbox.pop_front();
+                ring.release(bid);
+            }
+        }
+        if self.inbox.is_empty() && self.inbox.capacity() > 0 {
+            // An idle connection keeps no queue: 64 bytes a side otherwise
+            // (half the idle cost per connection).
+            self.inbox = VecDeque::new();
+        }
+        n
     }
 
     /// Moves up to `len` of the bytes received and not yet taken into a
@@ -956,38 +998,7 @@ impl relay::Io for PairIo<'_> {
         // Back from splicing (what it read was small): the socket may hold
         // bytes no receive has seen, read here before one is submitted.
         let unspliced = std::mem::take(&mut e.splicing);
-        let mut n = 0;
-        if e.stash_at < e.stash.len() {
-            let take = (e.stash.len() - e.stash_at).min(buf.len());
-            buf[..take].copy_from_slice(&e.stash[e.stash_at..e.stash_at + take]);
-            e.stash_at += take;
-            n = take;
-            if e.stash_at == e.stash.len() {
-                // Kept only while the destination is slow.
-                e.stash = Vec::new();
-                e.stash_at = 0;
-            }
-        }
-        while n < buf.len() {
-            let Some(p) = e.inbox.front_mut() else {
-                break;
-            };
-            let take = (p.len as usize).min(buf.len() - n);
-            buf[n..n + take].copy_from_slice(&self.ring.piece(p.bid, p.at, take as u32)[..take]);
-            n += take;
-            p.at += take as u32;
-            p.len -= take as u32;
-            if p.len == 0 {
-                let bid = p.bid;
-                e.inbox.pop_front();
-                self.ring.release(bid);
-            }
-        }
-        if e.inbox.is_empty() && e.inbox.capacity() > 0 {
-            // An idle connection keeps no queue: 64 bytes a side otherwise
-            // (half the idle cost per connection).
-            e.inbox = VecDeque::new();
-        }
+        let n = e.take_held(self.ring, buf);
         if e.recv == Recv::Paused && e.held() == 0 {
             e.recv = Recv::Off;
             Uring::arm(self.ring, e, self.slot, from);
@@ -1021,7 +1032,97 @@ impl relay::Io for PairIo<'_> {
         Outcome::WouldBlock
     }
 
+    /// A stream with no pipe is read as under epoll: `read(2)` straight
+    /// into the relay's buffer while a poll says the socket is readable,
+    /// with no receive submitted (it would bring the bytes in pieces of
+    /// [`RECV_MOST`], each copied once more, a completion each). It waits
+    /// in the kernel meanwhile, as a splicing direction does, so no gate
+    /// holds it back. What was received before the switch comes first.
+    fn read_stream(&mut self, from: Side, buf: &mut [u8]) -> Outcome {
+        let e = &mut self.ends[from.index()];
+        if e.fd.is_none() {
+            return CLOSED;
+        }
+        if !e.splicing {
+            e.splicing = true;
+            if e.recv == Recv::On {
+                // Its last bytes, if any, come to the inbox and are taken
+                // at the next read.
+                self.ring
+                    .cancel(e.recv_tag, tag(op::CANCEL, 0, 0, Side::Client));
+                e.recv = Recv::Off;
+            }
+            // From now on nothing reads it while its destination is full:
+            // a reset must still come as an edge.
+            Uring::watch(self.ring, e, self.slot, from);
+        }
+        // The relay takes a short read for drained: a poll must then be
+        // on to bring the next edge (the socket may already hold more).
+        let poll_in = |ring: &mut Ring, e: &mut End, slot: usize| {
+            if let (Some(fd), false) = (&e.fd, e.polling_in) {
+                ring.poll_once(fd.as_raw_fd(), tag(op::POLL_IN, e.epoch, slot, from));
+                e.polling_in = true;
+            }
+        };
+        if e.held() > 0 {
+            let n = e.take_held(self.ring, buf);
+            if e.recv == Recv::Paused && e.held() == 0 {
+                e.recv = Recv::Off;
+            }
+            if n < buf.len() {
+                poll_in(self.ring, e, self.slot);
+            }
+            return Outcome::Data(n);
+        }
+        if e.recv == Recv::Paused {
+            e.recv = Recv::Off;
+        }
+        if let Some(err) = e.error.take() {
+            e.eof = true;
+            return Outcome::of_error(&io::Error::from_raw_os_error(err.0));
+        }
+        if e.eof {
+            return Outcome::Eof;
+        }
+        if self.ring.completions_waiting() {
+            // One posted during this batch may hold bytes from before:
+            // come back once it is reaped.
+            Uring::edge(self.touched, e, self.slot, from, epoll::IN);
+            return Outcome::WouldBlock;
+        }
+        let Some(fd) = &e.fd else {
+            return CLOSED;
+        };
+        self.stats.sys_read.inc();
+        match socket::read(fd, buf) {
+            Ok(0) => {
+                e.eof = true;
+                e.heard = true;
+                Outcome::Eof
+            }
+            Ok(n) => {
+                e.heard = true;
+                if n < buf.len() {
+                    poll_in(self.ring, e, self.slot);
+                }
+                Outcome::Data(n)
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                poll_in(self.ring, e, self.slot);
+                Outcome::WouldBlock
+            }
+            Err(err) => {
+                e.eof = true;
+                e.heard = true;
+                Outcome::of_error(&err)
+            }
+        }
+    }
+
     fn write(&mut self, to: Side, data: &[u8]) -> Outcome {
+        // A stream's source is read with system calls (as under epoll),
+        // and so is its destination written.
+        let stream = self.ends[to.other().index()].splicing;
         let e = &mut self.ends[to.index()];
         let Some(fd) = &e.fd else {
             return CLOSED;
@@ -1038,7 +1139,11 @@ impl relay::Io for PairIo<'_> {
         }
         let mut data = data;
         let offered = data.len();
-        if to == Side::Backend && !e.heard {
+        // A stream's writes, and any large one, go at once, as under
+        // epoll: the kernel copies them straight from the relay's buffer,
+        // where a send would copy them once more and come back a turn
+        // later (one in flight per direction).
+        if (to == Side::Backend && !e.heard) || stream || data.len() >= WRITE_AT_ONCE {
             self.stats.sys_write.inc();
             match socket::write(fd, data) {
                 Ok(n) if n == data.len() => return Outcome::Data(n),
@@ -1814,6 +1919,80 @@ mod tests {
             5,
             "the bytes after the switch never arrived"
         );
+    }
+
+    /// A stream with no pipe: what was received before the switch comes
+    /// first, then `read(2)` takes the socket's bytes in the relay's
+    /// buffer with no receive on, a poll brings the edge when it runs dry,
+    /// and every byte comes in order.
+    #[test]
+    fn a_stream_with_no_pipe_is_read_with_system_calls_in_order() {
+        let (mut u, _client, mut backend) = engine();
+        turn(&mut u);
+        let sent = testkit::pattern(4, 300_000);
+        backend.write_all(&sent[..20_000]).expect("write");
+        std::thread::sleep(Duration::from_millis(20));
+        turn(&mut u);
+        assert!(u.ends[0][1].held() > 0, "nothing was received first");
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 32 << 10];
+        let reads = u.stats.sys_read.get();
+        let mut at = 20_000;
+        for _ in 0..2000 {
+            if got.len() == sent.len() {
+                break;
+            }
+            let step = u.pair(0).read_stream(Side::Backend, &mut buf);
+            match step {
+                Outcome::Data(n) => got.extend_from_slice(&buf[..n]),
+                Outcome::WouldBlock => {
+                    assert_ne!(
+                        u.ends[0][1].recv,
+                        Recv::On,
+                        "a receive is on while streaming"
+                    );
+                    if at < sent.len() {
+                        let end = (at + 50_000).min(sent.len());
+                        backend.write_all(&sent[at..end]).expect("write");
+                        at = end;
+                    }
+                    let _ = edges(&mut u, Side::Backend);
+                }
+                end => panic!("{end:?} after {} bytes", got.len()),
+            }
+        }
+        assert_eq!(got.len(), sent.len(), "bytes missing");
+        assert!(got == sent, "bytes out of order");
+        assert!(u.stats.sys_read.get() > reads, "no read(2) was made");
+        // Back to small reads: a receive is on again for what follows.
+        backend.write_all(b"small").expect("write");
+        let mut small = [0u8; 64];
+        assert_eq!(read_at_the_next_edge(&mut u, &mut small), 5);
+        backend.write_all(b"later").expect("write");
+        assert_eq!(
+            read_at_the_next_edge(&mut u, &mut small),
+            5,
+            "the receive was not armed again"
+        );
+    }
+
+    /// A stream with no pipe that does not read (its destination is full)
+    /// still sees its source's reset as an edge.
+    #[test]
+    fn a_stream_with_no_pipe_sees_its_source_reset_while_it_does_not_read() {
+        let (mut u, _client, mut backend) = engine();
+        turn(&mut u);
+        backend.write_all(&[5u8; 40_000]).expect("write");
+        std::thread::sleep(Duration::from_millis(20));
+        let mut buf = vec![0u8; 32 << 10];
+        assert!(matches!(
+            u.pair(0).read_stream(Side::Backend, &mut buf),
+            Outcome::Data(_)
+        ));
+        edges(&mut u, Side::Backend);
+        reset(backend);
+        let seen = (0..100).any(|_| edges(&mut u, Side::Backend) & epoll::ERR != 0);
+        assert!(seen, "the reset was never reported");
     }
 
     /// A splicing direction whose destination is full reads nothing, yet
