@@ -217,9 +217,16 @@ struct End {
     /// A poll for an error or hang-up is submitted (while the receive is
     /// paused, nothing else would see a reset).
     watching: bool,
-    /// The relay splices this direction (a stream): no receive is
-    /// submitted, and `splice(2)` reads the socket when a poll says it is
-    /// readable, as under epoll.
+    /// This direction streams, and its socket is read with system calls
+    /// as under epoll: `splice(2)` into its pipe, or `read(2)` into the
+    /// relay's buffer for a stream with no pipe. No receive is submitted;
+    /// a one-shot poll gives the `IN` edge once it runs dry. Its
+    /// destination is then written with `write(2)` too. A plain read
+    /// (the stream turned small) clears it and receives again. The order
+    /// of what a cancelled receive brought late against what the system
+    /// calls read holds because the ring defers its task work
+    /// (`DEFER_TASKRUN`): a receive takes bytes only inside an enter, and
+    /// the cancel is submitted before that work runs.
     splicing: bool,
     /// A poll for input, or for room to write, is submitted.
     polling_in: bool,
@@ -1145,7 +1152,27 @@ impl relay::Io for PairIo<'_> {
         // later (one in flight per direction).
         if (to == Side::Backend && !e.heard) || stream || data.len() >= WRITE_AT_ONCE {
             self.stats.sys_write.inc();
-            match socket::write(fd, data) {
+            let got = socket::write(fd, data);
+            let full = match &got {
+                Ok(n) => *n < data.len(),
+                Err(err) => err.kind() == io::ErrorKind::WouldBlock,
+            };
+            if stream && full {
+                // Full: what it did not take stays in the relay's buffer,
+                // as under epoll, and the poll for room (it stays
+                // submitted) gives `OUT` at each wake-up, as for a splice
+                // into a full destination. No send copies it meanwhile.
+                if !e.polling_out {
+                    let t = tag(op::POLL_OUT, e.epoch, self.slot, to);
+                    self.ring.poll_room(fd.as_raw_fd(), t);
+                    e.polling_out = true;
+                }
+                return match got {
+                    Ok(n) => Outcome::Data(n),
+                    Err(_) => Outcome::WouldBlock,
+                };
+            }
+            match got {
                 Ok(n) if n == data.len() => return Outcome::Data(n),
                 Ok(n) => data = &data[n..],
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
@@ -1974,6 +2001,60 @@ mod tests {
             5,
             "the receive was not armed again"
         );
+    }
+
+    /// A stream's destination that fills: the write takes what the socket
+    /// takes and leaves the rest to the relay's buffer (no send copies
+    /// it), and the poll for room gives `OUT` once the peer reads.
+    #[test]
+    fn a_streams_write_into_a_full_destination_leaves_the_rest_and_polls_for_room() {
+        use std::io::Read;
+        let (mut u, mut client, mut backend) = engine();
+        turn(&mut u);
+        backend.write_all(&[6u8; 40_000]).expect("write");
+        std::thread::sleep(Duration::from_millis(20));
+        let mut buf = vec![0u8; 32 << 10];
+        assert!(matches!(
+            u.pair(0).read_stream(Side::Backend, &mut buf),
+            Outcome::Data(_)
+        ));
+        let chunk = vec![7u8; 32 << 10];
+        let mut written = 0;
+        let full = (0..10_000).any(|_| match u.pair(0).write(Side::Client, &chunk) {
+            Outcome::Data(n) if n == chunk.len() => {
+                written += n;
+                false
+            }
+            Outcome::Data(n) => {
+                written += n;
+                true
+            }
+            Outcome::WouldBlock => true,
+            end => panic!("{end:?}"),
+        });
+        assert!(full, "the client's socket never filled");
+        let c = &u.ends[0][Side::Client.index()];
+        assert!(c.send.is_none(), "a send holds a copy of the rest");
+        assert!(c.polling_out, "no poll for room");
+        edges(&mut u, Side::Client);
+        client.set_nonblocking(true).expect("nonblocking");
+        let mut sink = vec![0u8; 1 << 20];
+        let mut read = 0;
+        let mut out = false;
+        for _ in 0..200 {
+            while let Ok(n) = client.read(&mut sink) {
+                if n == 0 {
+                    break;
+                }
+                read += n;
+            }
+            if edges(&mut u, Side::Client) & epoll::OUT != 0 {
+                out = true;
+                break;
+            }
+        }
+        assert!(read > 0 && read <= written, "{read} of {written}");
+        assert!(out, "no OUT edge once the client read");
     }
 
     /// A stream with no pipe that does not read (its destination is full)
