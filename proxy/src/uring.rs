@@ -983,6 +983,51 @@ pub struct PairIo<'a> {
     slot: usize,
 }
 
+impl PairIo<'_> {
+    /// `e` streams from now on: its receive is cancelled (what it had
+    /// brought, or still brings, is taken first), and the socket is read
+    /// with system calls, with a poll for a reset meanwhile.
+    fn to_system_calls(ring: &mut Ring, e: &mut End, slot: usize, from: Side) {
+        if !e.splicing {
+            e.splicing = true;
+            if e.recv == Recv::On {
+                ring.cancel(e.recv_tag, tag(op::CANCEL, 0, 0, Side::Client));
+                e.recv = Recv::Off;
+            }
+            // From now on nothing reads it while its destination is full:
+            // a reset must still come as an edge.
+            Uring::watch(ring, e, slot, from);
+        }
+    }
+
+    /// What a streaming `e` with nothing held gives before its socket is
+    /// read: its end or error, or a wait for a completion of this batch
+    /// not yet reaped (it may hold bytes from before).
+    fn before_reading(
+        ring: &mut Ring,
+        touched: &mut Vec<(u32, Side)>,
+        e: &mut End,
+        slot: usize,
+        from: Side,
+    ) -> Option<Outcome> {
+        if e.recv == Recv::Paused {
+            e.recv = Recv::Off;
+        }
+        if let Some(err) = e.error.take() {
+            e.eof = true;
+            return Some(Outcome::of_error(&io::Error::from_raw_os_error(err.0)));
+        }
+        if e.eof {
+            return Some(Outcome::Eof);
+        }
+        if ring.completions_waiting() {
+            Uring::edge(touched, e, slot, from, epoll::IN);
+            return Some(Outcome::WouldBlock);
+        }
+        None
+    }
+}
+
 impl relay::Io for PairIo<'_> {
     fn read(&mut self, from: Side, buf: &mut [u8]) -> Outcome {
         // While the destination's send is in flight nothing read now could
@@ -1050,19 +1095,7 @@ impl relay::Io for PairIo<'_> {
         if e.fd.is_none() {
             return CLOSED;
         }
-        if !e.splicing {
-            e.splicing = true;
-            if e.recv == Recv::On {
-                // Its last bytes, if any, come to the inbox and are taken
-                // at the next read.
-                self.ring
-                    .cancel(e.recv_tag, tag(op::CANCEL, 0, 0, Side::Client));
-                e.recv = Recv::Off;
-            }
-            // From now on nothing reads it while its destination is full:
-            // a reset must still come as an edge.
-            Uring::watch(self.ring, e, self.slot, from);
-        }
+        Self::to_system_calls(self.ring, e, self.slot, from);
         // The relay takes a short read for drained: a poll must then be
         // on to bring the next edge (the socket may already hold more).
         let poll_in = |ring: &mut Ring, e: &mut End, slot: usize| {
@@ -1081,21 +1114,8 @@ impl relay::Io for PairIo<'_> {
             }
             return Outcome::Data(n);
         }
-        if e.recv == Recv::Paused {
-            e.recv = Recv::Off;
-        }
-        if let Some(err) = e.error.take() {
-            e.eof = true;
-            return Outcome::of_error(&io::Error::from_raw_os_error(err.0));
-        }
-        if e.eof {
-            return Outcome::Eof;
-        }
-        if self.ring.completions_waiting() {
-            // One posted during this batch may hold bytes from before:
-            // come back once it is reaped.
-            Uring::edge(self.touched, e, self.slot, from, epoll::IN);
-            return Outcome::WouldBlock;
+        if let Some(end) = Self::before_reading(self.ring, self.touched, e, self.slot, from) {
+            return end;
         }
         let Some(fd) = &e.fd else {
             return CLOSED;
@@ -1221,19 +1241,7 @@ impl relay::Io for PairIo<'_> {
         if e.fd.is_none() || self.pipes.get(id).is_none() {
             return CLOSED;
         }
-        if !e.splicing {
-            e.splicing = true;
-            if e.recv == Recv::On {
-                // Its last bytes, if any, come to the inbox and go into
-                // the pipe at the next splice.
-                self.ring
-                    .cancel(e.recv_tag, tag(op::CANCEL, 0, 0, Side::Client));
-                e.recv = Recv::Off;
-            }
-            // From now on nothing reads it while its destination is full:
-            // a reset must still come as an edge.
-            Uring::watch(self.ring, e, self.slot, from);
-        }
+        Self::to_system_calls(self.ring, e, self.slot, from);
         if e.held() > 0 {
             let Some(p) = self.pipes.get(id) else {
                 return CLOSED;
@@ -1244,21 +1252,8 @@ impl relay::Io for PairIo<'_> {
             }
             return got;
         }
-        if e.recv == Recv::Paused {
-            e.recv = Recv::Off;
-        }
-        if let Some(err) = e.error.take() {
-            e.eof = true;
-            return Outcome::of_error(&io::Error::from_raw_os_error(err.0));
-        }
-        if e.eof {
-            return Outcome::Eof;
-        }
-        if self.ring.completions_waiting() {
-            // One posted during this batch may hold bytes from before:
-            // come back once it is reaped.
-            Uring::edge(self.touched, e, self.slot, from, epoll::IN);
-            return Outcome::WouldBlock;
+        if let Some(end) = Self::before_reading(self.ring, self.touched, e, self.slot, from) {
+            return end;
         }
         let (Some(fd), Some(p)) = (&e.fd, self.pipes.get(id)) else {
             return CLOSED;
