@@ -28,7 +28,12 @@ pub(crate) fn all_served(proxy: &Proxy, clients: usize, what: &str) {
         let msg = format!("client {i}");
         match exchange(proxy.addr, msg.as_bytes()) {
             Ok(got) => assert_eq!(got, msg.as_bytes(), "{what}: client {i} got {got:?}"),
-            Err(e) => panic!("{what}: client {i} failed: {e}"),
+            Err(e) => {
+                // The counters and the log say which way the client went.
+                let _ = proxy.try_signal("USR1");
+                std::thread::sleep(Duration::from_millis(200));
+                panic!("{what}: client {i} failed: {e}; stderr: {}", proxy.tail())
+            }
         }
     }
 }
