@@ -241,6 +241,23 @@ impl End {
         self.stash.len() - self.stash_at + self.inbox.iter().map(|p| p.len as usize).sum::<usize>()
     }
 
+    /// How a read that found the end of this socket's stream ends. The
+    /// kernel reports a socket's error once: when a send to it (a ring
+    /// send that completes on its own, or a write) took a reset, what the
+    /// receive then finds is only the end of the stream, and a FIN passed
+    /// on for it would make a cut stream look whole. Under epoll the read
+    /// would have had the error (the relay reads before it writes). A
+    /// broken pipe is no reset of the peer: the kernel gives it when the
+    /// peer's FIN came first (or this side was shut), so the end stands.
+    fn end_of_stream(&self) -> Outcome {
+        match self.broken {
+            Some(err) if err != Errno::BROKEN_PIPE => {
+                Outcome::of_error(&io::Error::from_raw_os_error(err.0))
+            }
+            _ => Outcome::Eof,
+        }
+    }
+
     /// Copies what was received and not yet taken into `buf`, oldest
     /// first; gives the pieces emptied back to the ring.
     fn take_held(&mut self, ring: &mut Ring, buf: &mut [u8]) -> usize {
@@ -1018,7 +1035,7 @@ impl PairIo<'_> {
             return Some(Outcome::of_error(&io::Error::from_raw_os_error(err.0)));
         }
         if e.eof {
-            return Some(Outcome::Eof);
+            return Some(e.end_of_stream());
         }
         if ring.completions_waiting() {
             Uring::edge(touched, e, slot, from, epoll::IN);
@@ -1078,7 +1095,7 @@ impl relay::Io for PairIo<'_> {
             return Outcome::of_error(&io::Error::from_raw_os_error(err.0));
         }
         if e.eof {
-            return Outcome::Eof;
+            return e.end_of_stream();
         }
         Uring::arm(self.ring, e, self.slot, from);
         Outcome::WouldBlock
@@ -1125,7 +1142,7 @@ impl relay::Io for PairIo<'_> {
             Ok(0) => {
                 e.eof = true;
                 e.heard = true;
-                Outcome::Eof
+                e.end_of_stream()
             }
             Ok(n) => {
                 e.heard = true;
@@ -1263,7 +1280,7 @@ impl relay::Io for PairIo<'_> {
             Ok(0) => {
                 e.eof = true;
                 e.heard = true;
-                Outcome::Eof
+                e.end_of_stream()
             }
             Ok(n) => {
                 e.heard = true;
@@ -2050,6 +2067,48 @@ mod tests {
         }
         assert!(read > 0 && read <= written, "{read} of {written}");
         assert!(out, "no OUT edge once the client read");
+    }
+
+    /// A client that resets while a send to it waits for room: the send's
+    /// completion takes the socket's error (the kernel reports it once),
+    /// and the receive then finds only the end of the stream. Under epoll
+    /// the relay's read of that socket would have had the error; here the
+    /// read must say reset too, or the relay passes a FIN to the backend
+    /// (a clean end of a stream that was cut) before the reset.
+    #[test]
+    fn a_receive_that_ends_after_a_send_took_the_reset_reads_as_a_reset() {
+        let (mut u, client, _backend) = engine();
+        turn(&mut u);
+        let chunk = vec![3u8; RECV_MOST as usize];
+        // Sends (one in flight) until one waits: the client never reads.
+        let mut waiting = 0;
+        for _ in 0..10_000 {
+            match u.pair(0).write(Side::Client, &chunk) {
+                Outcome::Data(_) => waiting = 0,
+                Outcome::WouldBlock => waiting += 1,
+                end => panic!("{end:?}"),
+            }
+            if waiting == 5 {
+                break;
+            }
+            turn(&mut u);
+        }
+        assert_eq!(waiting, 5, "the client's socket never filled");
+        assert_eq!(u.ends[0][0].recv, Recv::On, "the client's receive is on");
+        reset(client);
+        for _ in 0..50 {
+            turn(&mut u);
+            let e = &u.ends[0][0];
+            if e.send.is_none() && (e.eof || e.error.is_some()) {
+                break;
+            }
+        }
+        let e = &u.ends[0][0];
+        assert!(e.send.is_none(), "the send never completed");
+        assert!(e.eof || e.error.is_some(), "the receive never ended");
+        let mut buf = [0u8; 64];
+        let got = u.pair(0).read(Side::Client, &mut buf);
+        assert!(got.failed(), "a reset client read as {got:?}");
     }
 
     /// A stream with no pipe that does not read (its destination is full)

@@ -229,6 +229,72 @@ fn client_reset_reaches_the_backend_as_a_reset() {
     assert_eq!(st.get("closed"), 1, "{st:?}");
 }
 
+/// A client that resets while the proxy's writes to it wait for room (it
+/// stopped reading): the write that finds the reset takes the socket's
+/// error, which the kernel reports once, and the client's socket then
+/// reads as a plain end of stream. The backend must still get a reset,
+/// not a FIN (a cut stream passed off as a whole one) and a reset after
+/// it. The backend sends in pieces smaller than the proxy's buffers, as
+/// an answer that is not a bulk stream does (under uring each goes out
+/// as a ring send, one of which waits when the client resets), and is
+/// quiet when the client resets. Which request the kernel gives the
+/// error to is its choice; the uring engine's own test
+/// (`a_receive_that_ends_after_a_send_took_the_reset_reads_as_a_reset`)
+/// pins the order in which the send takes it, which this run may not
+/// produce.
+#[test]
+fn a_client_that_resets_while_it_is_owed_bytes_reaches_the_backend_as_a_reset() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::thread::sleep;
+    use std::time::{Duration, Instant};
+    let sending = Arc::new(AtomicBool::new(true));
+    let flag = Arc::clone(&sending);
+    let (report, outcome) = reporter::<io::Result<usize>>();
+    let backend = Backend::spawn(move |mut s| {
+        s.set_nodelay(true).expect("nodelay");
+        s.set_nonblocking(true).expect("nonblocking");
+        let piece = pattern(9, 8192);
+        let start = Instant::now();
+        while flag.load(Ordering::Relaxed) && start.elapsed() < WAIT {
+            match s.write(&piece) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    let _ = report.lock().expect("report").send(Err(e));
+                    return;
+                }
+            }
+            sleep(Duration::from_millis(1));
+        }
+        s.set_nonblocking(false).expect("blocking");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut buf = [0u8; 64];
+        let _ = report.lock().expect("report").send(s.read(&mut buf));
+    });
+    let mut proxy = Proxy::start_to(backend.addr, &["--buffer-size", "65536"]);
+    let mut s = connect(proxy.addr);
+    netio::sys::socket::set_recv_buffer(&s, 4096).expect("SO_RCVBUF");
+    let mut first = [0u8; 4096];
+    s.read_exact(&mut first).expect("the answer is under way");
+    // Long enough at 8 KiB a millisecond to fill the proxy's send buffer
+    // to the client (it grows to about 4 MiB on loopback) twice over.
+    sleep(Duration::from_millis(1500));
+    sending.store(false, Ordering::Relaxed);
+    sleep(Duration::from_millis(100));
+    reset(s);
+    match outcome
+        .recv_timeout(WAIT * 2)
+        .expect("the backend's read ended")
+    {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset, "backend: {e}"),
+        Ok(n) => panic!("backend read {n} bytes (0 = a FIN) instead of a reset"),
+    }
+    let st = proxy.wait_idle();
+    assert_eq!(st.get("errors"), 1, "{st:?}");
+    assert_eq!(st.get("closed"), 1, "{st:?}");
+}
+
 /// A backend's reset reaches a client that is waiting to read as a reset.
 #[test]
 fn backend_reset_reaches_the_client_as_a_reset() {
