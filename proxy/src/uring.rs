@@ -248,10 +248,12 @@ impl End {
     /// on for it would make a cut stream look whole. Under epoll the read
     /// would have had the error (the relay reads before it writes). A
     /// broken pipe is no reset of the peer: the kernel gives it when the
-    /// peer's FIN came first (or this side was shut), so the end stands.
+    /// peer's FIN came first (or this side was shut), so the end stands;
+    /// nor is a shutdown that found the connection gone, which takes no
+    /// error from the socket (its receive still has it to report).
     fn end_of_stream(&self) -> Outcome {
         match self.broken {
-            Some(err) if err != Errno::BROKEN_PIPE => {
+            Some(err) if err != Errno::BROKEN_PIPE && err != Errno::NOT_CONNECTED => {
                 Outcome::of_error(&io::Error::from_raw_os_error(err.0))
             }
             _ => Outcome::Eof,
