@@ -91,10 +91,8 @@ pub enum Fault {
 impl Errno {
     /// `EBADF`: no such descriptor (a socket already closed).
     pub const BAD_DESCRIPTOR: Errno = Errno(libc::EBADF);
-    /// `EPIPE`: a write to a socket whose sending side is shut.
-    pub const BROKEN_PIPE: Errno = Errno(libc::EPIPE);
-    /// `ENOTCONN`: a shutdown of a socket whose connection is gone.
-    pub const NOT_CONNECTED: Errno = Errno(libc::ENOTCONN);
+    /// `ECONNRESET`: the peer reset the connection.
+    pub const CONNECTION_RESET: Errno = Errno(libc::ECONNRESET);
 
     /// The errno of an I/O error. An error made from an `io::ErrorKind`
     /// (not by the kernel) gets the errno of its kind, `EIO` if none fits.
