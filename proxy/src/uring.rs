@@ -349,13 +349,15 @@ impl End {
         Outcome::Data(n)
     }
 
-    /// The read-out after a write found the peer gone: the kernel may hold
-    /// what it sent before (or its end) while the receive's completion for
-    /// that has not run yet (it runs only in a later enter), so this reads
-    /// the socket itself, as epoll would. Only with nothing received and
-    /// no completion left unreaped (one posted by a submission during this
-    /// batch may hold earlier bytes), so nothing is taken out of order.
-    /// `None`: nothing there now, or the end already known.
+    /// One `read(2)` of the socket itself, as epoll would: a stream's read,
+    /// the first read of a stream back from streaming, and the read-out
+    /// after a write found the peer gone (the kernel may hold what it sent
+    /// before, or its end, while the receive's completion for that has
+    /// not run yet: it runs only in a later enter). Only with nothing
+    /// received and no completion left unreaped (one posted by a
+    /// submission during this batch may hold earlier bytes), so nothing is
+    /// taken out of order. `None`: nothing there now, or the end (found
+    /// now or already known: `eof` says it).
     fn read_socket(&mut self, stats: &Stats, buf: &mut [u8]) -> Option<Outcome> {
         if self.error.is_some() || self.eof {
             return None;
@@ -1144,31 +1146,24 @@ impl relay::Io for PairIo<'_> {
         if let Some(end) = Self::before_reading(self.ring, self.touched, e, self.slot, from) {
             return end;
         }
-        let Some(fd) = &e.fd else {
-            return CLOSED;
-        };
-        self.stats.sys_read.inc();
-        match socket::read(fd, buf) {
-            Ok(0) => {
-                e.eof = true;
-                e.heard = true;
-                e.end_of_stream()
-            }
-            Ok(n) => {
-                e.heard = true;
+        match e.read_socket(self.stats, buf) {
+            Some(Outcome::Data(n)) => {
                 if n < buf.len() {
                     poll_in(self.ring, e, self.slot);
                 }
                 Outcome::Data(n)
             }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+            Some(error) => {
+                e.heard = true;
+                error
+            }
+            None if e.eof => {
+                e.heard = true;
+                e.end_of_stream()
+            }
+            None => {
                 poll_in(self.ring, e, self.slot);
                 Outcome::WouldBlock
-            }
-            Err(err) => {
-                e.eof = true;
-                e.heard = true;
-                Outcome::of_error(&err)
             }
         }
     }

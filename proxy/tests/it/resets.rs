@@ -243,13 +243,6 @@ fn client_reset_reaches_the_backend_as_a_reset() {
 /// error edge before it reads.
 #[test]
 fn a_client_that_resets_while_it_is_owed_bytes_reaches_the_backend_as_a_reset() {
-    owed_then_reset();
-}
-
-/// The client stops reading, the backend sends 8 KiB a millisecond for
-/// 1.5 s and goes quiet, the client resets: the backend's read must end
-/// in a reset.
-fn owed_then_reset() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use std::thread::sleep;
